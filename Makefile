@@ -1,0 +1,44 @@
+# The two commands: `make demo` and `make test`. Both create .venv on first use and are fast after.
+SHELL := /bin/bash
+.SHELLFLAGS := -eo pipefail -c
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.driftloop-installed
+# This machine's pip configuration names index directories that do not exist; hide that noise only.
+QUIET_PIP := grep -v -e 'is ignored: it is neither a file nor a directory' || true
+
+.PHONY: install demo test lint typecheck unit bench clean
+
+$(STAMP): pyproject.toml constraints.txt
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@echo "installing driftloop into $(VENV) (first run only)…"
+	@$(BIN)/python -m pip install --quiet --upgrade 'pip>=26' 2>&1 | $(QUIET_PIP)
+	@# torch first and exactly pinned, so the local CPU wheel is used instead of a multi-GB CUDA build.
+	@$(BIN)/python -m pip install --quiet -c constraints.txt 'torch==2.13.0' 2>&1 | $(QUIET_PIP)
+	@$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]' 2>&1 | $(QUIET_PIP)
+	@touch $@
+
+install: $(STAMP)
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/lint-imports
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+unit: $(STAMP)
+	$(BIN)/pytest
+
+test: lint typecheck unit
+
+demo: $(STAMP)
+	@bash scripts/demo.sh
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/simulate.py
+
+clean:
+	rm -rf $(VENV) .driftloop .mypy_cache .pytest_cache .ruff_cache

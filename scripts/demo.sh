@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# `make demo`: everything driftloop does so far, end to end, on simulated data under ./.driftloop/.
+# Each issue that lands extends this script until `driftloop demo` runs the whole closed loop.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+dl() { .venv/bin/driftloop "$@"; }
+
+echo "== driftloop $(dl --version | cut -d' ' -f2): simulated predictive-maintenance plant =="
+dl simulate --start 2026-01-01 --days 14 --rows-per-day 5000 --machines 20 --seed 7 \
+  --drift sensor-offset:start=2026-01-08,severity=3,sensor=air_temperature_k \
+  --drift corrupt:start=2026-01-10,severity=0.01
+echo
+dl db status
+echo
+echo "raw partitions: $(find .driftloop/raw -name '*.csv' | wc -l), label partitions: $(find .driftloop/labels -name '*.csv' | wc -l)"
+echo "first rows of the first day:"
+head -n 4 .driftloop/raw/plant/date=2026-01-01/part-0000.csv

@@ -1,0 +1,1 @@
+"""The ``driftloop`` command line: one module per noun, thin (parse, call, print)."""

@@ -1,0 +1,40 @@
+"""``driftloop db``: the metadata database's schema."""
+
+from __future__ import annotations
+
+import typer
+
+from driftloop.cli._state import state
+from driftloop.storage.metadata import Database
+
+app = typer.Typer(help="Metadata database: migrate and inspect the schema.", no_args_is_help=True)
+
+
+@app.command("upgrade")
+def upgrade(ctx: typer.Context) -> None:
+    """Apply pending schema migrations (idempotent; safe to run from several processes)."""
+    st = state(ctx)
+    db = Database(st.settings.database_url)
+    try:
+        before = db.current_revision()
+        db.upgrade()
+        after = db.current_revision()
+    finally:
+        db.dispose()
+    what = "already at" if before == after else f"upgraded {before or 'empty'} →"
+    st.out.print(f"metadata database {what} revision {after} ({db.dialect})")
+
+
+@app.command("status")
+def status(ctx: typer.Context) -> None:
+    """Show the database URL (password masked), its schema revision and the newest known one."""
+    st = state(ctx)
+    db = Database(st.settings.database_url)
+    try:
+        current = db.current_revision()
+    finally:
+        db.dispose()
+    head = Database.head_revision()
+    st.out.print(f"url:      {db.engine.url.render_as_string(hide_password=True)}")
+    st.out.print(f"revision: {current or 'none (run: driftloop db upgrade)'}")
+    st.out.print(f"head:     {head}{'' if current == head else '  (pending migrations)'}")

@@ -1,0 +1,101 @@
+"""Entry point: the root ``driftloop`` app, global options and the error boundary.
+
+Expected errors (:class:`~driftloop.errors.DriftloopError`) print one line and exit with their code;
+usage errors exit 2; anything else is a bug and prints its traceback. ``--debug`` adds the traceback to
+expected errors too.
+"""
+
+from __future__ import annotations
+
+import sys
+import traceback
+from pathlib import Path
+
+import typer
+
+# Typer ≥ 0.20 ships its own copy of click; its exceptions are the ones the parser raises.
+from typer._click.exceptions import ClickException, NoArgsIsHelpError
+
+import driftloop
+from driftloop.cli import config as config_cli
+from driftloop.cli import db as db_cli
+from driftloop.cli import simulate as simulate_cli
+from driftloop.cli._state import CliState
+from driftloop.errors import DriftloopError
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    name="driftloop",
+    help="driftloop: a closed-loop MLOps platform for PyTorch models.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+app.add_typer(config_cli.app, name="config")
+app.add_typer(db_cli.app, name="db")
+app.command("simulate")(simulate_cli.simulate)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"driftloop {driftloop.__version__}")
+        raise typer.Exit
+
+
+@app.callback()
+def root(
+    ctx: typer.Context,
+    config: Path | None = typer.Option(
+        None,
+        "--config",
+        "-c",
+        help="Configuration file (default: ./driftloop.toml when present).",
+        dir_okay=False,
+    ),
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks for expected errors too."),
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """driftloop: a closed-loop MLOps platform for PyTorch models."""
+    ctx.obj = CliState(config=config, debug=debug)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the CLI and exit with its status. ``argv`` defaults to ``sys.argv[1:]``."""
+    args = sys.argv[1:] if argv is None else argv
+    debug = "--debug" in args
+    command = typer.main.get_command(app)
+    try:
+        result = command.main(args=args, prog_name="driftloop", standalone_mode=False)
+    except typer.Abort:
+        _fail("aborted", 130)
+    except KeyboardInterrupt:
+        _fail("interrupted", 130)
+    except NoArgsIsHelpError as exc:
+        # `driftloop` or `driftloop pipeline` alone: the help is the useful answer, not an error line.
+        typer.echo(exc.format_message())
+        sys.exit(2)
+    except ClickException as exc:
+        ctx = getattr(exc, "ctx", None)
+        hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+        _fail(f"{_one_line(exc.format_message())}{hint}", exc.exit_code)
+    except DriftloopError as exc:
+        if debug:
+            traceback.print_exc()
+        _fail(exc.headline, exc.exit_code)
+    except Exception:
+        traceback.print_exc()
+        _fail("internal error (a bug in driftloop; the traceback above says where)", 1)
+    sys.exit(result if isinstance(result, int) else 0)
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _fail(message: str, code: int) -> None:
+    typer.echo(f"error: {message}", err=True)
+    sys.exit(code)

@@ -1,0 +1,85 @@
+"""The one exception tree.
+
+Every error driftloop raises on purpose is a :class:`DriftloopError`. Each carries a one-line
+``headline`` for the CLI, an ``exit_code`` for the CLI and an ``http_status`` for the services, so the
+edges translate errors without knowing every subclass. Anything that is *not* a ``DriftloopError`` is a
+bug: the CLI shows its traceback.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ConfigError",
+    "ConflictError",
+    "DataError",
+    "DriftloopError",
+    "MetadataError",
+    "NotFoundError",
+    "StorageError",
+    "StorageUnavailableError",
+    "UsageError",
+]
+
+
+class DriftloopError(Exception):
+    """Root of every expected driftloop error.
+
+    ``headline`` is a single readable line: what went wrong and, where it helps, what to do.
+    """
+
+    exit_code: int = 1
+    http_status: int = 500
+
+    def __init__(self, headline: str) -> None:
+        # Newlines would break the one-line contract of the CLI; fold them rather than trust callers.
+        self.headline = " ".join(headline.split())
+        super().__init__(self.headline)
+
+
+class UsageError(DriftloopError):
+    """The caller asked for something malformed (bad option value, unknown name)."""
+
+    exit_code = 2
+    http_status = 400
+
+
+class ConfigError(DriftloopError):
+    """The configuration file or an environment override is invalid; the headline names the key."""
+
+    http_status = 500
+
+
+class NotFoundError(DriftloopError):
+    """A named thing (object, run, version) does not exist."""
+
+    http_status = 404
+
+
+class ConflictError(DriftloopError):
+    """The request conflicts with the current state (a race lost, a lock held)."""
+
+    http_status = 409
+
+
+class DataError(DriftloopError):
+    """Input data is unusable (wrong schema, empty, corrupt beyond the quarantine threshold)."""
+
+    http_status = 422
+
+
+class StorageError(DriftloopError):
+    """The object store refused an operation for a reason retrying will not fix."""
+
+    http_status = 502
+
+
+class StorageUnavailableError(StorageError):
+    """The object store could not be reached or timed out; retrying later may succeed."""
+
+    http_status = 503
+
+
+class MetadataError(DriftloopError):
+    """The metadata database is unreachable, unmigrated or refused an operation."""
+
+    http_status = 503

@@ -1,0 +1,348 @@
+"""The one typed configuration.
+
+Built once per process by :func:`load_settings` and passed down as an argument; nothing reads the
+environment at import time. Sources, highest priority first:
+
+1. environment variables ``DRIFTLOOP_<SECTION>__<KEY>`` (nested keys joined by ``__``),
+2. the TOML file (``--config PATH``, else ``./driftloop.toml`` when it exists),
+3. defaults, which run everything embedded under ``./.driftloop/``.
+
+Relative paths are resolved against the directory of the configuration file, or the working directory
+when there is no file. An unknown key or a bad value raises :class:`~driftloop.errors.ConfigError` naming
+the key both as it is written in TOML and as an environment variable.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, Literal
+from urllib.parse import urlsplit, urlunsplit
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from driftloop.errors import ConfigError
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+__all__ = [
+    "CONFIG_FILENAME",
+    "ENV_PREFIX",
+    "PLANT_COLUMNS",
+    "ColumnSpec",
+    "ContainerRunnerSettings",
+    "DataSettings",
+    "DatabaseSettings",
+    "KubernetesRunnerSettings",
+    "LocalRunnerSettings",
+    "PipelineSettings",
+    "S3Settings",
+    "Settings",
+    "SimulateSettings",
+    "StorageSettings",
+    "load_settings",
+    "masked_dump",
+]
+
+CONFIG_FILENAME = "driftloop.toml"
+ENV_PREFIX = "DRIFTLOOP_"
+_NESTED = "__"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class S3Settings(_Section):
+    """How to reach an S3-compatible store (AWS, MinIO, moto, …).
+
+    Credentials left unset fall back to boto3's usual chain (environment, profile, instance role).
+    """
+
+    endpoint_url: str | None = None
+    region: str = "us-east-1"
+    access_key_id: str | None = None
+    secret_access_key: SecretStr | None = None
+    session_token: SecretStr | None = None
+    addressing_style: Literal["auto", "path", "virtual"] = "path"
+    max_attempts: int = Field(default=5, ge=1, le=20)
+    connect_timeout_s: float = Field(default=5.0, gt=0)
+    read_timeout_s: float = Field(default=30.0, gt=0)
+
+
+class StorageSettings(_Section):
+    """The object store: a local directory or ``s3://bucket/prefix``. Empty means ``<home>``."""
+
+    root: str = ""
+    s3: S3Settings = S3Settings()
+
+
+class DatabaseSettings(_Section):
+    """driftloop's own metadata tables. Empty URL means SQLite at ``<home>/driftloop.db``."""
+
+    url: SecretStr = SecretStr("")
+    echo: bool = False
+
+
+ColumnType = Literal["float", "int", "string", "category", "timestamp"]
+ColumnRole = Literal["feature", "id", "timestamp", "entity"]
+
+
+class ColumnSpec(_Section):
+    """One raw column: its type, whether it may be empty, its valid range or values, and its role.
+
+    Roles: ``feature`` (model input), ``id`` (unique row key, joins labels and predictions),
+    ``timestamp`` (event time, orders the data), ``entity`` (kept for lineage and slicing, not an input).
+    """
+
+    name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    type: ColumnType
+    role: ColumnRole = "feature"
+    nullable: bool = False
+    min: float | None = None
+    max: float | None = None
+    allowed: tuple[str, ...] | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ColumnSpec:
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"column {self.name}: min {self.min} is above max {self.max}")
+        if (self.min is not None or self.max is not None) and self.type not in ("float", "int"):
+            raise ValueError(f"column {self.name}: min/max apply to float and int columns only")
+        if self.allowed is not None and self.type not in ("category", "string"):
+            raise ValueError(f"column {self.name}: allowed values apply to category and string columns only")
+        return self
+
+
+# The simulated plant's raw schema (``driftloop simulate``): the shipped default for ``data.columns``.
+PLANT_COLUMNS: tuple[ColumnSpec, ...] = (
+    ColumnSpec(name="timestamp", type="timestamp", role="timestamp"),
+    ColumnSpec(name="record_id", type="string", role="id"),
+    ColumnSpec(name="machine_id", type="string", role="entity"),
+    ColumnSpec(name="product_variant", type="category", allowed=("L", "M", "H")),
+    ColumnSpec(name="air_temperature_k", type="float", min=250.0, max=350.0),
+    ColumnSpec(name="process_temperature_k", type="float", min=250.0, max=370.0),
+    ColumnSpec(name="rotational_speed_rpm", type="int", min=0.0, max=5000.0),
+    ColumnSpec(name="torque_nm", type="float", min=0.0, max=200.0),
+    ColumnSpec(name="tool_wear_min", type="int", min=0.0, max=400.0),
+)
+
+
+class DataSettings(_Section):
+    """Which dataset the loop works on, its raw schema and how strict validation is."""
+
+    dataset: str = Field(default="plant", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    target: str = "machine_failure"
+    columns: tuple[ColumnSpec, ...] = PLANT_COLUMNS
+    # Derived features by name (see driftloop.data.transform.DERIVED); the plant's by default.
+    derived_features: tuple[str, ...] = ("power_w", "temp_diff_k", "strain_min_nm")
+    # Above this share of rejected rows the pipeline stops as a data incident instead of training.
+    max_bad_share: float = Field(default=0.05, ge=0.0, le=1.0)
+    # Scaling statistics are fitted on the earliest share of rows only, so the time-ordered hold-out
+    # that evaluation uses never leaks into the transform.
+    fit_share: float = Field(default=0.8, gt=0.0, le=1.0)
+
+    @model_validator(mode="after")
+    def _roles(self) -> DataSettings:
+        names = [c.name for c in self.columns]
+        if len(set(names)) != len(names):
+            raise ValueError("column names must be unique")
+        if [c.role for c in self.columns].count("id") != 1:
+            raise ValueError("exactly one column needs role = 'id' (it joins labels and predictions)")
+        if [c.role for c in self.columns].count("timestamp") > 1:
+            raise ValueError("at most one column may have role = 'timestamp'")
+        if not any(c.role == "feature" for c in self.columns):
+            raise ValueError("at least one column needs role = 'feature'")
+        if self.target in names:
+            raise ValueError(f"target {self.target!r} must come from labels, not be a raw column")
+        return self
+
+
+class SimulateSettings(_Section):
+    """Defaults for ``driftloop simulate`` (each is also a command-line option)."""
+
+    machines: int = Field(default=20, ge=1, le=100_000)
+    rows_per_day: int = Field(default=5_000, ge=1)
+    label_delay_hours: float = Field(default=24.0, ge=0)
+    seed: int = Field(default=0, ge=0)
+
+
+class LocalRunnerSettings(_Section):
+    """Each step in its own subprocess on this machine (the default; needs nothing else)."""
+
+    type: Literal["local"] = "local"
+
+
+class ContainerRunnerSettings(_Section):
+    """Each step in its own container: ``docker run IMAGE driftloop pipeline step NAME --run RUN``."""
+
+    type: Literal["container"]
+    image: str
+    executable: str = "docker"  # or podman
+    network: str = "host"
+    extra_args: tuple[str, ...] = ()
+
+
+class KubernetesRunnerSettings(_Section):
+    """Each step as a Kubernetes Job running the same step command (applied with kubectl)."""
+
+    type: Literal["kubernetes"]
+    image: str
+    namespace: str = "default"
+    service_account: str | None = None
+    env_secret: str | None = None  # a Secret whose keys become the step's environment (DRIFTLOOP_…, AWS_…)
+    kubectl: str = "kubectl"
+    cpu: str = "1"
+    memory: str = "2Gi"
+
+
+RunnerSettings = Annotated[
+    LocalRunnerSettings | ContainerRunnerSettings | KubernetesRunnerSettings, Field(discriminator="type")
+]
+
+
+class PipelineSettings(_Section):
+    """How pipeline steps are executed."""
+
+    runner: RunnerSettings = LocalRunnerSettings()
+    step_timeout_s: float = Field(default=3600.0, gt=0)
+
+
+class Settings(BaseSettings):
+    """The effective configuration. Build it with :func:`load_settings`."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter=_NESTED,
+        extra="forbid",
+        frozen=True,
+        case_sensitive=False,
+    )
+
+    home: Path = Path(".driftloop")
+    storage: StorageSettings = StorageSettings()
+    database: DatabaseSettings = DatabaseSettings()
+    data: DataSettings = DataSettings()
+    simulate: SimulateSettings = SimulateSettings()
+    pipeline: PipelineSettings = PipelineSettings()
+
+    # Where the file came from (None: defaults and environment only). Not a configuration key.
+    config_file: Path | None = Field(default=None, exclude=True)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The TOML file arrives as init kwargs; the environment must override it, so it comes first.
+        return (env_settings, init_settings)
+
+    @property
+    def storage_root(self) -> str:
+        """The object-store root URI: ``s3://…`` or an absolute local path."""
+        return self.storage.root or str(self.home)
+
+    @property
+    def database_url(self) -> str:
+        """The SQLAlchemy URL of the metadata database."""
+        url = self.database.url.get_secret_value()
+        return url or f"sqlite:///{self.home / 'driftloop.db'}"
+
+
+def load_settings(config: Path | None = None, *, cwd: Path | None = None) -> Settings:
+    """Build the effective configuration.
+
+    ``config`` is an explicit file (it must exist); otherwise ``<cwd>/driftloop.toml`` is used when it
+    exists. Raises :class:`ConfigError` for a missing/unparsable file, an unknown key or a bad value.
+    """
+    cwd = (cwd or Path.cwd()).resolve()
+    path = _find_config(config, cwd)
+    values: dict[str, Any] = _read_toml(path) if path else {}
+    _reject_unknown_env_sections(os.environ)
+    try:
+        settings = Settings(**values, config_file=path)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, path)) from None
+    base = path.parent if path else cwd
+    return _resolve_paths(settings, base)
+
+
+def masked_dump(settings: Settings) -> dict[str, Any]:
+    """The configuration as plain data with secrets and URL passwords masked, for display."""
+    data = settings.model_dump(mode="json")
+    data["database"]["url"] = _mask_url(settings.database_url)
+    data["storage"]["root"] = settings.storage_root
+    return data
+
+
+def _find_config(config: Path | None, cwd: Path) -> Path | None:
+    if config is not None:
+        path = config if config.is_absolute() else cwd / config
+        if not path.is_file():
+            raise ConfigError(f"configuration file not found: {path}")
+        return path.resolve()
+    default = cwd / CONFIG_FILENAME
+    return default if default.is_file() else None
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"cannot parse {path}: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
+
+
+def _reject_unknown_env_sections(environ: Mapping[str, str]) -> None:
+    # pydantic-settings silently ignores DRIFTLOOP_<NAME>__… when NAME is not a field; a typo there would
+    # be invisible, so refuse it. Names without "__" (e.g. DRIFTLOOP_TEST_POSTGRES_URL) are not config.
+    known = {name.upper() for name in Settings.model_fields if name != "config_file"}
+    for key in environ:
+        upper = key.upper()
+        if not upper.startswith(ENV_PREFIX) or _NESTED not in upper:
+            continue
+        section = upper[len(ENV_PREFIX) :].split(_NESTED, 1)[0]
+        if section not in known:
+            raise ConfigError(
+                f"unknown configuration key in environment variable {key}: no section {section.lower()!r}"
+            )
+
+
+def _describe(exc: ValidationError, path: Path | None) -> str:
+    problems = []
+    for err in exc.errors():
+        loc = [str(part) for part in err["loc"]]
+        key = ".".join(loc)
+        env = ENV_PREFIX + _NESTED.join(loc).upper()
+        what = "unknown key" if err["type"] == "extra_forbidden" else err["msg"].rstrip(".").lower()
+        problems.append(f"{key} ({env}): {what}")
+    where = f" in {path}" if path else ""
+    return f"invalid configuration{where}: " + "; ".join(problems)
+
+
+def _resolve_paths(settings: Settings, base: Path) -> Settings:
+    home = settings.home if settings.home.is_absolute() else base / settings.home
+    root = settings.storage.root
+    if root and "://" not in root and not Path(root).is_absolute():
+        root = str(base / root)
+    if root.startswith("file://"):
+        root = root[len("file://") :]
+    storage = settings.storage.model_copy(update={"root": root})
+    return settings.model_copy(update={"home": home.resolve(), "storage": storage})
+
+
+def _mask_url(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))

@@ -1,0 +1,6 @@
+"""The metadata database (SQLite embedded, PostgreSQL in production) and its tables."""
+
+from driftloop.storage.metadata.database import Database, open_metadata
+from driftloop.storage.metadata.tables import Base, PipelineRunRow, SimulationRow, StepRunRow
+
+__all__ = ["Base", "Database", "PipelineRunRow", "SimulationRow", "StepRunRow", "open_metadata"]

@@ -1,0 +1,110 @@
+"""driftloop's own tables (SQLAlchemy 2 declarative). Schema changes go through Alembic migrations.
+
+Rows only: the domain layers above own what the rows mean.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+__all__ = ["Base", "JSONType", "PipelineRunRow", "SimulationRow", "StepRunRow", "UTCDateTime"]
+
+# JSONB on PostgreSQL (indexable, compact); plain JSON text elsewhere.
+JSONType = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
+
+
+class UTCDateTime(sa.TypeDecorator[dt.datetime]):
+    """Timezone-aware UTC datetimes on every backend.
+
+    SQLite has no timezone type and hands back naive values; this stores UTC and re-attaches it, so
+    callers always get aware datetimes and naive input is refused rather than silently misread.
+    """
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: sa.Dialect) -> dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column; pass an aware datetime")
+        return value.astimezone(dt.UTC)
+
+    def process_result_value(self, value: dt.datetime | None, dialect: sa.Dialect) -> dt.datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {  # noqa: RUF012  # SQLAlchemy reads this class attribute by name
+        dt.datetime: UTCDateTime(),
+        dict[str, Any]: JSONType,
+        list[Any]: JSONType,
+    }
+
+
+class SimulationRow(Base):
+    """One ``driftloop simulate`` invocation: what was asked, where it went, what came out."""
+
+    __tablename__ = "simulations"
+
+    id: Mapped[str] = mapped_column(sa.String(32), primary_key=True)
+    created_at: Mapped[dt.datetime]
+    dataset: Mapped[str] = mapped_column(sa.String(200), index=True)
+    output_uri: Mapped[str] = mapped_column(sa.Text)
+    start_date: Mapped[dt.date]
+    days: Mapped[int]
+    rows_per_day: Mapped[int]
+    machines: Mapped[int]
+    seed: Mapped[int] = mapped_column(sa.BigInteger)
+    label_delay_s: Mapped[float]
+    drifts: Mapped[list[Any]]
+    rows: Mapped[int] = mapped_column(sa.BigInteger)
+    failures: Mapped[dict[str, Any]]
+    files: Mapped[int]
+    driftloop_version: Mapped[str] = mapped_column(sa.String(64))
+
+
+class PipelineRunRow(Base):
+    """One pipeline run: its parameters and overall status."""
+
+    __tablename__ = "pipeline_runs"
+
+    id: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    pipeline: Mapped[str] = mapped_column(sa.String(100))
+    status: Mapped[str] = mapped_column(sa.String(20), index=True)
+    params: Mapped[dict[str, Any]]
+    created_at: Mapped[dt.datetime] = mapped_column(index=True)
+    started_at: Mapped[dt.datetime | None]
+    finished_at: Mapped[dt.datetime | None]
+    error: Mapped[str | None] = mapped_column(sa.Text)
+    trigger: Mapped[str] = mapped_column(sa.String(200), default="manual")
+
+
+class StepRunRow(Base):
+    """One step of a run: status, timing, cache key, inputs and outputs with content hashes, log."""
+
+    __tablename__ = "step_runs"
+    __table_args__ = (sa.UniqueConstraint("run_id", "step", name="uq_step_runs_run_step"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    run_id: Mapped[str] = mapped_column(sa.ForeignKey("pipeline_runs.id", ondelete="CASCADE"), index=True)
+    step: Mapped[str] = mapped_column(sa.String(100))
+    position: Mapped[int]
+    status: Mapped[str] = mapped_column(sa.String(20))
+    started_at: Mapped[dt.datetime | None]
+    finished_at: Mapped[dt.datetime | None]
+    cache_key: Mapped[str | None] = mapped_column(sa.String(64), index=True)
+    cached_from: Mapped[str | None] = mapped_column(sa.String(64))
+    inputs: Mapped[dict[str, Any]]
+    outputs: Mapped[dict[str, Any]]
+    summary: Mapped[dict[str, Any]]
+    log_uri: Mapped[str | None] = mapped_column(sa.Text)
+    error: Mapped[str | None] = mapped_column(sa.Text)
+    attempts: Mapped[int] = mapped_column(default=0)

@@ -1,0 +1,182 @@
+"""Shared fixtures: isolated working directory, a real S3 HTTP endpoint (moto server), PostgreSQL."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import pytest
+import sqlalchemy as sa
+
+from driftloop.cli.main import main
+from driftloop.settings import S3Settings
+from driftloop.storage import ObjectStore, open_store
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+    from pathlib import Path
+
+POSTGRES_ENV = "DRIFTLOOP_TEST_POSTGRES_URL"
+# Set by .ci/run: PostgreSQL tests must run there, so an unreachable server is a failure, not a skip.
+POSTGRES_REQUIRED_ENV = "DRIFTLOOP_TEST_POSTGRES_REQUIRED"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _wait_http(url: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=1):
+                return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
+class MotoServer:
+    """A moto S3 server in its own process on 127.0.0.1, restartable on the same port."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self._proc = subprocess.Popen(
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        _wait_http(f"{self.url}/moto-api/", timeout=30)
+
+    def stop(self) -> None:
+        if self._proc is not None:
+            self._proc.terminate()
+            self._proc.wait(timeout=10)
+            self._proc = None
+
+
+@pytest.fixture(autouse=True)
+def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test runs in its own directory with no driftloop configuration leaking in."""
+    for key in list(os.environ):
+        if key.startswith("DRIFTLOOP_") and not key.startswith("DRIFTLOOP_TEST_"):
+            monkeypatch.delenv(key)
+    # Never let a test reach real AWS with someone's credentials.
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    monkeypatch.chdir(tmp_path)
+
+
+@pytest.fixture(scope="session")
+def moto_server() -> Iterator[MotoServer]:
+    server = MotoServer()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def s3_settings(moto_server: MotoServer) -> S3Settings:
+    return S3Settings(
+        endpoint_url=moto_server.url,
+        access_key_id="testing",
+        secret_access_key="testing",  # type: ignore[arg-type]  # pydantic coerces str to SecretStr
+        region="us-east-1",
+    )
+
+
+@pytest.fixture
+def s3_bucket(s3_settings: S3Settings) -> str:
+    """A fresh, empty bucket on the moto server."""
+    from driftloop.storage._s3 import make_client
+
+    name = f"test-{uuid.uuid4().hex[:12]}"
+    make_client(s3_settings).create_bucket(Bucket=name)
+    return name
+
+
+@pytest.fixture(params=["local", "s3"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> ObjectStore:
+    """The same store contract, once per backend."""
+    if request.param == "local":
+        return open_store(str(tmp_path / "store"))
+    s3_settings = request.getfixturevalue("s3_settings")
+    bucket = request.getfixturevalue("s3_bucket")
+    return open_store(f"s3://{bucket}/root", s3_settings)
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> str:
+    """The PostgreSQL server for metadata tests; skipped with a reason when not configured."""
+    url = os.environ.get(POSTGRES_ENV)
+    required = os.environ.get(POSTGRES_REQUIRED_ENV) == "1"
+    if not url:
+        if required:
+            pytest.fail(f"{POSTGRES_REQUIRED_ENV}=1 but {POSTGRES_ENV} is not set")
+        pytest.skip(
+            f"PostgreSQL tests need {POSTGRES_ENV} (e.g. postgresql+psycopg://postgres@127.0.0.1/test)"
+        )
+    try:
+        engine = sa.create_engine(url)
+        with engine.connect():
+            pass
+        engine.dispose()
+    except sa.exc.OperationalError as exc:
+        if required:
+            pytest.fail(f"PostgreSQL at {POSTGRES_ENV} is unreachable: {exc.orig}")
+        pytest.skip(f"PostgreSQL at {POSTGRES_ENV} is unreachable")
+    return url
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'meta.db'}"
+        return
+    base = request.getfixturevalue("postgres_url")
+    # One schema per test: isolation without creating databases, dropped afterwards.
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(base)
+    with admin.begin() as conn:
+        conn.execute(sa.text(f"CREATE SCHEMA {schema}"))
+    url = sa.make_url(base).update_query_dict({"options": f"-csearch_path={schema}"})
+    yield url.render_as_string(hide_password=False)
+    with admin.begin() as conn:
+        conn.execute(sa.text(f"DROP SCHEMA {schema} CASCADE"))
+    admin.dispose()
+
+
+@dataclass
+class Result:
+    code: int
+    out: str
+    err: str
+
+
+@pytest.fixture
+def cli(capsys: pytest.CaptureFixture[str]) -> Callable[..., Result]:
+    """Run ``driftloop ARGS…`` in-process and return its exit code and output."""
+
+    def run(*args: str) -> Result:
+        with pytest.raises(SystemExit) as info:
+            main(list(args))
+        captured = capsys.readouterr()
+        code = info.value.code
+        return Result(code=code if isinstance(code, int) else 1, out=captured.out, err=captured.err)
+
+    return run
