@@ -10,8 +10,11 @@ dl simulate --start 2026-01-01 --days 14 --rows-per-day 5000 --machines 20 --see
   --drift sensor-offset:start=2026-01-08,severity=3,sensor=air_temperature_k \
   --drift corrupt:start=2026-01-10,severity=0.01
 echo
-dl db status
+echo "== pipeline: ingest → validate → transform → features, each step in its own process =="
+dl pipeline run --from 2026-01-01 --to 2026-01-14 --as-of 2026-01-16 --until features
+echo
+dl features list
 echo
 echo "raw partitions: $(find .driftloop/raw -name '*.csv' | wc -l), label partitions: $(find .driftloop/labels -name '*.csv' | wc -l)"
-echo "first rows of the first day:"
-head -n 4 .driftloop/raw/plant/date=2026-01-01/part-0000.csv
+echo "quarantined rows (first 3 of $(($(find .driftloop/quarantine -name rejected.csv | head -1 | xargs cat | wc -l) - 1))):"
+find .driftloop/quarantine -name rejected.csv | head -1 | xargs head -n 4 | cut -c1-160

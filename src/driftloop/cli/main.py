@@ -19,6 +19,8 @@ from typer._click.exceptions import ClickException, NoArgsIsHelpError
 import driftloop
 from driftloop.cli import config as config_cli
 from driftloop.cli import db as db_cli
+from driftloop.cli import features as features_cli
+from driftloop.cli import pipeline as pipeline_cli
 from driftloop.cli import simulate as simulate_cli
 from driftloop.cli._state import CliState
 from driftloop.errors import DriftloopError
@@ -35,6 +37,8 @@ app = typer.Typer(
 )
 app.add_typer(config_cli.app, name="config")
 app.add_typer(db_cli.app, name="db")
+app.add_typer(features_cli.app, name="features")
+app.add_typer(pipeline_cli.app, name="pipeline")
 app.command("simulate")(simulate_cli.simulate)
 
 

@@ -1,0 +1,244 @@
+"""``driftloop pipeline``: run the training DAG, list runs, show a run, run one step."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from datetime import UTC, date, datetime
+from typing import TYPE_CHECKING
+
+import typer
+from rich.table import Column, Table
+
+from driftloop.cli._state import CliState, state
+from driftloop.errors import UsageError
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+
+    from rich.console import Console
+
+    from driftloop.pipeline.records import RunView, StepView
+    from driftloop.pipeline.runner import StepEvent
+    from driftloop.storage.metadata import Database
+
+app = typer.Typer(help="Training pipeline: ingest → validate → transform → features.", no_args_is_help=True)
+
+_ICON = {
+    "succeeded": "[green]✓[/]",
+    "cached": "[cyan]↺[/]",
+    "failed": "[red]✗[/]",
+    "running": "…",
+    "pending": "·",
+}
+
+
+@contextlib.contextmanager
+def _database(st: CliState) -> Iterator[Database]:
+    from driftloop.storage.metadata import open_metadata
+
+    db = open_metadata(st.settings.database_url, echo=st.settings.database.echo)
+    try:
+        yield db
+    finally:
+        db.dispose()
+
+
+@app.command("run")
+def run(
+    ctx: typer.Context,
+    start: str | None = typer.Option(
+        None, "--from", help="First raw day to read, YYYY-MM-DD (default: all)."
+    ),
+    end: str | None = typer.Option(None, "--to", help="Last raw day to read, YYYY-MM-DD (inclusive)."),
+    prefix: str | None = typer.Option(None, "--prefix", help="Read every CSV under this raw prefix instead."),
+    as_of: str | None = typer.Option(
+        None, "--as-of", help="Use labels known by this time (ISO 8601; default now)."
+    ),
+    until: str | None = typer.Option(None, "--until", help="Stop after this step."),
+    no_cache: bool = typer.Option(
+        False, "--no-cache", help="Run every step even if an identical one succeeded."
+    ),
+    resume: str | None = typer.Option(
+        None, "--resume", help="Continue this failed run from its failed step."
+    ),
+) -> None:
+    """Run the training pipeline, each step in its own process, and print each step as it finishes."""
+    from driftloop.pipeline.executors import executor_for
+    from driftloop.pipeline.params import RunParams
+    from driftloop.pipeline.runner import Runner
+    from driftloop.pipeline.training import training_pipeline
+    from driftloop.storage import store_for
+
+    st = state(ctx)
+    settings = st.settings
+    if resume and any(v is not None for v in (start, end, prefix, as_of, until)):
+        raise UsageError(
+            "--resume continues a run with its own parameters; drop --from/--to/--prefix/--as-of/--until"
+        )
+    pipeline = training_pipeline()
+    if until is not None:
+        pipeline.step(until)
+    with _database(st) as db:
+        runner = Runner(
+            settings, db, store_for(settings), pipeline, executor_for(settings), on_event=_printer(st.out)
+        )
+        if resume:
+            st.out.print(f"resuming run [bold]{resume}[/]")
+            view = runner.resume(resume)
+        else:
+            params = RunParams(
+                dataset=settings.data.dataset,
+                start=_day(start, "--from"),
+                end=_day(end, "--to"),
+                prefix=prefix,
+                as_of=_instant(as_of) if as_of else datetime.now(UTC),
+                until=until,
+                use_cache=not no_cache,
+            )
+            if params.start and params.end and params.start > params.end:
+                raise UsageError(f"--from {params.start} is after --to {params.end}")
+            run_id = runner.create(params)
+            st.out.print(
+                f"pipeline run [bold]{run_id}[/] ({', '.join(s.name for s in pipeline.until(until))})"
+            )
+            view = runner.execute(run_id)
+    st.out.print(f"[green]run {view.id} succeeded[/] in {_elapsed(view)}")
+    version = next((s.summary.get("version") for s in view.steps if s.step == "features"), None)
+    if version:
+        st.out.print(f"feature version [bold]{version}[/] (driftloop features show {str(version)[:12]})")
+
+
+@app.command("list")
+def list_(ctx: typer.Context, limit: int = typer.Option(20, "--limit", min=1, help="How many runs.")) -> None:
+    """Recent runs, newest first."""
+    from driftloop.pipeline.records import list_runs
+
+    st = state(ctx)
+    with _database(st) as db:
+        runs = list_runs(db, limit)
+    table = Table("status", "created", "duration", "steps", "trigger")
+    table.columns.insert(0, Column("run", no_wrap=True))
+    for view in runs:
+        done = sum(1 for s in view.steps if s.status.done)
+        failed = next((s.step for s in view.steps if s.status.value == "failed"), None)
+        steps = f"{done}/{len(view.steps)}" + (f" ✗ {failed}" if failed else "")
+        created = f"{view.created_at:%Y-%m-%d %H:%M:%S}"
+        table.add_row(view.id, _status(view.status.value), created, _elapsed(view), steps, view.trigger)
+    if not runs:
+        st.out.print("no pipeline runs yet (start one: driftloop pipeline run)")
+        return
+    st.out.print(table)
+
+
+@app.command("show")
+def show(ctx: typer.Context, run_id: str = typer.Argument(..., metavar="RUN", help="Run id.")) -> None:
+    """A run's parameters and steps: status, duration, outputs, summary, log."""
+    from driftloop.pipeline.records import get_run
+
+    st = state(ctx)
+    with _database(st) as db:
+        view = get_run(db, run_id)
+    st.out.print(
+        f"run [bold]{view.id}[/]  {_status(view.status.value)}  "
+        f"pipeline {view.pipeline}  trigger {view.trigger}"
+    )
+    st.out.print(
+        "params: "
+        + json.dumps({k: v for k, v in view.params.items() if v not in (None, {}, [])}, sort_keys=True)
+    )
+    if view.error:
+        st.out.print(f"[red]error:[/] {view.error}")
+    for s in view.steps:
+        origin = f" (reused from run {s.cached_from})" if s.cached_from else ""
+        icon = _ICON.get(s.status.value, "?")
+        st.out.print(
+            f"{icon} [bold]{s.step}[/] {_status(s.status.value)}{origin}  "
+            f"{_duration(s)}  attempts {s.attempts}"
+        )
+        if s.summary:
+            st.out.print("    summary  " + json.dumps(s.summary, sort_keys=True), soft_wrap=True)
+        for name, ref in s.outputs.items():
+            st.out.print(
+                f"    {name:<9}{ref.uri}  [dim]sha256 {ref.sha256[:12]}, {ref.size:,} B[/]", soft_wrap=True
+            )
+        if s.error:
+            st.out.print(f"    [red]error[/]    {s.error}", soft_wrap=True)
+        if s.log_uri:
+            st.out.print(f"    log      {s.log_uri}", soft_wrap=True)
+
+
+@app.command("step")
+def step(
+    ctx: typer.Context,
+    name: str = typer.Argument(..., help="Step name."),
+    run_id: str = typer.Option(..., "--run", help="The run the step belongs to."),
+) -> None:
+    """Execute one step of a run in this process (the command every runner isolates)."""
+    from driftloop.pipeline.execute import execute_step
+    from driftloop.pipeline.training import training_pipeline
+    from driftloop.storage import store_for
+
+    st = state(ctx)
+    with _database(st) as db:
+        ok = execute_step(
+            st.settings, db, store_for(st.settings), training_pipeline(), run_id=run_id, step=name
+        )
+    if not ok:
+        raise typer.Exit(1)
+
+
+def _printer(console: Console) -> Callable[[StepEvent], None]:
+    def on_event(event: StepEvent) -> None:
+        view = event.view
+        if event.kind == "start":
+            console.print(f"  … {event.step}", highlight=False)
+            return
+        if view is None:
+            return
+        brief = ", ".join(f"{k}={v}" for k, v in view.summary.items() if isinstance(v, int | float | str))
+        label = {
+            "done": _ICON["succeeded"],
+            "cached": _ICON["cached"] + " cached",
+            "failed": _ICON["failed"],
+        }[event.kind]
+        console.print(f"  {label} {event.step} {_duration(view)}  {brief}", highlight=False)
+
+    return on_event
+
+
+def _day(text: str | None, flag: str) -> date | None:
+    if text is None:
+        return None
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise UsageError(f"invalid {flag} {text!r}: expected a date like 2026-01-31") from None
+
+
+def _instant(text: str) -> datetime:
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise UsageError(
+            f"invalid --as-of {text!r}: expected ISO 8601 like 2026-01-31 or 2026-01-31T12:00"
+        ) from None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def _status(status: str) -> str:
+    color = {"succeeded": "green", "failed": "red", "running": "yellow", "cached": "cyan"}.get(
+        status, "white"
+    )
+    return f"[{color}]{status}[/]"
+
+
+def _duration(view: StepView) -> str:
+    seconds = view.duration_s
+    return "-" if seconds is None else f"{seconds:.1f}s"
+
+
+def _elapsed(view: RunView) -> str:
+    if view.started_at is None or view.finished_at is None:
+        return "-"
+    return f"{(view.finished_at - view.started_at).total_seconds():.1f}s"

@@ -1,0 +1,112 @@
+"""Container and Kubernetes runners are tested through what they would run (no engine here)."""
+
+from __future__ import annotations
+
+import sys
+from typing import TYPE_CHECKING
+
+import pytest
+
+from driftloop.pipeline.executors import (
+    ContainerExecutor,
+    KubernetesExecutor,
+    LocalExecutor,
+    executor_for,
+    step_argv,
+)
+from driftloop.settings import ContainerRunnerSettings, KubernetesRunnerSettings, load_settings
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+
+def test_every_runner_runs_the_same_step_command(tmp_path: Path) -> None:
+    config = tmp_path / "driftloop.toml"
+    config.write_text('[pipeline.runner]\ntype = "container"\nimage = "driftloop:1"\n')
+    settings = load_settings(cwd=tmp_path)
+    base = step_argv("validate", "run-1", config)
+    assert base == ["driftloop", "--config", str(config), "pipeline", "step", "validate", "--run", "run-1"]
+
+    local = LocalExecutor(config).command("validate", "run-1")
+    assert local[:3] == [sys.executable, "-m", "driftloop"]
+    assert local[3:] == base[1:]
+
+    assert isinstance(settings.pipeline.runner, ContainerRunnerSettings)
+    container = ContainerExecutor(settings.pipeline.runner, settings, environ={}).command("validate", "run-1")
+    assert container[-len(base) :] == base
+    k8s_settings = KubernetesRunnerSettings(type="kubernetes", image="driftloop:1")
+    manifest = KubernetesExecutor(k8s_settings, settings).manifest("validate", "run-1")
+    assert manifest["spec"]["template"]["spec"]["containers"][0]["command"] == step_argv(
+        "validate", "run-1", None
+    )
+
+
+def test_container_command_mounts_state_and_forwards_env_by_name_only(tmp_path: Path) -> None:
+    config = tmp_path / "driftloop.toml"
+    config.write_text(
+        '[pipeline.runner]\ntype = "container"\nimage = "reg/driftloop:1"\nexecutable = "podman"\n'
+    )
+    settings = load_settings(cwd=tmp_path)
+    assert isinstance(settings.pipeline.runner, ContainerRunnerSettings)
+    environ = {"DRIFTLOOP_DATA__DATASET": "plant", "AWS_SECRET_ACCESS_KEY": "hunter2", "HOME": "/root"}
+    cmd = ContainerExecutor(settings.pipeline.runner, settings, environ=environ).command("ingest", "r")
+    assert cmd[:5] == ["podman", "run", "--rm", "--network", "host"]
+    assert f"{settings.home}:{settings.home}" in cmd
+    assert f"{config}:{config}:ro" in cmd
+    assert "AWS_SECRET_ACCESS_KEY" in cmd
+    assert "DRIFTLOOP_DATA__DATASET" in cmd
+    assert "HOME" not in cmd
+    assert not any("hunter2" in part for part in cmd)
+    assert cmd[cmd.index("reg/driftloop:1") + 1] == "driftloop"
+
+
+def test_kubernetes_job_manifest(tmp_path: Path) -> None:
+    settings = load_settings(cwd=tmp_path)
+    cfg = KubernetesRunnerSettings(
+        type="kubernetes",
+        image="reg/driftloop:1",
+        namespace="ml",
+        service_account="runner",
+        env_secret="dl-env",
+    )
+    executor = KubernetesExecutor(cfg, settings)
+    job = executor.manifest("transform", "20260101-000000-ABCDEF")
+    assert job["kind"] == "Job"
+    assert job["metadata"]["namespace"] == "ml"
+    assert job["metadata"]["name"] == "driftloop-20260101-000000-abcdef-transform"
+    assert job["spec"]["backoffLimit"] == 0
+    pod = job["spec"]["template"]["spec"]
+    assert pod["restartPolicy"] == "Never"
+    assert pod["serviceAccountName"] == "runner"
+    assert pod["containers"][0]["envFrom"] == [{"secretRef": {"name": "dl-env"}}]
+    apply, wait, logs = executor.commands("transform", "20260101-000000-ABCDEF", 600)
+    assert apply == ["kubectl", "apply", "-n", "ml", "-f", "-"]
+    assert "--for=condition=complete" in wait
+    assert logs[-1] == "job/driftloop-20260101-000000-abcdef-transform"
+    long = executor.job_name("x" * 80, "r")
+    assert len(long) <= 63
+
+
+def test_runner_is_chosen_by_configuration(tmp_path: Path) -> None:
+    assert isinstance(executor_for(load_settings(cwd=tmp_path)), LocalExecutor)
+    (tmp_path / "driftloop.toml").write_text('[pipeline.runner]\ntype = "kubernetes"\nimage = "i"\n')
+    assert isinstance(executor_for(load_settings(cwd=tmp_path)), KubernetesExecutor)
+
+
+def test_unknown_runner_type_names_the_key(tmp_path: Path) -> None:
+    from driftloop.errors import ConfigError
+
+    (tmp_path / "driftloop.toml").write_text('[pipeline.runner]\ntype = "slurm"\n')
+    with pytest.raises(ConfigError, match=r"pipeline\.runner"):
+        load_settings(cwd=tmp_path)
+
+
+def test_missing_container_engine_is_a_failed_step_not_a_crash(tmp_path: Path) -> None:
+    config = tmp_path / "driftloop.toml"
+    config.write_text('[pipeline.runner]\ntype = "container"\nimage = "i"\nexecutable = "no-such-docker"\n')
+    settings = load_settings(cwd=tmp_path)
+    assert isinstance(settings.pipeline.runner, ContainerRunnerSettings)
+    log = tmp_path / "step.log"
+    code = ContainerExecutor(settings.pipeline.runner, settings, environ={}).run("ingest", "r", log, 10)
+    assert code == 127
+    assert "cannot start 'no-such-docker'" in log.read_text()
