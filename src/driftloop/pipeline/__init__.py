@@ -1,0 +1,1 @@
+"""Pipelines: declared steps, the artifact catalog, run records, the runner and its executors."""
