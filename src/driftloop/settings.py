@@ -174,6 +174,8 @@ class LocalRunnerSettings(_Section):
     """Each step in its own subprocess on this machine (the default; needs nothing else)."""
 
     type: Literal["local"] = "local"
+    # Fork step processes from a server that has the heavy libraries imported (see LocalExecutor).
+    prewarm: bool = True
 
 
 class ContainerRunnerSettings(_Section):

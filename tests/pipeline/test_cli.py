@@ -92,7 +92,9 @@ def test_simulate_then_pipeline_produces_a_feature_version(cli, configured: str,
 
 
 def test_failed_step_points_at_its_log_and_resume_finishes(cli, tmp_path: Path) -> None:
-    (tmp_path / "driftloop.toml").write_text('[data]\nderived_features = ["warp_factor"]\n')
+    # Plain `python -m driftloop pipeline step …` processes here (the pre-warmed fork server elsewhere).
+    runner = '[pipeline.runner]\ntype = "local"\nprewarm = false\n'
+    (tmp_path / "driftloop.toml").write_text(runner + '[data]\nderived_features = ["warp_factor"]\n')
     assert cli("simulate", "--start", "2026-01-01", "--days", "2", "--rows-per-day", "500").code == 0
     failed = cli("pipeline", "run", "--as-of", "2026-01-10")
     assert failed.code == 1
@@ -104,7 +106,7 @@ def test_failed_step_points_at_its_log_and_resume_finishes(cli, tmp_path: Path) 
     log_path = line.split("(log: ", 1)[1].split(")", 1)[0]
     assert "unknown derived feature" in Path(log_path).read_text()
 
-    (tmp_path / "driftloop.toml").write_text("")  # the fix
+    (tmp_path / "driftloop.toml").write_text(runner)  # the fix
     resumed = cli("pipeline", "run", "--resume", run_id)
     assert resumed.code == 0, resumed.err
     assert f"run {run_id} succeeded" in resumed.out

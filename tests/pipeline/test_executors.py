@@ -110,3 +110,31 @@ def test_missing_container_engine_is_a_failed_step_not_a_crash(tmp_path: Path) -
     code = ContainerExecutor(settings.pipeline.runner, settings, environ={}).run("ingest", "r", log, 10)
     assert code == 127
     assert "cannot start 'no-such-docker'" in log.read_text()
+
+
+def test_prewarmed_steps_see_the_callers_current_environment_and_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from driftloop.pipeline import _forkserver
+
+    first = tmp_path / "first.log"
+    assert _forkserver.run(None, "no-such-run", "ingest", first, 60) == 1  # starts the server
+    assert "error: " in first.read_text()
+    # The server was started before these changes; the step must still see them: its database is
+    # <cwd>/<DRIFTLOOP_HOME>/driftloop.db, and reaching it proves both arrived.
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    monkeypatch.setenv("DRIFTLOOP_HOME", "state")
+    log = tmp_path / "second.log"
+    assert _forkserver.run(None, "no-such-run", "ingest", log, 60) == 1
+    assert (elsewhere / "state" / "driftloop.db").exists()
+    assert len(log.read_text().strip().splitlines()) == 1  # one readable line, no traceback
+
+
+def test_a_step_over_its_time_limit_is_killed(tmp_path: Path) -> None:
+    from driftloop.pipeline.executors import _run_logged
+
+    log = tmp_path / "slow.log"
+    assert _run_logged(["sleep", "30"], log, 0.5, env={}) == 124
+    assert "timed out" in log.read_text()

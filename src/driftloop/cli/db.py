@@ -5,7 +5,6 @@ from __future__ import annotations
 import typer
 
 from driftloop.cli._state import state
-from driftloop.storage.metadata import Database
 
 app = typer.Typer(help="Metadata database: migrate and inspect the schema.", no_args_is_help=True)
 
@@ -13,6 +12,8 @@ app = typer.Typer(help="Metadata database: migrate and inspect the schema.", no_
 @app.command("upgrade")
 def upgrade(ctx: typer.Context) -> None:
     """Apply pending schema migrations (idempotent; safe to run from several processes)."""
+    from driftloop.storage.metadata import Database
+
     st = state(ctx)
     db = Database(st.settings.database_url)
     try:
@@ -28,6 +29,8 @@ def upgrade(ctx: typer.Context) -> None:
 @app.command("status")
 def status(ctx: typer.Context) -> None:
     """Show the database URL (password masked), its schema revision and the newest known one."""
+    from driftloop.storage.metadata import Database
+
     st = state(ctx)
     db = Database(st.settings.database_url)
     try:

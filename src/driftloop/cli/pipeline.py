@@ -175,17 +175,11 @@ def step(
     run_id: str = typer.Option(..., "--run", help="The run the step belongs to."),
 ) -> None:
     """Execute one step of a run in this process (the command every runner isolates)."""
-    from driftloop.pipeline.execute import execute_step
-    from driftloop.pipeline.training import training_pipeline
-    from driftloop.storage import store_for
+    from driftloop.pipeline.execute import run_step_command
 
-    st = state(ctx)
-    with _database(st) as db:
-        ok = execute_step(
-            st.settings, db, store_for(st.settings), training_pipeline(), run_id=run_id, step=name
-        )
-    if not ok:
-        raise typer.Exit(1)
+    code = run_step_command(state(ctx).config, run_id, name)
+    if code:
+        raise typer.Exit(code)
 
 
 def _printer(console: Console) -> Callable[[StepEvent], None]:

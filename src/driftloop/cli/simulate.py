@@ -13,10 +13,6 @@ from driftloop.cli._state import state
 from driftloop.core.durations import format_duration, parse_duration
 from driftloop.errors import UsageError
 from driftloop.simulate import SCENARIOS, SimulationRequest, parse_drift
-from driftloop.simulate import simulate as run_simulation
-from driftloop.simulate.records import record_simulation
-from driftloop.storage import open_store
-from driftloop.storage.metadata import open_metadata
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -58,6 +54,11 @@ def simulate(
     Writes raw/<dataset>/date=YYYY-MM-DD/part-0000.csv and labels/<dataset>/date=…/ (partitioned by the
     day each label becomes known), then prints a summary. See the scenario list in docs/simulate.md.
     """
+    from driftloop.simulate import simulate as run_simulation
+    from driftloop.simulate.records import record_simulation
+    from driftloop.storage import open_store
+    from driftloop.storage.metadata import open_metadata
+
     st = state(ctx)
     settings = st.settings
     cfg = settings.simulate

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from driftloop.errors import DataError
@@ -110,7 +111,7 @@ def read_raw(
             missing[part.key] = absent
         n = table.num_rows
         arrays = [table.column(c) if c in header else pa.nulls(n, pa.string()) for c in columns]
-        arrays.append(pa.array([part.key] * n, pa.string()) if n else pa.array([], pa.string()))
+        arrays.append(pa.repeat(pa.scalar(part.key, pa.string()), n))
         arrays.append(pa.array(range(n), pa.int64()))
         tables.append(pa.table(arrays, names=[*columns, SOURCE_COLUMN, SOURCE_ROW_COLUMN]))
         if on_file is not None:
@@ -139,19 +140,32 @@ def read_labels(
         for needed in (id_column, target, LABEL_TIME_COLUMN):
             if needed not in header:
                 raise DataError(f"label file {store.uri(part.key)} has no column {needed!r}")
-        frames.append(table.select([id_column, target, LABEL_TIME_COLUMN]).to_pandas())
+        frames.append(table.select([id_column, target, LABEL_TIME_COLUMN]))
     if not frames:
         return pa.table({id_column: pa.array([], pa.string()), target: pa.array([], pa.string())}), hashes
-    labels = pd.concat(frames, ignore_index=True)
-    known_at = pd.to_datetime(labels[LABEL_TIME_COLUMN], utc=True, errors="coerce", format="ISO8601")
-    labels = labels[known_at <= pd.Timestamp(as_of)]
-    labels = labels.drop_duplicates(subset=[id_column], keep="last")
-    return pa.table(
-        {
-            id_column: pa.array(labels[id_column].tolist(), pa.string()),
-            target: pa.array(labels[target].tolist(), pa.string()),
-        }
-    ), hashes
+    labels = pa.concat_tables(frames)
+    known_at = _as_utc(labels.column(LABEL_TIME_COLUMN))
+    labels = labels.filter(
+        pc.fill_null(pc.less_equal(known_at, pa.scalar(as_of, pa.timestamp("ms", tz="UTC"))), False)
+    )
+    ids = labels.column(id_column)
+    if pc.count_distinct(ids).as_py() < len(ids):  # a correction re-sent later: the last one wins
+        frame = labels.to_pandas()
+        keep = ~frame[id_column].duplicated(keep="last").to_numpy()
+        labels = labels.filter(pa.array(keep))
+    return labels.select([id_column, target]), hashes
+
+
+def _as_utc(text: pa.ChunkedArray) -> pa.Array:
+    """ISO 8601 text → UTC timestamps (null where unparseable)."""
+    try:
+        return pc.cast(text, pa.timestamp("ms", tz="UTC"))
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        parsed = pd.to_datetime(
+            pd.Series(text.to_pylist(), dtype=object), utc=True, errors="coerce", format="ISO8601"
+        )
+        naive = parsed.dt.tz_convert(None).to_numpy().astype("datetime64[ms]")
+        return pa.array(naive, pa.timestamp("ms"), from_pandas=True).cast(pa.timestamp("ms", tz="UTC"))
 
 
 def _read_strings(data: bytes, source: str) -> tuple[pa.Table, list[MalformedLine], list[str]]:

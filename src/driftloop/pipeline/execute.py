@@ -19,6 +19,8 @@ from driftloop.pipeline.records import finish_step, get_run
 from driftloop.pipeline.spec import StepContext
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from driftloop.pipeline.catalog import ArtifactRef
     from driftloop.pipeline.records import RunView
     from driftloop.pipeline.spec import Pipeline, StepSpec
@@ -26,7 +28,7 @@ if TYPE_CHECKING:
     from driftloop.storage import ObjectStore
     from driftloop.storage.metadata import Database
 
-__all__ = ["execute_step", "resolve_inputs", "step_logger"]
+__all__ = ["execute_step", "resolve_inputs", "run_step_command", "step_logger"]
 
 
 def resolve_inputs(run: RunView, spec: StepSpec) -> dict[str, ArtifactRef]:
@@ -104,3 +106,29 @@ def _where(exc: BaseException) -> str:
         return ""
     last = frames[-1]
     return f" (at {inspect.cleandoc(last.filename).rsplit('/', 1)[-1]}:{last.lineno})"
+
+
+def run_step_command(config: Path | None, run_id: str, step: str) -> int:
+    """The body of ``driftloop [--config C] pipeline step STEP --run RUN``; returns its exit code.
+
+    Every executor ends here: the CLI command, a forked step process, a container, a Kubernetes Job.
+    """
+    from driftloop.pipeline.training import training_pipeline
+    from driftloop.settings import load_settings
+    from driftloop.storage import store_for
+    from driftloop.storage.metadata import Database
+
+    try:
+        settings = load_settings(config)
+        # The runner that started this step has already migrated the schema; skip Alembic here.
+        db = Database(settings.database_url)
+        try:
+            ok = execute_step(
+                settings, db, store_for(settings), training_pipeline(), run_id=run_id, step=step
+            )
+        finally:
+            db.dispose()
+    except DriftloopError as exc:
+        print(f"error: {exc.headline}", file=sys.stderr)
+        return exc.exit_code
+    return 0 if ok else 1

@@ -7,14 +7,18 @@ the plant, the sensors or the records from a chosen day on. :func:`simulate` wri
 separately, delayed ground-truth labels through an :class:`~driftloop.storage.ObjectStore`.
 """
 
+from typing import TYPE_CHECKING
+
 from driftloop.simulate._request import (
     LABEL_COLUMNS,
     RAW_COLUMNS,
     SimulationRequest,
     SimulationSummary,
 )
-from driftloop.simulate._run import simulate
 from driftloop.simulate._scenarios import SCENARIOS, DriftSpec, parse_drift
+
+if TYPE_CHECKING:
+    from driftloop.simulate._run import simulate
 
 __all__ = [
     "LABEL_COLUMNS",
@@ -26,3 +30,12 @@ __all__ = [
     "parse_drift",
     "simulate",
 ]
+
+
+def __getattr__(name: str) -> object:
+    # The generator pulls in numpy, scipy and pyarrow; the CLI lists scenarios without paying for them.
+    if name == "simulate":
+        from driftloop.simulate._run import simulate
+
+        return simulate
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
