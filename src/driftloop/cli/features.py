@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import typer
+from rich import box
 from rich.table import Column, Table
 
 from driftloop.cli._state import state
@@ -15,7 +16,7 @@ app = typer.Typer(help="Feature store: DVC-versioned feature snapshots.", no_arg
 
 @app.command("list")
 def list_(ctx: typer.Context) -> None:
-    """Every feature version, newest first."""
+    """Every feature version, newest first (lineage: driftloop features show VERSION)."""
     from driftloop.features import feature_store_for
 
     st = state(ctx)
@@ -25,23 +26,16 @@ def list_(ctx: typer.Context) -> None:
         return
     table = Table(
         Column("version", no_wrap=True),
-        "created",
-        "rows",
-        "size",
-        Column("pipeline run", no_wrap=True),
-        "window",
+        Column("created", no_wrap=True),
+        Column("rows", justify="right"),
+        Column("window", no_wrap=True),
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
     )
     for v in versions:
         window = v.lineage.get("window", {})
         span = f"{window.get('start') or '…'} → {window.get('end') or '…'}"
-        table.add_row(
-            v.short,
-            f"{v.created_at:%Y-%m-%d %H:%M:%S}",
-            f"{v.rows:,}",
-            _size(v.size),
-            str(v.lineage.get("pipeline_run", "-")),
-            span,
-        )
+        table.add_row(v.short, f"{v.created_at:%Y-%m-%d %H:%M}", f"{v.rows:,}", span)
     st.out.print(table)
 
 

@@ -8,6 +8,7 @@ from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING
 
 import typer
+from rich import box
 from rich.table import Column, Table
 
 from driftloop.cli._state import CliState, state
@@ -117,13 +118,22 @@ def list_(ctx: typer.Context, limit: int = typer.Option(20, "--limit", min=1, he
     st = state(ctx)
     with _database(st) as db:
         runs = list_runs(db, limit)
-    table = Table("status", "created", "duration", "steps", "trigger")
-    table.columns.insert(0, Column("run", no_wrap=True))
+    table = Table(
+        Column("run", no_wrap=True),
+        "status",
+        Column("created", no_wrap=True),
+        "duration",
+        "steps",
+        "trigger",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+        collapse_padding=True,
+    )
     for view in runs:
         done = sum(1 for s in view.steps if s.status.done)
         failed = next((s.step for s in view.steps if s.status.value == "failed"), None)
         steps = f"{done}/{len(view.steps)}" + (f" ✗ {failed}" if failed else "")
-        created = f"{view.created_at:%Y-%m-%d %H:%M:%S}"
+        created = f"{view.created_at:%Y-%m-%d %H:%M}"
         table.add_row(view.id, _status(view.status.value), created, _elapsed(view), steps, view.trigger)
     if not runs:
         st.out.print("no pipeline runs yet (start one: driftloop pipeline run)")
