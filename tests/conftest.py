@@ -180,3 +180,50 @@ def cli(capsys: pytest.CaptureFixture[str]) -> Callable[..., Result]:
         return Result(code=code if isinstance(code, int) else 1, out=captured.out, err=captured.err)
 
     return run
+
+
+class MlflowServer:
+    """A real ``mlflow server`` process on 127.0.0.1 (SQLite or PostgreSQL backend)."""
+
+    def __init__(
+        self, backend_uri: str, artifacts: str, log: Path, env: dict[str, str] | None = None
+    ) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._cmd = [
+            sys.executable, "-m", "mlflow", "server", "--backend-store-uri", backend_uri,
+            "--artifacts-destination", artifacts, "--host", "127.0.0.1", "--port", str(self.port),
+            "--workers", "1",
+        ]  # fmt: skip
+        self._env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true", **(env or {})}
+        self._log = log
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        with self._log.open("ab") as fh:
+            self._proc = subprocess.Popen(self._cmd, stdout=fh, stderr=subprocess.STDOUT, env=self._env)
+        try:
+            _wait_http(f"{self.url}/health", timeout=90)
+        except OSError:
+            self.stop()
+            raise RuntimeError(f"mlflow server did not start; see {self._log}") from None
+
+    def stop(self) -> None:
+        if self._proc is not None:
+            self._proc.terminate()
+            try:
+                self._proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait()
+            self._proc = None
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowServer]:
+    """One MLflow tracking server for the session: SQLite backend, artifacts proxied to a local directory."""
+    root = tmp_path_factory.mktemp("mlflow")
+    server = MlflowServer(f"sqlite:///{root / 'mlflow.db'}", str(root / "artifacts"), root / "server.log")
+    server.start()
+    yield server
+    server.stop()

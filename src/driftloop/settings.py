@@ -39,10 +39,13 @@ __all__ = [
     "KubernetesRunnerSettings",
     "LocalRunnerSettings",
     "PipelineSettings",
+    "RegistrySettings",
     "S3Settings",
     "Settings",
     "SimulateSettings",
     "StorageSettings",
+    "TrackingSettings",
+    "TrainingSettings",
     "load_settings",
     "masked_dump",
 ]
@@ -141,9 +144,6 @@ class DataSettings(_Section):
     derived_features: tuple[str, ...] = ("power_w", "temp_diff_k", "strain_min_nm")
     # Above this share of rejected rows the pipeline stops as a data incident instead of training.
     max_bad_share: float = Field(default=0.05, ge=0.0, le=1.0)
-    # Scaling statistics are fitted on the earliest share of rows only, so the time-ordered hold-out
-    # that evaluation uses never leaks into the transform.
-    fit_share: float = Field(default=0.8, gt=0.0, le=1.0)
 
     @model_validator(mode="after")
     def _roles(self) -> DataSettings:
@@ -213,6 +213,48 @@ class PipelineSettings(_Section):
     step_timeout_s: float = Field(default=3600.0, gt=0)
 
 
+HyperValue = int | float | str | bool
+
+
+class TrainingSettings(_Section):
+    """How models are built and trained (seed 1, 18). Hyperparameters reach the model factory."""
+
+    task: Literal["classification", "regression"] = "classification"
+    # ``package.module:function`` called as ``factory(input_width, **hyperparameters)`` → ``nn.Module``.
+    model_factory: str = Field(default="driftloop.training.model:mlp", pattern=r"^[\w.]+:\w+$")
+    hidden: tuple[int, ...] = (64, 32)
+    dropout: float = Field(default=0.1, ge=0.0, lt=1.0)
+    params: dict[str, HyperValue] = Field(default_factory=dict)  # extra factory hyperparameters
+    optimizer: Literal["adam", "adamw", "sgd"] = "adam"
+    learning_rate: float = Field(default=1e-3, gt=0)
+    weight_decay: float = Field(default=0.0, ge=0)
+    batch_size: int = Field(default=256, ge=1)
+    max_epochs: int = Field(default=40, ge=1)
+    patience: int = Field(default=5, ge=1)  # early stopping: epochs without validation improvement
+    # Time-ordered split: the last ``holdout_share`` of rows is the evaluation hold-out; the last
+    # ``validation_share`` of the rest drives early stopping and the decision threshold.
+    holdout_share: float = Field(default=0.2, gt=0.0, lt=1.0)
+    validation_share: float = Field(default=0.15, gt=0.0, lt=1.0)
+    imbalance: Literal["weighted", "none"] = "weighted"
+    seed: int = Field(default=0, ge=0)
+    threads: int = Field(default=1, ge=1)  # torch intra-op threads; 1 keeps runs bit-reproducible
+
+
+class TrackingSettings(_Section):
+    """MLflow tracking. Empty URI: an embedded SQLite store at ``<home>/mlflow.db``."""
+
+    uri: str = ""
+    experiment: str = "driftloop"
+    # Where new experiments keep artifacts; empty: ``<storage root>/mlflow`` (local or S3).
+    artifact_root: str = ""
+
+
+class RegistrySettings(_Section):
+    """The MLflow registered model the loop trains, promotes and serves."""
+
+    model_name: str = Field(default="plant-failure", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
 class Settings(BaseSettings):
     """The effective configuration. Build it with :func:`load_settings`."""
 
@@ -230,6 +272,9 @@ class Settings(BaseSettings):
     data: DataSettings = DataSettings()
     simulate: SimulateSettings = SimulateSettings()
     pipeline: PipelineSettings = PipelineSettings()
+    training: TrainingSettings = TrainingSettings()
+    tracking: TrackingSettings = TrackingSettings()
+    registry: RegistrySettings = RegistrySettings()
 
     # Where the file came from (None: defaults and environment only). Not a configuration key.
     config_file: Path | None = Field(default=None, exclude=True)
@@ -250,6 +295,16 @@ class Settings(BaseSettings):
     def storage_root(self) -> str:
         """The object-store root URI: ``s3://…`` or an absolute local path."""
         return self.storage.root or str(self.home)
+
+    @property
+    def tracking_uri(self) -> str:
+        """The MLflow tracking URI."""
+        return self.tracking.uri or f"sqlite:///{self.home / 'mlflow.db'}"
+
+    @property
+    def artifact_root(self) -> str:
+        """Where new MLflow experiments store artifacts."""
+        return self.tracking.artifact_root or f"{self.storage_root.rstrip('/')}/mlflow"
 
     @property
     def database_url(self) -> str:

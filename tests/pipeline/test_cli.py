@@ -96,7 +96,7 @@ def test_failed_step_points_at_its_log_and_resume_finishes(cli, tmp_path: Path) 
     runner = '[pipeline.runner]\ntype = "local"\nprewarm = false\n'
     (tmp_path / "driftloop.toml").write_text(runner + '[data]\nderived_features = ["warp_factor"]\n')
     assert cli("simulate", "--start", "2026-01-01", "--days", "2", "--rows-per-day", "500").code == 0
-    failed = cli("pipeline", "run", "--as-of", "2026-01-10")
+    failed = cli("pipeline", "run", "--until", "features", "--as-of", "2026-01-10")
     assert failed.code == 1
     [line] = failed.err.strip().splitlines()
     assert "step transform failed" in line

@@ -108,7 +108,7 @@ def test_a_step_that_raises_fails_the_run_and_resume_finishes_it(env: Env) -> No
     state = {"calls": 0}
     runner, executor = env.runner(_flaky_pipeline(state))
     with pytest.raises(PipelineFailedError) as info:
-        runner.run(params())
+        runner.run(params(until=None))
     message = info.value.headline
     assert "step count failed: RuntimeError: disk on fire" in message
     assert "log:" in message

@@ -20,8 +20,10 @@ import driftloop
 from driftloop.cli import config as config_cli
 from driftloop.cli import db as db_cli
 from driftloop.cli import features as features_cli
+from driftloop.cli import models as models_cli
 from driftloop.cli import pipeline as pipeline_cli
 from driftloop.cli import simulate as simulate_cli
+from driftloop.cli import train as train_cli
 from driftloop.cli._state import CliState
 from driftloop.errors import DriftloopError
 
@@ -38,8 +40,12 @@ app = typer.Typer(
 app.add_typer(config_cli.app, name="config")
 app.add_typer(db_cli.app, name="db")
 app.add_typer(features_cli.app, name="features")
+app.add_typer(models_cli.app, name="models")
 app.add_typer(pipeline_cli.app, name="pipeline")
 app.command("simulate")(simulate_cli.simulate)
+app.command("train")(train_cli.train)
+app.command("reproduce")(train_cli.reproduce)
+app.command("experiment")(train_cli.experiment)
 
 
 def _version(value: bool) -> None:

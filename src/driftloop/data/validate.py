@@ -8,7 +8,7 @@ compute kernels over whole columns, so a million rows take about a second.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import pandas as pd
@@ -66,11 +66,13 @@ def validate(
     columns: Sequence[ColumnSpec],
     *,
     label: tuple[str, pa.Array] | None = None,
+    label_kind: Literal["binary", "numeric"] = "binary",
 ) -> ValidationResult:
     """Type and check ``frame`` (text columns) against ``columns``.
 
     ``label``, when given, is ``(target name, string array aligned with frame)``: a known target must be
-    0 or 1 (a missing label is *not* a data error; callers count unlabeled rows themselves).
+    0 or 1 (``label_kind="binary"``) or a finite number (``"numeric"``, regression). A missing label is
+    *not* a data error; callers count unlabeled rows themselves.
     """
     table = as_string_table(frame)
     n = table.num_rows
@@ -89,10 +91,15 @@ def validate(
         name, values = label
         text = pc.utf8_trim_whitespace(_combine(values).cast(pa.string()))
         known = _np(pc.is_valid(text))
-        numeric = pc.cast(
-            pc.if_else(pc.is_in(text, value_set=pa.array(["0", "1", "0.0", "1.0"])), text, None), pa.float64()
-        )
-        checks.append((f"{name}: not 0 or 1", known & ~_np(pc.is_valid(numeric))))
+        if label_kind == "binary":
+            accepted = pc.is_in(text, value_set=pa.array(["0", "1", "0.0", "1.0"]))
+            reason = f"{name}: not 0 or 1"
+        else:
+            accepted = pc.fill_null(pc.match_substring_regex(text, _NUMBER), False)
+            reason = f"{name}: not a number"
+        numeric = pc.cast(pc.if_else(accepted, text, None), pa.float64())
+        numeric = pc.if_else(pc.fill_null(pc.is_finite(numeric), False), numeric, None)
+        checks.append((reason, known & ~_np(pc.is_valid(numeric))))
         typed[name] = numeric
 
     matrix = np.column_stack([mask for _, mask in checks]) if checks else np.zeros((n, 0), dtype=bool)

@@ -157,6 +157,7 @@ class Runner:
             "params": params.subset(spec.params),
             # Validation rules, derived features and thresholds change outputs as much as code does.
             "data": self._settings.data.model_dump(mode="json"),
+            "training": self._settings.training.model_dump(mode="json"),
             "inputs": {name: ref.sha256 for name, ref in sorted(inputs.items())},
         }
         if spec.fingerprint is not None:

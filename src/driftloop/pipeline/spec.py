@@ -8,6 +8,7 @@ their inputs came from or where their outputs go — the catalog does that (kedr
 from __future__ import annotations
 
 import hashlib
+import importlib
 import inspect
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
@@ -67,9 +68,9 @@ class StepSpec:
     """One node of the DAG.
 
     ``inputs`` maps the function's argument name to ``"step.output"``; ``params`` names the run
-    parameters the step depends on; ``code`` lists the modules whose source versions the step (their
-    hash is part of the cache key); ``fingerprint`` summarises external inputs (files the step reads
-    itself) for the cache key.
+    parameters the step depends on; ``code`` lists the modules (or module names, imported only to hash
+    them) whose source versions the step (their hash is part of the cache key); ``fingerprint``
+    summarises external inputs (files the step reads itself) for the cache key.
     """
 
     name: str
@@ -77,14 +78,15 @@ class StepSpec:
     inputs: Mapping[str, str]
     outputs: Mapping[str, Output]
     params: tuple[str, ...] = ()
-    code: tuple[ModuleType, ...] = ()
+    code: tuple[ModuleType | str, ...] = ()
     fingerprint: Callable[[StepContext], str] | None = None
 
     def code_version(self) -> str:
         """A hash of the step's source code: the function's module plus the declared modules."""
         digest = hashlib.sha256()
-        modules = [inspect.getmodule(self.fn), *self.code]
-        for module in modules:
+        # Modules may be named rather than imported, so heavy ones (torch) load only to hash them.
+        declared = [importlib.import_module(m) if isinstance(m, str) else m for m in self.code]
+        for module in [inspect.getmodule(self.fn), *declared]:
             if module is not None:
                 digest.update(module.__name__.encode())
                 digest.update(inspect.getsource(module).encode())

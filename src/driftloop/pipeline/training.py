@@ -1,4 +1,4 @@
-"""The training DAG: ingest → validate → transform → features (training steps join in the next layer).
+"""The training DAG: ingest → validate → transform → features → train → evaluate → register.
 
 Each step is a thin adapter: it maps the run's parameters and loaded inputs onto the domain code in
 ``driftloop.data`` and ``driftloop.features`` and returns named outputs for the catalog to save.
@@ -23,6 +23,7 @@ from driftloop.data import validate as validate_mod
 from driftloop.errors import DataError
 from driftloop.features import store as feature_store_mod
 from driftloop.features.store import FeatureStore
+from driftloop.pipeline import modeling
 from driftloop.pipeline.catalog import arrow_table, to_csv_bytes
 from driftloop.pipeline.spec import Output, Pipeline, StepContext, StepResult, StepSpec
 from driftloop.storage import join_key
@@ -165,7 +166,7 @@ def validate(ctx: StepContext, raw: pa.Table, labels: pa.Table, manifest: dict[s
 
 
 def transform(ctx: StepContext, valid: pa.Table) -> StepResult:
-    """Features and fitted parameters; fitted on the earliest ``data.fit_share`` of rows only."""
+    """Features and fitted parameters, fitted on the rows before the evaluation hold-out only."""
     data = ctx.settings.data
     ts_col = next((c.name for c in data.columns if c.role == "timestamp"), None)
     id_col = next(c.name for c in data.columns if c.role == "id")
@@ -180,7 +181,8 @@ def transform(ctx: StepContext, valid: pa.Table) -> StepResult:
         text = pc.binary_join_element_wise(spaced, pa.scalar("Z"), "")
         ordered = ordered.set_column(ordered.column_names.index(ts_col), ts_col, text)
     frame = ordered.to_pandas()
-    fit_rows = max(1, int(len(frame) * data.fit_share))
+    # Fit on the rows before the evaluation hold-out only, so evaluation never leaks into the scaling.
+    fit_rows = max(1, int(len(frame) * (1 - ctx.settings.training.holdout_share)))
     params = transform_mod.fit(frame.iloc[:fit_rows], data.columns, data.derived_features)
     feats = transform_mod.feature_frame(frame, params)
     keep = [c.name for c in data.columns]
@@ -215,6 +217,60 @@ def features(
         )
     info = {"id": version.id, "rows": version.rows, "size": version.size, "columns": list(version.columns)}
     return StepResult(outputs={"version": info}, summary={"version": version.id, "rows": version.rows})
+
+
+def train(ctx: StepContext, version: dict[str, Any]) -> StepResult:
+    """Seeds 17–18: fetch the feature version through DVC, train, track everything in MLflow."""
+    from driftloop.pipeline.datasets import from_feature_version
+    from driftloop.tracking import Tracker
+
+    tracker = Tracker(ctx.settings)
+    with tempfile.TemporaryDirectory() as tmp:
+        data = from_feature_version(ctx.settings, version["id"], Path(tmp))
+        # This run, not the one that first produced (and cached) the features, is the lineage.
+        tags = {**data.tags, modeling.TAG_PIPELINE_RUN: ctx.run_id}
+
+        def progress(record: Any) -> None:
+            ctx.log.info("epoch %d: train_loss %.4f val_loss %.4f val_score %.4f", record.epoch,
+                         record.train_loss, record.val_loss, record.val_score)  # fmt: skip
+
+        outcome = modeling.train_and_log(
+            ctx.settings, tracker, data, run_name=f"pipeline {ctx.run_id}", extra_tags=tags, on_epoch=progress
+        )
+    summary = {"mlflow_run": outcome.run_id, "epochs": outcome.epochs, "best_epoch": outcome.best_epoch,
+               "val_score": round(outcome.val_score, 6)}  # fmt: skip
+    return StepResult(outputs={"model": {**outcome.to_json(), "tags": tags}}, summary=summary)
+
+
+def evaluate(ctx: StepContext, model: dict[str, Any], version: dict[str, Any]) -> StepResult:
+    """Seed 18: metrics, slices, plots and the reference profile on the time-ordered hold-out."""
+    from driftloop.pipeline.datasets import from_feature_version
+    from driftloop.tracking import Tracker
+
+    outcome = modeling.TrainOutcome.from_json({k: v for k, v in model.items() if k != "tags"})
+    with tempfile.TemporaryDirectory() as tmp:
+        data = from_feature_version(ctx.settings, version["id"], Path(tmp))
+        evaluation = modeling.evaluate_and_log(ctx.settings, Tracker(ctx.settings), data, outcome)
+    overall = evaluation["overall"]
+    summary = {
+        k: round(v, 6)
+        for k, v in overall.items()
+        if k in ("roc_auc", "pr_auc", "f1", "rmse") and v is not None
+    }
+    return StepResult(outputs={"evaluation": evaluation}, summary=summary)
+
+
+def register(ctx: StepContext, model: dict[str, Any], evaluation: dict[str, Any]) -> StepResult:
+    """Seed 19: a new version of the registered model, stage None, tagged with its lineage."""
+    from driftloop.registry import Registry
+
+    outcome = modeling.TrainOutcome.from_json({k: v for k, v in model.items() if k != "tags"})
+    name = ctx.settings.registry.model_name
+    registered = modeling.register_version(Registry(ctx.settings), name, outcome, model["tags"], evaluation)
+    info = {"name": registered.name, "version": registered.version, "run_id": outcome.run_id}
+    return StepResult(
+        outputs={"registered": info}, summary={"model": f"{registered.name}/{registered.version}"}
+    )
 
 
 TRAINING_STEPS: tuple[StepSpec, ...] = (
@@ -263,6 +319,27 @@ TRAINING_STEPS: tuple[StepSpec, ...] = (
         outputs={"version": Output("json")},
         params=("dataset",),
         code=(feature_store_mod,),
+    ),
+    StepSpec(
+        name="train",
+        fn=train,
+        inputs={"version": "features.version"},
+        outputs={"model": Output("json")},
+        code=(modeling, "driftloop.pipeline.datasets", "driftloop.training.model", "driftloop.training.loop"),
+    ),
+    StepSpec(
+        name="evaluate",
+        fn=evaluate,
+        inputs={"model": "train.model", "version": "features.version"},
+        outputs={"evaluation": Output("json")},
+        code=(modeling, "driftloop.training.metrics", "driftloop.training.plots", "driftloop.core.profile"),
+    ),
+    StepSpec(
+        name="register",
+        fn=register,
+        inputs={"model": "train.model", "evaluation": "evaluate.evaluation"},
+        outputs={"registered": Output("json")},
+        code=(modeling,),
     ),
 )
 

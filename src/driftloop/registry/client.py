@@ -1,0 +1,110 @@
+"""The registry adapter: MLflow model versions, their tags and aliases, as driftloop types.
+
+Stages are never MLflow's deprecated stage API: the ``driftloop.stage`` version tag holds the stage and
+the aliases ``staging`` / ``production`` point at the versions that hold them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+
+from driftloop.core.models import STAGE_TAG, ModelVersion, Stage
+from driftloop.errors import NotFoundError, StorageError, StorageUnavailableError
+from driftloop.tracking import configure_mlflow
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator, Mapping
+
+    from driftloop.settings import Settings
+
+__all__ = ["Registry"]
+
+
+class Registry:
+    """Registered models in the configured MLflow registry."""
+
+    def __init__(self, settings: Settings) -> None:
+        configure_mlflow(settings)
+        self._uri = settings.tracking_uri
+        self._client = MlflowClient(settings.tracking_uri, registry_uri=settings.tracking_uri)
+
+    def register(self, model_uri: str, name: str, *, run_id: str, tags: Mapping[str, str]) -> ModelVersion:
+        """A new version of ``name`` (created on first use), stage None, with ``tags``; waits until READY."""
+        with self._errors(f"register {name}"):
+            with contextlib.suppress(MlflowException):  # already exists
+                self._client.create_registered_model(name)
+            all_tags = {STAGE_TAG: Stage.NONE.value, **tags}
+            # MLflow 3 logged models (``models:/m-…``) must be named by id as well as by source.
+            model_id = model_uri.removeprefix("models:/") if model_uri.startswith("models:/m-") else None
+            created = self._client.create_model_version(
+                name, model_uri, run_id=run_id, tags=all_tags, model_id=model_id, await_creation_for=300
+            )
+        return self.get(name, int(created.version))
+
+    def get(self, name: str, version: int) -> ModelVersion:
+        try:
+            mv = self._client.get_model_version(name, str(version))
+        except MlflowException as exc:
+            raise NotFoundError(
+                f"no model version {name}/{version} (see: driftloop models list {name})"
+            ) from exc
+        return _version(mv)
+
+    def versions(self, name: str) -> list[ModelVersion]:
+        """Every version of ``name``, newest first; :class:`NotFoundError` when the model does not exist."""
+        with self._errors(f"list versions of {name}"):
+            try:
+                self._client.get_registered_model(name)
+            except MlflowException as exc:
+                if "RESOURCE_DOES_NOT_EXIST" in str(exc) or "not found" in str(exc).lower():
+                    raise NotFoundError(f"no registered model {name!r}") from exc
+                raise
+            found = self._client.search_model_versions(f"name = '{name}'")
+        return sorted((_version(mv) for mv in found), key=lambda v: v.version, reverse=True)
+
+    def latest(self, name: str) -> ModelVersion:
+        versions = self.versions(name)
+        if not versions:
+            raise NotFoundError(f"registered model {name!r} has no versions")
+        return versions[0]
+
+    def set_tags(self, name: str, version: int, tags: Mapping[str, str]) -> None:
+        with self._errors(f"tag {name}/{version}"):
+            for key, value in tags.items():
+                self._client.set_model_version_tag(name, str(version), key, str(value))
+
+    def models(self) -> list[str]:
+        with self._errors("list registered models"):
+            return sorted(m.name for m in self._client.search_registered_models())
+
+    @contextlib.contextmanager
+    def _errors(self, action: str) -> Iterator[None]:
+        try:
+            yield
+        except MlflowException as exc:
+            message = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else "unknown error"
+            if "Connection" in message or "Max retries" in message:
+                raise StorageUnavailableError(
+                    f"cannot {action}: MLflow at {self._uri} is unreachable"
+                ) from exc
+            raise StorageError(f"cannot {action}: {message}") from exc
+
+
+def _version(mv: Any) -> ModelVersion:
+    created = datetime.fromtimestamp(int(mv.creation_timestamp) / 1000, UTC)
+    return ModelVersion(
+        name=mv.name,
+        version=int(mv.version),
+        run_id=mv.run_id,
+        source=mv.source,
+        status=mv.status,
+        created_at=created,
+        tags=dict(mv.tags or {}),
+        aliases=tuple(sorted(getattr(mv, "aliases", []) or [])),
+        description=mv.description or "",
+    )

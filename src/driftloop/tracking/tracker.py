@@ -1,0 +1,288 @@
+"""The MLflow tracking adapter. Only this package and ``registry`` import mlflow.
+
+MLflow keeps process-wide state (the tracking URI, S3 credentials read from the environment);
+:func:`configure_mlflow` sets it explicitly from driftloop's settings when a tracker is created, never at
+import time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import tempfile
+import warnings
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import mlflow
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+
+from driftloop.core.models import TrackedRun
+from driftloop.errors import NotFoundError, StorageError, StorageUnavailableError
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator, Mapping
+
+    import pandas as pd
+    import torch
+
+    from driftloop.settings import Settings
+
+__all__ = ["Tracker", "configure_mlflow"]
+
+MODEL_ARTIFACT = "model"
+
+
+def configure_mlflow(settings: Settings) -> None:
+    """Point MLflow at the configured tracking server and S3 endpoint (explicit, idempotent).
+
+    MLflow's S3 artifact client reads its endpoint and credentials from the environment; what
+    ``storage.s3`` configures is set there (configuration wins, as everywhere in driftloop); what it
+    leaves empty stays as the environment has it (e.g. an AWS profile or instance role).
+    """
+    mlflow.set_tracking_uri(settings.tracking_uri)
+    mlflow.set_registry_uri(settings.tracking_uri)
+    s3 = settings.storage.s3
+    if s3.endpoint_url:
+        os.environ["MLFLOW_S3_ENDPOINT_URL"] = s3.endpoint_url
+    if s3.access_key_id and s3.secret_access_key:
+        os.environ["AWS_ACCESS_KEY_ID"] = s3.access_key_id
+        os.environ["AWS_SECRET_ACCESS_KEY"] = s3.secret_access_key.get_secret_value()
+    os.environ.setdefault("AWS_DEFAULT_REGION", s3.region)
+    # Nothing in driftloop needs MLflow's background telemetry or its git probing of the caller.
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+
+
+class Tracker:
+    """Runs in the configured experiment. Every method translates MLflow failures to driftloop errors."""
+
+    def __init__(self, settings: Settings, *, experiment: str | None = None) -> None:
+        configure_mlflow(settings)
+        self._settings = settings
+        self._client = MlflowClient(settings.tracking_uri)
+        self._experiment_name = experiment or settings.tracking.experiment
+        self._experiment_id: str | None = None
+
+    @property
+    def tracking_uri(self) -> str:
+        return self._settings.tracking_uri
+
+    @property
+    def experiment_id(self) -> str:
+        if self._experiment_id is None:
+            self._experiment_id = self._ensure_experiment()
+        return self._experiment_id
+
+    def start_run(self, name: str, *, tags: Mapping[str, str], parent_run_id: str | None = None) -> str:
+        """Create a running run and return its id (``parent_run_id`` nests it, as MLflow's UI shows)."""
+        all_tags = dict(tags)
+        if parent_run_id:
+            all_tags["mlflow.parentRunId"] = parent_run_id
+        with self._errors("start a run"):
+            run = self._client.create_run(self.experiment_id, run_name=name, tags=all_tags)
+        return str(run.info.run_id)
+
+    def end_run(self, run_id: str, *, failed: bool = False) -> None:
+        # MLflow writes "View run … at: URL" to stdout here; driftloop's own output says where the run is.
+        with self._errors("end the run"), contextlib.redirect_stdout(io.StringIO()):
+            self._client.set_terminated(run_id, status="FAILED" if failed else "FINISHED")
+
+    def log_params(self, run_id: str, params: Mapping[str, Any]) -> None:
+        from mlflow.entities import Param
+
+        items = [Param(k, _param_text(v)) for k, v in sorted(params.items())]
+        with self._errors("log parameters"):
+            for start in range(0, len(items), 100):  # MLflow's batch limit
+                self._client.log_batch(run_id, params=items[start : start + 100], synchronous=True)
+
+    def log_metrics(
+        self, run_id: str, metrics: Mapping[str, float | None], *, step: int | None = None
+    ) -> None:
+        """Log the numeric, finite values of ``metrics`` (None means "undefined" and is skipped)."""
+        from mlflow.entities import Metric
+
+        now = int(datetime.now(UTC).timestamp() * 1000)
+        items = [
+            Metric(k, float(v), now, step or 0)
+            for k, v in sorted(metrics.items())
+            if v is not None and float(v) == float(v)
+        ]
+        with self._errors("log metrics"):
+            for start in range(0, len(items), 1000):
+                self._client.log_batch(run_id, metrics=items[start : start + 1000], synchronous=True)
+
+    def set_tags(self, run_id: str, tags: Mapping[str, str]) -> None:
+        from mlflow.entities import RunTag
+
+        with self._errors("set tags"):
+            self._client.log_batch(
+                run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()], synchronous=True
+            )
+
+    def log_bytes(self, run_id: str, path: str, data: bytes) -> None:
+        """Store ``data`` as the artifact ``path`` (e.g. ``plots/roc.png``) of the run."""
+        directory, _, name = path.rpartition("/")
+        with tempfile.TemporaryDirectory() as tmp, self._errors(f"store artifact {path}"):
+            local = Path(tmp) / name
+            local.write_bytes(data)
+            self._client.log_artifact(run_id, str(local), artifact_path=directory or None)
+
+    def log_json(self, run_id: str, path: str, value: Any) -> None:
+        self.log_bytes(run_id, path, json.dumps(value, indent=2, sort_keys=True, default=str).encode())
+
+    def read_bytes(self, run_id: str, path: str) -> bytes:
+        """An artifact's bytes; :class:`NotFoundError` when the run has no such artifact."""
+        with tempfile.TemporaryDirectory() as tmp:
+            try:
+                local = self._client.download_artifacts(run_id, path, tmp)
+            except (MlflowException, OSError) as exc:
+                raise NotFoundError(f"run {run_id} has no artifact {path!r}") from exc
+            return Path(local).read_bytes()
+
+    def log_torch_model(self, run_id: str, module: torch.nn.Module, input_example: pd.DataFrame) -> str:
+        """Log ``module`` as an MLflow PyTorch model with signature and input example; return its URI.
+
+        Pickle serialisation (not 3.17's default ``pt2``): ``pt2`` refuses DataFrame input examples, and
+        pickled eager modules load back into the exact class that was trained.
+        """
+        import mlflow.pytorch
+        import numpy as np
+        import torch
+        from mlflow.models import infer_signature
+
+        with torch.no_grad():
+            output = module(torch.tensor(input_example.to_numpy(dtype=np.float32))).numpy()
+        signature = infer_signature(input_example, output)
+        with self._errors("log the model"):
+            # The logged model belongs to the run's experiment (and its artifact root), not "Default".
+            mlflow.set_experiment(experiment_id=self.experiment_id)
+            info = mlflow.pytorch.log_model(
+                module,
+                name=MODEL_ARTIFACT,
+                serialization_format="pickle",
+                signature=signature,
+                input_example=input_example,
+                pip_requirements=_requirements(),
+                run_id=run_id,  # explicit: no fluent active run, which would end ours on exit
+            )
+        return str(info.model_uri)
+
+    def log_dataset(
+        self, run_id: str, frame: pd.DataFrame, *, name: str, source: str, target: str | None, context: str
+    ) -> None:
+        """Record the dataset a run used (MLflow's ``log_input``): name, source URI, digest, schema."""
+        from mlflow.data.pandas_dataset import from_pandas
+        from mlflow.entities import DatasetInput, InputTag
+        from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
+
+        with self._errors("log the dataset"):
+            dataset = from_pandas(frame, source=source, name=name, targets=target)
+            tags = [InputTag(MLFLOW_DATASET_CONTEXT, context)]
+            entry = DatasetInput(dataset._to_mlflow_entity(), tags=tags)
+            self._client.log_inputs(run_id, datasets=[entry])
+
+    def load_torch_model(self, model_uri: str) -> torch.nn.Module:
+        import mlflow.pytorch
+
+        with self._errors(f"load model {model_uri}"):
+            model: torch.nn.Module = mlflow.pytorch.load_model(model_uri)
+        return model
+
+    def get_run(self, run_id: str) -> TrackedRun:
+        try:
+            run = self._client.get_run(run_id)
+        except MlflowException as exc:
+            raise NotFoundError(f"no tracked run {run_id!r} at {self.tracking_uri}") from exc
+        info = run.info
+        start = datetime.fromtimestamp(info.start_time / 1000, UTC) if info.start_time else None
+        return TrackedRun(
+            run_id=info.run_id,
+            experiment_id=info.experiment_id,
+            name=info.run_name or "",
+            status=info.status,
+            artifact_uri=info.artifact_uri,
+            start_time=start,
+            params=dict(run.data.params),
+            metrics=dict(run.data.metrics),
+            tags=dict(run.data.tags),
+        )
+
+    def child_runs(self, parent_run_id: str) -> list[TrackedRun]:
+        with self._errors("search runs"):
+            runs = self._client.search_runs(
+                [self.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{parent_run_id}'"
+            )
+        return [self.get_run(r.info.run_id) for r in runs]
+
+    def metric_history(self, run_id: str, key: str) -> list[tuple[int, float]]:
+        with self._errors("read metric history"):
+            return [(m.step, m.value) for m in self._client.get_metric_history(run_id, key)]
+
+    def _ensure_experiment(self) -> str:
+        with self._errors(f"open experiment {self._experiment_name!r}"):
+            found = self._client.get_experiment_by_name(self._experiment_name)
+            if found is not None:
+                return str(found.experiment_id)
+            location = self._artifact_location()
+            try:
+                return str(self._client.create_experiment(self._experiment_name, artifact_location=location))
+            except MlflowException:
+                # Another process created it between our lookup and create: use theirs.
+                again = self._client.get_experiment_by_name(self._experiment_name)
+                if again is None:
+                    raise
+                return str(again.experiment_id)
+
+    def _artifact_location(self) -> str | None:
+        explicit = self._settings.tracking.artifact_root
+        if explicit:
+            return explicit
+        if self.tracking_uri.startswith(("http://", "https://")):
+            return None  # the server decides (proxied artifacts or its --default-artifact-root)
+        root = self._settings.artifact_root
+        return root if "://" in root else Path(root).resolve().as_uri()
+
+    @contextlib.contextmanager
+    def _errors(self, action: str) -> Iterator[None]:
+        try:
+            with warnings.catch_warnings():
+                # Warnings raised inside MLflow (pandas deprecations in its digest and example code, two
+                # equivalent local dataset sources) are about MLflow, not about anything a user can change.
+                warnings.filterwarnings("ignore", module=r"mlflow(\.|$)")
+                yield
+        except MlflowException as exc:
+            message = _first_line(str(exc))
+            if "Connection" in message or "Max retries" in message or "Failed to establish" in message:
+                raise StorageUnavailableError(
+                    f"cannot {action}: MLflow at {self.tracking_uri} is unreachable"
+                ) from exc
+            raise StorageError(f"cannot {action}: {message}") from exc
+        except OSError as exc:
+            raise StorageUnavailableError(f"cannot {action}: {exc}") from exc
+
+
+def _param_text(value: Any) -> str:
+    text = json.dumps(value, sort_keys=True) if isinstance(value, list | tuple | dict) else str(value)
+    return text[:6000]  # MLflow's parameter value limit
+
+
+def _first_line(text: str) -> str:
+    stripped = text.strip()
+    return stripped.splitlines()[0][:300] if stripped else "unknown MLflow error"
+
+
+def _requirements() -> list[str]:
+    # Explicit, so MLflow does not spend seconds inferring them in a subprocess on every log_model.
+    from importlib.metadata import version
+
+    pins = [f"{name}=={version(name)}" for name in ("numpy", "pandas", "cloudpickle")]
+    return [f"torch=={version('torch').split('+', 1)[0]}", *pins]
+
+
+def read_json(tracker: Tracker, run_id: str, path: str) -> Any:
+    """A JSON artifact of a run."""
+    return json.load(io.BytesIO(tracker.read_bytes(run_id, path)))
