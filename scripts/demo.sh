@@ -10,11 +10,18 @@ dl simulate --start 2026-01-01 --days 14 --rows-per-day 5000 --machines 20 --see
   --drift sensor-offset:start=2026-01-08,severity=3,sensor=air_temperature_k \
   --drift corrupt:start=2026-01-10,severity=0.01
 echo
-echo "== pipeline: ingest → validate → transform → features, each step in its own process =="
-dl pipeline run --from 2026-01-01 --to 2026-01-14 --as-of 2026-01-16 --until features
+echo "== pipeline: ingest → validate → transform → features → train → evaluate → register =="
+echo "   (each step in its own process; the model is tracked in MLflow and registered, stage None)"
+dl pipeline run --from 2026-01-01 --to 2026-01-14 --as-of 2026-01-16
 echo
 dl features list
+echo
+dl models list
+echo
+dl models show plant-failure
 echo
 echo "raw partitions: $(find .driftloop/raw -name '*.csv' | wc -l), label partitions: $(find .driftloop/labels -name '*.csv' | wc -l)"
 echo "quarantined rows (first 3 of $(($(find .driftloop/quarantine -name rejected.csv | head -1 | xargs cat | wc -l) - 1))):"
 find .driftloop/quarantine -name rejected.csv | head -1 | xargs head -n 4 | cut -c1-160
+echo
+echo "MLflow UI for everything above: .venv/bin/mlflow ui --backend-store-uri sqlite:///.driftloop/mlflow.db"

@@ -236,6 +236,9 @@ class TrainingSettings(_Section):
     holdout_share: float = Field(default=0.2, gt=0.0, lt=1.0)
     validation_share: float = Field(default=0.15, gt=0.0, lt=1.0)
     imbalance: Literal["weighted", "none"] = "weighted"
+    # A weighted loss inflates probabilities; Platt scaling on the validation part restores calibrated
+    # scores (Brier, calibration curve, drift of the score distribution) without changing the ranking.
+    calibration: Literal["platt", "none"] = "platt"
     seed: int = Field(default=0, ge=0)
     threads: int = Field(default=1, ge=1)  # torch intra-op threads; 1 keeps runs bit-reproducible
 

@@ -9,7 +9,7 @@ import torch
 from driftloop.errors import DataError
 from driftloop.settings import TrainingSettings
 from driftloop.training.loop import EpochRecord, fit, predict
-from driftloop.training.metrics import classification_metrics
+from driftloop.training.metrics import choose_threshold, classification_metrics
 from driftloop.training.model import build_model
 
 
@@ -30,11 +30,14 @@ def _train(cfg: TrainingSettings, rows: int = 6000, **kw: object) -> tuple:  # t
 
 
 def test_learns_a_rare_event_well_above_chance() -> None:
-    result, _, _ = _train(TrainingSettings(max_epochs=15, hidden=(16,)))
+    result, x, y = _train(TrainingSettings(max_epochs=15, hidden=(16,)))
+    cut = int(len(x) * 0.8)
+    threshold = choose_threshold(y[cut:], predict(result.model, x[cut:]))
     x_test, y_test = _rare_event_data(4000, seed=99)
-    metrics = classification_metrics(y_test, predict(result.model, x_test), 0.5)
+    metrics = classification_metrics(y_test, predict(result.model, x_test), threshold)
     assert metrics["roc_auc"] > 0.95
-    assert metrics["recall"] > 0.5  # the weighted loss makes it flag failures despite 3 % prevalence
+    assert metrics["recall"] > 0.5  # it flags failures despite 3 % prevalence
+    assert metrics["precision"] > 0.5
 
 
 def test_weighted_loss_uses_the_class_ratio_and_none_turns_it_off() -> None:
@@ -105,3 +108,20 @@ def test_thread_setting_is_restored_after_training() -> None:
     before = torch.get_num_threads()
     _train(TrainingSettings(max_epochs=1, threads=2))
     assert torch.get_num_threads() == before
+
+
+def test_platt_scaling_calibrates_the_weighted_models_probabilities() -> None:
+    from driftloop.training.metrics import calibration
+
+    cfg = TrainingSettings(max_epochs=10, hidden=(16,))
+    raw, _, _ = _train(cfg.model_copy(update={"calibration": "none"}))
+    cal, _, _ = _train(cfg)
+    x_test, y_test = _rare_event_data(6000, seed=42)
+    raw_scores, cal_scores = predict(raw.model, x_test), predict(cal.model, x_test)
+    # The weighted loss inflates probabilities far above the 3 % base rate; calibration brings them back.
+    assert raw_scores.mean() > 3 * y_test.mean()
+    assert abs(cal_scores.mean() - y_test.mean()) < 0.01
+    assert calibration(y_test, cal_scores)["ece"] < calibration(y_test, raw_scores)["ece"] / 3
+    # Ranking is untouched: the same weights, a monotone map on top.
+    assert float(cal.model.calibration_slope) > 0
+    assert np.array_equal(np.argsort(raw_scores, kind="stable"), np.argsort(cal_scores, kind="stable"))

@@ -71,7 +71,7 @@ def show(
     metrics = {
         k.removeprefix("holdout_"): val for k, val in sorted(run.metrics.items()) if k.startswith("holdout_")
     }
-    st.out.print("metrics   " + "  ".join(f"{k} {val:.4g}" for k, val in metrics.items()))
+    st.out.print("metrics   " + "  ".join(f"{k} {_number(val)}" for k, val in metrics.items()))
     tags = run.tags
     lineage = {
         "mlflow run": f"{run.run_id} ({run.status})",
@@ -87,6 +87,10 @@ def show(
     for key, value in lineage.items():
         if value != "-":
             st.out.print(f"  {key:<16}{value}")
+
+
+def _number(value: float) -> str:
+    return f"{int(value):,}" if float(value).is_integer() and abs(value) >= 1 else f"{value:.4g}"
 
 
 def _window(text: str | None) -> str:

@@ -161,6 +161,8 @@ def _fit(
     if best_state is not None:
         model.load_state_dict(best_state)
     model.eval()
+    if cfg.task == "classification" and cfg.calibration == "platt":
+        _platt(model, xv, y_val)
     return FitResult(
         model=model,
         history=history,
@@ -169,6 +171,22 @@ def _fit(
         seconds=time.perf_counter() - started,
         pos_weight=pos_weight,
     )
+
+
+def _platt(model: ScoringModel, x_val: torch.Tensor, y_val: np.ndarray) -> None:
+    """Fit ``sigmoid(a · logit + b)`` to the validation labels (Platt scaling); ranking is unchanged."""
+    if not 0 < float(y_val.sum()) < len(y_val):
+        return  # one class: nothing to calibrate against
+    from sklearn.linear_model import LogisticRegression
+
+    with torch.no_grad():
+        logits = model.logits(x_val).numpy().astype(np.float64).reshape(-1, 1)
+    fitted = LogisticRegression(C=1e6, max_iter=1000).fit(logits, y_val)
+    slope = float(fitted.coef_[0, 0])
+    if slope <= 0:
+        return  # a model that ranks backwards on validation is not "fixed" by flipping it here
+    model.calibration_slope.fill_(slope)
+    model.calibration_intercept.fill_(float(fitted.intercept_[0]))
 
 
 def as_tensor(values: np.ndarray) -> torch.Tensor:

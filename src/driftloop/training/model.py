@@ -48,10 +48,15 @@ class ScoringModel(nn.Module):
     :meth:`logits` returns the raw outputs the loss is computed on. For regression the backbone learns
     the standardised target and ``forward`` maps it back with the training target's mean and scale
     (buffers, so they travel with the state dict).
+
+    Classification probabilities are ``sigmoid(slope · logit + intercept)``: Platt scaling fitted on
+    validation data (identity until :func:`~driftloop.training.loop.fit` calibrates it).
     """
 
     target_mean: torch.Tensor
     target_scale: torch.Tensor
+    calibration_slope: torch.Tensor
+    calibration_intercept: torch.Tensor
 
     def __init__(self, backbone: nn.Module, task: str) -> None:
         super().__init__()
@@ -59,6 +64,8 @@ class ScoringModel(nn.Module):
         self.task = task
         self.register_buffer("target_mean", torch.tensor(0.0))
         self.register_buffer("target_scale", torch.tensor(1.0))
+        self.register_buffer("calibration_slope", torch.tensor(1.0))
+        self.register_buffer("calibration_intercept", torch.tensor(0.0))
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         out = self.backbone(x)
@@ -67,7 +74,7 @@ class ScoringModel(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.logits(x)
         if self.task == "classification":
-            return torch.sigmoid(out)
+            return torch.sigmoid(out * self.calibration_slope + self.calibration_intercept)
         return out * self.target_scale + self.target_mean
 
 
