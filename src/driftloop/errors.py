@@ -83,3 +83,9 @@ class MetadataError(DriftloopError):
     """The metadata database is unreachable, unmigrated or refused an operation."""
 
     http_status = 503
+
+
+class PolicyError(DriftloopError):
+    """A promotion the policy refuses: a failed check, a missing approval, a losing comparison."""
+
+    http_status = 409

@@ -39,6 +39,7 @@ __all__ = [
     "KubernetesRunnerSettings",
     "LocalRunnerSettings",
     "PipelineSettings",
+    "PolicySettings",
     "RegistrySettings",
     "S3Settings",
     "Settings",
@@ -258,6 +259,36 @@ class RegistrySettings(_Section):
     model_name: str = Field(default="plant-failure", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
+class PolicySettings(_Section):
+    """Promotion gates (seeds 4–6): compliance checks, approval, comparison with production."""
+
+    # Stages a version may enter only after `driftloop approve`.
+    require_approval_for: tuple[Literal["staging", "production"], ...] = ("production",)
+    # Compliance checks run on None → Staging, by name; `package.module:function` adds your own.
+    checks: tuple[str, ...] = (
+        "signature", "metric_floors", "slice_floors", "model_size", "latency", "reproducibility",
+        "loads_and_predicts",
+    )  # fmt: skip
+    # Checks whose failure is recorded but does not refuse the promotion.
+    advisory_checks: tuple[str, ...] = ()
+    # Hold-out metric floors (higher-is-better metrics) or ceilings (``rmse``, ``mae``, ``brier``, ``ece``).
+    metric_floors: dict[str, float] = Field(default_factory=lambda: {"roc_auc": 0.85})
+    # The same bounds per slice (e.g. per product variant); slices with fewer rows are not judged.
+    slice_floors: dict[str, float] = Field(default_factory=lambda: {"roc_auc": 0.75})
+    slice_min_rows: int = Field(default=200, ge=1)
+    max_model_mb: float = Field(default=50.0, gt=0)
+    max_latency_ms: float = Field(default=50.0, gt=0)  # p95 of a single-row prediction through pyfunc
+    require_clean_git: bool = True
+    # Staging → Production: evidence that must be present and passing ("offline_comparison" now;
+    # the prediction service adds "shadow_comparison").
+    production_evidence: tuple[str, ...] = ("offline_comparison",)
+    # The challenger may trail the champion by at most this much on the primary metric.
+    comparison_margin: float = Field(default=0.005, ge=0)
+    # The freshest labelled window both versions are scored on, in days.
+    comparison_days: int = Field(default=7, ge=1)
+    comparison_min_rows: int = Field(default=500, ge=1)
+
+
 class Settings(BaseSettings):
     """The effective configuration. Build it with :func:`load_settings`."""
 
@@ -278,6 +309,7 @@ class Settings(BaseSettings):
     training: TrainingSettings = TrainingSettings()
     tracking: TrackingSettings = TrackingSettings()
     registry: RegistrySettings = RegistrySettings()
+    policy: PolicySettings = PolicySettings()
 
     # Where the file came from (None: defaults and environment only). Not a configuration key.
     config_file: Path | None = Field(default=None, exclude=True)

@@ -180,3 +180,22 @@ def test_a_second_identical_pipeline_run_registers_nothing_new(cli, pipeline_mod
     assert "2" not in [
         line.split()[0] for line in cli("models", "list", name).out.splitlines()[3:] if line.strip()
     ]
+
+
+def test_train_on_a_feature_version_by_prefix_tracks_the_same_lineage(
+    cli, pipeline_model: tuple[str, str], mlflow_server: MlflowServer
+) -> None:
+    name, _ = pipeline_model
+    client = MlflowClient(mlflow_server.url)
+    feature_version = client.get_model_version(name, "1").tags["driftloop.feature_version"]
+    result = cli("train", "--features", feature_version[:10])
+    assert result.code == 0, result.err
+    run_id = result.out.split("MLflow run ", 1)[1].split()[0]
+    run = client.get_run(run_id)
+    assert run.data.tags["driftloop.feature_version"] == feature_version
+    # Same data, configuration and seed as the pipeline's training: the same hold-out metrics.
+    pipeline_run = client.get_run(client.get_model_version(name, "1").run_id)
+    assert run.data.metrics["holdout_roc_auc"] == pipeline_run.data.metrics["holdout_roc_auc"]
+    unknown = cli("train", "--features", "ffffffffff")
+    assert unknown.code != 0
+    assert unknown.err.startswith("error: no feature version")

@@ -22,6 +22,7 @@ from driftloop.cli import db as db_cli
 from driftloop.cli import features as features_cli
 from driftloop.cli import models as models_cli
 from driftloop.cli import pipeline as pipeline_cli
+from driftloop.cli import promote as promote_cli
 from driftloop.cli import simulate as simulate_cli
 from driftloop.cli import train as train_cli
 from driftloop.cli._state import CliState
@@ -46,6 +47,10 @@ app.command("simulate")(simulate_cli.simulate)
 app.command("train")(train_cli.train)
 app.command("reproduce")(train_cli.reproduce)
 app.command("experiment")(train_cli.experiment)
+app.command("promote")(promote_cli.promote)
+app.command("approve")(promote_cli.approve)
+app.command("rollback")(promote_cli.rollback)
+app.command("lineage")(promote_cli.lineage)
 
 
 def _version(value: bool) -> None:

@@ -27,8 +27,8 @@ def list_(
     model = name or st.settings.registry.model_name
     versions = Registry(st.settings).versions(model)
     table = Table(
-        Column("version", justify="right"), "stage", "aliases", *_KEY_METRICS[:3],
-        Column("created", no_wrap=True),
+        Column("v", justify="right"), Column("stage", no_wrap=True), Column("aliases", no_wrap=True),
+        *(Column(k, no_wrap=True) for k in _KEY_METRICS[:3]), Column("created", no_wrap=True),
         title=model, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False,
     )  # fmt: skip
     for v in versions:
@@ -100,3 +100,40 @@ def _window(text: str | None) -> str:
     if window.get("prefix"):
         return f"prefix {window['prefix']}"
     return f"{window.get('start') or '…'} → {window.get('end') or '…'} (labels as of {window.get('as_of')})"
+
+
+@app.command("history")
+def history(
+    ctx: typer.Context,
+    name: str | None = typer.Argument(None, help="Registered model [registry.model_name]."),
+    version: int | None = typer.Option(None, "--version", help="Only this version."),
+    checks: bool = typer.Option(False, "--checks", help="List each check and its evidence."),
+) -> None:
+    """Every stage transition — who, when, from → to, outcome, reasons, check results."""
+    from driftloop.registry.audit import AuditLog
+    from driftloop.storage.metadata import open_metadata
+
+    st = state(ctx)
+    model = name or st.settings.registry.model_name
+    db = open_metadata(st.settings.database_url, echo=st.settings.database.echo)
+    entries = AuditLog(db).history(model, version=version)
+    if not entries:
+        st.out.print(f"no transitions recorded for {model}")
+        return
+    # One line per entry (soft-wrapped, never folded): greppable, and readable at any width.
+    st.out.print(f"[bold]{model}[/] history ({len(entries)} entries, oldest first)")
+    for t in entries:
+        outcome = "[green]done[/]   " if t.outcome == "done" else "[red]refused[/]"
+        passed = sum(c.passed for c in t.checks)
+        evidence = f" [{passed}/{len(t.checks)} checks passed]" if t.checks else ""
+        comment = f" — {t.comment}" if t.comment else ""
+        move = f"{t.from_stage.value} → {t.to_stage.value}"
+        st.out.print(
+            f"#{t.id:<4} {t.at:%Y-%m-%d %H:%M:%S}  v{t.version:<3} {t.action:<8} {move:<24} {outcome} "
+            f"by {t.actor}: {'; '.join(t.reasons)}{evidence}{comment}"
+        )
+    if checks:
+        for t in entries:
+            for c in t.checks:
+                mark = "✓" if c.passed else "✗"
+                st.out.print(f"  #{t.id} v{t.version} {mark} {c.name}: {c.detail}")

@@ -59,13 +59,18 @@ class Registry:
         """Every version of ``name``, newest first; :class:`NotFoundError` when the model does not exist."""
         with self._errors(f"list versions of {name}"):
             try:
-                self._client.get_registered_model(name)
+                model = self._client.get_registered_model(name)
             except MlflowException as exc:
                 if "RESOURCE_DOES_NOT_EXIST" in str(exc) or "not found" in str(exc).lower():
                     raise NotFoundError(f"no registered model {name!r}") from exc
                 raise
             found = self._client.search_model_versions(f"name = '{name}'")
-        return sorted((_version(mv) for mv in found), key=lambda v: v.version, reverse=True)
+        # Searches do not fill in aliases; the registered model has the authoritative alias → version map.
+        aliases: dict[int, list[str]] = {}
+        for alias, number in (getattr(model, "aliases", None) or {}).items():
+            aliases.setdefault(int(number), []).append(alias)
+        versions = [_version(mv, aliases.get(int(mv.version))) for mv in found]
+        return sorted(versions, key=lambda v: v.version, reverse=True)
 
     def latest(self, name: str) -> ModelVersion:
         versions = self.versions(name)
@@ -77,6 +82,25 @@ class Registry:
         with self._errors(f"tag {name}/{version}"):
             for key, value in tags.items():
                 self._client.set_model_version_tag(name, str(version), key, str(value))
+
+    def by_alias(self, name: str, alias: str) -> ModelVersion | None:
+        """The version ``alias`` points at, or None when no version holds it."""
+        try:
+            mv = self._client.get_model_version_by_alias(name, alias)
+        except MlflowException as exc:
+            if "not found" in str(exc).lower() or "RESOURCE_DOES_NOT_EXIST" in str(exc):
+                return None
+            raise StorageError(f"cannot read alias {alias!r} of {name}: {str(exc).splitlines()[0]}") from exc
+        return _version(mv)
+
+    def set_alias(self, name: str, alias: str, version: int) -> None:
+        """Point ``alias`` at ``version`` (moving it from any other version: MLflow keeps aliases unique)."""
+        with self._errors(f"set alias {alias} on {name}/{version}"):
+            self._client.set_registered_model_alias(name, alias, str(version))
+
+    def delete_alias(self, name: str, alias: str) -> None:
+        with self._errors(f"delete alias {alias} of {name}"), contextlib.suppress(MlflowException):
+            self._client.delete_registered_model_alias(name, alias)
 
     def models(self) -> list[str]:
         with self._errors("list registered models"):
@@ -95,7 +119,7 @@ class Registry:
             raise StorageError(f"cannot {action}: {message}") from exc
 
 
-def _version(mv: Any) -> ModelVersion:
+def _version(mv: Any, aliases: list[str] | None = None) -> ModelVersion:
     created = datetime.fromtimestamp(int(mv.creation_timestamp) / 1000, UTC)
     return ModelVersion(
         name=mv.name,
@@ -105,6 +129,6 @@ def _version(mv: Any) -> ModelVersion:
         status=mv.status,
         created_at=created,
         tags=dict(mv.tags or {}),
-        aliases=tuple(sorted(getattr(mv, "aliases", []) or [])),
+        aliases=tuple(sorted(aliases if aliases is not None else (getattr(mv, "aliases", []) or []))),
         description=mv.description or "",
     )

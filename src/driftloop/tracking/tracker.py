@@ -27,12 +27,13 @@ from driftloop.errors import NotFoundError, StorageError, StorageUnavailableErro
 if TYPE_CHECKING:
     from collections.abc import Iterator, Mapping
 
+    import numpy as np
     import pandas as pd
     import torch
 
     from driftloop.settings import Settings
 
-__all__ = ["Tracker", "configure_mlflow"]
+__all__ = ["Scorer", "Tracker", "configure_mlflow"]
 
 MODEL_ARTIFACT = "model"
 
@@ -55,6 +56,8 @@ def configure_mlflow(settings: Settings) -> None:
     os.environ.setdefault("AWS_DEFAULT_REGION", s3.region)
     # Nothing in driftloop needs MLflow's background telemetry or its git probing of the caller.
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    # MLflow draws a progress bar on stderr for every artifact download; driftloop reports its own progress.
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 
 class Tracker:
@@ -192,6 +195,28 @@ class Tracker:
             model: torch.nn.Module = mlflow.pytorch.load_model(model_uri)
         return model
 
+    def load_scorer(self, model_uri: str) -> Scorer:
+        """The MLflow pyfunc model at ``model_uri`` (as serving loads it) with its input names and example."""
+        import mlflow.pyfunc
+        import pandas as pd
+
+        with self._errors(f"load model {model_uri}"):
+            model = mlflow.pyfunc.load_model(model_uri)
+        schema = model.metadata.get_input_schema()
+        names = list(schema.input_names()) if schema is not None else []
+        example = model.input_example
+        return Scorer(model, names, example if isinstance(example, pd.DataFrame) else None)
+
+    def artifact_size(self, run_id: str, path: str) -> int | None:
+        """Size in bytes of a run's artifact file, None when absent."""
+        directory = path.rpartition("/")[0]
+        with self._errors(f"list artifacts of {run_id}"):
+            listed = self._client.list_artifacts(run_id, directory or None)
+        for info in listed:
+            if info.path == path and not info.is_dir:
+                return int(info.file_size or 0)
+        return None
+
     def get_run(self, run_id: str) -> TrackedRun:
         try:
             run = self._client.get_run(run_id)
@@ -263,6 +288,23 @@ class Tracker:
             raise StorageError(f"cannot {action}: {message}") from exc
         except OSError as exc:
             raise StorageUnavailableError(f"cannot {action}: {exc}") from exc
+
+
+class Scorer:
+    """A loaded model that turns a feature frame into one score per row, whatever flavour it was."""
+
+    def __init__(self, model: Any, input_names: list[str], input_example: pd.DataFrame | None) -> None:
+        self._model = model
+        self.input_names = input_names
+        self.input_example = input_example
+
+    def predict(self, frame: pd.DataFrame) -> np.ndarray:
+        import numpy as np
+
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", module=r"mlflow(\.|$)")
+            out = self._model.predict(frame)
+        return np.asarray(out, dtype=np.float64).reshape(-1)
 
 
 def _param_text(value: Any) -> str:

@@ -1,6 +1,24 @@
 """The metadata database (SQLite embedded, PostgreSQL in production) and its tables."""
 
 from driftloop.storage.metadata.database import Database, open_metadata
-from driftloop.storage.metadata.tables import Base, PipelineRunRow, SimulationRow, StepRunRow
+from driftloop.storage.metadata.tables import (
+    Base,
+    ModelApprovalRow,
+    ModelTransitionRow,
+    PipelineRunRow,
+    RegistryLockRow,
+    SimulationRow,
+    StepRunRow,
+)
 
-__all__ = ["Base", "Database", "PipelineRunRow", "SimulationRow", "StepRunRow", "open_metadata"]
+__all__ = [
+    "Base",
+    "Database",
+    "ModelApprovalRow",
+    "ModelTransitionRow",
+    "PipelineRunRow",
+    "RegistryLockRow",
+    "SimulationRow",
+    "StepRunRow",
+    "open_metadata",
+]

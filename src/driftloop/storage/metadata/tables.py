@@ -12,7 +12,17 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-__all__ = ["Base", "JSONType", "PipelineRunRow", "SimulationRow", "StepRunRow", "UTCDateTime"]
+__all__ = [
+    "Base",
+    "JSONType",
+    "ModelApprovalRow",
+    "ModelTransitionRow",
+    "PipelineRunRow",
+    "RegistryLockRow",
+    "SimulationRow",
+    "StepRunRow",
+    "UTCDateTime",
+]
 
 # JSONB on PostgreSQL (indexable, compact); plain JSON text elsewhere.
 JSONType = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
@@ -108,3 +118,49 @@ class StepRunRow(Base):
     log_uri: Mapped[str | None] = mapped_column(sa.Text)
     error: Mapped[str | None] = mapped_column(sa.Text)
     attempts: Mapped[int] = mapped_column(default=0)
+
+
+class ModelTransitionRow(Base):
+    """One audit entry of the model registry: a stage change that happened or was refused, and why."""
+
+    __tablename__ = "model_transitions"
+    __table_args__ = (sa.Index("ix_model_transitions_model_created", "model", "created_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    model: Mapped[str] = mapped_column(sa.String(200))
+    version: Mapped[int]
+    action: Mapped[str] = mapped_column(sa.String(20))
+    from_stage: Mapped[str] = mapped_column(sa.String(20))
+    to_stage: Mapped[str] = mapped_column(sa.String(20))
+    outcome: Mapped[str] = mapped_column(sa.String(20))
+    actor: Mapped[str] = mapped_column(sa.String(200))
+    comment: Mapped[str] = mapped_column(sa.Text, default="")
+    reasons: Mapped[list[Any]]
+    checks: Mapped[list[Any]]
+    replaced_version: Mapped[int | None]
+    created_at: Mapped[dt.datetime]
+
+
+class ModelApprovalRow(Base):
+    """A person's approval of a version for a stage (seed 5–6's human in the loop)."""
+
+    __tablename__ = "model_approvals"
+    __table_args__ = (sa.Index("ix_model_approvals_model_version", "model", "version"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    model: Mapped[str] = mapped_column(sa.String(200))
+    version: Mapped[int]
+    stage: Mapped[str] = mapped_column(sa.String(20))
+    actor: Mapped[str] = mapped_column(sa.String(200))
+    comment: Mapped[str] = mapped_column(sa.Text, default="")
+    created_at: Mapped[dt.datetime]
+
+
+class RegistryLockRow(Base):
+    """One row per registered model; promotions lock it (row lock / SQLite write lock) while they run."""
+
+    __tablename__ = "registry_locks"
+
+    model: Mapped[str] = mapped_column(sa.String(200), primary_key=True)
+    holder: Mapped[str] = mapped_column(sa.String(200), default="")
+    acquired_at: Mapped[dt.datetime | None]

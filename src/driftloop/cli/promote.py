@@ -1,0 +1,162 @@
+"""``driftloop promote``, ``approve``, ``rollback`` and ``lineage``: stages with gates and an audit trail."""
+
+from __future__ import annotations
+
+import getpass
+from typing import TYPE_CHECKING
+
+import typer
+
+from driftloop.cli._state import CliState, state
+from driftloop.errors import UsageError
+
+if TYPE_CHECKING:
+    from driftloop.registry.promotion import Promoter
+    from driftloop.tracking import Tracker
+
+
+def _stage(text: str) -> object:
+    from driftloop.core.models import Stage
+
+    stages = {"staging": Stage.STAGING, "production": Stage.PRODUCTION}
+    if text.lower() not in stages:
+        raise UsageError(f"invalid --to {text!r}: use staging or production")
+    return stages[text.lower()]
+
+
+def _promoter(st: CliState) -> tuple[Promoter, Tracker]:
+    from driftloop.registry.promotion import Promoter
+    from driftloop.storage.metadata import open_metadata
+    from driftloop.tracking import Tracker
+
+    tracker = Tracker(st.settings)
+    db = open_metadata(st.settings.database_url, echo=st.settings.database.echo)
+    return Promoter(st.settings, db, tracker=tracker), tracker
+
+
+def _actor(by: str | None) -> str:
+    try:
+        return by or getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
+
+
+def promote(
+    ctx: typer.Context,
+    name: str = typer.Argument(..., help="Registered model."),
+    version: int = typer.Argument(..., help="Version number."),
+    to: str = typer.Option(
+        ..., "--to", help="staging (runs the compliance checks) or production (compares)."
+    ),
+    by: str | None = typer.Option(None, "--by", help="Who is promoting [current user]."),
+    comment: str = typer.Option("", "--comment", help="Why, for the audit history."),
+) -> None:
+    """Promote a version: None → Staging (compliance checks) → Production (approval + comparison)."""
+    from driftloop.core.models import Stage
+    from driftloop.pipeline.promotion import promote as run_promote
+    from driftloop.registry import Registry
+
+    st = state(ctx)
+    stage = _stage(to)
+    assert isinstance(stage, Stage)
+    promoter, tracker = _promoter(st)
+    with st.err.status(f"promoting {name}/{version} to {stage.value}: checks and evidence…"):
+        result = run_promote(
+            promoter, st.settings, tracker, Registry(st.settings), name=name, version=version, to=stage,
+            actor=_actor(by), comment=comment,
+        )  # fmt: skip
+    for check in result.checks:
+        mark = "[green]✓[/]" if check.passed else ("[red]✗[/]" if check.required else "[yellow]![/]")
+        st.out.print(f"  {mark} {check.name:<20} {check.detail}")
+    if not result.changed:
+        st.out.print(f"{name}/{version} is already in {stage.value}: nothing to do")
+        return
+    replaced = f" (replaces {name}/{result.replaced})" if result.replaced else ""
+    st.out.print(f"[bold]{name}/{version}[/]: {result.from_stage.value} → {stage.value}{replaced}")
+
+
+def approve(
+    ctx: typer.Context,
+    name: str = typer.Argument(..., help="Registered model."),
+    version: int = typer.Argument(..., help="Version number."),
+    by: str = typer.Option(..., "--by", help="Who approves (recorded)."),
+    comment: str = typer.Option(..., "--comment", help="Why (recorded)."),
+    to: str = typer.Option("production", "--to", help="The stage approved for."),
+) -> None:
+    """Record a person's approval of a version for a stage (policy.require_approval_for)."""
+    from driftloop.core.models import Stage
+
+    st = state(ctx)
+    stage = _stage(to)
+    assert isinstance(stage, Stage)
+    promoter, _ = _promoter(st)
+    approval = promoter.approve(name, version, stage, actor=by, comment=comment)
+    st.out.print(f"approved {name}/{version} for {stage.value} by {approval.actor}: {approval.comment}")
+
+
+def rollback(
+    ctx: typer.Context,
+    name: str = typer.Argument(..., help="Registered model."),
+    by: str | None = typer.Option(None, "--by", help="Who rolls back [current user]."),
+    comment: str = typer.Option("", "--comment", help="Why, for the audit history."),
+) -> None:
+    """Return production to the version the current one replaced (the current one is archived)."""
+    st = state(ctx)
+    promoter, _ = _promoter(st)
+    result = promoter.rollback(name, actor=_actor(by), comment=comment)
+    st.out.print(f"[bold]{name}/{result.version}[/] is Production again; {name}/{result.replaced} archived")
+
+
+def lineage(
+    ctx: typer.Context, ref: str = typer.Argument(..., metavar="NAME/VERSION", help="A registered version.")
+) -> None:
+    """From a version back to its run, commit, feature version, pipeline run and raw data partitions."""
+    import json
+
+    from driftloop.core.models import ModelRef
+    from driftloop.errors import NotFoundError
+    from driftloop.features import feature_store_for
+    from driftloop.registry import Registry
+    from driftloop.tracking import Tracker
+
+    st = state(ctx)
+    parsed = ModelRef.parse(ref)
+    registry = Registry(st.settings)
+    v = (
+        registry.get(parsed.name, parsed.version)
+        if parsed.version is not None
+        else registry.latest(parsed.name)
+    )
+    st.out.print(
+        f"[bold]{v.name}/{v.version}[/]  stage {v.stage.value}  aliases {', '.join(v.aliases) or '-'}"
+    )
+    st.out.print(f"└─ model        {v.source}")
+    if not v.run_id:
+        return
+    run = Tracker(st.settings).get_run(v.run_id)
+    tags = run.tags
+    st.out.print(f"   └─ run      {run.run_id} ({run.name}, {run.status})")
+    commit = tags.get("driftloop.git.commit", "-")
+    st.out.print(f"      ├─ code     git {commit} (dirty: {tags.get('driftloop.git.dirty', '-')})")
+    if tags.get("driftloop.pipeline_run"):
+        st.out.print(f"      ├─ pipeline {tags['driftloop.pipeline_run']} (driftloop pipeline show …)")
+    feature_version = tags.get("driftloop.feature_version")
+    if not feature_version:
+        st.out.print(f"      └─ data     {tags.get('driftloop.source', '-')} (a local file)")
+        return
+    st.out.print(f"      └─ features {feature_version}")
+    try:
+        info = feature_store_for(st.settings).get(feature_version)
+    except NotFoundError:
+        st.out.print("         └─ (the feature version is no longer in the store)")
+        return
+    window = info.lineage.get("window", {})
+    st.out.print(f"         ├─ window   {json.dumps(window, sort_keys=True)}")
+    raw = info.lineage.get("raw_partitions", {})
+    labels = info.lineage.get("label_partitions", {})
+    st.out.print(f"         ├─ raw      {len(raw)} partitions")
+    for key, meta in sorted(raw.items()):
+        st.out.print(f"         │   {key}  sha256 {str(meta.get('sha256', ''))[:16]}")
+    st.out.print(f"         └─ labels   {len(labels)} partitions")
+    for key, digest in sorted(labels.items()):
+        st.out.print(f"             {key}  sha256 {str(digest)[:16]}")
