@@ -31,7 +31,8 @@ class Plant:
 
     def run(self, *args: str, extra_env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [sys.executable, "-m", "driftloop", *args], cwd=self.directory, env={**self.env, **(extra_env or {})},
+            [sys.executable, "-m", "driftloop", *args], cwd=self.directory,
+            env={**self.env, **(extra_env or {})},
             capture_output=True, text=True, timeout=600, check=False,
         )  # fmt: skip
 

@@ -261,13 +261,13 @@ def run_checks(ctx: CheckContext, names: Sequence[str], advisory: Sequence[str] 
     checks = [(name, resolve_check(name)) for name in names]  # configuration errors before any work
     results = []
     for name, check in checks:
+        label = name.rpartition(":")[2]  # a custom check is reported by its function's name
         try:
             result = check(ctx)
         except DriftloopError as exc:
-            result = CheckResult(name, False, f"could not be evaluated: {exc}")
-        except Exception as exc:
-            result = CheckResult(name, False, f"raised {type(exc).__name__}: {exc}")
-        label = name.rpartition(":")[2] if ":" in name else name
+            result = CheckResult(label, False, f"could not be evaluated: {exc}")
+        except Exception as exc:  # a user's check may fail any way: that is a failed check, not a crash
+            result = CheckResult(label, False, f"raised {type(exc).__name__}: {exc}")
         required = name not in advisory and label not in advisory
         results.append(
             CheckResult(result.name or label, result.passed, result.detail, result.evidence, required)

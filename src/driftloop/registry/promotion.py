@@ -102,7 +102,7 @@ class Promoter:
             reasons = self._production_reasons(current, checks)
             self._publish(current, checks, "production", tags=False)
         reasons += self._approval_reasons(name, version, to)
-        attempt = _Attempt(name, version, to, actor, comment, checks)
+        attempt = _Attempt(name, version, current.stage, to, actor, comment, checks)
         if reasons:
             with self.audit.locked(name) as locked:
                 attempt.record(locked, current.stage, "refused", reasons)
@@ -159,18 +159,18 @@ class Promoter:
         current = self._registry.get(name, version)
         if current.stage == to:
             reason = f"{name}/{version} is already in {to.value} (a concurrent promotion got there first)"
-            attempt.record(locked, current.stage, "refused", [reason])
+            attempt.record(locked, attempt.seen, "refused", [reason])
             return PromotionResult(name, version, to, to, attempt.checks, changed=False)
         if to == Stage.PRODUCTION and current.stage != Stage.STAGING:
             reason = f"{name}/{version} left Staging (now {current.stage.value}) while it was being compared"
-            attempt.record(locked, current.stage, "refused", [reason])
+            attempt.record(locked, attempt.seen, "refused", [reason])
             raise attempt.refused([reason])
         holder = self._registry.by_alias(name, ALIASES[to])
         held = holder.version if holder else None
         compared = _compared_champion(attempt.checks)
         if to == Stage.PRODUCTION and not isinstance(compared, _Unset) and compared != held:
             reason = f"production changed during the comparison (was {compared}, now {held}): compare again"
-            attempt.record(locked, current.stage, "refused", [reason])
+            attempt.record(locked, attempt.seen, "refused", [reason])
             raise attempt.refused([reason])
         self._registry.set_alias(name, ALIASES[to], version)
         if to == Stage.PRODUCTION:
@@ -237,6 +237,7 @@ class _Attempt:
 
     name: str
     version: int
+    seen: Stage  # the stage the version had when the attempt started
     to: Stage
     actor: str
     comment: str
