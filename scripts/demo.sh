@@ -20,6 +20,17 @@ dl models list
 echo
 dl models show plant-failure
 echo
+echo "== promotion: None → Staging (compliance checks) → Production (approval + comparison) =="
+# The demo runs from any checkout: a dirty or missing git commit is shown, not fatal, here.
+export DRIFTLOOP_POLICY__ADVISORY_CHECKS='["reproducibility"]'
+dl promote plant-failure 1 --to staging --by demo
+dl approve plant-failure 1 --by reviewer --comment "demo: compliance checks passed"
+dl promote plant-failure 1 --to production --by demo
+echo
+dl models history plant-failure
+echo
+dl lineage plant-failure/1 | head -12
+echo
 echo "raw partitions: $(find .driftloop/raw -name '*.csv' | wc -l), label partitions: $(find .driftloop/labels -name '*.csv' | wc -l)"
 echo "quarantined rows (first 3 of $(($(find .driftloop/quarantine -name rejected.csv | head -1 | xargs cat | wc -l) - 1))):"
 find .driftloop/quarantine -name rejected.csv | head -1 | xargs head -n 4 | cut -c1-160

@@ -32,9 +32,19 @@ def test_help_everywhere(cli, args: list[str]) -> None:
 
 def test_only_working_verbs_are_listed(cli) -> None:
     out = cli("--help").out
-    for verb in ("simulate", "config", "db"):
+    for verb in (
+        "simulate",
+        "config",
+        "db",
+        "pipeline",
+        "features",
+        "train",
+        "models",
+        "promote",
+        "rollback",
+    ):
         assert verb in out
-    for not_yet in ("serve", "monitor", "promote"):
+    for not_yet in ("serve", "monitor", "scheduler", " up ", "demo"):
         assert not_yet not in out
 
 

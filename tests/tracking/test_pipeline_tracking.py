@@ -3,10 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -21,6 +17,7 @@ from mlflow.tracking import MlflowClient
 
 from driftloop.settings import load_settings
 from tests.tracking.conftest import TRAINING
+from tests.workspace import make_workspace
 
 if TYPE_CHECKING:
     from tests.conftest import MlflowServer
@@ -41,32 +38,11 @@ class Pipelined:
 @pytest.fixture(scope="module")
 def pipelined(mlflow_server: MlflowServer, tmp_path_factory: pytest.TempPathFactory) -> Pipelined:
     """Simulate and run the whole pipeline once for this module (real processes, as a user would)."""
-    directory = tmp_path_factory.mktemp("pipeline")
-    suffix = uuid.uuid4().hex[:8]
-    name = f"plant-{suffix}"
-    (directory / "driftloop.toml").write_text(
-        f'[tracking]\nuri = "{mlflow_server.url}"\nexperiment = "exp-{suffix}"\n'
-        f'[registry]\nmodel_name = "{name}"\n{TRAINING}'
-    )
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith("DRIFTLOOP_") or k.startswith("DRIFTLOOP_TEST_")
-    }
-
-    def driftloop(*args: str) -> str:
-        done = subprocess.run(
-            [sys.executable, "-m", "driftloop", *args], cwd=directory, env=env, capture_output=True,
-            text=True,
-            timeout=600, check=False,
-        )  # fmt: skip
-        assert done.returncode == 0, done.stderr
-        return done.stdout
-
-    driftloop("simulate", "--start", "2026-01-01", "--days", "4", "--rows-per-day", "2500", "--seed", "2")
-    out = driftloop("pipeline", "run", "--as-of", "2026-01-10")
-    assert f"model={name}/1" in out
-    return Pipelined(directory, name, out.split("pipeline run ", 1)[1].split()[0])
+    ws = make_workspace(tmp_path_factory.mktemp("pipeline"), mlflow_server, TRAINING)
+    ws.ok("simulate", "--start", "2026-01-01", "--days", "4", "--rows-per-day", "2500", "--seed", "2")
+    out = ws.ok("pipeline", "run", "--as-of", "2026-01-10")
+    assert f"model={ws.name}/1" in out
+    return Pipelined(ws.directory, ws.name, out.split("pipeline run ", 1)[1].split()[0])
 
 
 @pytest.fixture

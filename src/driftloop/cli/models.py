@@ -55,11 +55,7 @@ def show(
     st = state(ctx)
     parsed = ModelRef.parse(ref)
     registry = Registry(st.settings)
-    v = (
-        registry.get(parsed.name, parsed.version)
-        if parsed.version is not None
-        else registry.latest(parsed.name)
-    )
+    v = registry.resolve(parsed)
     st.out.print(
         f"[bold]{v.name}/{v.version}[/]  stage {v.stage.value}  aliases {', '.join(v.aliases) or '-'}"
     )

@@ -69,7 +69,7 @@ def promote(
         mark = "[green]✓[/]" if check.passed else ("[red]✗[/]" if check.required else "[yellow]![/]")
         st.out.print(f"  {mark} {check.name:<20} {check.detail}")
     if not result.changed:
-        st.out.print(f"{name}/{version} is already in {stage.value}: nothing to do")
+        st.out.print(f"{name}/{version} is already in {result.to_stage.value}: nothing to do")
         return
     replaced = f" (replaces {name}/{result.replaced})" if result.replaced else ""
     st.out.print(f"[bold]{name}/{version}[/]: {result.from_stage.value} → {stage.value}{replaced}")
@@ -122,11 +122,7 @@ def lineage(
     st = state(ctx)
     parsed = ModelRef.parse(ref)
     registry = Registry(st.settings)
-    v = (
-        registry.get(parsed.name, parsed.version)
-        if parsed.version is not None
-        else registry.latest(parsed.name)
-    )
+    v = registry.resolve(parsed)
     st.out.print(
         f"[bold]{v.name}/{v.version}[/]  stage {v.stage.value}  aliases {', '.join(v.aliases) or '-'}"
     )

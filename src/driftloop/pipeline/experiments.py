@@ -45,7 +45,7 @@ def reproduce(
     """Retrain ``ref`` from its recorded feature version, training configuration and seed."""
     from driftloop.pipeline.datasets import from_feature_version
 
-    version = registry.get(ref.name, ref.version) if ref.version is not None else registry.latest(ref.name)
+    version = registry.resolve(ref)
     if not version.run_id:
         raise DataError(f"{version.name}/{version.version} records no training run; it cannot be reproduced")
     run = tracker.get_run(version.run_id)

@@ -20,6 +20,7 @@ from driftloop.tracking import configure_mlflow
 if TYPE_CHECKING:
     from collections.abc import Iterator, Mapping
 
+    from driftloop.core.models import ModelRef
     from driftloop.settings import Settings
 
 __all__ = ["Registry"]
@@ -71,6 +72,10 @@ class Registry:
             aliases.setdefault(int(number), []).append(alias)
         versions = [_version(mv, aliases.get(int(mv.version))) for mv in found]
         return sorted(versions, key=lambda v: v.version, reverse=True)
+
+    def resolve(self, ref: ModelRef) -> ModelVersion:
+        """``NAME/VERSION`` as that version, ``NAME`` alone as its latest version."""
+        return self.get(ref.name, ref.version) if ref.version is not None else self.latest(ref.name)
 
     def latest(self, name: str) -> ModelVersion:
         versions = self.versions(name)

@@ -90,9 +90,8 @@ class Promoter:
         if current.stage == to:
             return PromotionResult(name, version, to, to, (), changed=False)
         if to == Stage.STAGING and current.stage == Stage.PRODUCTION:
-            raise UsageError(
-                f"{name}/{version} is in Production: promote a newer version or `driftloop rollback {name}`"
-            )
+            # Already past Staging: the state asked for holds (idempotent, as a re-run demo expects).
+            return PromotionResult(name, version, current.stage, current.stage, (), changed=False)
         if to == Stage.STAGING:
             checks = tuple(self.compliance(current))
             self._publish(current, checks, "staging")
