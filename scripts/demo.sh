@@ -29,7 +29,7 @@ dl promote plant-failure 1 --to production --by demo
 echo
 dl models history plant-failure
 echo
-dl lineage plant-failure/1 | head -12
+dl lineage plant-failure/1
 echo
 echo "raw partitions: $(find .driftloop/raw -name '*.csv' | wc -l), label partitions: $(find .driftloop/labels -name '*.csv' | wc -l)"
 echo "quarantined rows (first 3 of $(($(find .driftloop/quarantine -name rejected.csv | head -1 | xargs cat | wc -l) - 1))):"
