@@ -9,12 +9,14 @@ bug: the CLI shows its traceback.
 from __future__ import annotations
 
 __all__ = [
+    "CaptureFullError",
     "ConfigError",
     "ConflictError",
     "DataError",
     "DriftloopError",
     "MetadataError",
     "NotFoundError",
+    "PolicyError",
     "StorageError",
     "StorageUnavailableError",
     "UsageError",
@@ -75,6 +77,12 @@ class StorageError(DriftloopError):
 
 class StorageUnavailableError(StorageError):
     """The object store could not be reached or timed out; retrying later may succeed."""
+
+    http_status = 503
+
+
+class CaptureFullError(StorageUnavailableError):
+    """The capture store's local buffer is full: the prediction is refused (503), never dropped later."""
 
     http_status = 503
 

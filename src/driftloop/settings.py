@@ -32,6 +32,7 @@ __all__ = [
     "CONFIG_FILENAME",
     "ENV_PREFIX",
     "PLANT_COLUMNS",
+    "CaptureSettings",
     "ColumnSpec",
     "ContainerRunnerSettings",
     "DataSettings",
@@ -42,6 +43,7 @@ __all__ = [
     "PolicySettings",
     "RegistrySettings",
     "S3Settings",
+    "ServingSettings",
     "Settings",
     "SimulateSettings",
     "StorageSettings",
@@ -259,6 +261,51 @@ class RegistrySettings(_Section):
     model_name: str = Field(default="plant-failure", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
+class ServingSettings(_Section):
+    """The prediction service (``driftloop serve``)."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=1, le=65535)
+    workers: int = Field(default=1, ge=1)
+    alias: str = "production"  # the registry alias the service follows
+    poll_interval_s: float = Field(default=5.0, gt=0)  # how often it checks the alias for a new version
+    max_rows: int = Field(default=10_000, ge=1)  # per request
+    # Adaptive micro-batching: concurrent requests share one model call of at most ``batch_max_rows``;
+    # ``batch_max_wait_ms`` optionally waits to fill a batch, only while requests are arriving together.
+    micro_batching: bool = True
+    # Score with ONNX Runtime when the model exports and reproduces torch within 1e-5 (else torch).
+    onnx: bool = True
+    batch_max_rows: int = Field(default=256, ge=1)
+    batch_max_wait_ms: float = Field(default=0.0, ge=0)
+
+
+class CaptureSettings(_Section):
+    """Capture of every prediction and label: a local write-ahead log shipped as Parquet (docs/capture.md)."""
+
+    enabled: bool = True  # off: the service captures nothing
+    wal_dir: Path | None = None  # the local write-ahead log; empty: ``<home>/capture/wal``
+    # Appends that arrive while the WAL writer is busy share its next write + fsync (group commit);
+    # this optionally makes it wait up to so long for more. 0: no added wait (a lone request is
+    # written at once; under load the groups form by themselves).
+    group_commit_ms: float = Field(default=0.0, ge=0)
+    # A WAL segment is sealed and shipped once it is this big or this old, whichever comes first.
+    segment_max_bytes: int = Field(default=8 * 1024 * 1024, ge=1)
+    segment_max_age_s: float = Field(default=5.0, gt=0)
+    # Unshipped bytes kept on local disk; beyond this appends fail (HTTP 503) rather than drop data.
+    max_buffer_bytes: int = Field(default=512 * 1024 * 1024, ge=1)
+    # Shipping retries after a storage failure wait this long, doubling up to ``retry_max_s``.
+    retry_initial_s: float = Field(default=0.5, gt=0)
+    retry_max_s: float = Field(default=30.0, gt=0)
+
+    @model_validator(mode="after")
+    def _retry_order(self) -> CaptureSettings:
+        if self.retry_initial_s > self.retry_max_s:
+            raise ValueError(
+                f"retry_initial_s {self.retry_initial_s} is above retry_max_s {self.retry_max_s}"
+            )
+        return self
+
+
 class PolicySettings(_Section):
     """Promotion gates (seeds 4–6): compliance checks, approval, comparison with production."""
 
@@ -310,6 +357,8 @@ class Settings(BaseSettings):
     tracking: TrackingSettings = TrackingSettings()
     registry: RegistrySettings = RegistrySettings()
     policy: PolicySettings = PolicySettings()
+    serving: ServingSettings = ServingSettings()
+    capture: CaptureSettings = CaptureSettings()
 
     # Where the file came from (None: defaults and environment only). Not a configuration key.
     config_file: Path | None = Field(default=None, exclude=True)
@@ -335,6 +384,11 @@ class Settings(BaseSettings):
     def tracking_uri(self) -> str:
         """The MLflow tracking URI."""
         return self.tracking.uri or f"sqlite:///{self.home / 'mlflow.db'}"
+
+    @property
+    def capture_wal_dir(self) -> Path:
+        """The capture store's local write-ahead log directory."""
+        return self.capture.wal_dir or self.home / "capture" / "wal"
 
     @property
     def artifact_root(self) -> str:
@@ -429,7 +483,11 @@ def _resolve_paths(settings: Settings, base: Path) -> Settings:
     if root.startswith("file://"):
         root = root[len("file://") :]
     storage = settings.storage.model_copy(update={"root": root})
-    return settings.model_copy(update={"home": home.resolve(), "storage": storage})
+    wal_dir = settings.capture.wal_dir
+    if wal_dir is not None and not wal_dir.is_absolute():
+        wal_dir = (base / wal_dir).resolve()
+    capture = settings.capture.model_copy(update={"wal_dir": wal_dir})
+    return settings.model_copy(update={"home": home.resolve(), "storage": storage, "capture": capture})
 
 
 def _mask_url(url: str) -> str:

@@ -23,6 +23,7 @@ from driftloop.cli import features as features_cli
 from driftloop.cli import models as models_cli
 from driftloop.cli import pipeline as pipeline_cli
 from driftloop.cli import promote as promote_cli
+from driftloop.cli import serve as serve_cli
 from driftloop.cli import simulate as simulate_cli
 from driftloop.cli import train as train_cli
 from driftloop.cli._state import CliState
@@ -51,6 +52,7 @@ app.command("promote")(promote_cli.promote)
 app.command("approve")(promote_cli.approve)
 app.command("rollback")(promote_cli.rollback)
 app.command("lineage")(promote_cli.lineage)
+app.command("serve")(serve_cli.serve)
 
 
 def _version(value: bool) -> None:

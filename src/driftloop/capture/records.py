@@ -1,0 +1,198 @@
+"""Capture records: their schemas, validation, WAL framing and the Parquet objects they become.
+
+A record is a ``prediction`` or a ``feedback`` label. In the write-ahead log each one is a frame
+(4-byte length, 4-byte CRC32, JSON); shipped, they become Parquet objects under
+``captures/model=<name>/date=<day>/`` and ``captures/feedback/date=<day>/`` that join on ``prediction_id``.
+"""
+
+from __future__ import annotations
+
+import numbers
+import re
+import struct
+import zlib
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, Literal
+
+import orjson
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+
+    from driftloop.storage import ObjectStore
+
+__all__ = [
+    "FEEDBACK_SCHEMA",
+    "PREDICTION_SCHEMA",
+    "decode",
+    "encode",
+    "normalize",
+    "parquet_objects",
+    "read_captures",
+]
+
+PREDICTION_SCHEMA = pa.schema([
+    pa.field("prediction_id", pa.string(), nullable=False),
+    pa.field("ts", pa.timestamp("us", tz="UTC"), nullable=False),
+    pa.field("model_name", pa.string(), nullable=False),
+    pa.field("model_version", pa.int64(), nullable=False),
+    pa.field("inputs", pa.string(), nullable=False),  # JSON object
+    pa.field("outputs", pa.string(), nullable=False),  # JSON value
+    pa.field("score", pa.float64()),
+    pa.field("latency_ms", pa.float64(), nullable=False),
+    pa.field("fallback", pa.bool_(), nullable=False),
+    pa.field("endpoint", pa.string(), nullable=False),
+])  # fmt: skip
+FEEDBACK_SCHEMA = pa.schema([
+    pa.field("prediction_id", pa.string(), nullable=False),
+    pa.field("ts", pa.timestamp("us", tz="UTC"), nullable=False),
+    pa.field("label", pa.float64(), nullable=False),
+    pa.field("source", pa.string(), nullable=False),
+])  # fmt: skip
+
+_HEADER = struct.Struct("<II")  # payload length, CRC32 of the payload
+_MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")  # as registry.model_name: safe in a key
+
+
+def read_captures(
+    store: ObjectStore, *, kind: Literal["prediction", "feedback"] = "prediction", model: str | None = None
+) -> pa.Table:
+    """Every shipped record of ``kind`` (predictions of ``model`` only, when given), sorted by time.
+
+    The schema is :data:`PREDICTION_SCHEMA` or :data:`FEEDBACK_SCHEMA`; records still in a WAL are not
+    included. Raises the store's errors.
+    """
+    if kind == "feedback":
+        prefix, schema = "captures/feedback/", FEEDBACK_SCHEMA
+    elif kind == "prediction":
+        prefix, schema = f"captures/model={model}/" if model else "captures/model=", PREDICTION_SCHEMA
+    else:
+        raise ValueError(f"kind must be 'prediction' or 'feedback', not {kind!r}")
+    tables = [
+        pq.read_table(pa.BufferReader(store.read_bytes(info.key)), schema=schema)
+        for info in store.list(prefix)
+        if info.key.endswith(".parquet")
+    ]
+    if not tables:
+        return schema.empty_table()
+    return pa.concat_tables(tables).sort_by([("ts", "ascending"), ("prediction_id", "ascending")])
+
+
+def parquet_objects(records: list[dict[str, Any]], stem: str) -> Iterator[tuple[str, bytes]]:
+    """The Parquet objects (key, bytes) for ``records`` of one WAL segment, one per kind and partition."""
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for record in records:
+        ts = datetime.fromisoformat(record["ts"])
+        row = {**record, "ts": ts}
+        if record["kind"] == "prediction":
+            row["inputs"] = orjson.dumps(record["inputs"]).decode()
+            row["outputs"] = orjson.dumps(record["outputs"]).decode()
+            prefix = f"captures/model={record['model_name']}/date={ts.date().isoformat()}"
+        else:
+            prefix = f"captures/feedback/date={ts.date().isoformat()}"
+        groups.setdefault((prefix, record["kind"]), []).append(row)
+    for (prefix, kind), rows in sorted(groups.items()):
+        schema = PREDICTION_SCHEMA if kind == "prediction" else FEEDBACK_SCHEMA
+        sink = pa.BufferOutputStream()
+        pq.write_table(pa.Table.from_pylist(rows, schema=schema), sink, compression="zstd")
+        yield f"{prefix}/{stem}.parquet", sink.getvalue().to_pybytes()
+
+
+def _text(value: Any) -> bool:
+    return isinstance(value, str) and value != ""
+
+
+def _real(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+# Per kind: field → (test, what it must be). orjson stores numpy scalars as plain JSON numbers.
+_FIELDS: dict[str, dict[str, tuple[Callable[[Any], bool], str]]] = {
+    "prediction": {
+        "prediction_id": (_text, "a non-empty string"),
+        "model_name": (lambda v: isinstance(v, str) and bool(_MODEL_NAME.match(v)), "a registry model name"),
+        "model_version": (
+            lambda v: isinstance(v, numbers.Integral) and not isinstance(v, bool) and 0 <= int(v) < 2**63,
+            "a non-negative integer",
+        ),
+        "inputs": (lambda v: isinstance(v, Mapping), "an object"),
+        "outputs": (lambda v: isinstance(v, Mapping | list | numbers.Real), "an object, a list or a number"),
+        "score": (lambda v: v is None or _real(v), "a number or null"),  # may be left out: null
+        "latency_ms": (_real, "a number"),
+        "fallback": (lambda v: isinstance(v, bool), "true or false"),
+        "endpoint": (_text, "a non-empty string"),
+    },
+    "feedback": {"prediction_id": (_text, "a non-empty string"), "label": (_real, "a number"),
+                 "source": (_text, "a non-empty string")},
+}  # fmt: skip
+
+
+def normalize(record: Mapping[str, Any]) -> dict[str, Any]:
+    """The record as it goes into the WAL; ``ValueError`` naming the field when it is malformed."""
+    kind = record.get("kind")
+    if kind not in _FIELDS:
+        raise ValueError(f"capture record: field 'kind' must be 'prediction' or 'feedback', got {kind!r}")
+    fields = _FIELDS[kind]
+    unknown = sorted(set(record) - set(fields) - {"kind", "ts"})
+    if unknown:
+        raise ValueError(f"capture record: unknown field {unknown[0]!r} for kind {kind!r}")
+    out: dict[str, Any] = {"kind": kind, "ts": _utc_iso(record.get("ts"))}
+    for name, (test, expected) in fields.items():
+        if name not in record and name != "score":
+            raise ValueError(f"capture record: field {name!r} is missing")
+        value = out[name] = record.get(name)
+        if not test(value):
+            raise _bad(name, expected, value)
+    return out
+
+
+def _bad(name: str, expected: str, value: Any) -> ValueError:
+    return ValueError(f"capture record: field {name!r} must be {expected}, got {value!r:.80}")
+
+
+def _utc_iso(value: Any) -> str:
+    """An ISO-8601 string or a datetime as a UTC ISO-8601 string; naive values are taken as UTC."""
+    try:
+        stamp = datetime.fromisoformat(value) if isinstance(value, str) else value
+    except ValueError:
+        stamp = None
+    if not isinstance(stamp, datetime):
+        raise _bad("ts", "an ISO-8601 timestamp or a datetime", value)
+    return stamp.replace(tzinfo=stamp.tzinfo or UTC).astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def encode(record: dict[str, Any]) -> bytes:
+    try:
+        payload = orjson.dumps(record, option=orjson.OPT_SERIALIZE_NUMPY)
+    except TypeError as exc:  # orjson.JSONEncodeError: name the field that cannot be encoded
+        for name, value in record.items():
+            try:
+                orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY)
+            except TypeError:
+                raise ValueError(f"capture record: field {name!r} is not JSON-serializable: {exc}") from None
+        raise ValueError(f"capture record is not JSON-serializable: {exc}") from None
+    return _HEADER.pack(len(payload), zlib.crc32(payload)) + payload
+
+
+def decode(data: bytes) -> tuple[list[dict[str, Any]], int]:
+    """The records of a segment up to the first torn or corrupt one, and the offset where that starts."""
+    records: list[dict[str, Any]] = []
+    pos = 0
+    while pos + _HEADER.size <= len(data):
+        length, crc = _HEADER.unpack_from(data, pos)
+        end = pos + _HEADER.size + length
+        payload = data[pos + _HEADER.size : end]
+        if end > len(data) or zlib.crc32(payload) != crc:
+            break
+        try:
+            record = orjson.loads(payload)
+        except orjson.JSONDecodeError:
+            break
+        if not isinstance(record, dict):
+            break
+        records.append(record)
+        pos = end
+    return records, pos

@@ -1,0 +1,483 @@
+"""The capture store: every prediction and feedback label, kept crash-safe and shipped as Parquet.
+
+**Durability guarantee.** :meth:`CaptureStore.append` returns only once the record is in the local
+write-ahead log (WAL) *and* the WAL has been ``fsync``-ed, so an acknowledged record survives ``kill -9``
+and, on a disk that honours ``fsync``, a power loss; it then reaches the object store at least once,
+and because shipping is idempotent it appears there once. Nothing acknowledged is dropped: when the
+local buffer is full (``capture.max_buffer_bytes``) or the WAL cannot be written, ``append`` raises
+(:class:`~driftloop.errors.CaptureFullError` or :class:`~driftloop.errors.StorageUnavailableError`,
+both HTTP 503) and the record is not acknowledged; such a record may or may not be captured.
+
+How (docs/capture.md has the details and every failure case): one writer thread gathers the appends
+that arrive within ``capture.group_commit_ms`` and gives them one ``write`` and one ``fsync`` (group
+commit). The WAL is a series of segments ``seg-<20-digit sequence>.wal`` of framed records (4-byte
+length, 4-byte CRC32, JSON), sealed by size or age. A shipper thread writes each sealed segment as
+Parquet objects under deterministic keys, so re-shipping after a crash overwrites identical objects,
+deletes the segment only once all are written, and retries storage failures with exponential backoff.
+:meth:`CaptureStore.start` recovers an earlier process's segments up to their first torn record.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import fcntl
+import logging
+import os
+import re
+import threading
+import time
+import uuid
+from collections import deque
+from concurrent.futures import Future
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, TypedDict
+
+from driftloop.capture.records import decode, encode, normalize, parquet_objects
+from driftloop.errors import (
+    CaptureFullError,
+    ConfigError,
+    ConflictError,
+    DriftloopError,
+    StorageUnavailableError,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+    from types import TracebackType
+
+    from driftloop.settings import CaptureSettings
+    from driftloop.storage import ObjectStore
+
+__all__ = ["CaptureStats", "CaptureStore"]
+
+log = logging.getLogger(__name__)
+
+_SEGMENT = re.compile(r"^seg-(\d{20})\.wal$")
+_WRITER_ID = re.compile(r"^[0-9a-f]{12}$")
+
+
+class CaptureStats(TypedDict):
+    """What the service exports as metrics."""
+
+    pending_bytes: int  # accepted but not shipped yet (WAL on disk plus appends being written)
+    pending_segments: int
+    shipped_records: int
+    shipped_segments: int
+    failures: int  # failed shipping attempts
+    rejected: int  # appends refused with CaptureFullError
+    last_error: str | None  # the most recent shipping failure
+
+
+@dataclass
+class _Segment:
+    path: Path
+    size: int  # bytes of whole records (what accounting and recovery trust)
+
+
+@dataclass
+class _Active(_Segment):
+    fd: int
+    opened: float  # monotonic
+
+
+class CaptureStore:
+    """A crash-safe, append-only sink for capture records; see the module docstring for the guarantee.
+
+    ``wal_dir`` is locked for the store's lifetime (one store per directory, across processes).
+    """
+
+    def __init__(self, store: ObjectStore, wal_dir: Path, cfg: CaptureSettings) -> None:
+        self._store = store
+        self._dir = Path(wal_dir)
+        self._cfg = cfg
+        self._lock = threading.Lock()
+        self._work = threading.Condition(self._lock)  # writer: records queued, seal or stop requested
+        self._ship = threading.Condition(self._lock)  # shipper: segment sealed, retry kicked, stop
+        self._done = threading.Condition(self._lock)  # flush: the buffer shrank
+        self._state: Literal["new", "running", "closing", "closed"] = "new"
+        self._queue: list[tuple[bytes, Future[None]]] = []
+        self._queue_bytes = 0
+        self._first_queued = 0.0
+        self._active: _Active | None = None
+        self._sealed: deque[_Segment] = deque()
+        self._sealed_bytes = 0
+        self._seal_requested = self._kick = self._stop_writer = self._stop_shipper = False
+        self._writer_error: str | None = None
+        self._last_seq = 0
+        self._writer_id = ""
+        self._lock_fd: int | None = None
+        self._threads: list[threading.Thread] = []
+        self._shipped_records = self._shipped_segments = self._failures = self._rejected = 0
+        self._last_error: str | None = None
+
+    def start(self) -> None:
+        """Lock ``wal_dir``, recover what an earlier process left there and start the threads.
+
+        Raises :class:`ConfigError` when the directory is unusable, :class:`ConflictError` when another
+        store (in this or another process) holds it.
+        """
+        with self._lock:
+            if self._state != "new":
+                raise RuntimeError("a CaptureStore can be started once")
+            try:
+                self._dir.mkdir(parents=True, exist_ok=True)
+                self._lock_fd = _lock_dir(self._dir)
+                self._writer_id = _writer_id(self._dir)
+                self._recover()
+            except OSError as exc:
+                if self._lock_fd is not None:
+                    os.close(self._lock_fd)
+                    self._lock_fd = None
+                raise ConfigError(
+                    f"capture.wal_dir {self._dir} is not usable: {exc.strerror or exc}"
+                ) from exc
+            for name, target in (("writer", self._write_loop), ("shipper", self._ship_loop)):
+                thread = threading.Thread(target=target, name=f"capture-{name}", daemon=True)
+                thread.start()
+                self._threads.append(thread)
+            self._state = "running"
+
+    def append(self, record: Mapping[str, Any]) -> None:
+        """Capture ``record``; return once it is fsynced to the WAL. Thread-safe.
+
+        Raises ``ValueError`` naming the field for a malformed record, :class:`CaptureFullError` when
+        the buffer is full, :class:`StorageUnavailableError` when the WAL cannot be written or the store
+        is closed.
+        """
+        self._submit([record]).result()
+
+    async def append_async(self, record: Mapping[str, Any]) -> None:
+        """:meth:`append` for the event loop: waits for the fsync without blocking the loop."""
+        await asyncio.wrap_future(self._submit([record]))
+
+    async def append_many_async(self, records: Sequence[Mapping[str, Any]]) -> None:
+        """Capture ``records`` all or none (one buffer check, one write, one fsync wait)."""
+        if records:
+            await asyncio.wrap_future(self._submit(records))
+
+    def flush(self, timeout: float) -> bool:
+        """Seal the active segment and ship everything; True once nothing is pending (within ``timeout``)."""
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            if self._state == "new":
+                raise RuntimeError("CaptureStore.start() was not called")
+            while self._pending_bytes():
+                if self._active is not None or self._queue:
+                    self._seal_requested = True
+                    self._work.notify()
+                self._kick = True  # retry a failed segment now rather than after its backoff
+                self._ship.notify()
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._done.wait(left)
+            return True
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Refuse new appends, ship what can be shipped within ``timeout``, stop the threads.
+
+        Whatever is not shipped stays in the WAL for the next :meth:`start`; nothing is deleted.
+        """
+        with self._lock:
+            if self._state != "running":
+                self._state = "closed"
+                return
+            self._state = "closing"
+        deadline = time.monotonic() + timeout
+        self.flush(timeout)
+        with self._lock:
+            self._stop_writer = True
+            self._work.notify()
+        self._threads[0].join()  # accepted records still get their write and fsync
+        with self._lock:
+            self._stop_shipper = True
+            self._ship.notify()
+        self._threads[1].join(max(deadline - time.monotonic(), 1.0))
+        with self._lock:
+            self._state = "closed"
+            pending, segments = self._pending_bytes(), len(self._sealed)
+            if self._lock_fd is not None:
+                os.close(self._lock_fd)  # releases the flock
+                self._lock_fd = None
+        if pending:
+            log.warning("capture: %d bytes in %d segment(s) stay in %s for the next start",
+                        pending, segments, self._dir)  # fmt: skip
+
+    def stats(self) -> CaptureStats:
+        """A consistent snapshot of the counters."""
+        with self._lock:
+            return CaptureStats(
+                pending_bytes=self._pending_bytes(),
+                pending_segments=len(self._sealed) + (self._active is not None),
+                shipped_records=self._shipped_records,
+                shipped_segments=self._shipped_segments,
+                failures=self._failures,
+                rejected=self._rejected,
+                last_error=self._last_error,
+            )
+
+    def __enter__(self) -> CaptureStore:
+        self.start()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    # -- request path ---------------------------------------------------------------------------------
+
+    def _submit(self, records: Sequence[Mapping[str, Any]]) -> Future[None]:
+        frame = b"".join(encode(normalize(record)) for record in records)
+        future: Future[None] = Future()
+        with self._lock:
+            if self._state == "new":
+                raise RuntimeError("CaptureStore.start() was not called")
+            if self._state != "running" or self._writer_error:
+                reason = self._writer_error or "it is closed"
+                raise StorageUnavailableError(f"the capture store refuses records: {reason}")
+            pending = self._pending_bytes()
+            if pending + len(frame) > self._cfg.max_buffer_bytes:
+                self._rejected += 1
+                raise CaptureFullError(
+                    f"capture buffer full: {pending} bytes wait to be shipped to {self._store.root} "
+                    f"(capture.max_buffer_bytes = {self._cfg.max_buffer_bytes}); retry later"
+                )
+            if not self._queue:
+                self._first_queued = time.monotonic()
+                self._work.notify()
+            self._queue.append((frame, future))
+            self._queue_bytes += len(frame)
+        return future
+
+    def _pending_bytes(self) -> int:
+        return self._queue_bytes + self._sealed_bytes + (self._active.size if self._active else 0)
+
+    # -- writer thread: group commit into the WAL -----------------------------------------------------
+
+    def _write_loop(self) -> None:
+        try:
+            self._write_until_stopped()
+        except BaseException as exc:  # a bug: refuse new records rather than let appends hang forever
+            log.exception("capture writer stopped")
+            with self._lock:
+                self._writer_error = f"the WAL writer stopped: {exc!r}"
+                batch, self._queue, self._queue_bytes = self._queue, [], 0
+            for _, future in batch:
+                if future.set_running_or_notify_cancel():
+                    future.set_exception(StorageUnavailableError(f"capture: {self._writer_error}"))
+
+    def _write_until_stopped(self) -> None:
+        window = self._cfg.group_commit_ms / 1000
+        while True:
+            with self._lock:
+                while not (self._queue or self._seal_requested or self._stop_writer or self._rotation_due()):
+                    self._work.wait(self._rotation_wait())
+                # Group commit: appends arriving within the window share this write and fsync.
+                while self._queue and not self._stop_writer:
+                    left = self._first_queued + window - time.monotonic()
+                    if left <= 0:
+                        break
+                    self._work.wait(left)
+                batch, self._queue = self._queue, []
+                # A running future can no longer be cancelled, so it can always be resolved below.
+                waiters = [future for _, future in batch if future.set_running_or_notify_cancel()]
+                seal, self._seal_requested = self._seal_requested, False
+                stop = self._stop_writer
+            if batch:
+                self._write(b"".join(frame for frame, _ in batch), waiters)
+            if seal or stop or self._rotation_due():
+                self._seal()
+            if stop:
+                return
+
+    def _write(self, data: bytes, waiters: list[Future[None]]) -> None:
+        try:
+            if self._active is None:
+                self._active = self._open_segment()
+            _write_all(self._active.fd, data)
+            os.fsync(self._active.fd)
+        except Exception as exc:  # disk full, I/O error, or a bug: the waiters must hear of it either way
+            error = _wal_error(self._dir, exc)
+            log.error("capture: %s", error.headline)
+            self._abandon_active()
+            with self._lock:
+                self._queue_bytes -= len(data)
+            for future in waiters:
+                future.set_exception(error)
+            return
+        with self._lock:
+            self._queue_bytes -= len(data)
+            self._active.size += len(data)
+        for future in waiters:
+            future.set_result(None)
+
+    def _open_segment(self) -> _Active:
+        # Nanosecond clock, never reused: keys stay unique after every segment has been shipped.
+        self._last_seq = max(time.time_ns(), self._last_seq + 1)
+        path = self._dir / f"seg-{self._last_seq:020d}.wal"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o644)
+        try:
+            _fsync_dir(self._dir)  # the name must be durable before any record in it is acknowledged
+        except OSError:
+            os.close(fd)
+            path.unlink(missing_ok=True)
+            raise
+        return _Active(path=path, size=0, fd=fd, opened=time.monotonic())
+
+    def _abandon_active(self) -> None:
+        # A failed write may have left part of a record: cut back to the last fsynced size and seal, so
+        # no later record lands behind garbage (recovery would stop there and lose it).
+        if self._active is not None:
+            with contextlib.suppress(OSError):
+                os.ftruncate(self._active.fd, self._active.size)
+            self._seal()
+
+    def _seal(self) -> None:
+        active = self._active
+        if active is None:
+            return
+        with contextlib.suppress(OSError):
+            os.close(active.fd)
+        with self._lock:
+            self._active = None
+            if active.size:
+                self._sealed.append(_Segment(active.path, active.size))
+                self._sealed_bytes += active.size
+                self._ship.notify()
+            self._done.notify_all()
+        if not active.size:
+            with contextlib.suppress(OSError):
+                active.path.unlink()
+
+    def _rotation_due(self) -> bool:
+        active = self._active
+        return active is not None and (
+            active.size >= self._cfg.segment_max_bytes
+            or time.monotonic() - active.opened >= self._cfg.segment_max_age_s
+        )
+
+    def _rotation_wait(self) -> float | None:
+        if self._active is None:
+            return None
+        return max(self._active.opened + self._cfg.segment_max_age_s - time.monotonic(), 0.0)
+
+    def _recover(self) -> None:
+        for path in sorted(self._dir.glob("seg-*.wal")):
+            match = _SEGMENT.match(path.name)
+            if match is None:
+                continue
+            self._last_seq = max(self._last_seq, int(match.group(1)))
+            data = path.read_bytes()
+            records, end = decode(data)
+            if end < len(data):
+                log.warning("capture: %s ends in %d bytes of torn or corrupt record; truncated at %d",
+                            path, len(data) - end, end)  # fmt: skip
+                with path.open("r+b") as fh:
+                    fh.truncate(end)
+                    os.fsync(fh.fileno())
+            if not records:
+                path.unlink()
+                continue
+            self._sealed.append(_Segment(path, end))
+            self._sealed_bytes += end
+        if self._sealed:
+            log.info("capture: recovered %d segment(s), %d bytes, from %s",
+                     len(self._sealed), self._sealed_bytes, self._dir)  # fmt: skip
+
+    # -- shipper thread: sealed segments → Parquet on the object store -------------------------------
+
+    def _ship_loop(self) -> None:
+        delay = self._cfg.retry_initial_s
+        while True:
+            with self._lock:
+                while not self._sealed and not self._stop_shipper:
+                    self._ship.wait()
+                if self._stop_shipper:
+                    return
+                segment = self._sealed[0]
+                self._kick = False
+            try:
+                count = self._ship_segment(segment)
+            except Exception as exc:  # storage down, or a bug: either way the segment stays
+                message = exc.headline if isinstance(exc, DriftloopError) else f"{type(exc).__name__}: {exc}"
+                log.warning("capture: cannot ship %s, retrying in %.1fs: %s", segment.path.name, delay,
+                            message, exc_info=not isinstance(exc, DriftloopError | OSError))  # fmt: skip
+                with self._lock:
+                    self._failures += 1
+                    self._last_error = message
+                    self._ship.wait_for(lambda: self._kick or self._stop_shipper, timeout=delay)
+                delay = min(delay * 2, self._cfg.retry_max_s)
+                continue
+            delay = self._cfg.retry_initial_s
+            with self._lock:
+                self._sealed.popleft()
+                self._sealed_bytes -= segment.size
+                self._shipped_records += count
+                self._shipped_segments += 1
+                self._done.notify_all()
+
+    def _ship_segment(self, segment: _Segment) -> int:
+        try:
+            data = segment.path.read_bytes()
+        except FileNotFoundError:
+            log.error("capture: segment %s vanished before it was shipped", segment.path)
+            return 0
+        records, _ = decode(data)
+        for key, data in parquet_objects(records, f"{self._writer_id}-{segment.path.stem}"):
+            self._store.write_bytes(key, data)
+        segment.path.unlink(missing_ok=True)  # only now: every object of the segment is written
+        return len(records)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _lock_dir(directory: Path) -> int:
+    fd = os.open(directory / "lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise ConflictError(
+            f"capture.wal_dir {directory} is in use by another capture store; give each process its own"
+        ) from None
+    return fd
+
+
+def _writer_id(directory: Path) -> str:
+    """This WAL's name in object keys: stable across restarts, distinct between hosts sharing a store."""
+    path = directory / "writer-id"
+    with contextlib.suppress(FileNotFoundError):
+        text = path.read_text().strip()
+        if _WRITER_ID.match(text):
+            return text
+    ident = uuid.uuid4().hex[:12]
+    tmp = directory / "writer-id.tmp"
+    with tmp.open("w") as fh:
+        fh.write(ident)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    _fsync_dir(directory)
+    return ident
+
+
+def _wal_error(directory: Path, exc: Exception) -> StorageUnavailableError:
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return CaptureFullError(f"the capture write-ahead log in {directory} is out of disk space")
+    return StorageUnavailableError(f"cannot write the capture write-ahead log in {directory}: {exc}")

@@ -1,0 +1,42 @@
+"""``driftloop serve``: the prediction service alone (``driftloop up`` starts it with the rest)."""
+
+from __future__ import annotations
+
+import os
+
+import typer
+
+from driftloop.cli._state import state
+
+
+def serve(
+    ctx: typer.Context,
+    host: str | None = typer.Option(None, "--host", help="Interface [serving.host]."),
+    port: int | None = typer.Option(None, "--port", help="Port [serving.port]."),
+    workers: int | None = typer.Option(
+        None, "--workers", min=1, help="Worker processes, each with its own capture WAL [serving.workers]."
+    ),
+    log_level: str = typer.Option("warning", "--log-level", help="uvicorn log level."),
+) -> None:
+    """Serve the production model as a JSON prediction service (hot swap, fallback, capture)."""
+    import uvicorn
+
+    from driftloop.serving.server import CONFIG_ENV, build_app
+
+    st = state(ctx)
+    settings = st.settings
+    bind_host, bind_port = host or settings.serving.host, port or settings.serving.port
+    n = workers or settings.serving.workers
+    st.err.print(f"driftloop serve: {settings.registry.model_name}@{settings.serving.alias} on "
+                 f"http://{bind_host}:{bind_port} with {n} worker(s) (docs at /docs)")  # fmt: skip
+    if n == 1:
+        app = build_app(settings)
+        uvicorn.run(app, host=bind_host, port=bind_port, log_level=log_level, loop="uvloop", http="httptools")
+        return
+    # Several processes: each worker builds its own app from the same configuration file.
+    if settings.config_file is not None:
+        os.environ[CONFIG_ENV] = str(settings.config_file)
+    uvicorn.run(
+        "driftloop.serving.server:app_from_env", factory=True, workers=n, loop="uvloop", http="httptools",
+        host=bind_host, port=bind_port, log_level=log_level,
+    )  # fmt: skip

@@ -1,0 +1,1 @@
+"""The prediction service: FastAPI app, model holder with hot swap and fallback, capture store."""

@@ -1,0 +1,288 @@
+"""The prediction service: FastAPI routes over a :class:`ModelHolder` and a capture sink.
+
+Contract (ARCHITECTURE.md): ``POST /v1/predict``, ``POST /invocations`` (MLflow's scoring protocol),
+``POST /v1/feedback``, ``GET /health``, ``GET /ready``, ``GET /v1/model``, ``GET /metrics``; OpenAPI at
+``/docs``. Bad input is a 422 naming each bad field, never a 500. A prediction is acknowledged (the
+response sent) only after its capture record is durable.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, Protocol
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from starlette.concurrency import run_in_threadpool
+
+from driftloop import __version__
+from driftloop.errors import DriftloopError
+from driftloop.serving.inputs import FieldError, InvalidInput
+from driftloop.serving.metrics import ServiceMetrics
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping, Sequence
+    from contextlib import AbstractAsyncContextManager
+
+    from driftloop.serving.batching import MicroBatcher
+    from driftloop.serving.model import ModelHolder
+
+__all__ = ["CaptureSink", "create_app"]
+
+
+class CaptureSink(Protocol):
+    """Where interactions go (``driftloop.capture.CaptureStore``)."""
+
+    async def append_async(self, record: Mapping[str, Any]) -> None: ...
+
+    async def append_many_async(self, records: Sequence[Mapping[str, Any]]) -> None: ...
+
+    def stats(self) -> Mapping[str, Any]: ...
+
+
+class ORJSONResponse(JSONResponse):
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content, option=orjson.OPT_SERIALIZE_NUMPY)
+
+
+def _error(status: int, message: str, errors: list[dict[str, Any]] | None = None) -> ORJSONResponse:
+    body: dict[str, Any] = {"error": message}
+    if errors is not None:
+        body["detail"] = errors
+    return ORJSONResponse(body, status_code=status)
+
+
+async def _json_body(request: Request) -> Any:
+    raw = await request.body()
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise _BadRequest(422, f"the body is not valid JSON: {exc}") from None
+
+
+class _BadRequest(Exception):  # noqa: N818 — control flow to a 4xx response
+    def __init__(self, status: int, message: str, errors: list[dict[str, Any]] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.errors = errors
+
+
+def _rows_from_mlflow(body: Any) -> list[Any]:
+    """MLflow's scoring protocol → rows: dataframe_split, dataframe_records, instances, inputs."""
+    if not isinstance(body, dict) or len(body) != 1:
+        raise _BadRequest(422, "use exactly one of dataframe_split, dataframe_records, instances, inputs")
+    ((kind, value),) = body.items()
+    if kind == "dataframe_split":
+        if (
+            not isinstance(value, dict)
+            or not isinstance(value.get("columns"), list)
+            or not isinstance(value.get("data"), list)
+        ):
+            raise _BadRequest(422, "dataframe_split needs 'columns' (list) and 'data' (list of rows)")
+        columns = value["columns"]
+        rows = []
+        for i, row in enumerate(value["data"]):
+            if not isinstance(row, list) or len(row) != len(columns):
+                raise _BadRequest(422, f"dataframe_split row {i} does not have {len(columns)} values")
+            rows.append(dict(zip(columns, row, strict=True)))
+        return rows
+    if kind in ("dataframe_records", "instances"):
+        if not isinstance(value, list):
+            raise _BadRequest(422, f"{kind} must be a list of objects")
+        return value
+    if kind == "inputs":
+        if isinstance(value, list):
+            return value
+        if isinstance(value, dict) and all(isinstance(v, list) for v in value.values()):
+            lengths = {len(v) for v in value.values()}
+            if len(lengths) > 1:
+                raise _BadRequest(422, "inputs columns have different lengths")
+            n = lengths.pop() if lengths else 0
+            return [{k: v[i] for k, v in value.items()} for i in range(n)]
+        raise _BadRequest(422, "inputs must be a list of objects or an object of equal-length lists")
+    raise _BadRequest(
+        422, f"unknown input format {kind!r}: use dataframe_split, dataframe_records, instances or inputs"
+    )
+
+
+def create_app(
+    holder: ModelHolder,
+    *,
+    capture: CaptureSink | None = None,
+    max_rows: int = 10_000,
+    batcher: MicroBatcher | None = None,
+    lifespan: Callable[[FastAPI], AbstractAsyncContextManager[None]] | None = None,
+) -> FastAPI:
+    """The service around ``holder`` (already following the registry) and ``capture``.
+
+    With ``batcher`` (built on ``holder.predict``), concurrent requests share model calls.
+    """
+    metrics = ServiceMetrics(holder, capture)
+    app = FastAPI(
+        title="driftloop prediction service", version=__version__, lifespan=lifespan,
+        default_response_class=ORJSONResponse,
+    )  # fmt: skip
+    app.state.holder = holder
+    app.state.metrics = metrics
+    _error_handlers(app)
+
+    @app.middleware("http")
+    async def observe(request: Request, call_next: Any) -> Response:
+        started = time.perf_counter()
+        response: Response = await call_next(request)
+        metrics.observe(request.url.path, response.status_code, time.perf_counter() - started)
+        return response
+
+    if batcher is not None:
+        batcher.on_batch = metrics.observe_batch
+    service = _Service(holder, capture, metrics, max_rows, batcher)
+    app.add_api_route("/v1/predict", service.predict, methods=["POST"], summary="Score raw rows")
+    app.add_api_route(
+        "/invocations", service.invocations, methods=["POST"], summary="MLflow scoring protocol"
+    )
+    app.add_api_route(
+        "/v1/feedback", service.feedback, methods=["POST"], summary="Ground truth by prediction id"
+    )
+    app.add_api_route("/health", service.health, methods=["GET"], summary="Alive")
+    app.add_api_route("/ready", service.ready, methods=["GET"], summary="A model is loaded")
+    app.add_api_route("/v1/model", service.model_info, methods=["GET"], summary="What is served")
+    app.add_api_route("/metrics", service.prometheus, methods=["GET"], summary="Prometheus metrics")
+    return app
+
+
+def _error_handlers(app: FastAPI) -> None:
+    async def bad_request(_: Request, exc: Exception) -> Response:
+        assert isinstance(exc, _BadRequest)
+        return _error(exc.status, str(exc), exc.errors)
+
+    async def invalid(_: Request, exc: Exception) -> Response:
+        assert isinstance(exc, RequestValidationError)
+        return _error(422, "invalid request", [dict(e) for e in exc.errors()])
+
+    async def known(_: Request, exc: Exception) -> Response:
+        assert isinstance(exc, DriftloopError)
+        return _error(exc.http_status, str(exc))
+
+    app.add_exception_handler(_BadRequest, bad_request)
+    app.add_exception_handler(RequestValidationError, invalid)
+    app.add_exception_handler(DriftloopError, known)
+
+
+class _Service:
+    """The route handlers and what they share."""
+
+    def __init__(
+        self, holder: ModelHolder, capture: CaptureSink | None, metrics: ServiceMetrics, max_rows: int,
+        batcher: MicroBatcher | None,
+    ) -> None:  # fmt: skip
+        self.holder = holder
+        self.batcher = batcher
+        self.capture = capture
+        self.metrics = metrics
+        self.max_rows = max_rows
+
+    async def predict(self, request: Request) -> ORJSONResponse:
+        """``{"instances": [{field: value, …}, …]}`` → one prediction (id, score, label) per instance."""
+        started = time.perf_counter()
+        body = await _json_body(request)
+        if not isinstance(body, dict) or not isinstance(body.get("instances"), list):
+            raise _BadRequest(422, 'the body must be {"instances": [{field: value, ...}, ...]}')
+        out, answered = await self._score(body["instances"], "/v1/predict", started)
+        return ORJSONResponse(
+            {"model": {"name": answered.name, "version": answered.version}, "predictions": out}
+        )
+
+    async def invocations(self, request: Request) -> ORJSONResponse:
+        """MLflow's scoring protocol: ``{"predictions": [score, …]}``."""
+        started = time.perf_counter()
+        rows = _rows_from_mlflow(await _json_body(request))
+        out, _ = await self._score(rows, "/invocations", started)
+        return ORJSONResponse({"predictions": [item["score"] for item in out]})
+
+    async def feedback(self, request: Request) -> ORJSONResponse:
+        """Ground truth for earlier predictions: ``{"labels": [{"prediction_id": …, "label": 0|1}, …]}``."""
+        body = await _json_body(request)
+        labels = body.get("labels") if isinstance(body, dict) else None
+        if not isinstance(labels, list) or not labels:
+            raise _BadRequest(422, 'the body must be {"labels": [{"prediction_id": "...", "label": 1}, ...]}')
+        errors = []
+        for i, item in enumerate(labels):
+            if not isinstance(item, dict) or not isinstance(item.get("prediction_id"), str):
+                errors.append(FieldError(i, "prediction_id", "missing", "prediction_id (string) is required"))
+            elif isinstance(item.get("label"), bool) or not isinstance(item.get("label"), int | float):
+                errors.append(FieldError(i, "label", "type", "label must be a number"))
+        if errors:
+            raise _BadRequest(422, "invalid feedback", [e.to_json("labels") for e in errors])
+        now = datetime.now(UTC).isoformat()
+        if self.capture is not None:
+            await self.capture.append_many_async([
+                {"kind": "feedback", "prediction_id": item["prediction_id"], "ts": now,
+                 "label": float(item["label"]), "source": "api"}
+                for item in labels
+            ])  # fmt: skip
+        return ORJSONResponse({"accepted": len(labels)})
+
+    async def health(self) -> ORJSONResponse:
+        return ORJSONResponse({"status": "alive"})
+
+    async def ready(self) -> ORJSONResponse:
+        model = self.holder.current
+        if model is None:
+            return _error(503, "no model loaded yet")
+        return ORJSONResponse({"status": "ready", "model": {"name": model.name, "version": model.version}})
+
+    async def model_info(self) -> ORJSONResponse:
+        return ORJSONResponse(self.holder.describe())
+
+    async def prometheus(self) -> Response:
+        body, content_type = self.metrics.render()
+        return Response(body, media_type=content_type)
+
+    async def _score(
+        self, rows: list[Any], endpoint: str, started: float
+    ) -> tuple[list[dict[str, Any]], Any]:
+        if not rows:
+            raise _BadRequest(422, "no rows to score")
+        if len(rows) > self.max_rows:
+            raise _BadRequest(
+                413, f"{len(rows)} rows in one request; the limit is {self.max_rows} (serving.max_rows)"
+            )
+        model = self.holder.current
+        if model is None:
+            raise _BadRequest(503, "no model loaded yet (see GET /v1/model)")
+        try:
+            model.spec.validate(rows)
+        except InvalidInput as exc:
+            self.metrics.invalid_fields.inc(len(exc.errors))
+            raise _BadRequest(422, "invalid input", [e.to_json() for e in exc.errors]) from None
+        if self.batcher is not None:
+            prediction = await self.batcher.submit(rows)
+        else:
+            prediction = await run_in_threadpool(self.holder.predict, rows)
+        if prediction.fallback:
+            self.metrics.fallbacks.inc()
+        answered = prediction.model
+        latency_ms = (time.perf_counter() - started) * 1000
+        now = datetime.now(UTC).isoformat()
+        out: list[dict[str, Any]] = []
+        records: list[dict[str, Any]] = []
+        for row, value in zip(rows, prediction.scores.tolist(), strict=True):
+            item: dict[str, Any] = {"id": uuid.uuid4().hex, "score": value, "fallback": prediction.fallback}
+            if answered.threshold is not None:
+                item["label"] = int(value >= answered.threshold)
+            out.append(item)
+            records.append({
+                "kind": "prediction", "prediction_id": item["id"], "ts": now, "model_name": answered.name,
+                "model_version": answered.version, "inputs": row, "outputs": item, "score": value,
+                "latency_ms": latency_ms, "fallback": prediction.fallback, "endpoint": endpoint,
+            })  # fmt: skip
+        if self.capture is not None:
+            # Durable before the response is sent: an acknowledged prediction is never lost.
+            await self.capture.append_many_async(records)
+        return out, answered

@@ -1,0 +1,121 @@
+"""Adaptive micro-batching: concurrent requests share one model call.
+
+A request's rows join a queue; one drainer task (alive while there is work) takes everything queued,
+up to ``max_rows``, scores it in one call on a worker thread and hands each request its slice. While a
+batch is being scored the next one gathers, so the batch size follows the load by itself: a lone
+request is scored at once (no added latency), and under load the per-call overhead (DataFrame
+construction, the transform, the torch dispatch) is paid once per batch instead of once per request.
+``max_wait_s`` adds an optional short wait to fill a batch, and only when the previous batch already
+had company — a single client never waits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from starlette.concurrency import run_in_threadpool
+
+from driftloop.serving.model import Prediction
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping, Sequence
+
+__all__ = ["MicroBatcher"]
+
+
+@dataclass
+class _Item:
+    rows: Sequence[Mapping[str, Any]]
+    future: asyncio.Future[Prediction]
+
+
+class MicroBatcher:
+    """Coalesces concurrent ``score(rows)`` calls on one event loop into batched calls."""
+
+    def __init__(
+        self,
+        score: Callable[[list[Mapping[str, Any]]], Prediction],
+        *,
+        max_rows: int = 256,
+        max_wait_s: float = 0.0,
+        on_batch: Callable[[int, int], None] | None = None,
+    ) -> None:
+        self._score = score
+        self._max_rows = max_rows
+        self._max_wait = max_wait_s
+        self.on_batch = on_batch  # (requests, rows) per model call, for metrics
+        self._queue: list[_Item] = []
+        self._queued_rows = 0
+        self._drainer: asyncio.Task[None] | None = None
+        self._arrived: asyncio.Event | None = None
+        self._crowded = False  # did the last batch have company? only then is waiting for more worth it
+
+    async def submit(self, rows: Sequence[Mapping[str, Any]]) -> Prediction:
+        """Score ``rows`` (already validated), batched with whatever else is waiting."""
+        loop = asyncio.get_running_loop()
+        item = _Item(rows, loop.create_future())
+        self._queue.append(item)
+        self._queued_rows += len(rows)
+        if self._drainer is None or self._drainer.get_loop() is not loop:
+            self._arrived = asyncio.Event()
+            self._drainer = loop.create_task(self._drain(), name="driftloop-micro-batcher")
+        elif self._arrived is not None:
+            self._arrived.set()
+        return await item.future
+
+    async def _drain(self) -> None:
+        try:
+            while self._queue:
+                if self._crowded and self._max_wait > 0:
+                    await self._fill(time.monotonic() + self._max_wait)
+                batch = self._take()
+                self._crowded = len(batch) > 1 or bool(self._queue)
+                live = [item for item in batch if not item.future.done()]  # cancelled: client went away
+                if not live:
+                    continue
+                rows = [row for item in live for row in item.rows]
+                try:
+                    prediction = await run_in_threadpool(self._score, rows)
+                except Exception as exc:  # the model and its fallback failed: every request hears why
+                    for item in live:
+                        if not item.future.done():
+                            item.future.set_exception(exc)
+                    continue
+                if self.on_batch is not None:
+                    self.on_batch(len(live), len(rows))
+                offset = 0
+                for item in live:
+                    n = len(item.rows)
+                    if not item.future.done():
+                        scores = prediction.scores[offset : offset + n]
+                        item.future.set_result(Prediction(scores, prediction.model, prediction.fallback))
+                    offset += n
+        finally:
+            self._drainer = None
+
+    async def _fill(self, deadline: float) -> None:
+        assert self._arrived is not None
+        while self._queued_rows < self._max_rows:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            self._arrived.clear()
+            try:
+                await asyncio.wait_for(self._arrived.wait(), left)
+            except TimeoutError:
+                return
+
+    def _take(self) -> list[_Item]:
+        """The oldest requests up to ``max_rows`` rows (always at least one, however big)."""
+        taken, rows = 0, 0
+        for item in self._queue:
+            if taken and rows + len(item.rows) > self._max_rows:
+                break
+            taken += 1
+            rows += len(item.rows)
+        batch, self._queue = self._queue[:taken], self._queue[taken:]
+        self._queued_rows -= rows
+        return batch

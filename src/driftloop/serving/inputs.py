@@ -1,0 +1,141 @@
+"""Request rows → validated raw records → model features, with the training transform's own code.
+
+Validation is against the served model's inputs (its fitted transform) and the configured raw schema
+(types, ranges, allowed values): every problem is reported with the field it concerns, so a client
+gets one 422 that says everything that was wrong, never a 500.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+from driftloop.data import transform as transform_mod
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+
+    import numpy as np
+
+    from driftloop.data.transform import TransformParams
+    from driftloop.settings import ColumnSpec
+
+__all__ = ["FieldError", "InputSpec", "InvalidInput"]
+
+
+@dataclass(frozen=True)
+class FieldError:
+    """One problem with one field of one row: the 422 body lists these."""
+
+    row: int
+    field: str
+    kind: str  # missing | type | range | category | unknown
+    message: str
+
+    def to_json(self, prefix: str = "instances") -> dict[str, Any]:
+        return {"loc": [prefix, self.row, self.field], "type": self.kind, "msg": self.message}
+
+
+class InvalidInput(Exception):  # noqa: N818 — an outcome of validation, not a program error
+    def __init__(self, errors: list[FieldError]) -> None:
+        super().__init__(f"{len(errors)} invalid field(s)")
+        self.errors = errors
+
+
+@dataclass(frozen=True)
+class _Numeric:
+    name: str
+    nullable: bool
+    min: float | None
+    max: float | None
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """What a served model accepts: its numeric and categorical inputs plus pass-through columns."""
+
+    numeric: tuple[_Numeric, ...]
+    categorical: dict[str, tuple[str, ...]]
+    passthrough: frozenset[str]
+    params: TransformParams
+
+    @classmethod
+    def build(cls, params: TransformParams, schema: Sequence[ColumnSpec]) -> InputSpec:
+        by_name = {c.name: c for c in schema}
+        numeric = tuple(
+            _Numeric(n, by_name[n].nullable if n in by_name else True,
+                     by_name[n].min if n in by_name else None, by_name[n].max if n in by_name else None)
+            for n in params.numeric
+        )  # fmt: skip
+        categorical = {}
+        for name, fitted in params.categorical.items():
+            allowed = by_name[name].allowed if name in by_name and by_name[name].allowed else None
+            categorical[name] = tuple(allowed) if allowed else tuple(fitted)
+        used = {*params.numeric, *params.categorical}
+        return cls(numeric, categorical, frozenset(c.name for c in schema if c.name not in used), params)
+
+    @property
+    def fields(self) -> list[str]:
+        return [n.name for n in self.numeric] + list(self.categorical)
+
+    def validate(self, rows: Sequence[Mapping[str, Any]]) -> None:
+        """:class:`InvalidInput` listing every bad field of every row; returns quietly when all are valid."""
+        errors: list[FieldError] = []
+        known = {*self.fields, *self.passthrough}
+        for i, row in enumerate(rows):
+            if not isinstance(row, dict):
+                errors.append(
+                    FieldError(i, "", "type", "each instance must be a JSON object of field: value")
+                )
+                continue
+            errors.extend(FieldError(i, k, "unknown", f"unknown field {k!r}") for k in row if k not in known)
+            for spec in self.numeric:
+                errors.extend(_check_number(i, spec, row.get(spec.name, _MISSING)))
+            for name, allowed in self.categorical.items():
+                value = row.get(name, _MISSING)
+                if value is _MISSING or value is None:
+                    errors.append(FieldError(i, name, "missing", f"field {name!r} is required"))
+                elif not isinstance(value, str):
+                    errors.append(
+                        FieldError(i, name, "type", f"{name} must be a string, got {type(value).__name__}")
+                    )
+                elif value not in allowed:
+                    errors.append(
+                        FieldError(
+                            i, name, "category", f"{name} must be one of {list(allowed)}, got {value!r}"
+                        )
+                    )
+        if errors:
+            raise InvalidInput(errors)
+
+    def features(self, rows: Sequence[Mapping[str, Any]]) -> np.ndarray:
+        """Validated rows → the model's float32 feature matrix (the training transform's code)."""
+        frame = pd.DataFrame.from_records(rows, columns=self.fields)
+        return transform_mod.apply(frame, self.params)
+
+
+class _Missing:
+    pass
+
+
+_MISSING = _Missing()
+
+
+def _check_number(i: int, spec: _Numeric, value: Any) -> list[FieldError]:  # noqa: PLR0911 — one return per rule
+    name = spec.name
+    if value is _MISSING or value is None:
+        if value is None and spec.nullable:
+            return []
+        return [FieldError(i, name, "missing", f"field {name!r} is required")]
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return [FieldError(i, name, "type", f"{name} must be a number, got {type(value).__name__}")]
+    if not math.isfinite(value):
+        return [FieldError(i, name, "type", f"{name} must be a finite number")]
+    if spec.min is not None and value < spec.min:
+        return [FieldError(i, name, "range", f"{name} {value} is below the minimum {spec.min}")]
+    if spec.max is not None and value > spec.max:
+        return [FieldError(i, name, "range", f"{name} {value} is above the maximum {spec.max}")]
+    return []

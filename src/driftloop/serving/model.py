@@ -1,0 +1,251 @@
+"""The served model: loading ``models:/NAME@production`` with its transform, warm-up, hot swap, fallback.
+
+:class:`ModelHolder` keeps the current version and the previous one. A swap replaces one reference, so
+a request that already picked up the old model finishes on it; the new version is loaded and warmed
+up first, off the request path. When the current model raises while predicting, the previous version
+answers and the response says so (fallback).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from driftloop.data.transform import TransformParams
+from driftloop.errors import DriftloopError, NotFoundError
+from driftloop.serving.inputs import InputSpec
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping, Sequence
+
+    import torch
+
+    from driftloop.registry import Registry
+    from driftloop.settings import Settings
+    from driftloop.tracking import Tracker
+
+__all__ = ["LoadedModel", "ModelHolder", "NoModelError", "Prediction", "load_version"]
+
+log = logging.getLogger(__name__)
+
+
+class NoModelError(DriftloopError):
+    """No model can answer (none loaded yet, or the model and its fallback both failed)."""
+
+    http_status = 503
+
+
+@dataclass
+class LoadedModel:
+    """One registered version, ready to score raw rows."""
+
+    name: str
+    version: int
+    run_id: str | None
+    spec: InputSpec
+    module: torch.nn.Module
+    threshold: float | None
+    loaded_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    # The ONNX Runtime fast path (same scores within 1e-5, checked when built); None: torch only.
+    fast: Callable[[np.ndarray], np.ndarray] | None = field(default=None, repr=False)
+    fast_error: str | None = None  # why the fast path is off, when it was tried
+
+    @property
+    def engine(self) -> str:
+        return "onnxruntime" if self.fast is not None else "torch"
+
+    def score(self, rows: Sequence[Mapping[str, Any]]) -> np.ndarray:
+        return self.score_features(self.spec.features(rows))
+
+    def score_features(self, features: np.ndarray) -> np.ndarray:
+        fast = self.fast
+        if fast is not None:
+            try:
+                return fast(features)
+            except Exception as exc:  # never worse than torch: drop the fast path and answer with torch
+                self.fast, self.fast_error = None, f"onnxruntime failed while scoring: {exc}"
+                log.exception("%s/%s: %s; scoring with torch from now on", self.name, self.version,
+                              self.fast_error)  # fmt: skip
+        return self.score_torch(features)
+
+    def score_torch(self, features: np.ndarray) -> np.ndarray:
+        import torch
+
+        tensor = torch.from_numpy(np.ascontiguousarray(features, dtype=np.float32))
+        with torch.inference_mode():
+            out: torch.Tensor = self.module(tensor)
+        scores: np.ndarray = out.numpy().astype(np.float64).reshape(-1)
+        return scores
+
+    def accelerate(self) -> None:
+        """Switch to the ONNX Runtime fast path when it reproduces torch; otherwise say why, keep torch."""
+        from driftloop.serving.onnx import OnnxScorer, OnnxUnavailable
+
+        try:
+            self.fast = OnnxScorer.build(self.module, len(self.spec.params.feature_names))
+        except OnnxUnavailable as exc:
+            self.fast_error = exc.headline
+            log.warning("%s/%s scores with torch: %s", self.name, self.version, exc.headline)
+
+    def warm_up(self) -> None:
+        """Score one synthetic row through the whole path, so the first request is not the slow one."""
+        row: dict[str, Any] = {n.name: self.spec.params.fill.get(n.name, 0.0) for n in self.spec.numeric}
+        row |= {name: allowed[0] for name, allowed in self.spec.categorical.items() if allowed}
+        scores = self.score([row])
+        if scores.shape != (1,) or not np.isfinite(scores).all():
+            raise DriftloopError(f"{self.name}/{self.version} warm-up produced {scores!r}")
+
+
+def load_version(
+    settings: Settings, tracker: Tracker, registry: Registry, name: str, version: int
+) -> LoadedModel:
+    """Load and warm up ``name/version``: the torch module, the fitted transform, the threshold.
+
+    With ``serving.onnx`` the module is also exported to ONNX Runtime when that reproduces torch.
+    """
+    mv = registry.get(name, version)
+    if not mv.run_id:
+        raise NotFoundError(f"{name}/{version} records no run: its transform is unknown")
+    params = TransformParams.from_json(tracker.read_bytes(mv.run_id, "transform.json").decode())
+    module = tracker.load_torch_model(mv.source)
+    module.eval()
+    threshold = tracker.get_run(mv.run_id).metrics.get("threshold")
+    model = LoadedModel(
+        name=name, version=version, run_id=mv.run_id, spec=InputSpec.build(params, settings.data.columns),
+        module=module, threshold=threshold,
+    )  # fmt: skip
+    if settings.serving.onnx:
+        model.accelerate()
+    model.warm_up()
+    return model
+
+
+@dataclass(frozen=True)
+class Prediction:
+    scores: np.ndarray
+    model: LoadedModel
+    fallback: bool
+
+
+@dataclass
+class ModelHolder:
+    """The current and previous production models, and the follower that swaps them."""
+
+    current: LoadedModel | None = None
+    previous: LoadedModel | None = None
+    last_error: str | None = None
+    last_error_at: datetime | None = None
+    swaps: int = 0
+    load_failures: int = 0
+    fallbacks: int = 0
+    _swap_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def install(self, model: LoadedModel) -> None:
+        """Make ``model`` current (already loaded and warmed up); the old current becomes the fallback."""
+        with self._swap_lock:
+            if self.current is not None and self.current.version != model.version:
+                self.previous = self.current
+            self.current = model
+            self.swaps += 1
+        log.info("serving %s/%s", model.name, model.version)
+
+    def record_failure(self, message: str) -> None:
+        self.load_failures += 1
+        self.last_error = message
+        self.last_error_at = datetime.now(UTC)
+        log.error("%s", message)
+
+    def predict(self, rows: Sequence[Mapping[str, Any]]) -> Prediction:
+        """Score validated rows; on an exception from the current model, the previous one answers."""
+        model, fallback = self.current, self.previous  # one read each: a swap mid-request changes nothing
+        if model is None:
+            raise NoModelError("no model loaded yet (see GET /v1/model)")
+        try:
+            return Prediction(model.score(rows), model, fallback=False)
+        except Exception as exc:  # any failure of the model itself: that is what the fallback is for
+            if fallback is None:
+                raise NoModelError(
+                    f"{model.name}/{model.version} failed ({exc}) and there is no fallback"
+                ) from exc
+            log.exception("%s/%s failed; answering with %s/%s", model.name, model.version, fallback.name,
+                          fallback.version)  # fmt: skip
+            self.fallbacks += 1
+            try:
+                return Prediction(fallback.score(rows), fallback, fallback=True)
+            except Exception as second:
+                raise NoModelError(
+                    f"{model.name}/{model.version} and its fallback both failed: {second}"
+                ) from second
+
+    def describe(self) -> dict[str, Any]:
+        def one(m: LoadedModel | None) -> dict[str, Any] | None:
+            if m is None:
+                return None
+            return {
+                "name": m.name, "version": m.version, "run_id": m.run_id,
+                "loaded_at": m.loaded_at.isoformat(), "inputs": m.spec.fields, "threshold": m.threshold,
+                "engine": m.engine, "engine_note": m.fast_error,
+            }  # fmt: skip
+
+        return {
+            "current": one(self.current), "fallback": one(self.previous), "swaps": self.swaps,
+            "load_failures": self.load_failures, "last_error": self.last_error,
+            "last_error_at": self.last_error_at.isoformat() if self.last_error_at else None,
+        }  # fmt: skip
+
+
+class Follower:
+    """Polls the registry alias and hot-swaps to the version it points at (in a background thread)."""
+
+    def __init__(
+        self, holder: ModelHolder, resolve: Callable[[], int | None], load: Callable[[int], LoadedModel],
+        interval_s: float,
+    ) -> None:  # fmt: skip
+        self._holder = holder
+        self._resolve = resolve
+        self._load = load
+        self._interval = interval_s
+        self._stop = threading.Event()
+        self._failed: int | None = None  # a version that failed to load is not retried until it changes
+        self._thread = threading.Thread(target=self._loop, name="driftloop-model-follower", daemon=True)
+
+    def check_once(self) -> bool:
+        """Swap if the alias moved; True when a new version was installed."""
+        try:
+            wanted = self._resolve()
+        except DriftloopError as exc:
+            self._holder.record_failure(f"cannot read the registry alias: {exc}")
+            return False
+        current = self._holder.current
+        if wanted is None or (current is not None and current.version == wanted) or wanted == self._failed:
+            return False
+        started = time.perf_counter()
+        try:
+            model = self._load(wanted)
+        except Exception as exc:  # a bad new version must never take the service down
+            self._failed = wanted
+            self._holder.record_failure(f"version {wanted} failed to load or warm up; still serving "
+                                        f"{current.version if current else 'nothing'}: {exc}")  # fmt: skip
+            return False
+        self._holder.install(model)
+        self._failed = None
+        log.info("swapped to version %s in %.2fs", wanted, time.perf_counter() - started)
+        return True
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=10)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self._interval):
+            self.check_once()

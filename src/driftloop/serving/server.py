@@ -1,0 +1,144 @@
+"""Assembling the service from settings: model follower, capture store, micro-batcher, app, lifespan.
+
+With ``serving.workers`` > 1, uvicorn starts that many processes, each building its own app through
+:func:`app_from_env`. Each worker needs its own capture write-ahead log (a WAL directory is locked by
+one store), so a worker takes the first free *slot*: slot 0 is ``capture.wal_dir`` itself (what a
+single-process service uses, so switching between one and several workers strands nothing), slot k is
+``<wal_dir>/worker-<k>``. A restarted worker takes a free slot and recovers what was left in it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from driftloop.errors import ConflictError, StorageUnavailableError
+from driftloop.serving.app import create_app
+from driftloop.serving.batching import MicroBatcher
+from driftloop.serving.model import Follower, ModelHolder, load_version
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Mapping, Sequence
+
+    from fastapi import FastAPI
+
+    from driftloop.capture import CaptureStore
+    from driftloop.settings import Settings
+
+__all__ = ["CONFIG_ENV", "app_from_env", "build_app", "wal_slot"]
+
+log = logging.getLogger(__name__)
+
+# The configuration file of ``driftloop serve --workers N``, handed to the worker processes.
+CONFIG_ENV = "DRIFTLOOP_SERVE_CONFIG"
+
+
+def app_from_env() -> FastAPI:
+    """The app of one uvicorn worker process (``uvicorn --factory``); settings as the CLI loaded them."""
+    from driftloop.settings import load_settings
+
+    config = os.environ.get(CONFIG_ENV)
+    return build_app(load_settings(Path(config) if config else None), slots=True)
+
+
+def wal_slot(wal_dir: Path, k: int) -> Path:
+    """The WAL directory of worker slot ``k``."""
+    return wal_dir if k == 0 else wal_dir / f"worker-{k}"
+
+
+def build_app(settings: Settings, *, slots: bool = False) -> FastAPI:
+    """The service for ``settings``: follows ``registry.model_name@serving.alias`` and captures to storage.
+
+    ``slots``: take the first free WAL slot (several workers) instead of requiring ``capture.wal_dir``.
+    """
+    from driftloop.registry import Registry
+    from driftloop.tracking import Tracker
+
+    # One intra-op thread: two threads stall on a 2-core host, and requests already run concurrently.
+    torch.set_num_threads(1)
+    tracker, registry = Tracker(settings), Registry(settings)
+    name, alias, cfg = settings.registry.model_name, settings.serving.alias, settings.serving
+
+    def resolve() -> int | None:
+        found = registry.by_alias(name, alias)
+        return found.version if found is not None else None
+
+    holder = ModelHolder()
+    follower = Follower(
+        holder, resolve, lambda version: load_version(settings, tracker, registry, name, version),
+        cfg.poll_interval_s,
+    )  # fmt: skip
+    sink = _LazyCapture(settings, slots) if settings.capture.enabled else None
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        if sink is not None:
+            sink.start()  # recovers and ships what a previous process left in the WAL
+        follower.check_once()  # serve the current version from the first request on
+        if holder.current is None:
+            log.warning("no %s@%s to serve yet; /ready says 503 until one is promoted", name, alias)
+        follower.start()
+        try:
+            yield
+        finally:
+            follower.stop()
+            if sink is not None:
+                sink.close()
+
+    batcher = None
+    if cfg.micro_batching:
+        batcher = MicroBatcher(
+            holder.predict, max_rows=cfg.batch_max_rows, max_wait_s=cfg.batch_max_wait_ms / 1000
+        )
+    return create_app(holder, capture=sink, max_rows=cfg.max_rows, batcher=batcher, lifespan=lifespan)
+
+
+class _LazyCapture:
+    """The capture store, opened in the lifespan (in the worker process) on the first free WAL slot."""
+
+    def __init__(self, settings: Settings, slots: bool) -> None:
+        self._settings = settings
+        self._slots = slots
+        self._store: CaptureStore | None = None
+
+    def start(self) -> None:
+        from driftloop.capture import CaptureStore
+        from driftloop.storage import store_for
+
+        objects, root = store_for(self._settings), self._settings.capture_wal_dir
+        for k in range(256 if self._slots else 1):
+            store = CaptureStore(objects, wal_slot(root, k), self._settings.capture)
+            try:
+                store.start()
+            except ConflictError:
+                if not self._slots:
+                    raise
+                continue
+            self._store = store
+            log.info("capturing through the write-ahead log in %s", wal_slot(root, k))
+            return
+        raise ConflictError(f"every capture WAL slot under {root} is in use")
+
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.close()
+
+    @property
+    def store(self) -> CaptureStore:
+        if self._store is None:
+            raise StorageUnavailableError("the capture store is not open (the service is starting)")
+        return self._store
+
+    async def append_async(self, record: Mapping[str, Any]) -> None:
+        await self.store.append_async(record)
+
+    async def append_many_async(self, records: Sequence[Mapping[str, Any]]) -> None:
+        await self.store.append_many_async(records)
+
+    def stats(self) -> Mapping[str, Any]:
+        return self.store.stats() if self._store is not None else {}

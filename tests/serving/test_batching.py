@@ -1,0 +1,156 @@
+"""Adaptive micro-batching: concurrent requests share model calls and each gets exactly its own answer."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+
+from driftloop.serving.app import create_app
+from driftloop.serving.batching import MicroBatcher
+from driftloop.serving.model import ModelHolder, NoModelError, Prediction
+from tests.serving.fakes import MemoryCapture, plant_model, plant_rows
+
+
+class SlowScorer:
+    """Scores row ``{"x": v}`` as ``v * 10``; each call takes ``delay`` so that requests pile up."""
+
+    def __init__(self, delay: float = 0.02, fail: bool = False) -> None:
+        self.delay = delay
+        self.fail = fail
+        self.calls: list[int] = []  # rows per call
+        self.model = plant_model(1)
+        self._lock = threading.Lock()
+
+    def __call__(self, rows: list[dict[str, Any]]) -> Prediction:
+        with self._lock:
+            self.calls.append(len(rows))
+        time.sleep(self.delay)
+        if self.fail:
+            raise NoModelError("the model and its fallback both failed (simulated)")
+        return Prediction(np.array([r["x"] * 10.0 for r in rows]), self.model, fallback=False)
+
+
+async def _many(batcher: MicroBatcher, requests: list[list[dict[str, Any]]]) -> list[Any]:
+    return await asyncio.gather(*(batcher.submit(rows) for rows in requests), return_exceptions=True)
+
+
+def test_concurrent_requests_share_calls_and_each_gets_its_own_scores() -> None:
+    scorer = SlowScorer()
+    batcher = MicroBatcher(scorer, max_rows=1000)
+    requests = [[{"x": float(i)}, {"x": i + 0.5}] for i in range(40)]
+
+    async def run() -> list[Any]:
+        first = asyncio.ensure_future(batcher.submit(requests[0]))
+        await asyncio.sleep(0.005)  # the first is being scored when the others arrive
+        return [await first, *await _many(batcher, requests[1:])]
+
+    results = asyncio.run(run())
+    for i, result in enumerate(results):
+        assert list(result.scores) == [i * 10.0, (i + 0.5) * 10.0]
+    assert sum(scorer.calls) == 80
+    # The first request is scored alone at once; the 39 that arrived meanwhile share the next call.
+    assert scorer.calls == [2, 78]
+
+
+def test_batches_never_exceed_max_rows_unless_one_request_is_bigger() -> None:
+    scorer = SlowScorer()
+    batcher = MicroBatcher(scorer, max_rows=10)
+    requests = [[{"x": 1.0}] * 3 for _ in range(20)] + [[{"x": 2.0}] * 25]
+    results = asyncio.run(_many(batcher, requests))
+    assert [len(r.scores) for r in results] == [3] * 20 + [25]
+    assert sum(scorer.calls) == 85
+    assert all(n <= 10 for n in scorer.calls if n != 25)
+    assert 25 in scorer.calls
+
+
+def test_a_lone_request_does_not_wait_for_company() -> None:
+    scorer = SlowScorer(delay=0)
+    batcher = MicroBatcher(scorer, max_rows=100, max_wait_s=30.0)  # a wait that would time the test out
+
+    async def lone() -> list[Prediction]:
+        return [await asyncio.wait_for(batcher.submit([{"x": float(i)}]), 5) for i in range(3)]
+
+    assert [list(p.scores) for p in asyncio.run(lone())] == [[0.0], [10.0], [20.0]]
+    assert scorer.calls == [1, 1, 1]
+
+
+def test_max_wait_gathers_requests_that_arrive_in_a_burst() -> None:
+    scorer = SlowScorer(delay=0)
+    batcher = MicroBatcher(scorer, max_rows=100, max_wait_s=0.2)
+
+    async def bursts() -> None:
+        await asyncio.gather(batcher.submit([{"x": 0.0}]), batcher.submit([{"x": 1.0}]))
+        # That batch had company, so the next one waits up to 0.2 s for stragglers.
+        first = asyncio.ensure_future(batcher.submit([{"x": 2.0}]))
+        await asyncio.sleep(0.02)
+        second = asyncio.ensure_future(batcher.submit([{"x": 3.0}]))
+        assert [list((await f).scores) for f in (first, second)] == [[20.0], [30.0]]
+
+    asyncio.run(bursts())
+    assert scorer.calls == [2, 2]
+
+
+def test_a_failing_call_fails_every_request_in_it_and_the_batcher_goes_on() -> None:
+    scorer = SlowScorer(fail=True)
+    batcher = MicroBatcher(scorer, max_rows=100)
+    results = asyncio.run(_many(batcher, [[{"x": 1.0}]] * 5))
+    assert all(isinstance(r, NoModelError) for r in results)
+    scorer.fail = False
+    [ok] = asyncio.run(_many(batcher, [[{"x": 4.0}]]))
+    assert list(ok.scores) == [40.0]
+
+
+def test_a_cancelled_request_does_not_disturb_the_others() -> None:
+    scorer = SlowScorer(delay=0.05)
+    batcher = MicroBatcher(scorer, max_rows=100)
+
+    async def run() -> list[Any]:
+        tasks = [asyncio.ensure_future(batcher.submit([{"x": 0.0}]))]
+        await asyncio.sleep(0.01)  # the first is being scored; the others wait for the next call
+        tasks += [asyncio.ensure_future(batcher.submit([{"x": float(i)}])) for i in range(1, 6)]
+        await asyncio.sleep(0)
+        tasks[3].cancel()
+        return await asyncio.gather(*tasks, return_exceptions=True)
+
+    results = asyncio.run(run())
+    assert isinstance(results[3], asyncio.CancelledError)
+    answered = [list(r.scores) for i, r in enumerate(results) if i != 3]
+    assert answered == [[0.0], [10.0], [20.0], [40.0], [50.0]]
+    assert scorer.calls == [1, 4]
+
+
+def test_the_service_batches_concurrent_http_requests_without_mixing_answers() -> None:
+    holder = ModelHolder()
+    holder.install(plant_model(1))
+    capture = MemoryCapture()
+    app = create_app(holder, capture=capture, batcher=MicroBatcher(holder.predict, max_rows=256))
+    rows = plant_rows(60, seed=7)
+    expected = holder.current.score(rows)
+
+    async def run() -> list[httpx.Response]:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://driftloop") as client:
+            return await asyncio.gather(
+                *(client.post("/v1/predict", json={"instances": [row]}) for row in rows)
+            )
+
+    responses = asyncio.run(run())
+    assert [r.status_code for r in responses] == [200] * 60
+    scores = [r.json()["predictions"][0]["score"] for r in responses]
+    assert scores == pytest.approx(list(expected), abs=1e-7)
+    by_id = {r["prediction_id"]: r for r in capture.records}
+    for row, response in zip(rows, responses, strict=True):
+        assert by_id[response.json()["predictions"][0]["id"]]["inputs"] == row
+    metrics = app.state.metrics.render()[0].decode()
+    [calls] = [
+        float(line.split()[-1])
+        for line in metrics.splitlines()
+        if line.startswith("driftloop_batch_rows_count")
+    ]
+    assert 1 <= calls < 60  # some requests shared a model call
