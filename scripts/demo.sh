@@ -35,4 +35,26 @@ echo "raw partitions: $(find .driftloop/raw -name '*.csv' | wc -l), label partit
 echo "quarantined rows (first 3 of $(($(find .driftloop/quarantine -name rejected.csv | head -1 | xargs cat | wc -l) - 1))):"
 find .driftloop/quarantine -name rejected.csv | head -1 | xargs head -n 4 | cut -c1-160
 echo
+echo "== serving: driftloop serve follows plant-failure@production; real HTTP traffic, every call captured =="
+port=$(.venv/bin/python -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+.venv/bin/driftloop serve --port "$port" > .driftloop/serve.log 2>&1 &
+serve_pid=$!
+trap 'kill "$serve_pid" 2>/dev/null || true' EXIT
+.venv/bin/python scripts/traffic.py --url "http://127.0.0.1:$port" --server-pid "$serve_pid" --requests 1000 \
+  --raw .driftloop/raw/plant/date=2026-01-13/part-0000.csv --labels .driftloop/labels/plant/date=2026-01-14/part-0000.csv \
+  || { echo "the service's log (.driftloop/serve.log) ends with:"; tail -n 20 .driftloop/serve.log; exit 1; }
+kill -TERM "$serve_pid" && wait "$serve_pid" || true  # graceful: the capture WAL is shipped before exit
+trap - EXIT
+.venv/bin/python - <<'PY'
+from driftloop.capture import read_captures
+from driftloop.settings import load_settings
+from driftloop.storage import store_for
+
+store = store_for(load_settings())
+predictions, feedback = read_captures(store), read_captures(store, kind="feedback")
+joined = set(predictions.column("prediction_id").to_pylist()) & set(feedback.column("prediction_id").to_pylist())
+print(f"capture store {store.root}/captures: {predictions.num_rows} predictions, {feedback.num_rows} labels, "
+      f"{len(joined)} joined by prediction id")
+PY
+echo
 echo "MLflow UI for everything above: .venv/bin/mlflow ui --backend-store-uri sqlite:///.driftloop/mlflow.db"

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from driftloop.data.transform import TransformParams, apply, feature_frame, fit
+from driftloop.data.transform import TransformParams, apply, apply_records, feature_frame, fit
 from driftloop.errors import ConfigError, DataError
 from driftloop.settings import PLANT_COLUMNS, ColumnSpec
 
@@ -67,6 +67,21 @@ def test_single_rows_transform_exactly_like_batches() -> None:
     batch = apply(frame, params)
     rows = np.vstack([apply(frame.iloc[[i]], params) for i in range(len(frame))])
     assert np.array_equal(batch, rows)
+
+
+def test_records_transform_exactly_like_the_pipelines_frames() -> None:
+    # The service transforms JSON records without a DataFrame; it must give the very same features.
+    frame = _plant(200, seed=3)
+    params = fit(frame, PLANT_COLUMNS, DERIVED)
+    frame.loc[5, "torque_nm"] = None
+    frame.loc[7, "product_variant"] = "unseen"
+    frame["tool_wear_min"] = frame["tool_wear_min"].astype(int).astype(object)  # ints, as JSON sends them
+    records = frame.to_dict("records")
+    records[5]["torque_nm"] = None
+    expected = apply(frame, params)
+    assert np.array_equal(apply_records(records, params), expected)
+    assert np.array_equal(np.vstack([apply_records([r], params) for r in records]), expected)
+    assert expected[7, -3:].tolist() == [0.0, 0.0, 0.0]
 
 
 def test_unseen_category_encodes_as_zeros_and_nulls_take_the_fill() -> None:

@@ -22,7 +22,17 @@ if TYPE_CHECKING:
 
     from driftloop.settings import ColumnSpec
 
-__all__ = ["DERIVED", "FEATURE_PREFIX", "DerivedFeature", "TransformParams", "apply", "feature_frame", "fit"]
+__all__ = [
+    "DERIVED",
+    "FEATURE_PREFIX",
+    "DerivedFeature",
+    "TransformParams",
+    "apply",
+    "apply_columns",
+    "apply_records",
+    "feature_frame",
+    "fit",
+]
 
 FEATURE_PREFIX = "f_"
 _RAD_PER_S_PER_RPM = 2 * math.pi / 60
@@ -131,11 +141,29 @@ def apply(frame: pd.DataFrame, params: TransformParams) -> np.ndarray:
 
     Nulls in numeric columns take the fitted fill value; unseen categories encode as all zeros.
     """
-    n = len(frame)
+    numeric = {
+        name: pd.to_numeric(frame[name], errors="coerce").to_numpy(dtype="float64") for name in params.numeric
+    }
+    categorical = {col: frame[col].astype(object).to_numpy() for col in params.categorical}
+    return apply_columns(numeric, categorical, params)
+
+
+def apply_records(rows: Sequence[Mapping[str, Any]], params: TransformParams) -> np.ndarray:
+    """:func:`apply` for validated records (numbers or None; strings): the service's path, no DataFrame."""
+    numeric = {name: np.array([row.get(name) for row in rows], dtype=np.float64) for name in params.numeric}
+    categorical = {col: np.array([row.get(col) for row in rows], dtype=object) for col in params.categorical}
+    return apply_columns(numeric, categorical, params)
+
+
+def apply_columns(
+    numeric: Mapping[str, np.ndarray], categorical: Mapping[str, np.ndarray], params: TransformParams
+) -> np.ndarray:
+    """The transform itself, on columns: float64 numerics (NaN for null) and object categoricals."""
+    n = len(next(iter(numeric.values()))) if numeric else len(next(iter(categorical.values()), ()))
     out = np.empty((n, len(params.feature_names)), dtype=np.float64)
     cols: dict[str, np.ndarray] = {}
     for name in params.numeric:
-        values = pd.to_numeric(frame[name], errors="coerce").to_numpy(dtype="float64")
+        values = numeric[name]
         cols[name] = np.where(np.isnan(values), params.fill[name], values)
     for name in params.derived:
         cols[name] = DERIVED[name].compute(cols)
@@ -144,7 +172,7 @@ def apply(frame: pd.DataFrame, params: TransformParams) -> np.ndarray:
         out[:, j] = (cols[name] - params.mean[name]) / params.std[name]
         j += 1
     for col, cats in params.categorical.items():
-        values = frame[col].astype(object).to_numpy()
+        values = categorical[col]
         for cat in cats:
             out[:, j] = values == cat
             j += 1

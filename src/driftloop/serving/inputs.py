@@ -11,8 +11,6 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import pandas as pd
-
 from driftloop.data import transform as transform_mod
 
 if TYPE_CHECKING:
@@ -113,8 +111,7 @@ class InputSpec:
 
     def features(self, rows: Sequence[Mapping[str, Any]]) -> np.ndarray:
         """Validated rows → the model's float32 feature matrix (the training transform's code)."""
-        frame = pd.DataFrame.from_records(rows, columns=self.fields)
-        return transform_mod.apply(frame, self.params)
+        return transform_mod.apply_records(rows, self.params)
 
 
 class _Missing:

@@ -74,6 +74,8 @@ def build_app(settings: Settings, *, slots: bool = False) -> FastAPI:
         cfg.poll_interval_s,
     )  # fmt: skip
     sink = _LazyCapture(settings, slots) if settings.capture.enabled else None
+    if sink is not None and not slots:
+        sink.start()  # now, so that a WAL held by another process is a one-line error before binding
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -107,6 +109,9 @@ class _LazyCapture:
         self._store: CaptureStore | None = None
 
     def start(self) -> None:
+        """Open the store (idempotent)."""
+        if self._store is not None:
+            return
         from driftloop.capture import CaptureStore
         from driftloop.storage import store_for
 
