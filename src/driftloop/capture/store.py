@@ -8,9 +8,9 @@ local buffer is full (``capture.max_buffer_bytes``) or the WAL cannot be written
 (:class:`~driftloop.errors.CaptureFullError` or :class:`~driftloop.errors.StorageUnavailableError`,
 both HTTP 503) and the record is not acknowledged; such a record may or may not be captured.
 
-How (docs/capture.md has the details and every failure case): one writer thread gathers the appends
-that arrive within ``capture.group_commit_ms`` and gives them one ``write`` and one ``fsync`` (group
-commit). The WAL is a series of segments ``seg-<20-digit sequence>.wal`` of framed records (4-byte
+How (docs/capture.md has the details and every failure case): one writer thread gives whatever is
+queued one ``write`` and one ``fsync``; appends arriving meanwhile form the next group (group commit;
+``capture.group_commit_ms`` can hold a group open longer). The WAL is a series of segments ``seg-<20-digit sequence>.wal`` of framed records (4-byte
 length, 4-byte CRC32, JSON), sealed by size or age. A shipper thread writes each sealed segment as
 Parquet objects under deterministic keys, so re-shipping after a crash overwrites identical objects,
 deletes the segment only once all are written, and retries storage failures with exponential backoff.
