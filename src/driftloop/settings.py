@@ -37,8 +37,10 @@ __all__ = [
     "ContainerRunnerSettings",
     "DataSettings",
     "DatabaseSettings",
+    "FeatureDriftTest",
     "KubernetesRunnerSettings",
     "LocalRunnerSettings",
+    "MonitoringSettings",
     "PipelineSettings",
     "PolicySettings",
     "RegistrySettings",
@@ -336,6 +338,47 @@ class PolicySettings(_Section):
     comparison_min_rows: int = Field(default=500, ge=1)
 
 
+NumericDriftMethod = Literal["wasserstein", "psi", "ks", "jensenshannon"]
+CategoricalDriftMethod = Literal["jensenshannon", "psi", "chisquare"]
+
+
+class FeatureDriftTest(_Section):
+    """A per-feature override of the drift test (``[monitoring.features.<name>]``)."""
+
+    method: Literal["wasserstein", "psi", "ks", "jensenshannon", "chisquare"]
+    threshold: float = Field(gt=0)  # a distance above it, or a p-value below it, is drift
+
+
+class MonitoringSettings(_Section):
+    """Drift, data quality and decay (``driftloop monitor``); see docs/monitoring.md."""
+
+    window: str = Field(default="24h", pattern=r"^\d+[mhd]$")  # the default window, ending now
+    # Above this many current rows distance measures decide (p-values flag trivial shifts on large
+    # samples, evidentlyai/evidently#50); at or below it, Kolmogorov–Smirnov and chi-square p-values.
+    small_sample_rows: int = Field(default=1000, ge=1)
+    p_value: float = Field(default=0.05, gt=0, lt=1)
+    numeric_method: NumericDriftMethod = "wasserstein"  # normalised by the reference's std
+    numeric_threshold: float = Field(default=0.1, gt=0)
+    categorical_method: CategoricalDriftMethod = "jensenshannon"
+    categorical_threshold: float = Field(default=0.1, gt=0)
+    features: dict[str, FeatureDriftTest] = Field(default_factory=dict)
+    # The dataset drifts when at least this share of features does (weighted by ``importance``).
+    drift_share: float = Field(default=0.5, gt=0, le=1)
+    importance: dict[str, float] = Field(default_factory=dict)
+    prediction_method: NumericDriftMethod = "jensenshannon"  # on the score histogram
+    prediction_threshold: float = Field(default=0.1, gt=0)
+    # Data quality, as shares of the window's rows (requests refused with 422 count as violations).
+    max_null_share: float = Field(default=0.05, ge=0, le=1)
+    max_out_of_range_share: float = Field(default=0.01, ge=0, le=1)
+    max_invalid_share: float = Field(default=0.02, ge=0, le=1)
+    # Decay: judged only with at least ``min_labels`` labelled predictions (and both classes present);
+    # DECAY when the primary metric falls more than ``decay_margin`` below the model's evaluation.
+    min_labels: int = Field(default=200, ge=1)
+    decay_metric: str = "roc_auc"
+    decay_margin: float = Field(default=0.05, ge=0)
+    chunk_rows: int = Field(default=200_000, ge=1)  # rows per streamed chunk of captures
+
+
 class Settings(BaseSettings):
     """The effective configuration. Build it with :func:`load_settings`."""
 
@@ -359,6 +402,7 @@ class Settings(BaseSettings):
     policy: PolicySettings = PolicySettings()
     serving: ServingSettings = ServingSettings()
     capture: CaptureSettings = CaptureSettings()
+    monitoring: MonitoringSettings = MonitoringSettings()
 
     # Where the file came from (None: defaults and environment only). Not a configuration key.
     config_file: Path | None = Field(default=None, exclude=True)
