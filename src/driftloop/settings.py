@@ -298,6 +298,8 @@ class CaptureSettings(_Section):
     # Shipping retries after a storage failure wait this long, doubling up to ``retry_max_s``.
     retry_initial_s: float = Field(default=0.5, gt=0)
     retry_max_s: float = Field(default=30.0, gt=0)
+    # Build the Parquet objects in a helper process, off the service's GIL (off: in the shipper thread).
+    convert_in_subprocess: bool = True
 
     @model_validator(mode="after")
     def _retry_order(self) -> CaptureSettings:

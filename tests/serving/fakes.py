@@ -57,7 +57,7 @@ class MemoryCapture:
     async def append_async(self, record: Mapping[str, Any]) -> None:
         self.records.append(dict(record))
 
-    async def append_many_async(self, records: Sequence[Mapping[str, Any]]) -> None:
+    async def append_many_async(self, records: Sequence[Mapping[str, Any]], *, trusted: bool = False) -> None:
         self.records.extend(dict(r) for r in records)
 
     def stats(self) -> Mapping[str, Any]:

@@ -296,14 +296,14 @@ def test_group_commit_needs_far_fewer_fsyncs_than_appends(
     capture = CaptureStore(open_store(str(tmp_path / "store")), wal, settings(segment_max_age_s=60))
     capture.start()
     fsyncs, synced, late = [0], set(), []
-    real_fsync = os.fsync
+    real_fsync = os.fdatasync  # what the writer uses: data and size, not timestamps
 
     def counting_fsync(fd: int) -> None:
         real_fsync(fd)
         fsyncs[0] += 1
         synced.update(wal_ids(wal))  # everything written so far is now durable
 
-    monkeypatch.setattr(os, "fsync", counting_fsync)
+    monkeypatch.setattr(os, "fdatasync", counting_fsync)
     threads, per_thread = 8, 50
     barrier = threading.Barrier(threads)
 

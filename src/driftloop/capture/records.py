@@ -7,6 +7,7 @@ A record is a ``prediction`` or a ``feedback`` label. In the write-ahead log eac
 
 from __future__ import annotations
 
+import functools
 import numbers
 import re
 import struct
@@ -32,6 +33,7 @@ __all__ = [
     "normalize",
     "parquet_objects",
     "read_captures",
+    "segment_objects",
 ]
 
 PREDICTION_SCHEMA = pa.schema([
@@ -81,32 +83,63 @@ def read_captures(
     return pa.concat_tables(tables).sort_by([("ts", "ascending"), ("prediction_id", "ascending")])
 
 
+def segment_objects(data: bytes, stem: str) -> tuple[int, list[tuple[str, bytes]]]:
+    """A WAL segment's bytes → its record count and Parquet objects (run in a helper process)."""
+    records, _ = decode(data)
+    return len(records), list(parquet_objects(records, stem))
+
+
 def parquet_objects(records: list[dict[str, Any]], stem: str) -> Iterator[tuple[str, bytes]]:
-    """The Parquet objects (key, bytes) for ``records`` of one WAL segment, one per kind and partition."""
+    """The Parquet objects (key, bytes) for ``records`` of one WAL segment, one per kind and partition.
+
+    Records are normalised (:func:`normalize`): ``ts`` is UTC ISO-8601, so its first ten characters are
+    the partition date. Built column by column: this runs in the service's process.
+    """
     groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for record in records:
-        ts = datetime.fromisoformat(record["ts"])
-        row = {**record, "ts": ts}
+        date = record["ts"][:10]
         if record["kind"] == "prediction":
-            row["inputs"] = orjson.dumps(record["inputs"]).decode()
-            row["outputs"] = orjson.dumps(record["outputs"]).decode()
-            prefix = f"captures/model={record['model_name']}/date={ts.date().isoformat()}"
+            key = (f"captures/model={record['model_name']}/date={date}", "prediction")
         else:
-            prefix = f"captures/feedback/date={ts.date().isoformat()}"
-        groups.setdefault((prefix, record["kind"]), []).append(row)
+            key = (f"captures/feedback/date={date}", "feedback")
+        groups.setdefault(key, []).append(record)
+    dumps = orjson.dumps
     for (prefix, kind), rows in sorted(groups.items()):
         schema = PREDICTION_SCHEMA if kind == "prediction" else FEEDBACK_SCHEMA
+        columns = []
+        for field in schema:
+            name = field.name
+            if name in ("inputs", "outputs"):
+                values: list[Any] = [dumps(row[name]).decode() for row in rows]
+            else:
+                values = [row.get(name) for row in rows]
+            if name == "ts":
+                columns.append(pa.array(values, pa.string()).cast(field.type))
+            else:
+                columns.append(pa.array(values, field.type))
         sink = pa.BufferOutputStream()
-        pq.write_table(pa.Table.from_pylist(rows, schema=schema), sink, compression="zstd")
+        pq.write_table(pa.Table.from_arrays(columns, schema=schema), sink, compression="zstd")
         yield f"{prefix}/{stem}.parquet", sink.getvalue().to_pybytes()
 
 
+# The checks run per captured row on the request path: exact-type fast paths before the ABC checks.
 def _text(value: Any) -> bool:
-    return isinstance(value, str) and value != ""
+    return type(value) is str and value != ""
 
 
 def _real(value: Any) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+    kind = type(value)
+    return kind is float or kind is int or (isinstance(value, numbers.Real) and kind is not bool)
+
+
+def _count(value: Any) -> bool:
+    if type(value) is not int and (not isinstance(value, numbers.Integral) or isinstance(value, bool)):
+        return False
+    return 0 <= int(value) < 2**63
+
+
+def _object(value: Any) -> bool:
+    return type(value) is dict or isinstance(value, Mapping)
 
 
 # Per kind: field → (test, what it must be). orjson stores numpy scalars as plain JSON numbers.
@@ -114,15 +147,12 @@ _FIELDS: dict[str, dict[str, tuple[Callable[[Any], bool], str]]] = {
     "prediction": {
         "prediction_id": (_text, "a non-empty string"),
         "model_name": (lambda v: isinstance(v, str) and bool(_MODEL_NAME.match(v)), "a registry model name"),
-        "model_version": (
-            lambda v: isinstance(v, numbers.Integral) and not isinstance(v, bool) and 0 <= int(v) < 2**63,
-            "a non-negative integer",
-        ),
-        "inputs": (lambda v: isinstance(v, Mapping), "an object"),
-        "outputs": (lambda v: isinstance(v, Mapping | list | numbers.Real), "an object, a list or a number"),
+        "model_version": (_count, "a non-negative integer"),
+        "inputs": (_object, "an object"),
+        "outputs": (lambda v: _object(v) or isinstance(v, list) or _real(v), "an object, a list or a number"),
         "score": (lambda v: v is None or _real(v), "a number or null"),  # may be left out: null
         "latency_ms": (_real, "a number"),
-        "fallback": (lambda v: isinstance(v, bool), "true or false"),
+        "fallback": (lambda v: type(v) is bool, "true or false"),
         "endpoint": (_text, "a non-empty string"),
     },
     "feedback": {"prediction_id": (_text, "a non-empty string"), "label": (_real, "a number"),
@@ -130,8 +160,13 @@ _FIELDS: dict[str, dict[str, tuple[Callable[[Any], bool], str]]] = {
 }  # fmt: skip
 
 
-def normalize(record: Mapping[str, Any]) -> dict[str, Any]:
-    """The record as it goes into the WAL; ``ValueError`` naming the field when it is malformed."""
+def normalize(record: Mapping[str, Any], *, check: bool = True) -> dict[str, Any]:
+    """The record as it goes into the WAL; ``ValueError`` naming the field when it is malformed.
+
+    ``check=False`` is for records driftloop built itself (the service's): only ``ts`` is normalised.
+    """
+    if not check:
+        return {**record, "ts": _utc_iso(record.get("ts"))}
     kind = record.get("kind")
     if kind not in _FIELDS:
         raise ValueError(f"capture record: field 'kind' must be 'prediction' or 'feedback', got {kind!r}")
@@ -155,6 +190,17 @@ def _bad(name: str, expected: str, value: Any) -> ValueError:
 
 def _utc_iso(value: Any) -> str:
     """An ISO-8601 string or a datetime as a UTC ISO-8601 string; naive values are taken as UTC."""
+    if type(value) is str:
+        return _utc_iso_text(value)  # the rows of one request share their timestamp: cached
+    return _utc_iso_any(value)
+
+
+@functools.lru_cache(maxsize=64)
+def _utc_iso_text(value: str) -> str:
+    return _utc_iso_any(value)
+
+
+def _utc_iso_any(value: Any) -> str:
     try:
         stamp = datetime.fromisoformat(value) if isinstance(value, str) else value
     except ValueError:

@@ -8,6 +8,7 @@ answers and the response says so (fallback).
 
 from __future__ import annotations
 
+import gc
 import logging
 import threading
 import time
@@ -234,6 +235,7 @@ class Follower:
                                         f"{current.version if current else 'nothing'}: {exc}")  # fmt: skip
             return False
         self._holder.install(model)
+        gc.freeze()  # the new model's objects join the long-lived ones the collector skips (see server)
         self._failed = None
         log.info("swapped to version %s in %.2fs", wanted, time.perf_counter() - started)
         return True

@@ -1,0 +1,398 @@
+"""Serving benchmark: driftloop serve vs `mlflow models serve` vs a plain FastAPI wrapper, same model.
+
+Anchor (same run, same machine, same ``plant-failure@production``): ``mlflow models serve --env-manager
+local``. Also measured: a plain FastAPI + uvicorn wrapper of the same torch module and transform (no
+batching, no capture), driftloop with capture off, and ``--workers 2`` when ``driftloop serve`` has it.
+Load comes from a separate process (``benchmarks/_loadgen.py``, asyncio keep-alive connections).
+Printed: req/s, p50/p99 latency at 1, 8 and 64 connections (single row), rows/s (64-row requests), then
+the targets against the anchor: single-row req/s @64 ≥ 20× MLflow (capture on), p99 @64 ≤ 20 ms,
+capture costs ≤ 10 % of throughput, 64-row rows/s ≥ 10× MLflow.
+
+MLflow's pyfunc model takes the transformed feature matrix (``f_…`` columns), not raw rows; it is sent
+the features of the very same rows, so every contender makes the same predictions per request.
+
+    .venv/bin/python benchmarks/serving.py [--quick] [--duration 8] [--warmup 1] [--workspace DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import math
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+PY = sys.executable
+BIN = Path(PY).parent
+LOADGEN = Path(__file__).resolve().parent / "_loadgen.py"
+MODEL = "plant-failure"
+CONNS = (1, 8, 64)
+BATCH, BATCH_CONNS = 64, 8
+# A small, quick model (as tests/registry/conftest.py trains it); a temp dir is no clean git checkout.
+CONFIG = (
+    "[training]\nmax_epochs = 30\nhidden = [32]\nlearning_rate = 0.005\n[policy]\n"
+    "slice_floors = { roc_auc = 0.6 }\nslice_min_rows = 100\ncomparison_min_rows = 300\n"
+    'require_clean_git = false\nadvisory_checks = ["reproducibility"]\n'
+)
+PLAIN_APP = '''"""The obvious FastAPI wrapper: rows → DataFrame → fitted transform → torch → scores."""
+import pandas as pd
+import torch
+from fastapi import FastAPI
+from pydantic import BaseModel
+
+from driftloop.data.transform import TransformParams, apply
+from driftloop.registry import Registry
+from driftloop.settings import load_settings
+from driftloop.tracking import Tracker
+
+torch.set_num_threads(1)
+settings = load_settings()
+tracker = Tracker(settings)
+mv = Registry(settings).by_alias(settings.registry.model_name, "production")
+params = TransformParams.from_json(tracker.read_bytes(mv.run_id, "transform.json").decode())
+module = tracker.load_torch_model(mv.source).eval()
+
+class Row(BaseModel):
+    product_variant: str
+    air_temperature_k: float
+    process_temperature_k: float
+    rotational_speed_rpm: float
+    torque_nm: float
+    tool_wear_min: float
+
+class Body(BaseModel):
+    instances: list[Row]
+
+app = FastAPI()
+
+@app.get("/health")
+def health() -> dict[str, str]:
+    return {"status": "ok"}
+
+@app.post("/predict")
+def predict(body: Body) -> dict[str, list[float]]:
+    features = apply(pd.DataFrame([row.model_dump() for row in body.instances]), params).astype("float32")
+    with torch.inference_mode():
+        return {"predictions": module(torch.from_numpy(features)).reshape(-1).tolist()}
+'''
+
+_live: list[subprocess.Popen[bytes]] = []
+
+
+@dataclass(frozen=True)
+class Scenario:
+    label: str
+    path: str
+    bodies: str  # a key of the bodies written by _payloads
+    conns: int
+    rows: int
+
+
+@dataclass(frozen=True)
+class Contender:
+    label: str
+    argv: list[str]
+    env: dict[str, str]
+    ready: str
+    scenarios: list[Scenario]
+
+
+def _spawn(argv: list[str], cwd: Path, env: dict[str, str], log: Path | None) -> subprocess.Popen[bytes]:
+    """A child in its own process group (so the whole group can be stopped), tracked for cleanup."""
+    with contextlib.ExitStack() as stack:  # the child keeps its own descriptor of the log
+        out = stack.enter_context(log.open("ab")) if log else subprocess.PIPE
+        proc = subprocess.Popen(argv, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT if log else None,
+                                start_new_session=True)  # fmt: skip
+    _live.append(proc)
+    return proc
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM to the child's process group, SIGKILL after 20 s and to whatever an exited leader left."""
+    with contextlib.suppress(ProcessLookupError, subprocess.TimeoutExpired):
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(timeout=20)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    if proc in _live:
+        _live.remove(proc)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _cli(ws: Path, env: dict[str, str], *args: str) -> None:
+    done = subprocess.run([PY, "-m", "driftloop", *args], cwd=ws, env=env, capture_output=True, text=True,
+                          check=False, timeout=600)  # fmt: skip
+    if done.returncode != 0:
+        raise RuntimeError(f"driftloop {' '.join(args)} failed:\n{done.stdout[-2000:]}{done.stderr[-3000:]}")
+
+
+def build_workspace(ws: Path, env: dict[str, str], days: int) -> None:
+    """Simulated plant data → pipeline → plant-failure/1 promoted to production (as scripts/demo.sh)."""
+    (ws / "driftloop.toml").write_text(CONFIG)
+    start = date(2026, 1, 1)
+    end, as_of = (str(start + timedelta(days=d)) for d in (days - 1, days + 1))
+    _cli(ws, env, "simulate", "--start", str(start), "--days", str(days), "--rows-per-day", "2000",
+         "--machines", "20", "--seed", "7")  # fmt: skip
+    _cli(ws, env, "pipeline", "run", "--from", str(start), "--to", end, "--as-of", as_of)
+    _cli(ws, env, "promote", MODEL, "1", "--to", "staging", "--by", "bench")
+    _cli(ws, env, "approve", MODEL, "1", "--by", "bench", "--comment", "benchmark")
+    _cli(ws, env, "promote", MODEL, "1", "--to", "production", "--by", "bench")
+
+
+@dataclass
+class Bench:
+    """What every measurement shares: the workspace, the request bodies and the durations."""
+
+    ws: Path
+    tmp: Path
+    env: dict[str, str]
+    warmup: float
+    duration: float
+    paths: dict[str, Path] = field(default_factory=dict)  # body kind → JSON file for the load generator
+    bodies: dict[str, list[Any]] = field(default_factory=dict)
+    reference: list[float] = field(default_factory=list)  # the in-process model's scores of one batch
+    crashed: list[str] = field(default_factory=list)  # servers that died during the run
+
+
+def payloads(bench: Bench) -> None:
+    """Request bodies from real simulated rows: raw rows for driftloop/plain, features for MLflow."""
+    import pandas as pd
+
+    from driftloop.registry import Registry
+    from driftloop.serving.model import load_version
+    from driftloop.settings import load_settings
+    from driftloop.tracking import Tracker
+
+    settings = load_settings(cwd=bench.ws)
+    registry = Registry(settings)
+    found = registry.by_alias(MODEL, "production")
+    assert found is not None, "no production model"
+    model = load_version(settings, Tracker(settings), registry, MODEL, found.version)
+    files = sorted((bench.ws / ".driftloop" / "raw").rglob("*.csv"))
+    frame = pd.read_csv(files[-1])[model.spec.fields].dropna().head(1024)
+    rows: list[dict[str, Any]] = frame.to_dict("records")  # type: ignore[assignment]
+    model.spec.validate(rows)
+    feats = model.spec.features(rows).astype(float).tolist()
+    fcols, rcols = model.spec.params.feature_names, model.spec.fields
+    batches = [slice(i, i + BATCH) for i in range(0, len(rows) - BATCH + 1, BATCH)]
+    bench.bodies = {
+        "rows1": [{"instances": [r]} for r in rows],
+        "rows64": [{"instances": rows[s]} for s in batches],
+        "split1": [{"dataframe_split": {"columns": rcols, "data": [[r[c] for c in rcols]]}} for r in rows],
+        "feats1": [{"dataframe_split": {"columns": fcols, "data": [f]}} for f in feats],
+        "feats64": [{"dataframe_split": {"columns": fcols, "data": feats[s]}} for s in batches],
+    }
+    for key, value in bench.bodies.items():
+        bench.paths[key] = bench.tmp / f"{key}.json"
+        bench.paths[key].write_text(json.dumps(value))
+    bench.reference = model.score(rows[:BATCH]).tolist()
+
+
+def _scenarios(path: str, one: str, many: str, conns: tuple[int, ...] = CONNS) -> list[Scenario]:
+    out = [Scenario(f"1 row   {path}", path, one, c, 1) for c in conns]
+    return [*out, Scenario(f"{BATCH} rows  {path}", path, many, BATCH_CONNS, BATCH)]
+
+
+def contenders(bench: Bench) -> dict[str, Contender]:
+    serve = [PY, "-m", "driftloop", "serve"]
+    env, on = bench.env, _scenarios("/v1/predict", "rows1", "rows64")
+    mlflow = [str(BIN / "mlflow"), "models", "serve", "-m", f"models:/{MODEL}@production"]
+    mlflow += ["--env-manager", "local", "--host", "127.0.0.1", "-p"]
+    plain = [PY, "-m", "uvicorn", "plain_app:app", "--app-dir", str(bench.tmp), "--workers", "1"]
+    plain += ["--loop", "uvloop", "--http", "httptools", "--log-level", "warning", "--host", "127.0.0.1"]
+    plain += ["--port"]
+    invocations = Scenario("1 row   /invocations", "/invocations", "split1", 64, 1)
+    out = {
+        "on": Contender(
+            "driftloop (capture on)", [*serve, "--port"], env, "/ready", [*on[:3], invocations, on[3]]
+        ),
+        "off": Contender(
+            "driftloop (capture off)", [*serve, "--port"], {**env, "DRIFTLOOP_CAPTURE__ENABLED": "false"},
+            "/ready", on,
+        ),
+        "mlflow": Contender(
+            "mlflow models serve", mlflow,
+            {**env, "MLFLOW_TRACKING_URI": f"sqlite:///{bench.ws / '.driftloop' / 'mlflow.db'}"}, "/ping",
+            _scenarios("/invocations", "feats1", "feats64"),
+        ),
+        "plain": Contender(
+            "plain FastAPI wrapper", plain, env, "/health", _scenarios("/predict", "rows1", "rows64")
+        ),
+    }  # fmt: skip
+    helptext = subprocess.run([*serve, "--help"], env=env, capture_output=True, text=True, check=False).stdout
+    if "--workers" in helptext:
+        out["w2"] = Contender(
+            "driftloop --workers 2 (capture on)", [*serve, "--workers", "2", "--port"], env, "/ready",
+            _scenarios("/v1/predict", "rows1", "rows64", (8, 64)),
+        )  # fmt: skip
+    return out
+
+
+def _wait_ready(proc: subprocess.Popen[bytes], url: str, log: Path) -> None:
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited ({proc.returncode}):\n{log.read_text()[-3000:]}")
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    raise RuntimeError(f"server not ready after 180 s:\n{log.read_text()[-3000:]}")
+
+
+def _scores(body: dict[str, list[Any]]) -> list[float]:
+    """driftloop: [{"score": s, …}] or [s]; plain: [s]; MLflow: [{"0": s}] (a one-column DataFrame)."""
+    flat = [p.get("score", next(iter(p.values()))) if isinstance(p, dict) else p for p in body["predictions"]]
+    return [float(p[0] if isinstance(p, list) else p) for p in flat]
+
+
+def measure(c: Contender, bench: Bench) -> tuple[dict[str, dict[str, Any]], float]:
+    """Start ``c``, check each scenario's body answers 200 (with the model's scores), run the load."""
+    port = _free_port()
+    log = bench.tmp / f"{c.label.split()[0]}-{port}.log"
+    proc = _spawn([*c.argv, str(port)], bench.ws, c.env, log)
+    results: dict[str, dict[str, Any]] = {}
+    diff = 0.0
+    try:
+        base = f"http://127.0.0.1:{port}"
+        _wait_ready(proc, base + c.ready, log)
+        for s in c.scenarios:  # warm-up and correctness: every body kind answers, with the model's scores
+            response = httpx.post(base + s.path, json=bench.bodies[s.bodies][0], timeout=30)
+            if response.status_code != 200:
+                raise RuntimeError(f"{c.label} {s.path}: HTTP {response.status_code} {response.text[:500]}")
+            if s.rows == BATCH:
+                pairs = zip(_scores(response.json()), bench.reference, strict=True)
+                diff = max(diff, *(abs(a - b) for a, b in pairs))
+        for s in c.scenarios:
+            argv = [PY, str(LOADGEN), "--bodies", str(bench.paths[s.bodies]), "--path", s.path]
+            argv += f"--port {port} -c {s.conns} --warmup {bench.warmup} --duration {bench.duration}".split()
+            gen = _spawn(argv, bench.ws, c.env, None)
+            out, _ = gen.communicate(timeout=bench.warmup + bench.duration + 120)
+            _stop(gen)
+            if gen.returncode != 0:
+                raise RuntimeError(f"load generator failed ({gen.returncode}) on {c.label} {s.label}")
+            r = results[f"{s.label}@{s.conns}"] = {**json.loads(out), "rows": s.rows, "scenario": s}
+            if proc.poll() is not None:  # the server died under load: say so, measure the others, exit 1
+                bench.crashed.append(f"{c.label} exited ({proc.returncode}) during {s.label}@{s.conns}")
+                print(f"!!! {bench.crashed[-1]}; its log:\n{log.read_text()[-3000:]}", file=sys.stderr)
+                break
+            print(f"{c.label:<36}{s.label:<22}{s.conns:>4} conns{r['rps']:>7.0f} req/s p99 {r['p99_ms']:6.1f}"
+                  f" ms  (client CPU {r['client_cpu_s']:.1f} s)", file=sys.stderr, flush=True)  # fmt: skip
+    finally:
+        _stop(proc)
+    return results, diff
+
+
+Results = dict[str, dict[str, dict[str, Any]]]  # contender key → "scenario@conns" → load generator output
+
+
+def report(results: Results, labels: dict[str, str], diffs: dict[str, float]) -> None:
+    print(f"{'contender':<36}{'scenario':<22}{'conns':>6}{'req/s':>9}{'rows/s':>10}{'p50 ms':>9}{'p99 ms':>9}"
+          f"{'non-2xx':>9}")  # fmt: skip
+    loud = []
+    for key, per in results.items():
+        for r in per.values():
+            s = r["scenario"]
+            print(f"{labels[key]:<36}{s.label:<22}{s.conns:>6}{r['rps']:>9.0f}{r['rps'] * s.rows:>10.0f}"
+                  f"{r['p50_ms']:>9.2f}{r['p99_ms']:>9.2f}{r['non_2xx']:>9}")  # fmt: skip
+            if r["non_2xx"] or r["errors"]:
+                loud.append(f"{labels[key]} {s.label}@{s.conns}: {r['statuses']}, {r['errors']} conn. errors")
+    print("max |score − in-process model score| over 64 rows: "
+          + ", ".join(f"{labels[k]} {d:.1e}" for k, d in diffs.items()))  # fmt: skip
+    for line in loud:
+        print(f"!!! NON-2xx / CONNECTION ERRORS: {line}")
+
+    def at(key: str, scenario: str, stat: str = "rps") -> float:
+        return float(results.get(key, {}).get(scenario, {}).get(stat, math.nan))
+
+    def div(a: float, b: float) -> float:
+        return a / b if b else math.nan
+
+    one, many = "1 row   /v1/predict@64", f"{BATCH} rows  /v1/predict@{BATCH_CONNS}"
+    ml_one, ml_many = "1 row   /invocations@64", f"{BATCH} rows  /invocations@{BATCH_CONNS}"
+    on, on_rps, batch_rows = "driftloop (capture on)", at("on", one), f"{BATCH}-row rows/s @{BATCH_CONNS}"
+    off_rps, plain = at("off", one), at("plain", "1 row   /predict@64")
+    lines = [  # label, value, target (None: for information), unit, whether the target is a ceiling
+        (f"single-row req/s @64: {on} / mlflow", div(on_rps, at("mlflow", ml_one)), 20, "×", False),
+        (f"p99 @64: {on}", at("on", one, "p99_ms"), 20, " ms", True),
+        ("capture cost @64: 1 − on/off single-row req/s", 100 - 100 * div(on_rps, off_rps), 10, " %", True),
+        (f"{batch_rows}: {on} / mlflow", div(at("on", many), at("mlflow", ml_many)), 10, "×", False),
+        (f"(info) single-row req/s @64: {on} / plain FastAPI", div(on_rps, plain), None, "×", False),
+        (f"(info) 1-row /invocations req/s @64: {on} / mlflow", div(at("on", ml_one), at("mlflow", ml_one)),
+         None, "×", False),
+    ]  # fmt: skip
+    print("\nanchor: mlflow models serve --env-manager local, measured above in this run")
+    for label, value, target, unit, ceiling in lines:
+        verdict = ""
+        if target is not None:
+            ok = value <= target if ceiling else value >= target
+            verdict = f"target {'≤' if ceiling else '≥'} {target}{unit}  {'PASS' if ok else 'MISS'}"
+        print(f"  {label:<72}{value:>8.2f}{unit:<4} {verdict}".rstrip())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--duration", type=float, default=8.0, help="measured seconds per scenario")
+    parser.add_argument("--warmup", type=float, default=1.0, help="unmeasured seconds before each")
+    parser.add_argument("--quick", action="store_true", help="smoke run: 2 s per scenario, 0.5 s warm-up")
+    parser.add_argument("--days", type=int, default=14, help="simulated days for the throwaway workspace")
+    parser.add_argument("--workspace", type=Path, help="reuse a workspace that has plant-failure@production")
+    parser.add_argument("--only", nargs="*", help="contender keys: on off mlflow plain w2")
+    args = parser.parse_args()
+    if args.quick:
+        args.duration, args.warmup = 2.0, 0.5
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so the finally blocks stop the servers
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DRIFTLOOP_")}
+    env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"  # mlflow models serve runs `uvicorn` from PATH
+    try:
+        with tempfile.TemporaryDirectory(prefix="driftloop-serving-bench-") as tmp_name:
+            tmp = Path(tmp_name)
+            ws = args.workspace.resolve() if args.workspace else tmp / "ws"
+            bench = Bench(ws, tmp, env, args.warmup, args.duration)
+            if not args.workspace:
+                ws.mkdir()
+                t0 = time.perf_counter()
+                build_workspace(ws, env, args.days)
+                print(f"workspace built in {time.perf_counter() - t0:.0f} s: {ws}", file=sys.stderr)
+            (tmp / "plain_app.py").write_text(PLAIN_APP)
+            payloads(bench)
+            results, labels, diffs = {}, {}, {}
+            for key, c in contenders(bench).items():
+                if args.only and key not in args.only:
+                    continue
+                labels[key] = c.label
+                results[key], diffs[key] = measure(c, bench)
+            print(f"\ndriftloop serving benchmark — {MODEL}@production, {args.duration:g} s per scenario "
+                  f"after {args.warmup:g} s warm-up; load from a separate asyncio process; {os.cpu_count()} "
+                  "CPUs shared by client and server")  # fmt: skip
+            report(results, labels, diffs)
+            if bench.crashed:
+                sys.exit("!!! server crashed: " + "; ".join(bench.crashed))
+    finally:
+        for proc in list(_live):
+            _stop(proc)
+
+
+if __name__ == "__main__":
+    main()
