@@ -1,0 +1,1 @@
+"""Monitoring: drift statistics against the reference profile, data quality, decay, reports, decisions."""
