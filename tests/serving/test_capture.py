@@ -409,3 +409,24 @@ def test_capture_settings_default_and_resolve_relative_to_the_config(tmp_path: P
     (tmp_path / "driftloop.toml").write_text("[capture]\ngroup_commit_ms = -1\n")
     with pytest.raises(ConfigError, match=r"capture\.group_commit_ms"):
         load_settings(cwd=tmp_path)
+
+
+def test_trusted_batches_are_one_frame_that_recovers_whole_or_not_at_all(tmp_path: Path) -> None:
+    ts = "2026-03-01T12:00:00.000000+00:00"
+    batch = [{**prediction(i), "ts": ts} for i in range(5)]
+    single = {**prediction(9), "ts": ts}
+    store, wal = open_store(str(tmp_path / "store")), tmp_path / "wal"
+    with CaptureStore(store, wal, settings(segment_max_age_s=60)) as capture:
+        asyncio.run(capture.append_many_async(batch, trusted=True))
+        asyncio.run(capture.append_many_async([single], trusted=True))
+        [segment] = wal.glob("seg-*.wal")
+        data = segment.read_bytes()
+    assert sorted(ids(store)) == sorted(r["prediction_id"] for r in [*batch, single])
+    # As after a crash in the middle of the second frame: the first (all five rows) survives whole.
+    first = struct.unpack_from("<I", data)[0] + 8
+    torn_store, torn = open_store(str(tmp_path / "torn-store")), tmp_path / "torn"
+    torn.mkdir()
+    (torn / segment.name).write_bytes(data[: first + 10])
+    with CaptureStore(torn_store, torn, settings()) as recovered:
+        assert recovered.flush(30)
+    assert sorted(ids(torn_store)) == sorted(r["prediction_id"] for r in batch)

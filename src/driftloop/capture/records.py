@@ -210,11 +210,12 @@ def _utc_iso_any(value: Any) -> str:
     return stamp.replace(tzinfo=stamp.tzinfo or UTC).astimezone(UTC).isoformat(timespec="microseconds")
 
 
-def encode(record: dict[str, Any]) -> bytes:
+def encode(record: dict[str, Any] | list[dict[str, Any]]) -> bytes:
+    """One WAL frame holding a record, or a list of records that stand or fall together."""
     try:
         payload = orjson.dumps(record, option=orjson.OPT_SERIALIZE_NUMPY)
     except TypeError as exc:  # orjson.JSONEncodeError: name the field that cannot be encoded
-        for name, value in record.items():
+        for name, value in (record if isinstance(record, dict) else record[0]).items():
             try:
                 orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY)
             except TypeError:
@@ -237,8 +238,11 @@ def decode(data: bytes) -> tuple[list[dict[str, Any]], int]:
             record = orjson.loads(payload)
         except orjson.JSONDecodeError:
             break
-        if not isinstance(record, dict):
+        if isinstance(record, dict):
+            records.append(record)
+        elif isinstance(record, list) and all(isinstance(r, dict) for r in record):
+            records.extend(record)  # a request's rows, written as one frame
+        else:
             break
-        records.append(record)
         pos = end
     return records, pos
