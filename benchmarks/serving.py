@@ -229,6 +229,10 @@ def contenders(bench: Bench) -> dict[str, Contender]:
             "driftloop (capture off)", [*serve, "--port"], {**env, "DRIFTLOOP_CAPTURE__ENABLED": "false"},
             "/ready", on,
         ),
+        "fsync": Contender(
+            "driftloop (capture on, fsync)", [*serve, "--port"],
+            {**env, "DRIFTLOOP_CAPTURE__DURABILITY": "fsync"}, "/ready", [on[2], on[3]],
+        ),
         "mlflow": Contender(
             "mlflow models serve", mlflow,
             {**env, "MLFLOW_TRACKING_URI": f"sqlite:///{bench.ws / '.driftloop' / 'mlflow.db'}"}, "/ping",
@@ -341,6 +345,10 @@ def report(results: Results, labels: dict[str, str], diffs: dict[str, float]) ->
         (f"(info) single-row req/s @64: {on} / plain FastAPI", div(on_rps, plain), None, "×", False),
         (f"(info) 1-row /invocations req/s @64: {on} / mlflow", div(at("on", ml_one), at("mlflow", ml_one)),
          None, "×", False),
+        ("(info) capture cost @64 with durability=fsync", 100 - 100 * div(at("fsync", one), off_rps), None,
+         " %", True),
+        (f"(info) {batch_rows}: --workers 2 / mlflow", div(at("w2", many), at("mlflow", ml_many)), None, "×",
+         False),
     ]  # fmt: skip
     print("\nanchor: mlflow models serve --env-manager local, measured above in this run")
     for label, value, target, unit, ceiling in lines:
@@ -358,7 +366,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="smoke run: 2 s per scenario, 0.5 s warm-up")
     parser.add_argument("--days", type=int, default=14, help="simulated days for the throwaway workspace")
     parser.add_argument("--workspace", type=Path, help="reuse a workspace that has plant-failure@production")
-    parser.add_argument("--only", nargs="*", help="contender keys: on off mlflow plain w2")
+    parser.add_argument("--only", nargs="*", help="contender keys: on off fsync mlflow plain w2")
     args = parser.parse_args()
     if args.quick:
         args.duration, args.warmup = 2.0, 0.5

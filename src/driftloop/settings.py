@@ -286,6 +286,12 @@ class CaptureSettings(_Section):
 
     enabled: bool = True  # off: the service captures nothing
     wal_dir: Path | None = None  # the local write-ahead log; empty: ``<home>/capture/wal``
+    # When an acknowledged capture is safe (docs/capture.md): "process" — written to the WAL before the
+    # response (survives kill -9 and any crash of the service; the kernel fsyncs it within
+    # ``sync_interval_ms``, so a power loss can lose that much); "fsync" — fsynced before the response
+    # (survives power loss too, at the cost of one group-commit fsync wait per request).
+    durability: Literal["process", "fsync"] = "process"
+    sync_interval_ms: float = Field(default=50.0, gt=0)
     # Appends that arrive while the WAL writer is busy share its next write + fsync (group commit);
     # this optionally makes it wait up to so long for more. 0: no added wait (a lone request is
     # written at once; under load the groups form by themselves).

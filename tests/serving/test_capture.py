@@ -131,9 +131,10 @@ from driftloop.capture import CaptureStore
 from driftloop.settings import CaptureSettings, S3Settings
 from driftloop.storage import open_store
 
-root, wal, endpoint = sys.argv[1:4]
+root, wal, endpoint, durability = sys.argv[1:5]
 store = open_store(root, S3Settings(endpoint_url=endpoint or None))
-capture = CaptureStore(store, Path(wal), CaptureSettings(segment_max_age_s=0.05, segment_max_bytes=4096))
+cfg = CaptureSettings(segment_max_age_s=0.05, segment_max_bytes=4096, durability=durability)
+capture = CaptureStore(store, Path(wal), cfg)
 capture.start()
 out = threading.Lock()
 
@@ -155,12 +156,13 @@ threading.Event().wait()
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("durability", ["process", "fsync"])
 def test_kill_9_loses_no_acknowledged_record(
-    store: ObjectStore, tmp_path: Path, request: pytest.FixtureRequest
+    store: ObjectStore, tmp_path: Path, request: pytest.FixtureRequest, durability: str
 ) -> None:
     wal = tmp_path / "wal"
     endpoint = request.getfixturevalue("s3_settings").endpoint_url if store.root.startswith("s3://") else ""
-    command = [sys.executable, "-c", _CHILD, store.root, str(wal), endpoint]
+    command = [sys.executable, "-c", _CHILD, store.root, str(wal), endpoint, durability]
     with (
         (tmp_path / "child.err").open("wb") as err,
         subprocess.Popen(command, stdout=subprocess.PIPE, stderr=err) as child,
@@ -268,8 +270,9 @@ def test_full_buffer_refuses_new_records_and_keeps_the_accepted_ones(tmp_path: P
     assert sorted(ids(store)) == sorted([*accepted, later["prediction_id"]])
 
 
+@pytest.mark.parametrize("durability", ["process", "fsync"])
 def test_a_failed_wal_write_refuses_its_records_and_keeps_the_acknowledged_ones(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, durability: str
 ) -> None:
     store = open_store(str(tmp_path / "store"))
     real_write = os.write
@@ -278,7 +281,7 @@ def test_a_failed_wal_write_refuses_its_records_and_keeps_the_acknowledged_ones(
         real_write(fd, data[:10])  # a torn record, as a full disk leaves it
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    with CaptureStore(store, tmp_path / "wal", settings()) as capture:
+    with CaptureStore(store, tmp_path / "wal", settings(durability=durability)) as capture:
         capture.append(first := prediction())
         monkeypatch.setattr(os, "write", disk_full)
         with pytest.raises(CaptureFullError, match="out of disk space"):
@@ -293,7 +296,8 @@ def test_group_commit_needs_far_fewer_fsyncs_than_appends(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     wal = tmp_path / "wal"
-    capture = CaptureStore(open_store(str(tmp_path / "store")), wal, settings(segment_max_age_s=60))
+    cfg = settings(segment_max_age_s=60, durability="fsync")  # acknowledged only once synced
+    capture = CaptureStore(open_store(str(tmp_path / "store")), wal, cfg)
     capture.start()
     fsyncs, synced, late = [0], set(), []
     real_fsync = os.fdatasync  # what the writer uses: data and size, not timestamps
@@ -409,6 +413,26 @@ def test_capture_settings_default_and_resolve_relative_to_the_config(tmp_path: P
     (tmp_path / "driftloop.toml").write_text("[capture]\ngroup_commit_ms = -1\n")
     with pytest.raises(ConfigError, match=r"capture\.group_commit_ms"):
         load_settings(cwd=tmp_path)
+
+
+def test_process_durability_writes_before_it_returns_and_syncs_soon_after(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    wal = tmp_path / "wal"
+    synced: list[float] = []
+    real = os.fdatasync
+    monkeypatch.setattr(os, "fdatasync", lambda fd: (real(fd), synced.append(time.monotonic()))[0])
+    cfg = settings(segment_max_age_s=60, sync_interval_ms=20)
+    with CaptureStore(open_store(str(tmp_path / "store")), wal, cfg) as capture:
+        record = prediction()
+        capture.append(record)
+        assert record["prediction_id"] in wal_ids(wal)  # in the file (the page cache) on return
+        appended = time.monotonic()
+        deadline = appended + 5
+        while not synced and time.monotonic() < deadline:
+            time.sleep(0.005)
+        assert synced, "the writer never synced what the request path wrote"
+        assert synced[0] >= appended
 
 
 def test_trusted_batches_are_one_frame_that_recovers_whole_or_not_at_all(tmp_path: Path) -> None:

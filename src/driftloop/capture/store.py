@@ -22,29 +22,33 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
-import errno
-import fcntl
 import logging
 import multiprocessing
 import os
 import re
-import signal
 import threading
 import time
-import uuid
 from collections import deque
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, TypeAlias, TypedDict
+from typing import TYPE_CHECKING, Any, Literal, TypedDict
 
 from driftloop.capture.records import decode, encode, normalize, segment_objects
+from driftloop.capture.wal import (
+    Waiter,
+    fsync_dir,
+    init_helper,
+    lock_dir,
+    settle,
+    wal_error,
+    write_all,
+    writer_id,
+)
 from driftloop.errors import (
     CaptureFullError,
     ConfigError,
-    ConflictError,
     DriftloopError,
     StorageUnavailableError,
 )
@@ -61,7 +65,6 @@ __all__ = ["CaptureStats", "CaptureStore"]
 log = logging.getLogger(__name__)
 
 _SEGMENT = re.compile(r"^seg-(\d{20})\.wal$")
-_WRITER_ID = re.compile(r"^[0-9a-f]{12}$")
 
 
 class CaptureStats(TypedDict):
@@ -98,15 +101,16 @@ class CaptureStore:
         self._store = store
         self._dir = Path(wal_dir)
         self._cfg = cfg
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # reentrant: a failed request-path write seals under it
         self._work = threading.Condition(self._lock)  # writer: records queued, seal or stop requested
         self._ship = threading.Condition(self._lock)  # shipper: segment sealed, retry kicked, stop
         self._done = threading.Condition(self._lock)  # flush: the buffer shrank
         self._state: Literal["new", "running", "closing", "closed"] = "new"
-        self._queue: list[tuple[bytes, _Waiter]] = []
+        self._queue: list[tuple[bytes, Waiter]] = []
         self._queue_bytes = 0
         self._first_queued = 0.0
         self._active: _Active | None = None
+        self._unsynced = False  # "process" durability: written since the last fdatasync
         self._sealed: deque[_Segment] = deque()
         self._sealed_bytes = 0
         self._seal_requested = self._kick = self._stop_writer = self._stop_shipper = False
@@ -130,8 +134,8 @@ class CaptureStore:
                 raise RuntimeError("a CaptureStore can be started once")
             try:
                 self._dir.mkdir(parents=True, exist_ok=True)
-                self._lock_fd = _lock_dir(self._dir)
-                self._writer_id = _writer_id(self._dir)
+                self._lock_fd = lock_dir(self._dir)
+                self._writer_id = writer_id(self._dir)
                 self._recover()
             except OSError as exc:
                 if self._lock_fd is not None:
@@ -248,7 +252,7 @@ class CaptureStore:
 
     # -- request path ---------------------------------------------------------------------------------
 
-    def _submit(self, records: Sequence[Mapping[str, Any]], waiter: _Waiter, *, check: bool = True) -> None:
+    def _submit(self, records: Sequence[Mapping[str, Any]], waiter: Waiter, *, check: bool = True) -> None:
         if check:
             frame = b"".join(encode(normalize(record)) for record in records)
         else:  # trusted: already normalised; one frame for all of them
@@ -266,11 +270,32 @@ class CaptureStore:
                     f"capture buffer full: {pending} bytes wait to be shipped to {self._store.root} "
                     f"(capture.max_buffer_bytes = {self._cfg.max_buffer_bytes}); retry later"
                 )
+            if self._cfg.durability == "process":
+                self._write_now(frame)
+                settle([waiter], None)
+                return
             if not self._queue:
                 self._first_queued = time.monotonic()
                 self._work.notify()
             self._queue.append((frame, waiter))
             self._queue_bytes += len(frame)
+
+    def _write_now(self, frame: bytes) -> None:
+        """ "process" durability: the frame goes into the WAL file (the kernel's page cache) right here,
+        under the lock, before the caller acknowledges anything; the writer thread syncs it soon after."""
+        try:
+            if self._active is None:
+                self._active = self._open_segment()
+            write_all(self._active.fd, frame)
+        except Exception as exc:  # disk full, I/O error: refuse this record, keep the ones before it
+            error = wal_error(self._dir, exc)
+            log.error("capture: %s", error.headline)
+            self._abandon_active()
+            raise error from exc
+        self._active.size += len(frame)
+        if not self._unsynced:
+            self._unsynced = True
+            self._work.notify()
 
     def _pending_bytes(self) -> int:
         return self._queue_bytes + self._sealed_bytes + (self._active.size if self._active else 0)
@@ -286,14 +311,19 @@ class CaptureStore:
                 self._writer_error = f"the WAL writer stopped: {exc!r}"
                 batch, self._queue, self._queue_bytes = self._queue, [], 0
             error = StorageUnavailableError(f"capture: {self._writer_error}")
-            _settle([waiter for _, waiter in batch], error)
+            settle([waiter for _, waiter in batch], error)
 
     def _write_until_stopped(self) -> None:
         window = self._cfg.group_commit_ms / 1000
         while True:
             with self._lock:
                 while not (self._queue or self._seal_requested or self._stop_writer or self._rotation_due()):
+                    if self._unsynced:
+                        break
                     self._work.wait(self._rotation_wait())
+                if self._unsynced and not (self._seal_requested or self._stop_writer):
+                    # "process" durability: let writes gather for up to sync_interval_ms, then one sync.
+                    self._work.wait(self._cfg.sync_interval_ms / 1000)
                 # Group commit: appends arriving within the window share this write and fsync.
                 while self._queue and not self._stop_writer:
                     left = self._first_queued + window - time.monotonic()
@@ -306,30 +336,45 @@ class CaptureStore:
                 stop = self._stop_writer
             if batch:
                 self._write(b"".join(frame for frame, _ in batch), waiters)
+            self._sync_written()
             if seal or stop or self._rotation_due():
                 self._seal()
             if stop:
                 return
 
-    def _write(self, data: bytes, waiters: list[_Waiter]) -> None:
+    def _write(self, data: bytes, waiters: list[Waiter]) -> None:
         try:
             if self._active is None:
                 self._active = self._open_segment()
-            _write_all(self._active.fd, data)
+            write_all(self._active.fd, data)
             # fdatasync: the data and the size that makes it readable, not the timestamps (~40 % cheaper).
             os.fdatasync(self._active.fd)
         except Exception as exc:  # disk full, I/O error, or a bug: the waiters must hear of it either way
-            error = _wal_error(self._dir, exc)
+            error = wal_error(self._dir, exc)
             log.error("capture: %s", error.headline)
             self._abandon_active()
             with self._lock:
                 self._queue_bytes -= len(data)
-            _settle(waiters, error)
+            settle(waiters, error)
             return
         with self._lock:
             self._queue_bytes -= len(data)
             self._active.size += len(data)
-        _settle(waiters, None)
+        settle(waiters, None)
+
+    def _sync_written(self) -> None:
+        """ "process" durability: fdatasync what the request path wrote (outside the lock)."""
+        with self._lock:
+            active, unsynced, self._unsynced = self._active, self._unsynced, False
+            if active is None or not unsynced:
+                return
+            fd = os.dup(active.fd)  # stays valid even if the segment is sealed meanwhile
+        try:
+            os.fdatasync(fd)
+        except OSError as exc:
+            log.error("capture: cannot sync the write-ahead log in %s: %s", self._dir, exc)
+        finally:
+            os.close(fd)
 
     def _open_segment(self) -> _Active:
         # Nanosecond clock, never reused: keys stay unique after every segment has been shipped.
@@ -337,7 +382,7 @@ class CaptureStore:
         path = self._dir / f"seg-{self._last_seq:020d}.wal"
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o644)
         try:
-            _fsync_dir(self._dir)  # the name must be durable before any record in it is acknowledged
+            fsync_dir(self._dir)  # the name must be durable before any record in it is acknowledged
         except OSError:
             os.close(fd)
             path.unlink(missing_ok=True)
@@ -353,12 +398,14 @@ class CaptureStore:
             self._seal()
 
     def _seal(self) -> None:
-        active = self._active
-        if active is None:
-            return
-        with contextlib.suppress(OSError):
-            os.close(active.fd)
-        with self._lock:
+        with self._lock:  # under the lock: the request path may be writing to this segment
+            active = self._active
+            if active is None:
+                return
+            with contextlib.suppress(OSError):
+                os.fdatasync(active.fd)  # a no-op when every write was already synced ("fsync" mode)
+            with contextlib.suppress(OSError):
+                os.close(active.fd)
             self._active = None
             if active.size:
                 self._sealed.append(_Segment(active.path, active.size))
@@ -458,7 +505,7 @@ class CaptureStore:
             return segment_objects(data, stem)
         if self._pool is None:
             self._pool = ProcessPoolExecutor(
-                1, mp_context=multiprocessing.get_context("spawn"), initializer=_die_with_parent,
+                1, mp_context=multiprocessing.get_context("spawn"), initializer=init_helper,
                 initargs=(os.getpid(),),
             )  # fmt: skip
         try:
@@ -467,90 +514,3 @@ class CaptureStore:
             self._pool.shutdown(wait=False, cancel_futures=True)
             self._pool = None
             raise
-
-
-def _die_with_parent(parent: int) -> None:
-    """In the conversion helper: exit when the service dies, even by ``kill -9`` (Linux), never linger."""
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    if os.getppid() != parent:  # the parent died before the line above
-        os._exit(0)
-
-
-# Who waits for an append: a thread (a running concurrent Future) or a coroutine (its loop and future).
-_Waiter: TypeAlias = Future[None] | tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]
-
-
-def _settle(waiters: list[_Waiter], error: BaseException | None) -> None:
-    """Wake every waiter of a group: one ``call_soon_threadsafe`` per event loop, not one per append."""
-    by_loop: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] = {}
-    for waiter in waiters:
-        if isinstance(waiter, Future):
-            if error is None:
-                waiter.set_result(None)
-            else:
-                waiter.set_exception(error)
-        else:
-            by_loop.setdefault(waiter[0], []).append(waiter[1])
-    for loop, futures in by_loop.items():
-        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody is waiting any more
-            loop.call_soon_threadsafe(_settle_here, futures, error)
-
-
-def _settle_here(futures: list[asyncio.Future[None]], error: BaseException | None) -> None:
-    for future in futures:
-        if not future.done():  # cancelled: the client went away
-            if error is None:
-                future.set_result(None)
-            else:
-                future.set_exception(error)
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _lock_dir(directory: Path) -> int:
-    fd = os.open(directory / "lock", os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
-        raise ConflictError(
-            f"capture.wal_dir {directory} is in use by another capture store; give each process its own"
-        ) from None
-    return fd
-
-
-def _writer_id(directory: Path) -> str:
-    """This WAL's name in object keys: stable across restarts, distinct between hosts sharing a store."""
-    path = directory / "writer-id"
-    with contextlib.suppress(FileNotFoundError):
-        text = path.read_text().strip()
-        if _WRITER_ID.match(text):
-            return text
-    ident = uuid.uuid4().hex[:12]
-    tmp = directory / "writer-id.tmp"
-    with tmp.open("w") as fh:
-        fh.write(ident)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-    _fsync_dir(directory)
-    return ident
-
-
-def _wal_error(directory: Path, exc: Exception) -> StorageUnavailableError:
-    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
-        return CaptureFullError(f"the capture write-ahead log in {directory} is out of disk space")
-    return StorageUnavailableError(f"cannot write the capture write-ahead log in {directory}: {exc}")
