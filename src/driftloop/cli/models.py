@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
 import typer
 from rich import box
 from rich.table import Column, Table
 
-from driftloop.cli._state import state
+from driftloop.cli._state import CliState, state
+
+if TYPE_CHECKING:
+    from driftloop.core.models import ModelVersion
 
 app = typer.Typer(help="Model registry: versions, stages, metrics, lineage.", no_args_is_help=True)
 
@@ -43,22 +47,28 @@ def list_(
     st.out.print(table)
 
 
+def resolve_and_print(st: CliState, ref: str) -> ModelVersion:
+    """``NAME[/VERSION]`` → that version, whose headline is printed."""
+    from driftloop.core.models import ModelRef
+    from driftloop.registry import Registry
+
+    registry = Registry(st.settings)
+    v = registry.resolve(ModelRef.parse(ref))
+    st.out.print(
+        f"[bold]{v.name}/{v.version}[/]  stage {v.stage.value}  aliases {', '.join(v.aliases) or '-'}"
+    )
+    return v
+
+
 @app.command("show")
 def show(
     ctx: typer.Context, ref: str = typer.Argument(..., metavar="NAME[/VERSION]", help="Default: latest.")
 ) -> None:
     """One version: stage, aliases, hold-out metrics, and lineage back to data, run and commit."""
-    from driftloop.core.models import ModelRef
-    from driftloop.registry import Registry
     from driftloop.tracking import Tracker
 
     st = state(ctx)
-    parsed = ModelRef.parse(ref)
-    registry = Registry(st.settings)
-    v = registry.resolve(parsed)
-    st.out.print(
-        f"[bold]{v.name}/{v.version}[/]  stage {v.stage.value}  aliases {', '.join(v.aliases) or '-'}"
-    )
+    v = resolve_and_print(st, ref)
     st.out.print(f"created   {v.created_at:%Y-%m-%d %H:%M:%S %Z}")
     st.out.print(f"source    {v.source}")
     if v.run_id is None:

@@ -113,19 +113,13 @@ def lineage(
     """From a version back to its run, commit, feature version, pipeline run and raw data partitions."""
     import json
 
-    from driftloop.core.models import ModelRef
+    from driftloop.cli.models import resolve_and_print
     from driftloop.errors import NotFoundError
     from driftloop.features import feature_store_for
-    from driftloop.registry import Registry
     from driftloop.tracking import Tracker
 
     st = state(ctx)
-    parsed = ModelRef.parse(ref)
-    registry = Registry(st.settings)
-    v = registry.resolve(parsed)
-    st.out.print(
-        f"[bold]{v.name}/{v.version}[/]  stage {v.stage.value}  aliases {', '.join(v.aliases) or '-'}"
-    )
+    v = resolve_and_print(st, ref)
     st.out.print(f"└─ model        {v.source}")
     if not v.run_id:
         return
