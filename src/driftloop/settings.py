@@ -272,6 +272,9 @@ class ServingSettings(_Section):
     alias: str = "production"  # the registry alias the service follows
     poll_interval_s: float = Field(default=5.0, gt=0)  # how often it checks the alias for a new version
     max_rows: int = Field(default=10_000, ge=1)  # per request
+    # MLflow webhooks (POST /v1/registry-events) make the swap immediate; with a secret, deliveries
+    # must carry MLflow's HMAC signature. Unset: the endpoint accepts unsigned events (local use).
+    webhook_secret: SecretStr | None = None
     # Adaptive micro-batching: concurrent requests share one model call of at most ``batch_max_rows``;
     # ``batch_max_wait_ms`` optionally waits to fill a batch, only while requests are arriving together.
     micro_batching: bool = True

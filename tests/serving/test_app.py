@@ -191,3 +191,43 @@ def test_a_version_that_fails_to_load_keeps_the_old_one_serving() -> None:
     good = Follower(holder, lambda: 3, plant_model, interval_s=60)
     assert good.check_once() is True
     assert (holder.current.version, holder.previous.version) == (3, 1)
+
+
+def test_a_registry_webhook_wakes_the_follower_and_signatures_are_checked() -> None:
+    import base64
+    import hashlib
+    import hmac
+    import time
+
+    from driftloop.serving.model import Follower
+
+    holder = ModelHolder()
+    holder.install(plant_model(1))
+    wanted = [1]
+    follower = Follower(holder, lambda: wanted[0], plant_model, interval_s=3600)  # polling never fires
+    follower.start()
+    try:
+        client = TestClient(create_app(holder, on_registry_event=follower.wake, webhook_secret="s3cret"))
+        body = b'{"entity": "model_version_alias", "action": "created", "data": {"alias": "production"}}'
+        stamp, delivery = str(int(time.time())), "d-1"
+        digest = hmac.new(b"s3cret", f"{delivery}.{stamp}.".encode() + body, hashlib.sha256).digest()
+        good = {"X-MLflow-Signature": "v1," + base64.b64encode(digest).decode(),
+                "X-MLflow-Delivery-Id": delivery, "X-MLflow-Timestamp": stamp}  # fmt: skip
+        wanted[0] = 2
+        for headers, status in [
+            ({}, 401),
+            ({**good, "X-MLflow-Signature": "v1,AAAA"}, 401),
+            ({**good, "X-MLflow-Timestamp": str(int(stamp) - 3600)}, 401),
+        ]:
+            response = client.post("/v1/registry-events", content=body, headers=headers)
+            assert response.status_code == status
+            assert response.json()["error"]
+        time.sleep(0.2)
+        assert holder.current.version == 1  # refused deliveries wake nothing
+        assert client.post("/v1/registry-events", content=body, headers=good).status_code == 202
+        deadline = time.monotonic() + 10
+        while holder.current.version != 2:
+            assert time.monotonic() < deadline, "the webhook did not trigger a swap"
+            time.sleep(0.02)
+    finally:
+        follower.stop()

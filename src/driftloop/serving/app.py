@@ -23,6 +23,7 @@ from driftloop import __version__
 from driftloop.errors import DriftloopError
 from driftloop.serving.inputs import FieldError, InvalidInput
 from driftloop.serving.metrics import ServiceMetrics
+from driftloop.serving.webhooks import verify
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
@@ -34,6 +35,10 @@ if TYPE_CHECKING:
     from driftloop.serving.model import ModelHolder
 
 __all__ = ["CaptureSink", "create_app"]
+
+WEBHOOK_SIGNATURE, WEBHOOK_DELIVERY, WEBHOOK_TIMESTAMP = (
+    "X-MLflow-Signature", "X-MLflow-Delivery-Id", "X-MLflow-Timestamp",
+)  # fmt: skip
 
 
 class CaptureSink(Protocol):
@@ -127,11 +132,15 @@ def create_app(
     capture: CaptureSink | None = None,
     max_rows: int = 10_000,
     batcher: MicroBatcher | None = None,
+    on_registry_event: Callable[[], None] | None = None,
+    webhook_secret: str | None = None,
     lifespan: Callable[[FastAPI], AbstractAsyncContextManager[None]] | None = None,
 ) -> FastAPI:
     """The service around ``holder`` (already following the registry) and ``capture``.
 
-    With ``batcher`` (built on ``holder.predict``), concurrent requests share model calls.
+    With ``batcher`` (built on ``holder.predict``), concurrent requests share model calls. With
+    ``on_registry_event``, ``POST /v1/registry-events`` (MLflow webhooks, signed with ``webhook_secret``
+    when given) calls it.
     """
     metrics = ServiceMetrics(holder, capture)
     app = FastAPI(
@@ -158,6 +167,22 @@ def create_app(
     app.add_api_route("/ready", service.ready, methods=["GET"], summary="A model is loaded")
     app.add_api_route("/v1/model", service.model_info, methods=["GET"], summary="What is served")
     app.add_api_route("/metrics", service.prometheus, methods=["GET"], summary="Prometheus metrics")
+    if on_registry_event is not None:
+        wake = on_registry_event
+
+        async def registry_event(request: Request) -> ORJSONResponse:
+            """An MLflow registry webhook: check the alias now instead of at the next poll."""
+            body = await request.body()
+            if webhook_secret is not None:
+                verify(webhook_secret, body, signature=request.headers.get(WEBHOOK_SIGNATURE),
+                       delivery_id=request.headers.get(WEBHOOK_DELIVERY), timestamp=request.headers.get(
+                           WEBHOOK_TIMESTAMP))  # fmt: skip
+            wake()
+            return ORJSONResponse({"status": "checking the registry"}, status_code=202)
+
+        app.add_api_route(
+            "/v1/registry-events", registry_event, methods=["POST"], summary="MLflow registry webhook"
+        )
     return app
 
 

@@ -55,6 +55,10 @@ class ServiceMetrics:
         self.capture_failures = Gauge(
             "driftloop_capture_ship_failures", "Failed shipping attempts", registry=r
         )
+        self.capture_rejected = Gauge(
+            "driftloop_capture_rejected", "Predictions refused (503) because the capture buffer was full",
+            registry=r,
+        )  # fmt: skip
 
     def observe_batch(self, requests: int, rows: int) -> None:
         self.batch_requests.observe(requests)
@@ -76,4 +80,5 @@ class ServiceMetrics:
             self.capture_pending.set(float(stats.get("pending_bytes", 0)))
             self.capture_shipped.set(float(stats.get("shipped_records", 0)))
             self.capture_failures.set(float(stats.get("failures", 0)))
+            self.capture_rejected.set(float(stats.get("rejected", 0)))
         return generate_latest(self.registry), CONTENT_TYPE_LATEST

@@ -213,6 +213,7 @@ class Follower:
         self._load = load
         self._interval = interval_s
         self._stop = threading.Event()
+        self._wake = threading.Event()  # a registry event: check now rather than at the next poll
         self._failed: int | None = None  # a version that failed to load is not retried until it changes
         self._thread = threading.Thread(target=self._loop, name="driftloop-model-follower", daemon=True)
 
@@ -243,11 +244,20 @@ class Follower:
     def start(self) -> None:
         self._thread.start()
 
+    def wake(self) -> None:
+        """Check the alias now (an MLflow webhook said the registry changed)."""
+        self._wake.set()
+
     def stop(self) -> None:
         self._stop.set()
+        self._wake.set()
         if self._thread.is_alive():
             self._thread.join(timeout=10)
 
     def _loop(self) -> None:
-        while not self._stop.wait(self._interval):
+        while True:
+            self._wake.wait(self._interval)
+            self._wake.clear()
+            if self._stop.is_set():
+                return
             self.check_once()

@@ -102,7 +102,11 @@ def build_app(settings: Settings, *, slots: bool = False) -> FastAPI:
         batcher = MicroBatcher(
             holder.predict, max_rows=cfg.batch_max_rows, max_wait_s=cfg.batch_max_wait_ms / 1000
         )
-    return create_app(holder, capture=sink, max_rows=cfg.max_rows, batcher=batcher, lifespan=lifespan)
+    secret = cfg.webhook_secret.get_secret_value() if cfg.webhook_secret else None
+    return create_app(
+        holder, capture=sink, max_rows=cfg.max_rows, batcher=batcher, on_registry_event=follower.wake,
+        webhook_secret=secret, lifespan=lifespan,
+    )  # fmt: skip
 
 
 class _LazyCapture:
