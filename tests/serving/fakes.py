@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from driftloop.capture.records import expand
 from driftloop.data.transform import fit
 from driftloop.serving.inputs import InputSpec
 from driftloop.serving.model import LoadedModel
@@ -58,7 +59,8 @@ class MemoryCapture:
         self.records.append(dict(record))
 
     async def append_many_async(self, records: Sequence[Mapping[str, Any]], *, trusted: bool = False) -> None:
-        self.records.extend(dict(r) for r in records)
+        for record in records:  # as the store will write them: a request's batch as its predictions
+            self.records.extend(expand(dict(record)))
 
     def stats(self) -> Mapping[str, Any]:
         return {"pending_bytes": 0, "shipped_records": len(self.records), "failures": 0}

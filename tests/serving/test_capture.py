@@ -454,3 +454,21 @@ def test_trusted_batches_are_one_frame_that_recovers_whole_or_not_at_all(tmp_pat
     with CaptureStore(torn_store, torn, settings()) as recovered:
         assert recovered.flush(30)
     assert sorted(ids(torn_store)) == sorted(r["prediction_id"] for r in batch)
+
+
+def test_a_request_batch_lands_as_one_row_per_prediction(tmp_path: Path) -> None:
+    store = open_store(str(tmp_path / "store"))
+    outputs = [{"id": uuid.uuid4().hex, "score": 0.1 * i, "fallback": False, "label": 0} for i in range(3)]
+    batch = {"kind": "prediction_batch", "ts": "2026-03-01T12:00:00.000000+00:00", "model_name": "plant",
+             "model_version": 4, "latency_ms": 2.5, "fallback": False, "endpoint": "/v1/predict",
+             "inputs": [{"x": i} for i in range(3)], "outputs": outputs}  # fmt: skip
+    with CaptureStore(store, tmp_path / "wal", settings()) as capture:
+        asyncio.run(capture.append_many_async([batch], trusted=True))
+    table = read_captures(store).to_pylist()
+    assert [row["prediction_id"] for row in table] == sorted(o["id"] for o in outputs)
+    by_id = {row["prediction_id"]: row for row in table}
+    for i, output in enumerate(outputs):
+        row = by_id[output["id"]]
+        assert orjson.loads(row["inputs"]) == {"x": i}
+        assert orjson.loads(row["outputs"]) == output
+        assert (row["score"], row["model_version"], row["latency_ms"]) == (output["score"], 4, 2.5)

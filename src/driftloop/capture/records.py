@@ -30,6 +30,7 @@ __all__ = [
     "PREDICTION_SCHEMA",
     "decode",
     "encode",
+    "expand",
     "normalize",
     "parquet_objects",
     "read_captures",
@@ -224,6 +225,22 @@ def encode(record: dict[str, Any] | list[dict[str, Any]]) -> bytes:
     return _HEADER.pack(len(payload), zlib.crc32(payload)) + payload
 
 
+_BATCH_SHARED = ("ts", "model_name", "model_version", "latency_ms", "fallback", "endpoint")
+
+
+def expand(record: dict[str, Any]) -> list[dict[str, Any]]:
+    """A ``prediction_batch`` (the service's rows of one request, shared fields once) → its
+    ``prediction`` records; any other record as it is."""
+    if record.get("kind") != "prediction_batch":
+        return [record]
+    shared = {k: record[k] for k in _BATCH_SHARED}
+    return [
+        {"kind": "prediction", "prediction_id": output["id"], "inputs": inputs, "outputs": output,
+         "score": output.get("score"), **shared}
+        for inputs, output in zip(record["inputs"], record["outputs"], strict=True)
+    ]  # fmt: skip
+
+
 def decode(data: bytes) -> tuple[list[dict[str, Any]], int]:
     """The records of a segment up to the first torn or corrupt one, and the offset where that starts."""
     records: list[dict[str, Any]] = []
@@ -239,9 +256,10 @@ def decode(data: bytes) -> tuple[list[dict[str, Any]], int]:
         except orjson.JSONDecodeError:
             break
         if isinstance(record, dict):
-            records.append(record)
+            records.extend(expand(record))
         elif isinstance(record, list) and all(isinstance(r, dict) for r in record):
-            records.extend(record)  # a request's rows, written as one frame
+            for item in record:  # a request's records, written as one frame
+                records.extend(expand(item))
         else:
             break
         pos = end

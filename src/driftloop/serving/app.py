@@ -327,18 +327,18 @@ class _Service:
         now = datetime.now(UTC).isoformat(timespec="microseconds")  # normalised, as capture stores it
         ids = _ids(len(rows))
         out: list[dict[str, Any]] = []
-        records: list[dict[str, Any]] = []
-        for pid, row, value in zip(ids, rows, prediction.scores.tolist(), strict=True):
+        for pid, value in zip(ids, prediction.scores.tolist(), strict=True):
             item: dict[str, Any] = {"id": pid, "score": value, "fallback": prediction.fallback}
             if answered.threshold is not None:
                 item["label"] = int(value >= answered.threshold)
             out.append(item)
-            records.append({
-                "kind": "prediction", "prediction_id": item["id"], "ts": now, "model_name": answered.name,
-                "model_version": answered.version, "inputs": row, "outputs": item, "score": value,
-                "latency_ms": latency_ms, "fallback": prediction.fallback, "endpoint": endpoint,
-            })  # fmt: skip
         if self.capture is not None:
+            # One record for the request's rows (capture expands it into one row per prediction).
             # Durable before the response is sent: an acknowledged prediction is never lost.
-            await self.capture.append_many_async(records, trusted=True)
+            batch = {
+                "kind": "prediction_batch", "ts": now, "model_name": answered.name,
+                "model_version": answered.version, "latency_ms": latency_ms, "fallback": prediction.fallback,
+                "endpoint": endpoint, "inputs": rows, "outputs": out,
+            }  # fmt: skip
+            await self.capture.append_many_async([batch], trusted=True)
         return out, answered
