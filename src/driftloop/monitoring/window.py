@@ -1,0 +1,345 @@
+"""A time window of captured predictions, streamed from the object store in bounded chunks, and its labels.
+
+Predictions are the Parquet objects the capture store ships under
+``captures/model=<name>/date=<YYYY-MM-DD>/`` (:mod:`driftloop.capture.records`). Only the date partitions
+that overlap the window are listed; each object is read row group by row group, row groups whose ``ts``
+statistics lie outside the window are skipped, and batches are coalesced into chunks of at most
+``chunk_rows`` rows, so memory is set by ``chunk_rows``, never by the size of the window. Pre-buffering
+is off: with it pyarrow reads whole row groups ahead and a 10M-row window took the process to 2 GB.
+
+The captured ``inputs`` are JSON objects (the raw request fields); :func:`decode_fields` turns them into
+one array per requested field, counting values of the wrong type as invalid.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from driftloop.capture.records import FEEDBACK_SCHEMA
+from driftloop.data.ingest import list_partitions
+from driftloop.data.ingest import read_labels as read_label_files
+from driftloop.errors import UsageError
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator, Mapping, Sequence
+
+    import numpy.typing as npt
+
+    from driftloop.settings import ColumnSpec
+    from driftloop.storage import ObjectStore
+
+__all__ = ["CaptureChunk", "decode_fields", "iter_captures", "read_labels"]
+
+_COLUMNS = ["prediction_id", "ts", "model_version", "inputs", "score", "fallback"]
+_NUMERIC_TYPES = frozenset({"float", "int"})
+_PLAIN_NUMBERS = frozenset({int, float, type(None)})
+_PLAIN_STRINGS = frozenset({str, type(None)})
+_TS_TYPE = pa.timestamp("us", tz="UTC")
+
+
+@dataclass(frozen=True)
+class CaptureChunk:
+    """Captured predictions, one array entry per row.
+
+    ``columns`` holds the requested input fields: float64 with NaN for numeric fields (null, missing or
+    not a number), object arrays of ``str`` or ``None`` for the others. ``invalid`` counts, per field,
+    values that were present but of the wrong type (a string in a numeric field, a number in a
+    categorical one); they appear as NaN/None in ``columns``. ``malformed`` counts rows whose inputs
+    were not a JSON object (all their fields are missing). ``ts`` is ``datetime64[us]`` in UTC (NaT when
+    unknown); ``score`` is NaN where the prediction had none.
+    """
+
+    prediction_id: npt.NDArray[np.object_]
+    ts: npt.NDArray[np.datetime64]
+    score: npt.NDArray[np.float64]
+    fallback: npt.NDArray[np.bool_]
+    model_version: npt.NDArray[np.int64]
+    columns: dict[str, npt.NDArray[Any]]
+    invalid: dict[str, int] = field(default_factory=dict)
+    malformed: int = 0
+
+    def __post_init__(self) -> None:
+        n = self.score.shape[0]
+        arrays = [self.prediction_id, self.ts, self.fallback, self.model_version, *self.columns.values()]
+        if any(a.shape[0] != n for a in arrays):
+            raise ValueError("every array of a CaptureChunk needs one entry per row")
+
+    @property
+    def rows(self) -> int:
+        return int(self.score.shape[0])
+
+    @classmethod
+    def from_columns(
+        cls,
+        columns: Mapping[str, npt.ArrayLike],
+        score: npt.ArrayLike,
+        *,
+        prediction_id: Sequence[str] | None = None,
+        ts: npt.ArrayLike | None = None,
+        invalid: Mapping[str, int] | None = None,
+        model_version: int = 0,
+    ) -> CaptureChunk:
+        """A chunk of rows that did not come from the capture store (a simulated day, a replay).
+
+        Numeric columns are taken as float64, anything else as objects; ids default to the row number.
+        """
+        scores = np.asarray(score, dtype=np.float64)
+        n = scores.shape[0]
+        ids = [str(i) for i in range(n)] if prediction_id is None else list(prediction_id)
+        return cls(
+            prediction_id=_objects(ids),
+            ts=np.full(n, np.datetime64("NaT", "us")) if ts is None else np.asarray(ts, "datetime64[us]"),
+            score=scores,
+            fallback=np.zeros(n, dtype=np.bool_),
+            model_version=np.full(n, model_version, dtype=np.int64),
+            columns={name: _as_column(values) for name, values in columns.items()},
+            invalid=dict(invalid or {}),
+        )
+
+
+def iter_captures(
+    store: ObjectStore,
+    *,
+    model: str,
+    start: datetime,
+    end: datetime,
+    chunk_rows: int,
+    fields: Sequence[ColumnSpec] = (),
+    version: int | None = None,
+) -> Iterator[CaptureChunk]:
+    """The predictions of ``model`` captured in ``[start, end)`` (of ``version`` only, when given).
+
+    ``fields`` are the input fields to decode into :attr:`CaptureChunk.columns` (``float``/``int``
+    columns as numbers, the rest as strings). Chunks hold at most ``chunk_rows`` rows, in file order.
+    Naive datetimes are taken as UTC. Raises :class:`UsageError` for an empty window or ``chunk_rows``
+    below 1, and the store's errors.
+    """
+    start, end = _utc(start), _utc(end)
+    if end <= start:
+        raise UsageError(f"empty monitoring window: {start.isoformat()} is not before {end.isoformat()}")
+    if chunk_rows < 1:
+        raise UsageError(f"chunk_rows must be at least 1, got {chunk_rows}")
+    filesystem, base = store.arrow_filesystem()
+    pending: list[pa.Table] = []
+    buffered = 0
+    for key in _keys(store, f"captures/model={model}", start, end):
+        with filesystem.open_input_file(f"{base}/{key}") as source:
+            parquet = pq.ParquetFile(source, pre_buffer=False)
+            groups = _row_groups(parquet, start, end)
+            if not groups:
+                continue
+            batches = parquet.iter_batches(batch_size=chunk_rows, row_groups=groups, columns=_COLUMNS)
+            for batch in batches:
+                kept = _in_window(pa.Table.from_batches([batch]), start, end, version)
+                if kept.num_rows == 0:
+                    continue
+                pending.append(kept)
+                buffered += kept.num_rows
+                while buffered >= chunk_rows:
+                    table = pa.concat_tables(pending)
+                    yield _chunk(table.slice(0, chunk_rows), fields)
+                    rest = table.slice(chunk_rows)
+                    pending, buffered = ([rest], rest.num_rows) if rest.num_rows else ([], 0)
+    if buffered:
+        yield _chunk(pa.concat_tables(pending), fields)
+
+
+def read_labels(
+    store: ObjectStore,
+    start: datetime,
+    end: datetime,
+    *,
+    as_of: datetime | None = None,
+    dataset: str | None = None,
+    id_column: str = "record_id",
+    target: str = "machine_failure",
+) -> dict[str, float]:
+    """Ground truth known by ``as_of`` (default: now) for predictions made in ``[start, end)``.
+
+    Keys are prediction ids, from the labels sent to ``/v1/feedback`` (``captures/feedback/``) after
+    ``start``; with ``dataset``, also the ``id_column`` values of the delayed label files under
+    ``labels/<dataset>/`` (the simulator's), for predictions whose captured inputs carry that id. The
+    latest label of a key wins; feedback wins over a label file. Labels that are not numbers are
+    skipped. Labels arrive after their predictions, so ``start`` and ``as_of`` bound what is read;
+    labels of later predictions are returned too (they do not join). All of it is kept in memory, one
+    float per labelled prediction. Raises :class:`UsageError` when ``end`` is not after ``start``.
+    """
+    start, end = _utc(start), _utc(end)
+    if end <= start:
+        raise UsageError(f"empty label window: {start.isoformat()} is not before {end.isoformat()}")
+    as_of = _utc(as_of) if as_of is not None else datetime.now(UTC)
+    labels: dict[str, float] = {}
+    if dataset is not None:
+        parts = list_partitions(store, f"labels/{dataset}", start.date(), as_of.date())
+        table, _ = read_label_files(store, parts, id_column, target, as_of)
+        for key, text in zip(
+            table.column(id_column).to_pylist(), table.column(target).to_pylist(), strict=True
+        ):
+            value = _label(text)
+            if key is not None and value is not None:
+                labels[key] = value
+    labels.update(_feedback(store, start, as_of))
+    return labels
+
+
+def decode_fields(
+    texts: Sequence[str | None], fields: Sequence[ColumnSpec]
+) -> tuple[dict[str, npt.NDArray[Any]], dict[str, int], int]:
+    """JSON objects → one array per field, the invalid values per field and the malformed rows.
+
+    Numeric fields (``float``/``int``) become float64 with NaN for null, missing and invalid values
+    (anything but a JSON number: strings, booleans, lists); the others object arrays of ``str`` with
+    ``None`` for null, missing and invalid values (anything but a JSON string).
+    """
+    loads = orjson.loads
+    rows: list[dict[str, Any]] = []
+    empty: dict[str, Any] = {}
+    malformed = 0
+    for text in texts:
+        try:
+            row = loads(text) if text is not None else None
+        except orjson.JSONDecodeError:
+            row = None
+        if not isinstance(row, dict):
+            malformed += 1
+            row = empty
+        rows.append(row)
+    columns: dict[str, npt.NDArray[Any]] = {}
+    invalid: dict[str, int] = {}
+    for spec in fields:
+        values = [row.get(spec.name) for row in rows]
+        if spec.type in _NUMERIC_TYPES:
+            columns[spec.name], invalid[spec.name] = _numbers(values)
+        else:
+            columns[spec.name], invalid[spec.name] = _strings(values)
+    return columns, invalid, malformed
+
+
+def _numbers(values: list[Any]) -> tuple[npt.NDArray[np.float64], int]:
+    # orjson gives int (64-bit), float (finite: an overflowing literal is a decode error) or other types.
+    if set(map(type, values)) <= _PLAIN_NUMBERS:  # the common case: numpy converts, None → NaN
+        return np.array(values, dtype=np.float64), 0
+    out = np.full(len(values), np.nan)
+    bad = 0
+    for i, value in enumerate(values):
+        kind = type(value)
+        if kind is float or kind is int:
+            out[i] = value
+        elif value is not None:
+            bad += 1
+    return out, bad
+
+
+def _strings(values: list[Any]) -> tuple[npt.NDArray[np.object_], int]:
+    bad = 0
+    if not set(map(type, values)) <= _PLAIN_STRINGS:
+        cleaned = []
+        for value in values:
+            ok = value is None or type(value) is str
+            bad += not ok
+            cleaned.append(value if ok else None)
+        values = cleaned
+    return _objects(values), bad
+
+
+def _objects(values: Sequence[Any]) -> npt.NDArray[np.object_]:
+    out = np.empty(len(values), dtype=object)
+    out[:] = values
+    return out
+
+
+def _as_column(values: npt.ArrayLike) -> npt.NDArray[Any]:
+    array = np.asarray(values)
+    if array.dtype.kind in "fiub":
+        return array.astype(np.float64)
+    return array.astype(object)
+
+
+def _utc(moment: datetime) -> datetime:
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def _days(start: datetime, end: datetime) -> list[date]:
+    last = (end - timedelta(microseconds=1)).date()
+    return [start.date() + timedelta(days=i) for i in range((last - start.date()).days + 1)]
+
+
+def _keys(store: ObjectStore, prefix: str, start: datetime, end: datetime) -> list[str]:
+    keys: list[str] = []
+    for day in _days(start, end):
+        keys += [i.key for i in store.list(f"{prefix}/date={day.isoformat()}/") if i.key.endswith(".parquet")]
+    return keys
+
+
+def _row_groups(parquet: pq.ParquetFile, start: datetime, end: datetime) -> list[int]:
+    """Row groups whose ``ts`` range may overlap ``[start, end)`` (all of them without statistics)."""
+    meta = parquet.metadata
+    ts_index = parquet.schema_arrow.get_field_index("ts")
+    groups = []
+    for i in range(meta.num_row_groups):
+        stats = meta.row_group(i).column(ts_index).statistics if ts_index >= 0 else None
+        if stats is not None and stats.has_min_max:
+            low, high = _utc(stats.min), _utc(stats.max)
+            if high < start or low >= end:
+                continue
+        groups.append(i)
+    return groups
+
+
+def _in_window(table: pa.Table, start: datetime, end: datetime, version: int | None) -> pa.Table:
+    ts = table.column("ts")
+    mask = pc.and_(pc.greater_equal(ts, pa.scalar(start, _TS_TYPE)), pc.less(ts, pa.scalar(end, _TS_TYPE)))
+    if version is not None:
+        mask = pc.and_(mask, pc.equal(table.column("model_version"), version))
+    return table.filter(pc.fill_null(mask, False))
+
+
+def _chunk(table: pa.Table, fields: Sequence[ColumnSpec]) -> CaptureChunk:
+    columns, invalid, malformed = decode_fields(table.column("inputs").to_pylist(), fields)
+    ts = table.column("ts").cast(pa.timestamp("us")).to_numpy()
+    return CaptureChunk(
+        prediction_id=_objects(table.column("prediction_id").to_pylist()),
+        ts=ts.astype("datetime64[us]"),
+        score=table.column("score").to_numpy(zero_copy_only=False).astype(np.float64),
+        fallback=pc.fill_null(table.column("fallback"), False).to_numpy(zero_copy_only=False),
+        model_version=pc.fill_null(table.column("model_version"), -1).to_numpy(zero_copy_only=False),
+        columns=columns,
+        invalid=invalid,
+        malformed=malformed,
+    )
+
+
+def _label(text: str | None) -> float | None:
+    try:
+        value = float(text) if text is not None else math.nan
+    except ValueError:
+        return None
+    return value if math.isfinite(value) else None
+
+
+def _feedback(store: ObjectStore, start: datetime, as_of: datetime) -> dict[str, float]:
+    """Feedback labels received in ``[start, as_of]``, the latest per prediction id."""
+    if as_of < start:
+        return {}
+    tables = []
+    for key in _keys(store, "captures/feedback", start, as_of + timedelta(microseconds=1)):
+        table = pq.read_table(pa.BufferReader(store.read_bytes(key)), schema=FEEDBACK_SCHEMA)
+        ts = table.column("ts")
+        mask = pc.and_(
+            pc.greater_equal(ts, pa.scalar(start, _TS_TYPE)), pc.less_equal(ts, pa.scalar(as_of, _TS_TYPE))
+        )
+        tables.append(table.filter(pc.fill_null(mask, False)).select(["prediction_id", "ts", "label"]))
+    if not tables:
+        return {}
+    table = pa.concat_tables(tables).sort_by([("ts", "ascending")])
+    ids, values = table.column("prediction_id").to_pylist(), table.column("label").to_pylist()
+    return {k: float(v) for k, v in zip(ids, values, strict=True) if v is not None and math.isfinite(v)}
