@@ -172,11 +172,15 @@ class CaptureStore:
         ``trusted``: the records were built by driftloop itself and are already normalised (``ts`` in UTC
         ISO-8601 with microseconds): no per-field checks, and they are written as one frame.
         """
-        if records:
-            loop = asyncio.get_running_loop()
-            future = loop.create_future()
-            self._submit(records, (loop, future), check=not trusted)
-            await future
+        if not records:
+            return
+        if self._cfg.durability == "process":  # written on return: nothing to wait for
+            self._submit(records, None, check=not trusted)
+            return
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        self._submit(records, (loop, future), check=not trusted)
+        await future
 
     def flush(self, timeout: float) -> bool:
         """Seal the active segment and ship everything; True once nothing is pending (within ``timeout``)."""
@@ -252,7 +256,9 @@ class CaptureStore:
 
     # -- request path ---------------------------------------------------------------------------------
 
-    def _submit(self, records: Sequence[Mapping[str, Any]], waiter: Waiter, *, check: bool = True) -> None:
+    def _submit(
+        self, records: Sequence[Mapping[str, Any]], waiter: Waiter | None, *, check: bool = True
+    ) -> None:
         if check:
             frame = b"".join(encode(normalize(record)) for record in records)
         else:  # trusted: already normalised; one frame for all of them
@@ -272,8 +278,11 @@ class CaptureStore:
                 )
             if self._cfg.durability == "process":
                 self._write_now(frame)
-                settle([waiter], None)
+                if waiter is not None:
+                    settle([waiter], None)
                 return
+            if waiter is None:
+                raise RuntimeError("a group-commit append needs a waiter")
             if not self._queue:
                 self._first_queued = time.monotonic()
                 self._work.notify()
