@@ -38,7 +38,6 @@ from typing import TYPE_CHECKING, Any, Literal, TypedDict
 from driftloop.capture.records import decode, encode, normalize, segment_objects
 from driftloop.capture.wal import (
     Waiter,
-    fsync_dir,
     init_helper,
     lock_dir,
     settle,
@@ -52,6 +51,7 @@ from driftloop.errors import (
     DriftloopError,
     StorageUnavailableError,
 )
+from driftloop.storage import fsync_dir
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence

@@ -15,13 +15,13 @@ from concurrent.futures import Future
 from typing import TYPE_CHECKING, TypeAlias
 
 from driftloop.errors import CaptureFullError, ConflictError, StorageUnavailableError
+from driftloop.storage import fsync_dir
 
 if TYPE_CHECKING:
     from pathlib import Path
 
 __all__ = [
     "Waiter",
-    "fsync_dir",
     "init_helper",
     "lock_dir",
     "settle",
@@ -78,14 +78,6 @@ def write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view) :]
-
-
-def fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def lock_dir(directory: Path) -> int:

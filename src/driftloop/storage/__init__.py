@@ -1,5 +1,6 @@
 """Bytes and rows: the object store (local, S3) and the metadata database."""
 
+from driftloop.storage._local import fsync_dir
 from driftloop.storage.objectstore import (
     ObjectInfo,
     ObjectStore,
@@ -14,6 +15,7 @@ __all__ = [
     "ObjectInfo",
     "ObjectStore",
     "check_writable",
+    "fsync_dir",
     "join_key",
     "open_store",
     "store_for",

@@ -63,7 +63,7 @@ class LocalStore:
             if isinstance(exc, OSError):
                 raise _error("write", path, exc) from exc
             raise
-        _fsync_dir(path.parent)
+        fsync_dir(path.parent)
 
     @contextlib.contextmanager
     def open_read(self, key: str) -> Iterator[BinaryIO]:
@@ -119,8 +119,8 @@ class LocalStore:
         return f"LocalStore({self.root!r})"
 
 
-def _fsync_dir(directory: Path) -> None:
-    # Makes the rename itself durable; without it a power cut can forget a "written" file.
+def fsync_dir(directory: Path) -> None:
+    """Make entries created or renamed in ``directory`` durable (a power cut can forget them otherwise)."""
     fd = os.open(directory, os.O_RDONLY)
     try:
         os.fsync(fd)
