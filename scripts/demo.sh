@@ -57,4 +57,9 @@ print(f"capture store {store.root}/captures: {predictions.num_rows} predictions,
       f"{len(joined)} joined by prediction id")
 PY
 echo
+echo "== monitoring: the last 24 h of captured traffic against v1's reference profile =="
+dl monitor --window 24h
+echo
+dl monitor history | tail -n 5
+echo
 echo "MLflow UI for everything above: .venv/bin/mlflow ui --backend-store-uri sqlite:///.driftloop/mlflow.db"

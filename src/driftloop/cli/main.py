@@ -21,6 +21,7 @@ from driftloop.cli import config as config_cli
 from driftloop.cli import db as db_cli
 from driftloop.cli import features as features_cli
 from driftloop.cli import models as models_cli
+from driftloop.cli import monitor as monitor_cli
 from driftloop.cli import pipeline as pipeline_cli
 from driftloop.cli import promote as promote_cli
 from driftloop.cli import serve as serve_cli
@@ -43,6 +44,7 @@ app.add_typer(config_cli.app, name="config")
 app.add_typer(db_cli.app, name="db")
 app.add_typer(features_cli.app, name="features")
 app.add_typer(models_cli.app, name="models")
+app.add_typer(monitor_cli.app, name="monitor")
 app.add_typer(pipeline_cli.app, name="pipeline")
 app.command("simulate")(simulate_cli.simulate)
 app.command("train")(train_cli.train)

@@ -17,6 +17,7 @@ __all__ = [
     "JSONType",
     "ModelApprovalRow",
     "ModelTransitionRow",
+    "MonitorDecisionRow",
     "PipelineRunRow",
     "RegistryLockRow",
     "SimulationRow",
@@ -164,3 +165,21 @@ class RegistryLockRow(Base):
     model: Mapped[str] = mapped_column(sa.String(200), primary_key=True)
     holder: Mapped[str] = mapped_column(sa.String(200), default="")
     acquired_at: Mapped[dt.datetime | None]
+
+
+class MonitorDecisionRow(Base):
+    """One monitoring pass (``driftloop monitor``): the window, the decision, why, and where its report is."""
+
+    __tablename__ = "monitor_decisions"
+    __table_args__ = (sa.Index("ix_monitor_decisions_model_created", "model", "created_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    model: Mapped[str] = mapped_column(sa.String(200))
+    version: Mapped[int]
+    window_start: Mapped[dt.datetime]
+    window_end: Mapped[dt.datetime]
+    decision: Mapped[str] = mapped_column(sa.String(20))
+    reasons: Mapped[list[Any]]
+    summary: Mapped[dict[str, Any]]
+    report_uri: Mapped[str] = mapped_column(sa.Text)
+    created_at: Mapped[dt.datetime]

@@ -1,0 +1,343 @@
+"""The monitoring report: a self-contained HTML page, the summary stored with each decision, and the
+Prometheus gauges of the latest pass.
+
+The page has no scripts and loads nothing: charts are inline SVG drawn here, styles are inline, and
+every piece of text (feature names, categories, reasons) is HTML-escaped, since categories come from
+the captured requests.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+from typing import TYPE_CHECKING, Any
+
+from prometheus_client import CollectorRegistry, Gauge, generate_latest
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+    from datetime import datetime
+
+    from driftloop.monitoring.assess import Assessment
+    from driftloop.monitoring.history import MonitorDecision
+    from driftloop.monitoring.stats import FeatureDrift
+
+__all__ = ["DECISIONS", "prometheus_text", "render_html", "summarize"]
+
+DECISIONS = ("OK", "WARN", "DRIFT", "DECAY")
+_COLOURS = {"OK": "#2e7d32", "WARN": "#ef6c00", "DRIFT": "#c62828", "DECAY": "#6a1b9a"}
+_REFERENCE, _CURRENT = "#9e9e9e", "#1565c0"
+
+
+def summarize(assessment: Assessment) -> dict[str, Any]:
+    """The few numbers stored with a decision: enough for trends and for a trigger to act on."""
+    performance = assessment.performance or {}
+    prediction = assessment.prediction
+    return {
+        "rows": assessment.rows,
+        "drift_share": assessment.dataset.share,
+        "drift_share_threshold": assessment.dataset.threshold,
+        "drifted_features": list(assessment.dataset.drifted_features),
+        "feature_scores": {f.name: f.score for f in assessment.features},
+        "prediction_score": prediction.score if prediction is not None else None,
+        "prediction_drifted": prediction.drifted if prediction is not None else False,
+        "alarms": len(assessment.quality.get("alarms", [])),
+        "performance": {
+            "metric": performance.get("metric"),
+            "current": performance.get("current"),
+            "reference": performance.get("reference"),
+            "labelled": performance.get("labelled", 0),
+            "judged": performance.get("judged", False),
+        }
+        if assessment.performance is not None
+        else None,
+    }
+
+
+def prometheus_text(assessment: Assessment, *, model: str, version: int, at: datetime) -> bytes:
+    """The latest pass as Prometheus text exposition (one gauge per decision state, 1 for the current)."""
+    registry = CollectorRegistry()
+    labels = {"model": model, "version": str(version)}
+    decision = Gauge(
+        "driftloop_monitor_decision",
+        "Latest monitoring decision: 1 for the current state, 0 for the others.",
+        [*labels, "state"],
+        registry=registry,
+    )
+    for state in DECISIONS:
+        decision.labels(**labels, state=state).set(1.0 if assessment.decision == state else 0.0)
+    gauges: dict[str, tuple[str, float]] = {
+        "driftloop_monitor_drift_share": (
+            "Share of features drifted (importance-weighted when configured).",
+            assessment.dataset.share,
+        ),
+        "driftloop_monitor_drifted_features": (
+            "Features drifted.",
+            float(len(assessment.dataset.drifted_features)),
+        ),
+        "driftloop_monitor_rows": ("Predictions in the monitored window.", float(assessment.rows)),
+        "driftloop_monitor_quality_alarms": (
+            "Data-quality alarms.",
+            float(len(assessment.quality["alarms"])),
+        ),
+        "driftloop_monitor_timestamp_seconds": ("When the pass ran (Unix time).", at.timestamp()),
+    }
+    for name, (text, value) in gauges.items():
+        Gauge(name, text, list(labels), registry=registry).labels(**labels).set(value)
+    score = Gauge(
+        "driftloop_monitor_feature_drift_score",
+        "Drift score per feature (its method's distance or p-value).",
+        [*labels, "feature", "method"],
+        registry=registry,
+    )
+    for f in assessment.features:
+        score.labels(**labels, feature=f.name, method=f.method).set(f.score)
+    performance = assessment.performance or {}
+    current = performance.get("current")
+    if isinstance(current, int | float):
+        Gauge(
+            "driftloop_monitor_performance",
+            "The decay metric on the window's labelled predictions.",
+            [*labels, "metric"],
+            registry=registry,
+        ).labels(**labels, metric=str(performance.get("metric"))).set(float(current))
+    return bytes(generate_latest(registry))
+
+
+def render_html(
+    assessment: Assessment, history: Sequence[MonitorDecision] = (), *, title: str = "driftloop monitoring"
+) -> str:
+    """The report page: decision and reasons, trends over ``history`` (earlier decisions, oldest first)
+    plus this pass, one reference-vs-current chart per tested feature, data quality and performance."""
+    a = assessment
+    colour = _COLOURS.get(a.decision, "#333")
+    window = f"{_when(a.start)} → {_when(a.end)}"
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        f"<title>{_e(title)} — {_e(a.decision)}</title>",
+        f"<style>{_CSS}</style></head><body>",
+        f"<header><h1>{_e(title)}</h1>",
+        f'<p><span class="badge" style="background:{colour}">{_e(a.decision)}</span> '
+        f"{a.rows:,} predictions, first {_e(window)}</p>",
+        "<ul class=reasons>" + "".join(f"<li>{_e(r)}</li>" for r in a.reasons) + "</ul></header>",
+        _overview(a),
+        _trends(a, history),
+        "<h2>Features</h2>",
+        *(_feature_section(f) for f in a.features),
+    ]
+    if a.untested:
+        parts.append(f"<p>Not tested (no valid value in the window): {_e(', '.join(a.untested))}</p>")
+    if a.prediction is not None:
+        parts += ["<h2>Prediction scores</h2>", _feature_section(a.prediction, css="prediction-chart")]
+    parts += [_quality(a.quality), _performance(a.performance), "</body></html>"]
+    return "\n".join(parts)
+
+
+_CSS = (
+    "body{font-family:system-ui,sans-serif;margin:2em auto;max-width:980px;color:#222}"
+    ".badge{color:#fff;padding:.2em .6em;border-radius:4px;font-weight:bold}"
+    "table{border-collapse:collapse;margin:.5em 0}td,th{border-bottom:1px solid #ddd;padding:.2em .6em;"
+    "text-align:right}th:first-child,td:first-child{text-align:left}section{margin:1.5em 0}"
+    ".drifted{color:#c62828;font-weight:bold}.legend span{display:inline-block;width:.8em;height:.8em;"
+    "margin:0 .3em 0 1em}svg text{font-size:10px;fill:#444}"
+)
+
+
+def _e(value: object) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def _when(value: datetime | None) -> str:
+    return value.strftime("%Y-%m-%d %H:%M:%S UTC") if value is not None else "unknown"
+
+
+def _num(value: Any) -> str:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return "–" if value is None else _e(value)
+    if isinstance(value, int):
+        return f"{value:,}"
+    return f"{value:.4g}" if math.isfinite(value) else _e(value)
+
+
+def _overview(a: Assessment) -> str:
+    d = a.dataset
+    rows = [
+        (
+            "dataset drift",
+            f"{d.share:.2f} of {d.features} features (threshold {d.threshold:.2f})"
+            f"{' — weighted' if d.weighted else ''}: {'drifted' if d.drifted else 'no'}",
+        ),
+        ("drifted features", ", ".join(d.drifted_features) or "none"),
+    ]
+    if a.prediction is not None:
+        p = a.prediction
+        rows.append(
+            (
+                "prediction drift",
+                f"{p.method} {p.score:.4g} (threshold {p.threshold:.4g}): {'drifted' if p.drifted else 'no'}",
+            )
+        )
+    body = "".join(f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in rows)
+    return f"<h2>Overview</h2><table>{body}</table>"
+
+
+def _trends(a: Assessment, history: Sequence[MonitorDecision]) -> str:
+    """Drift share and decision per pass (earlier ones and this one), and performance when known."""
+    points: list[tuple[str, str, float, float | None]] = []
+    for h in history:
+        perf = (h.summary.get("performance") or {}).get("current")
+        points.append(
+            (
+                h.end.strftime("%m-%d %H:%M"),
+                h.decision,
+                float(h.summary.get("drift_share", 0.0)),
+                float(perf) if isinstance(perf, int | float) else None,
+            )
+        )
+    perf_now = (a.performance or {}).get("current")
+    label = a.end.strftime("%m-%d %H:%M") if a.end is not None else "now"
+    points.append(
+        (label, a.decision, a.dataset.share, float(perf_now) if isinstance(perf_now, int | float) else None)
+    )
+    out = [
+        "<h2>Over time</h2>",
+        "<h3>Share of drifted features, coloured by decision</h3>",
+        _line_chart([(p[0], p[2], p[1]) for p in points], a.dataset.threshold, css="trend-chart"),
+    ]
+    performance = [(p[0], p[3], p[1]) for p in points if p[3] is not None]
+    if performance:
+        metric = (a.performance or {}).get("metric", "performance")
+        out += [
+            f"<h3>{_e(metric)} on labelled predictions</h3>",
+            _line_chart(performance, None, css="performance-chart"),
+        ]
+    return "\n".join(out)
+
+
+def _line_chart(points: Sequence[tuple[str, float, str]], threshold: float | None, *, css: str) -> str:
+    width, height, left, top, bottom = 640, 180, 40, 10, 40
+    inner_w, inner_h = width - left - 10, height - top - bottom
+    top_value = max([1.0, *(p[1] for p in points)]) if threshold is not None else max(p[1] for p in points)
+    low = 0.0 if threshold is not None else min(0.5, *(p[1] for p in points))
+    span = (top_value - low) or 1.0
+    step = inner_w / max(len(points) - 1, 1)
+
+    def xy(i: int, v: float) -> tuple[float, float]:
+        return left + i * step, top + inner_h * (1 - (v - low) / span)
+
+    svg = [
+        f'<svg class="{css}" xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+        f'viewBox="0 0 {width} {height}" role="img">',
+        f'<line x1="{left}" y1="{top + inner_h}" x2="{width - 10}" y2="{top + inner_h}" stroke="#888"/>',
+        f'<text x="2" y="{top + 8}">{top_value:.2f}</text><text x="2" y="{top + inner_h}">{low:.2f}</text>',
+    ]
+    if threshold is not None:
+        y = xy(0, threshold)[1]
+        svg.append(
+            f'<line x1="{left}" y1="{y:.1f}" x2="{width - 10}" y2="{y:.1f}" stroke="#c62828" '
+            f'stroke-dasharray="4 3"><title>threshold {threshold:.2f}</title></line>'
+        )
+    coords = [xy(i, p[1]) for i, p in enumerate(points)]
+    if len(coords) > 1:
+        svg.append(
+            '<polyline fill="none" stroke="#555" points="'
+            + " ".join(f"{x:.1f},{y:.1f}" for x, y in coords)
+            + '"/>'
+        )
+    every = max(1, len(points) // 8)
+    for i, ((label, value, decision), (x, y)) in enumerate(zip(points, coords, strict=True)):
+        colour = _COLOURS.get(decision, "#333")
+        svg.append(
+            f'<circle cx="{x:.1f}" cy="{y:.1f}" r="4" fill="{colour}">'
+            f"<title>{_e(label)}: {_e(decision)} {value:.3f}</title></circle>"
+        )
+        if i % every == 0 or i == len(points) - 1:
+            svg.append(f'<text x="{x:.1f}" y="{height - 22}" text-anchor="middle">{_e(label)}</text>')
+    svg.append("</svg>")
+    return "".join(svg)
+
+
+def _feature_section(f: FeatureDrift, *, css: str = "feature-chart") -> str:
+    verdict = '<span class="drifted">drifted</span>' if f.drifted else "no drift"
+    relation = "p-value" if f.statistic == "p_value" else "distance"
+    head = (
+        f"<section><h3>{_e(f.name)}</h3><p>{_e(f.method)} {relation} {_num(f.score)} "
+        f"(threshold {_num(f.threshold)}): {verdict}; {f.current_n:,} values against {f.reference_n:,}"
+        f"{f', {f.nulls:,} missing' if f.nulls else ''}{f', {f.invalid:,} invalid' if f.invalid else ''}</p>"
+    )
+    legend = (
+        f'<p class="legend"><span style="background:{_REFERENCE}"></span>reference'
+        f'<span style="background:{_CURRENT}"></span>current</p>'
+    )
+    return head + _bar_chart(f, css) + legend + "</section>"
+
+
+def _bar_chart(f: FeatureDrift, css: str) -> str:
+    """Reference vs current share of each bin (numeric) or category, side by side."""
+    bins = f.bins or tuple(str(i) for i in range(len(f.reference_shares)))
+    n = max(len(bins), 1)
+    width, height, left, top, bottom = 640, 220, 40, 10, 70
+    inner_w, inner_h = width - left - 10, height - top - bottom
+    peak = max([0.01, *f.reference_shares, *f.current_shares])
+    slot = inner_w / n
+    bar = max(slot * 0.38, 1.0)
+    svg = [
+        f'<svg class="{css}" xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+        f'viewBox="0 0 {width} {height}" role="img"><title>{_e(f.name)}: reference vs current</title>',
+        f'<line x1="{left}" y1="{top + inner_h}" x2="{width - 10}" y2="{top + inner_h}" stroke="#888"/>',
+        f'<text x="2" y="{top + 8}">{peak:.0%}</text><text x="2" y="{top + inner_h}">0%</text>',
+    ]
+    for i, label in enumerate(bins):
+        x0 = left + i * slot + slot * 0.1
+        for j, (shares, colour, who) in enumerate(
+            ((f.reference_shares, _REFERENCE, "reference"), (f.current_shares, _CURRENT, "current"))
+        ):
+            share = shares[i] if i < len(shares) else 0.0
+            h = inner_h * share / peak
+            svg.append(
+                f'<rect x="{x0 + j * bar:.1f}" y="{top + inner_h - h:.1f}" width="{bar:.1f}" '
+                f'height="{h:.1f}" fill="{colour}"><title>{_e(label)} {who}: {share:.1%}</title></rect>'
+            )
+        cx, cy = left + (i + 0.5) * slot, top + inner_h + 12
+        svg.append(
+            f'<text x="{cx:.1f}" y="{cy:.1f}" text-anchor="end" '
+            f'transform="rotate(-35 {cx:.1f} {cy:.1f})">{_e(label)}</text>'
+        )
+    svg.append("</svg>")
+    return "".join(svg)
+
+
+def _quality(quality: Mapping[str, Any]) -> str:
+    rows = []
+    for name, q in quality.get("features", {}).items():
+        rows.append(
+            f"<tr><td>{_e(name)}</td><td>{q['null_share']:.2%}</td><td>{q['max_null_share']:.2%}</td>"
+            f"<td>{q['out_of_range_share']:.2%}</td><td>{q['invalid_share']:.2%}</td></tr>"
+        )
+    alarms = "".join(f"<li>{_e(x)}</li>" for x in quality.get("alarms", [])) or "<li>none</li>"
+    return (
+        "<h2>Data quality</h2><table><tr><th>feature</th><th>missing</th><th>limit</th>"
+        f"<th>out of range</th><th>invalid</th></tr>{''.join(rows)}</table>"
+        f"<p>{_num(quality.get('invalid_requests', 0))} refused requests, "
+        f"{_num(quality.get('malformed', 0))} "
+        f"malformed inputs, {_num(quality.get('fallback', 0))} fallback predictions.</p>"
+        f"<h3>Alarms</h3><ul>{alarms}</ul>"
+    )
+
+
+def _performance(performance: Mapping[str, Any] | None) -> str:
+    if performance is None:
+        return "<h2>Performance</h2><p>No labels were read for this window.</p>"
+    p = performance
+    head = f"<h2>Performance</h2><p>{_num(p.get('labelled', 0))} labelled predictions."
+    if not p.get("judged"):
+        return head + f" Decay not judged: {_e(p.get('why') or 'not enough labels')}.</p>"
+    verdict = '<span class="drifted">decayed</span>' if p.get("decayed") else "no decay"
+    head += (
+        f" {_e(p['metric'])} {_num(p.get('current'))} against the evaluation's "
+        f"{_num(p.get('reference'))} (bar {_num(p.get('bar'))}): {verdict}.</p>"
+    )
+    metrics = p.get("metrics") or {}
+    body = "".join(f"<tr><td>{_e(k)}</td><td>{_num(v)}</td></tr>" for k, v in metrics.items())
+    return head + (f"<table><tr><th>metric</th><th>window</th></tr>{body}</table>" if body else "")

@@ -1,0 +1,219 @@
+"""One monitoring pass end to end: resolve the production model, assess a window, persist everything.
+
+:func:`monitor_once` is what ``driftloop monitor`` (and later the scheduler) calls. It reads the
+model's reference profile and hold-out metrics from its MLflow run, streams the window's captures and
+the labels known by ``as_of``, runs :func:`~driftloop.monitoring.assess.assess`, and then writes, in
+this order so that a stored decision never points at a missing report:
+
+1. ``monitoring/<model>/<UTC timestamp>/report.json`` and ``report.html`` on the object store;
+2. ``monitoring/<model>/latest.prom``: the pass as Prometheus gauges (text exposition format), a file
+   any exporter or the prediction service can serve as it is;
+3. a row in the ``monitor_decisions`` table (``driftloop monitor history``);
+4. best effort, an MLflow run named ``monitor <model> v<version>`` in the configured experiment with
+   the two reports as artifacts and the drift share as metrics (a warning when MLflow refuses).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from driftloop.errors import DriftloopError, NotFoundError, UsageError
+from driftloop.monitoring.assess import assess
+from driftloop.monitoring.history import decision_history, record_decision
+from driftloop.monitoring.report import prometheus_text, render_html, summarize
+from driftloop.monitoring.window import iter_captures, read_labels
+from driftloop.registry import Registry
+from driftloop.storage import store_for
+from driftloop.storage.metadata import open_metadata
+from driftloop.tracking import Tracker
+from driftloop.tracking.tracker import read_json
+
+if TYPE_CHECKING:
+    from driftloop.core.models import ModelVersion
+    from driftloop.monitoring.assess import Assessment
+    from driftloop.monitoring.history import MonitorDecision
+    from driftloop.settings import Settings
+    from driftloop.storage import ObjectStore
+
+__all__ = ["PROFILE_ARTIFACT", "MonitorResult", "monitor_once"]
+
+PROFILE_ARTIFACT = "reference_profile.json"
+_HISTORY_IN_REPORT = 60  # earlier passes drawn in the report's trends
+_log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class MonitorResult:
+    """A finished pass: the assessment, the stored decision and where its files went.
+
+    ``mlflow_run_id`` is None when logging to MLflow failed; ``warnings`` then says why.
+    """
+
+    assessment: Assessment
+    decision: MonitorDecision
+    report_uri: str  # the HTML report
+    json_uri: str
+    prometheus_uri: str
+    mlflow_run_id: str | None
+    labels: int
+    warnings: tuple[str, ...] = ()
+
+
+def monitor_once(
+    settings: Settings, *, start: datetime, end: datetime, as_of: datetime | None = None
+) -> MonitorResult:
+    """Assess the production model's predictions captured in ``[start, end)`` with labels known by
+    ``as_of`` (default: now), and record the outcome (see the module docstring for what is written).
+
+    Raises :class:`NotFoundError` when no version holds the ``production`` alias or its run has no
+    reference profile, :class:`UsageError` for an empty window, :class:`DataError` when the window has
+    no captured prediction, and the store's and database's errors.
+    """
+    start, end = _utc(start), _utc(end)
+    if end <= start:
+        raise UsageError(f"empty monitoring window: {start.isoformat()} is not before {end.isoformat()}")
+    as_of = _utc(as_of) if as_of is not None else datetime.now(UTC)
+    name = settings.registry.model_name
+    version = _production(settings, name)
+    tracker = Tracker(settings)
+    run_id = version.run_id
+    if run_id is None:
+        raise NotFoundError(f"{name}/{version.version} has no MLflow run, so no reference profile")
+    try:
+        profile = read_json(tracker, run_id, PROFILE_ARTIFACT)
+    except NotFoundError:
+        raise NotFoundError(
+            f"{name}/{version.version} (run {run_id}) has no {PROFILE_ARTIFACT}; retrain it with this "
+            "driftloop to monitor it"
+        ) from None
+    evaluation = _evaluation(tracker.get_run(run_id).metrics)
+
+    store = store_for(settings)
+    cfg = settings.monitoring
+    columns = settings.data.columns
+    id_column = next(c.name for c in columns if c.role == "id")
+    labels = read_labels(
+        store, start, end, as_of=as_of, dataset=_label_dataset(store, settings.data.dataset),
+        id_column=id_column, target=settings.data.target,
+    )  # fmt: skip
+    chunks = iter_captures(store, model=name, start=start, end=end, chunk_rows=cfg.chunk_rows, fields=columns)
+    assessment = assess(profile, chunks, schema=columns, cfg=cfg, labels=labels, evaluation=evaluation)
+
+    created = datetime.now(UTC)
+    db = open_metadata(settings.database_url, echo=settings.database.echo)
+    try:
+        history = decision_history(db, name, limit=_HISTORY_IN_REPORT)
+        prefix = f"monitoring/{name}/{created:%Y%m%dT%H%M%S.%fZ}"
+        document = {
+            "model": name, "version": version.version, "run_id": run_id, "window": {
+                "start": start.isoformat(), "end": end.isoformat(), "as_of": as_of.isoformat()},
+            "created_at": created.isoformat(), "labels": len(labels), **assessment.to_json(),
+        }  # fmt: skip
+        report_json = json.dumps(_finite(document), indent=2, sort_keys=True, default=str).encode()
+        title = f"{name} v{version.version} — {start:%Y-%m-%d %H:%M} → {end:%Y-%m-%d %H:%M} UTC"
+        report_html = render_html(assessment, history, title=title).encode()
+        store.write_bytes(f"{prefix}/report.json", report_json)
+        store.write_bytes(f"{prefix}/report.html", report_html)
+        prom_key = f"monitoring/{name}/latest.prom"
+        store.write_bytes(
+            prom_key, prometheus_text(assessment, model=name, version=version.version, at=created)
+        )
+        decision = record_decision(
+            db, model=name, version=version.version, start=start, end=end, decision=assessment.decision,
+            reasons=assessment.reasons, summary=_finite(summarize(assessment)),
+            report_uri=store.uri(f"{prefix}/report.html"), created_at=created,
+        )  # fmt: skip
+    finally:
+        db.dispose()
+    warnings: list[str] = []
+    mlflow_run = _log_to_mlflow(tracker, version, assessment, (report_json, report_html), warnings)
+    return MonitorResult(
+        assessment=assessment, decision=decision, report_uri=store.uri(f"{prefix}/report.html"),
+        json_uri=store.uri(f"{prefix}/report.json"), prometheus_uri=store.uri(prom_key),
+        mlflow_run_id=mlflow_run, labels=len(labels), warnings=tuple(warnings),
+    )  # fmt: skip
+
+
+def _production(settings: Settings, name: str) -> ModelVersion:
+    version = Registry(settings).by_alias(name, "production")
+    if version is None:
+        raise NotFoundError(
+            f"no production version of {name}: promote one first (driftloop promote {name} VERSION "
+            "--to production)"
+        )
+    return version
+
+
+def _evaluation(metrics: dict[str, float]) -> dict[str, Any]:
+    """The run's hold-out metrics (``holdout_roc_auc`` → ``roc_auc``), the decision threshold included."""
+    return {k.removeprefix("holdout_"): v for k, v in metrics.items() if k.startswith("holdout_")}
+
+
+def _label_dataset(store: ObjectStore, dataset: str) -> str | None:
+    """``dataset`` when the store has delayed label files for it (the simulator's), else None."""
+    return dataset if next(iter(store.list(f"labels/{dataset}/")), None) is not None else None
+
+
+def _log_to_mlflow(
+    tracker: Tracker,
+    version: ModelVersion,
+    assessment: Assessment,
+    reports: tuple[bytes, bytes],
+    warnings: list[str],
+) -> str | None:
+    # A run of its own per pass, not artifacts on the model's training run: the training run stays as
+    # it was evaluated, and the passes line up as runs whose metrics MLflow can chart over time.
+    run_id: str | None = None
+    try:
+        run_id = tracker.start_run(
+            f"monitor {version.name} v{version.version}",
+            tags={
+                "driftloop.kind": "monitoring", "driftloop.model": version.name,
+                "driftloop.model_version": str(version.version), "driftloop.model_run": version.run_id or "",
+                "driftloop.decision": assessment.decision,
+            },
+        )  # fmt: skip
+        performance = assessment.performance or {}
+        current = performance.get("current")
+        metric = f"window_{performance.get('metric', 'metric')}"
+        tracker.log_metrics(
+            run_id,
+            {
+                "drift_share": assessment.dataset.share, "rows": float(assessment.rows),
+                "drifted_features": float(len(assessment.dataset.drifted_features)),
+                "quality_alarms": float(len(assessment.quality["alarms"])),
+                metric: current if isinstance(current, int | float) else None,
+            },
+        )  # fmt: skip
+        tracker.log_bytes(run_id, "monitoring/report.json", reports[0])
+        tracker.log_bytes(run_id, "monitoring/report.html", reports[1])
+        tracker.end_run(run_id)
+    except DriftloopError as exc:
+        warnings.append(f"the report was not logged to MLflow: {exc.headline}")
+        _log.warning("monitoring report not logged to MLflow: %s", exc.headline)
+        if run_id is not None:
+            with contextlib.suppress(DriftloopError):
+                tracker.end_run(run_id, failed=True)
+        return None
+    return run_id
+
+
+def _finite(value: Any) -> Any:
+    """``value`` with NaN and infinities as None: strict JSON, and what PostgreSQL's JSONB accepts."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
+
+
+def _utc(moment: datetime) -> datetime:
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)

@@ -1,0 +1,139 @@
+"""``driftloop monitor`` end to end: a production model, captured traffic with a shifted sensor, the
+decision row, the history and the report files; and its one-line errors."""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+import pytest
+
+from driftloop.capture.store import CaptureStore
+from driftloop.settings import load_settings
+from driftloop.storage import store_for
+from driftloop.storage.metadata import MonitorDecisionRow, open_metadata
+from tests.registry.conftest import POLICY, TRAINING
+from tests.workspace import Workspace, make_workspace
+
+if TYPE_CHECKING:
+    from tests.conftest import MlflowServer
+
+DAY = "2026-01-06"  # the last simulated day: its delayed labels are known by --as-of
+TORQUE_SHIFT = 20.0  # newtons: two reference standard deviations
+
+
+@pytest.fixture(scope="module")
+def production(mlflow_server: MlflowServer, tmp_path_factory: pytest.TempPathFactory) -> Workspace:
+    """Version 1 in Production, and the predictions it served on DAY captured with torque shifted."""
+    ws = make_workspace(tmp_path_factory.mktemp("monitor"), mlflow_server, TRAINING + POLICY, git=True)
+    ws.ok("simulate", "--start", "2026-01-01", "--days", "6", "--rows-per-day", "2000", "--seed", "5")
+    ws.ok("pipeline", "run", "--as-of", "2026-01-10")
+    ws.ok("promote", ws.name, "1", "--to", "staging")
+    ws.ok("approve", ws.name, "1", "--by", "t", "--comment", "t")
+    ws.ok("promote", ws.name, "1", "--to", "production")
+    _capture(ws)
+    return ws
+
+
+def _capture(ws: Workspace) -> None:
+    """The service's prediction records for DAY's raw rows, through the capture store."""
+    settings = load_settings(ws.directory / "driftloop.toml")
+    store = store_for(settings)
+    keys = [i.key for i in store.list(f"raw/plant/date={DAY}/") if i.key.endswith(".csv")]
+    frame = pd.concat(pd.read_csv(store.uri(k)) for k in keys)
+    cfg = settings.capture.model_copy(update={"convert_in_subprocess": False})
+    capture = CaptureStore(store, ws.directory / "wal", cfg)
+    capture.start()
+    try:
+        for i, row in enumerate(frame.to_dict("records")):
+            inputs: dict[str, Any] = {k: _plain(v) for k, v in row.items() if k != "timestamp"}
+            inputs["torque_nm"] = inputs["torque_nm"] + TORQUE_SHIFT
+            capture.append({
+                "kind": "prediction", "ts": row["timestamp"], "prediction_id": f"p-{i}",
+                "model_name": ws.name, "model_version": 1, "inputs": inputs, "outputs": {"score": 0.02},
+                "score": 0.01 + 0.05 * ((i * 7919) % 100) / 100, "latency_ms": 1.0, "fallback": False,
+                "endpoint": "/v1/predict",
+            })  # fmt: skip
+        assert capture.flush(60)
+    finally:
+        capture.close()
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return value.item() if hasattr(value, "item") else value
+
+
+def test_monitor_records_the_decision_and_writes_the_reports(production: Workspace) -> None:
+    out = production.ok("monitor", "--from", DAY, "--to", "2026-01-07", "--as-of", "2026-01-10")
+    assert f"{production.name} v1" in out
+    assert "torque_nm" in out
+    settings = load_settings(production.directory / "driftloop.toml")
+    db = open_metadata(settings.database_url)
+    try:
+        with db.session() as session:
+            rows = session.query(MonitorDecisionRow).filter_by(model=production.name).all()
+    finally:
+        db.dispose()
+    assert len(rows) == 1
+    row = rows[0]
+    assert row.decision in ("WARN", "DRIFT", "DECAY")
+    assert row.version == 1
+    assert "torque_nm" in row.summary["drifted_features"]
+    assert row.summary["rows"] == 2000
+    assert row.summary["performance"]["labelled"] > 0  # the simulator's delayed labels joined by record_id
+    assert row.window_start.isoformat() == f"{DAY}T00:00:00+00:00"
+
+    store = store_for(settings)
+    root = store.uri("x").removesuffix("x")
+    key = row.report_uri.removeprefix(root).removesuffix("report.html")
+    assert key.startswith(f"monitoring/{production.name}/")
+    page = store.read_bytes(f"{key}report.html").decode()
+    assert page.count('class="feature-chart"') == 6
+    document = json.loads(store.read_bytes(f"{key}report.json"))
+    assert document["decision"] == row.decision
+    assert document["version"] == 1
+    gauges = store.read_bytes(f"monitoring/{production.name}/latest.prom").decode()
+    assert (
+        f'driftloop_monitor_decision{{model="{production.name}",state="{row.decision}",version="1"}} 1.0'
+        in gauges
+    )
+    assert "mlflow    run " in out  # logged to MLflow as its own run
+
+    history = production.ok("monitor", "history")
+    assert f"#{row.id}" in history
+    assert row.decision in history
+    assert row.report_uri in history
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "fragment"),
+    [
+        (["--from", "2026-02-01", "--to", "2026-02-02"], 1, "no captured predictions in the window"),
+        (["--from", "2026-02-01", "--to", "2026-02-01"], 2, "empty monitoring window"),
+        (["--window", "1d", "--from", "2026-02-01"], 2, "either --window or --from"),
+        (["--to", "yesterday"], 2, "invalid --to"),
+    ],
+)
+def test_monitor_errors_are_one_line(
+    production: Workspace, args: list[str], code: int, fragment: str
+) -> None:
+    done = production.run("monitor", *args)
+    assert done.returncode == code, done.stdout + done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert fragment in lines[0]
+
+
+def test_monitor_without_a_production_model(mlflow_server: MlflowServer, tmp_path: Any) -> None:
+    ws = make_workspace(tmp_path, mlflow_server)
+    done = ws.run("monitor", "--window", "1h")
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines() == [
+        f"error: no production version of {ws.name}: promote one first (driftloop promote {ws.name} VERSION "
+        "--to production)"
+    ]
+    assert f"no monitoring decisions recorded for {ws.name}" in ws.ok("monitor", "history")
