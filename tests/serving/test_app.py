@@ -75,7 +75,10 @@ def test_each_bad_field_is_a_422_naming_it(served, change, field: str, kind: str
     assert error["loc"] == ["instances", 1, field]
     assert error["type"] == kind
     assert field in error["msg"]
-    assert capture.records == []  # nothing scored, nothing captured
+    # Nothing scored; the refusal itself is captured for the monitor's data-quality share.
+    [rejection] = capture.records
+    assert (rejection["kind"], rejection["rows"], rejection["model_name"]) == ("rejection", 2, "plant")
+    assert rejection["errors"] == response.json()["detail"]
 
 
 def test_every_bad_field_of_every_row_is_reported_at_once(served) -> None:
@@ -231,3 +234,22 @@ def test_a_registry_webhook_wakes_the_follower_and_signatures_are_checked() -> N
             time.sleep(0.02)
     finally:
         follower.stop()
+
+
+def test_metrics_carry_the_latest_monitoring_gauges(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from driftloop.serving.server import _MonitorGauges
+    from driftloop.settings import load_settings
+    from driftloop.storage import store_for
+
+    monkeypatch.chdir(tmp_path)
+    settings = load_settings()
+    gauges = _MonitorGauges(settings, "plant")
+    assert gauges() == b""  # no monitoring pass yet: nothing added, no error
+    text = b'driftloop_monitor_drift_share{model="plant",version="1"} 0.25\n'
+    store_for(settings).write_bytes("monitoring/plant/latest.prom", text)
+    gauges._read_at = -1e9  # as if ten seconds had passed
+    holder = ModelHolder()
+    holder.install(plant_model(1))
+    metrics = TestClient(create_app(holder, monitor_gauges=gauges)).get("/metrics").text
+    assert 'driftloop_monitor_drift_share{model="plant",version="1"} 0.25' in metrics
+    assert "driftloop_requests_total" in metrics

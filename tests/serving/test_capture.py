@@ -472,3 +472,27 @@ def test_a_request_batch_lands_as_one_row_per_prediction(tmp_path: Path) -> None
         assert orjson.loads(row["inputs"]) == {"x": i}
         assert orjson.loads(row["outputs"]) == output
         assert (row["score"], row["model_version"], row["latency_ms"]) == (output["score"], 4, 2.5)
+
+
+def test_refused_requests_are_captured_and_counted_in_their_window(tmp_path: Path) -> None:
+    from datetime import UTC, datetime
+
+    from driftloop.monitoring.window import count_rejections
+
+    store = open_store(str(tmp_path / "store"))
+    errors = [{"loc": ["instances", 0, "torque_nm"], "type": "type", "msg": "torque_nm must be a number"}]
+    with CaptureStore(store, tmp_path / "wal", settings()) as capture:
+        for ts, model, rows in [
+            ("2026-03-01T10:00:00Z", "plant", 3),
+            ("2026-03-01T11:00:00Z", "plant", 1),
+            ("2026-03-01T11:30:00Z", "other", 5),
+            ("2026-03-02T00:00:00Z", "plant", 7),
+        ]:
+            capture.append({"kind": "rejection", "ts": ts, "model_name": model, "endpoint": "/v1/predict",
+                            "rows": rows, "errors": errors})  # fmt: skip
+    table = read_captures(store, kind="rejection")
+    assert table.num_rows == 4
+    assert orjson.loads(table.column("errors")[0].as_py()) == errors
+    day = (datetime(2026, 3, 1, tzinfo=UTC), datetime(2026, 3, 2, tzinfo=UTC))
+    assert count_rejections(store, model="plant", start=day[0], end=day[1]) == 4
+    assert count_rejections(store, model="other", start=day[0], end=day[1]) == 5

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 __all__ = [
     "FEEDBACK_SCHEMA",
     "PREDICTION_SCHEMA",
+    "REJECTION_SCHEMA",
     "decode",
     "encode",
     "expand",
@@ -55,13 +56,24 @@ FEEDBACK_SCHEMA = pa.schema([
     pa.field("label", pa.float64(), nullable=False),
     pa.field("source", pa.string(), nullable=False),
 ])  # fmt: skip
+# Requests refused with 422: the monitor counts them as schema violations.
+REJECTION_SCHEMA = pa.schema([
+    pa.field("ts", pa.timestamp("us", tz="UTC"), nullable=False),
+    pa.field("model_name", pa.string(), nullable=False),
+    pa.field("endpoint", pa.string(), nullable=False),
+    pa.field("rows", pa.int64(), nullable=False),
+    pa.field("errors", pa.string(), nullable=False),  # JSON list of {loc, type, msg}
+])  # fmt: skip
 
 _HEADER = struct.Struct("<II")  # payload length, CRC32 of the payload
 _MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")  # as registry.model_name: safe in a key
 
 
 def read_captures(
-    store: ObjectStore, *, kind: Literal["prediction", "feedback"] = "prediction", model: str | None = None
+    store: ObjectStore,
+    *,
+    kind: Literal["prediction", "feedback", "rejection"] = "prediction",
+    model: str | None = None,
 ) -> pa.Table:
     """Every shipped record of ``kind`` (predictions of ``model`` only, when given), sorted by time.
 
@@ -70,10 +82,12 @@ def read_captures(
     """
     if kind == "feedback":
         prefix, schema = "captures/feedback/", FEEDBACK_SCHEMA
+    elif kind == "rejection":
+        prefix, schema = "captures/rejections/", REJECTION_SCHEMA
     elif kind == "prediction":
         prefix, schema = f"captures/model={model}/" if model else "captures/model=", PREDICTION_SCHEMA
     else:
-        raise ValueError(f"kind must be 'prediction' or 'feedback', not {kind!r}")
+        raise ValueError(f"kind must be 'prediction', 'feedback' or 'rejection', not {kind!r}")
     tables = [
         pq.read_table(pa.BufferReader(store.read_bytes(info.key)), schema=schema)
         for info in store.list(prefix)
@@ -81,7 +95,8 @@ def read_captures(
     ]
     if not tables:
         return schema.empty_table()
-    return pa.concat_tables(tables).sort_by([("ts", "ascending"), ("prediction_id", "ascending")])
+    order = [("ts", "ascending")] + ([("prediction_id", "ascending")] if kind != "rejection" else [])
+    return pa.concat_tables(tables).sort_by(order)
 
 
 def segment_objects(data: bytes, stem: str) -> tuple[int, list[tuple[str, bytes]]]:
@@ -101,16 +116,18 @@ def parquet_objects(records: list[dict[str, Any]], stem: str) -> Iterator[tuple[
         date = record["ts"][:10]
         if record["kind"] == "prediction":
             key = (f"captures/model={record['model_name']}/date={date}", "prediction")
+        elif record["kind"] == "rejection":
+            key = (f"captures/rejections/date={date}", "rejection")
         else:
             key = (f"captures/feedback/date={date}", "feedback")
         groups.setdefault(key, []).append(record)
     dumps = orjson.dumps
     for (prefix, kind), rows in sorted(groups.items()):
-        schema = PREDICTION_SCHEMA if kind == "prediction" else FEEDBACK_SCHEMA
+        schema = _SCHEMAS[kind]
         columns = []
         for field in schema:
             name = field.name
-            if name in ("inputs", "outputs"):
+            if name in ("inputs", "outputs", "errors"):
                 values: list[Any] = [dumps(row[name]).decode() for row in rows]
             else:
                 values = [row.get(name) for row in rows]
@@ -121,6 +138,9 @@ def parquet_objects(records: list[dict[str, Any]], stem: str) -> Iterator[tuple[
         sink = pa.BufferOutputStream()
         pq.write_table(pa.Table.from_arrays(columns, schema=schema), sink, compression="zstd")
         yield f"{prefix}/{stem}.parquet", sink.getvalue().to_pybytes()
+
+
+_SCHEMAS = {"prediction": PREDICTION_SCHEMA, "feedback": FEEDBACK_SCHEMA, "rejection": REJECTION_SCHEMA}
 
 
 # The checks run per captured row on the request path: exact-type fast paths before the ABC checks.
@@ -158,6 +178,9 @@ _FIELDS: dict[str, dict[str, tuple[Callable[[Any], bool], str]]] = {
     },
     "feedback": {"prediction_id": (_text, "a non-empty string"), "label": (_real, "a number"),
                  "source": (_text, "a non-empty string")},
+    "rejection": {"model_name": (_text, "a non-empty string"), "endpoint": (_text, "a non-empty string"),
+                  "rows": (_count, "a non-negative integer"),
+                  "errors": (lambda v: isinstance(v, list), "a list")},
 }  # fmt: skip
 
 
@@ -170,7 +193,7 @@ def normalize(record: Mapping[str, Any], *, check: bool = True) -> dict[str, Any
         return {**record, "ts": _utc_iso(record.get("ts"))}
     kind = record.get("kind")
     if kind not in _FIELDS:
-        raise ValueError(f"capture record: field 'kind' must be 'prediction' or 'feedback', got {kind!r}")
+        raise ValueError(f"capture record: field 'kind' must be one of {sorted(_FIELDS)}, got {kind!r}")
     fields = _FIELDS[kind]
     unknown = sorted(set(record) - set(fields) - {"kind", "ts"})
     if unknown:

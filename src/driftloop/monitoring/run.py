@@ -27,7 +27,7 @@ from driftloop.errors import DriftloopError, NotFoundError, UsageError
 from driftloop.monitoring.assess import assess
 from driftloop.monitoring.history import decision_history, record_decision
 from driftloop.monitoring.report import prometheus_text, render_html, summarize
-from driftloop.monitoring.window import iter_captures, read_labels
+from driftloop.monitoring.window import count_rejections, iter_captures, read_labels
 from driftloop.registry import Registry
 from driftloop.storage import store_for
 from driftloop.storage.metadata import open_metadata
@@ -103,7 +103,11 @@ def monitor_once(
         id_column=id_column, target=settings.data.target,
     )  # fmt: skip
     chunks = iter_captures(store, model=name, start=start, end=end, chunk_rows=cfg.chunk_rows, fields=columns)
-    assessment = assess(profile, chunks, schema=columns, cfg=cfg, labels=labels, evaluation=evaluation)
+    refused = count_rejections(store, model=name, start=start, end=end)  # the service's 422s
+    assessment = assess(
+        profile, chunks, schema=columns, cfg=cfg, labels=labels, evaluation=evaluation,
+        invalid_requests=refused,
+    )  # fmt: skip
 
     created = datetime.now(UTC)
     db = open_metadata(settings.database_url, echo=settings.database.echo)

@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from driftloop.settings import ColumnSpec
     from driftloop.storage import ObjectStore
 
-__all__ = ["CaptureChunk", "decode_fields", "iter_captures", "read_labels"]
+__all__ = ["CaptureChunk", "count_rejections", "decode_fields", "iter_captures", "read_labels"]
 
 _COLUMNS = ["prediction_id", "ts", "model_version", "inputs", "score", "fallback"]
 _NUMERIC_TYPES = frozenset({"float", "int"})
@@ -266,6 +266,22 @@ def _as_column(values: npt.ArrayLike) -> npt.NDArray[Any]:
 
 def _utc(moment: datetime) -> datetime:
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def count_rejections(store: ObjectStore, *, model: str, start: datetime, end: datetime) -> int:
+    """Rows of the requests the service refused with 422 for ``model`` in ``[start, end)``."""
+    start, end = _utc(start), _utc(end)
+    total = 0
+    for key in _keys(store, "captures/rejections", start, end):
+        table = pq.read_table(pa.BufferReader(store.read_bytes(key)), columns=["ts", "model_name", "rows"])
+        ts = table.column("ts").to_numpy().astype("datetime64[us]")
+        keep = (
+            (ts >= np.datetime64(start.replace(tzinfo=None), "us"))
+            & (ts < np.datetime64(end.replace(tzinfo=None), "us"))
+            & (np.asarray(table.column("model_name").to_pylist(), dtype=object) == model)
+        )
+        total += int(np.asarray(table.column("rows").to_numpy())[keep].sum())
+    return total
 
 
 def _days(start: datetime, end: datetime) -> list[date]:

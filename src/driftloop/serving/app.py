@@ -8,6 +8,7 @@ response sent) only after its capture record is durable.
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from datetime import UTC, datetime
@@ -35,6 +36,8 @@ if TYPE_CHECKING:
     from driftloop.serving.model import ModelHolder
 
 __all__ = ["CaptureSink", "create_app"]
+
+log = logging.getLogger(__name__)
 
 WEBHOOK_SIGNATURE, WEBHOOK_DELIVERY, WEBHOOK_TIMESTAMP = (
     "X-MLflow-Signature", "X-MLflow-Delivery-Id", "X-MLflow-Timestamp",
@@ -134,13 +137,15 @@ def create_app(
     batcher: MicroBatcher | None = None,
     on_registry_event: Callable[[], None] | None = None,
     webhook_secret: str | None = None,
+    monitor_gauges: Callable[[], bytes] | None = None,
     lifespan: Callable[[FastAPI], AbstractAsyncContextManager[None]] | None = None,
 ) -> FastAPI:
     """The service around ``holder`` (already following the registry) and ``capture``.
 
     With ``batcher`` (built on ``holder.predict``), concurrent requests share model calls. With
     ``on_registry_event``, ``POST /v1/registry-events`` (MLflow webhooks, signed with ``webhook_secret``
-    when given) calls it.
+    when given) calls it. ``monitor_gauges`` returns the latest monitoring pass's Prometheus text,
+    appended to ``GET /metrics``.
     """
     metrics = ServiceMetrics(holder, capture)
     app = FastAPI(
@@ -156,6 +161,7 @@ def create_app(
     if batcher is not None:
         batcher.on_batch = metrics.observe_batch
     service = _Service(holder, capture, metrics, max_rows, batcher)
+    service.monitor_gauges = monitor_gauges
     app.add_api_route("/v1/predict", service.predict, methods=["POST"], summary="Score raw rows")
     app.add_api_route(
         "/invocations", service.invocations, methods=["POST"], summary="MLflow scoring protocol"
@@ -238,6 +244,7 @@ class _Service:
     ) -> None:  # fmt: skip
         self.holder = holder
         self.batcher = batcher
+        self.monitor_gauges: Callable[[], bytes] | None = None
         self.capture = capture
         self.metrics = metrics
         self.max_rows = max_rows
@@ -297,7 +304,22 @@ class _Service:
 
     async def prometheus(self) -> Response:
         body, content_type = self.metrics.render()
+        if self.monitor_gauges is not None:
+            body += await run_in_threadpool(self.monitor_gauges)  # reads the object store: off the loop
         return Response(body, media_type=content_type)
+
+    async def _capture_rejection(
+        self, model_name: str, endpoint: str, rows: int, errors: list[dict[str, Any]]
+    ) -> None:
+        """Record a refused request for the monitor's data-quality share; never turns a 422 into a 503."""
+        if self.capture is None:
+            return
+        record = {"kind": "rejection", "ts": datetime.now(UTC).isoformat(timespec="microseconds"),
+                  "model_name": model_name, "endpoint": endpoint, "rows": rows, "errors": errors}  # fmt: skip
+        try:
+            await self.capture.append_many_async([record], trusted=True)
+        except DriftloopError as exc:
+            log.warning("could not capture a refused request: %s", exc.headline)
 
     async def _score(
         self, rows: list[Any], endpoint: str, started: float
@@ -315,7 +337,9 @@ class _Service:
             model.spec.validate(rows)
         except InvalidInput as exc:
             self.metrics.invalid_fields.inc(len(exc.errors))
-            raise _BadRequest(422, "invalid input", [e.to_json() for e in exc.errors]) from None
+            errors = [e.to_json() for e in exc.errors]
+            await self._capture_rejection(model.name, endpoint, len(rows), errors)
+            raise _BadRequest(422, "invalid input", errors) from None
         if self.batcher is not None:
             prediction = await self.batcher.submit(rows)
         else:

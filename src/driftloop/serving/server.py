@@ -13,6 +13,8 @@ import contextlib
 import gc
 import logging
 import os
+import threading
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -103,10 +105,35 @@ def build_app(settings: Settings, *, slots: bool = False) -> FastAPI:
             holder.predict, max_rows=cfg.batch_max_rows, max_wait_s=cfg.batch_max_wait_ms / 1000
         )
     secret = cfg.webhook_secret.get_secret_value() if cfg.webhook_secret else None
+    gauges = _MonitorGauges(settings, name)
     return create_app(
         holder, capture=sink, max_rows=cfg.max_rows, batcher=batcher, on_registry_event=follower.wake,
-        webhook_secret=secret, lifespan=lifespan,
+        webhook_secret=secret, monitor_gauges=gauges, lifespan=lifespan,
     )  # fmt: skip
+
+
+class _MonitorGauges:
+    """The latest ``driftloop monitor`` pass's gauges (``monitoring/<model>/latest.prom``), re-read at
+    most every 10 s, so Prometheus scrapes the decision from the service it already scrapes."""
+
+    def __init__(self, settings: Settings, model: str) -> None:
+        self._settings = settings
+        self._key = f"monitoring/{model}/latest.prom"
+        self._text, self._read_at = b"", -1e9
+        self._lock = threading.Lock()
+
+    def __call__(self) -> bytes:
+        from driftloop.errors import DriftloopError
+        from driftloop.storage import store_for
+
+        with self._lock:
+            if time.monotonic() - self._read_at >= 10:
+                self._read_at = time.monotonic()
+                try:
+                    self._text = store_for(self._settings).read_bytes(self._key)
+                except DriftloopError:  # no pass yet, or storage down: the service's own metrics stand
+                    self._text = b""
+            return self._text
 
 
 class _LazyCapture:
