@@ -144,6 +144,8 @@ class CaptureStore:
                 raise ConfigError(
                     f"capture.wal_dir {self._dir} is not usable: {exc.strerror or exc}"
                 ) from exc
+            if self._cfg.convert_in_subprocess:
+                self._pool = self._start_helper()
             for name, target in (("writer", self._write_loop), ("shipper", self._ship_loop)):
                 thread = threading.Thread(target=target, name=f"capture-{name}", daemon=True)
                 thread.start()
@@ -504,6 +506,15 @@ class CaptureStore:
         segment.path.unlink(missing_ok=True)  # only now: every object of the segment is written
         return count
 
+    def _start_helper(self) -> ProcessPoolExecutor:
+        pool = ProcessPoolExecutor(
+            1, mp_context=multiprocessing.get_context("spawn"), initializer=init_helper,
+            initargs=(os.getpid(),),
+        )  # fmt: skip
+        # Spawn it now (interpreter, pyarrow: ~1 s of CPU) rather than under load at the first segment.
+        pool.submit(segment_objects, b"", "warm-up")
+        return pool
+
     def _convert(self, data: bytes, stem: str) -> tuple[int, list[tuple[str, bytes]]]:
         """Decode a segment and build its Parquet objects, in a helper process when configured.
 
@@ -513,10 +524,7 @@ class CaptureStore:
         if not self._cfg.convert_in_subprocess:
             return segment_objects(data, stem)
         if self._pool is None:
-            self._pool = ProcessPoolExecutor(
-                1, mp_context=multiprocessing.get_context("spawn"), initializer=init_helper,
-                initargs=(os.getpid(),),
-            )  # fmt: skip
+            self._pool = self._start_helper()
         try:
             return self._pool.submit(segment_objects, data, stem).result()
         except BrokenProcessPool:
