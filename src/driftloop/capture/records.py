@@ -184,13 +184,11 @@ _FIELDS: dict[str, dict[str, tuple[Callable[[Any], bool], str]]] = {
 }  # fmt: skip
 
 
-def normalize(record: Mapping[str, Any], *, check: bool = True) -> dict[str, Any]:
+def normalize(record: Mapping[str, Any]) -> dict[str, Any]:
     """The record as it goes into the WAL; ``ValueError`` naming the field when it is malformed.
 
-    ``check=False`` is for records driftloop built itself (the service's): only ``ts`` is normalised.
+    Records driftloop builds itself (the service's) skip this: see ``CaptureStore.append_many_async``.
     """
-    if not check:
-        return {**record, "ts": _utc_iso(record.get("ts"))}
     kind = record.get("kind")
     if kind not in _FIELDS:
         raise ValueError(f"capture record: field 'kind' must be one of {sorted(_FIELDS)}, got {kind!r}")
