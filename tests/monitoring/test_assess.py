@@ -83,7 +83,7 @@ def _serve(scenario: Scenario, model_name: str) -> None:
             "kind": "prediction", "prediction_id": f"p{i:06d}", "ts": row["timestamp"],
             "model_name": model_name, "model_version": 3, "inputs": inputs, "outputs": {"score": score},
             "score": score, "latency_ms": 1.0, "fallback": False, "endpoint": "/v1/predict",
-        }, check=False))  # fmt: skip
+        }))  # fmt: skip
     for segment in range(3):  # three shipped WAL segments
         part = records[segment::3]
         for key, data in parquet_objects(part, f"test-seg-{segment:020d}"):

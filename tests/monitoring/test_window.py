@@ -39,7 +39,7 @@ def _prediction(i: int, ts: datetime, *, model: str = "m", version: int = 1, **i
         "kind": "prediction", "prediction_id": f"p{i:05d}", "ts": ts.isoformat(), "model_name": model,
         "model_version": version, "inputs": fields | inputs, "outputs": {"score": 0.1},
         "score": (i % 100) / 100, "latency_ms": 1.0, "fallback": i % 50 == 0, "endpoint": "/v1/predict",
-    }, check=False)  # fmt: skip
+    })  # fmt: skip
 
 
 def _ship(store: ObjectStore, records: list[dict[str, Any]], stem: str) -> None:
