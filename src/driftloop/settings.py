@@ -44,6 +44,7 @@ __all__ = [
     "PipelineSettings",
     "PolicySettings",
     "RegistrySettings",
+    "ScheduleSettings",
     "S3Settings",
     "ServingSettings",
     "Settings",
@@ -347,6 +348,19 @@ class PolicySettings(_Section):
     # The freshest labelled window both versions are scored on, in days.
     comparison_days: int = Field(default=7, ge=1)
     comparison_min_rows: int = Field(default=500, ge=1)
+    # Online evidence for an automated promotion: the service scores the staging version in shadow;
+    # once this many shadow-scored predictions have labels, both scores are compared (0: no shadow stage).
+    shadow_min_labels: int = Field(default=200, ge=0)
+    # A candidate whose shadow evidence is still short after this long fails the gate (champion kept).
+    shadow_max_hours: float = Field(default=48.0, gt=0)
+    # After an automated promotion, the guard watches the new version this long …
+    guard_hours: float = Field(default=24.0, gt=0)
+    # … and rolls back when its fallback (error) share exceeds this,
+    guard_max_error_rate: float = Field(default=0.05, ge=0, le=1)
+    # or when, over at least ``guard_min_labels`` labelled predictions, its primary metric falls more
+    # than ``guard_margin`` below its offline evaluation.
+    guard_min_labels: int = Field(default=200, ge=1)
+    guard_margin: float = Field(default=0.05, ge=0)
 
 
 NumericDriftMethod = Literal["wasserstein", "psi", "ks", "jensenshannon"]
@@ -402,6 +416,24 @@ class MonitoringSettings(_Section):
     chunk_rows: int = Field(default=200_000, ge=1)  # rows per streamed chunk of captures
 
 
+class ScheduleSettings(_Section):
+    """The scheduler and the trigger policy (seeds 12, 21; 002's automated trigger)."""
+
+    # automated: a DRIFT or DECAY decision starts a retraining; manual: it only notifies.
+    mode: Literal["automated", "manual"] = "automated"
+    monitor_every_minutes: float = Field(default=60.0, gt=0)  # a monitoring pass this often
+    # Scheduled retraining, a crontab in UTC (e.g. "0 3 * * 0"); empty: only triggers retrain.
+    retrain_cron: str = ""
+    retrain_days: int = Field(default=14, ge=1)  # the recent raw window a retraining reads, in days
+    # One incident, one retraining: no new trigger-started retraining this soon after the last.
+    cooldown_minutes: float = Field(default=360.0, ge=0)
+    gates_every_minutes: float = Field(default=5.0, gt=0)  # re-judge a candidate waiting on shadow
+    # The demo's plant: append one simulated day of raw data and labels this often (0: off).
+    plant_clock_minutes: float = Field(default=0.0, ge=0)
+    notify_webhook: str = ""  # POST each notification as JSON here (empty: log only)
+    misfire_grace_s: float = Field(default=300.0, gt=0)  # a fire missed by less than this still runs
+
+
 class Settings(BaseSettings):
     """The effective configuration. Build it with :func:`load_settings`."""
 
@@ -426,6 +458,7 @@ class Settings(BaseSettings):
     serving: ServingSettings = ServingSettings()
     capture: CaptureSettings = CaptureSettings()
     monitoring: MonitoringSettings = MonitoringSettings()
+    schedule: ScheduleSettings = ScheduleSettings()
 
     # Where the file came from (None: defaults and environment only). Not a configuration key.
     config_file: Path | None = Field(default=None, exclude=True)
