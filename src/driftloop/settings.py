@@ -44,8 +44,8 @@ __all__ = [
     "PipelineSettings",
     "PolicySettings",
     "RegistrySettings",
-    "ScheduleSettings",
     "S3Settings",
+    "ScheduleSettings",
     "ServingSettings",
     "Settings",
     "SimulateSettings",
@@ -281,6 +281,7 @@ class ServingSettings(_Section):
     micro_batching: bool = True
     # Score with ONNX Runtime when the model exports and reproduces torch within 1e-5 (else torch).
     onnx: bool = True
+    shadow: bool = True  # score the staging version in shadow beside production (promotion evidence)
     batch_max_rows: int = Field(default=256, ge=1)
     batch_max_wait_ms: float = Field(default=0.0, ge=0)
 

@@ -253,3 +253,45 @@ def test_metrics_carry_the_latest_monitoring_gauges(tmp_path, monkeypatch) -> No
     metrics = TestClient(create_app(holder, monitor_gauges=gauges)).get("/metrics").text
     assert 'driftloop_monitor_drift_share{model="plant",version="1"} 0.25' in metrics
     assert "driftloop_requests_total" in metrics
+
+
+def test_the_staging_version_is_scored_in_shadow_and_captured_but_never_returned(served) -> None:
+    client, holder, capture = served
+    holder.install_shadow(plant_model(2, seed=5))
+    rows = plant_rows(5, seed=8)
+    body = client.post("/v1/predict", json={"instances": rows}).json()
+    assert body["model"]["version"] == 1  # production answers
+    assert all(set(p) == {"id", "score", "fallback", "label"} for p in body["predictions"])
+    expected_shadow = plant_model(2, seed=5).score(rows)
+    captured = [r for r in capture.records if r["kind"] == "prediction"]
+    assert [r["shadow_version"] for r in captured] == [2] * 5
+    assert [r["shadow_score"] for r in captured] == pytest.approx(list(expected_shadow), abs=1e-6)
+    assert [r["score"] for r in captured] == pytest.approx([p["score"] for p in body["predictions"]])
+    assert client.get("/v1/model").json()["shadow"]["version"] == 2
+
+
+def test_a_failing_shadow_costs_the_caller_nothing(served) -> None:
+    client, holder, capture = served
+    broken = plant_model(2)
+    broken.module = BrokenModule()
+    holder.install_shadow(broken)
+    response = client.post("/v1/predict", json={"instances": plant_rows(3)})
+    assert response.status_code == 200
+    assert not any(p["fallback"] for p in response.json()["predictions"])
+    assert all(r.get("shadow_version") is None for r in capture.records)
+    assert holder.shadow_failures >= 1
+
+
+def test_the_shadow_follower_tracks_staging_and_stops_when_it_goes() -> None:
+    from driftloop.serving.model import Follower
+
+    holder = ModelHolder()
+    holder.install(plant_model(1))
+    staged: list[int | None] = [2]
+    shadow = Follower(holder, lambda: staged[0], plant_model, interval_s=60, shadow=True)
+    assert shadow.check_once() is True
+    assert (holder.current.version, holder.shadow.version) == (1, 2)
+    staged[0] = None  # promoted or discarded: the staging alias is gone
+    shadow.check_once()
+    assert holder.shadow is None
+    assert holder.current.version == 1

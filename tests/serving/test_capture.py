@@ -472,6 +472,41 @@ def test_a_request_batch_lands_as_one_row_per_prediction(tmp_path: Path) -> None
         assert orjson.loads(row["inputs"]) == {"x": i}
         assert orjson.loads(row["outputs"]) == output
         assert (row["score"], row["model_version"], row["latency_ms"]) == (output["score"], 4, 2.5)
+        assert (row["shadow_version"], row["shadow_score"]) == (None, None)
+
+
+def test_shadow_scores_land_beside_the_production_score_and_old_objects_read_as_null(tmp_path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    store = open_store(str(tmp_path / "store"))
+    outputs = [{"id": f"p{i}", "score": 0.1 * i, "fallback": False} for i in range(3)]
+    batch = {"kind": "prediction_batch", "ts": "2026-03-01T12:00:00.000000+00:00", "model_name": "plant",
+             "model_version": 4, "latency_ms": 2.5, "fallback": False, "endpoint": "/v1/predict",
+             "inputs": [{"x": i} for i in range(3)], "outputs": outputs, "shadow_version": 5,
+             "shadow_scores": [0.7, 0.8, 0.9]}  # fmt: skip
+    with CaptureStore(store, tmp_path / "wal", settings()) as capture:
+        asyncio.run(capture.append_many_async([batch], trusted=True))
+    # An object written before the shadow columns existed (the previous schema) still reads back.
+    old_schema = pa.schema([f for f in PREDICTION_SCHEMA if not f.name.startswith("shadow_")])
+    old = pa.table({"prediction_id": ["old"], "ts": pa.array([0], pa.timestamp("us", tz="UTC")),
+                    "model_name": ["plant"], "model_version": [3], "inputs": ["{}"], "outputs": ["{}"],
+                    "score": [0.5], "latency_ms": [1.0], "fallback": [False], "endpoint": ["/v1/predict"]},
+                   schema=old_schema)  # fmt: skip
+    sink = pa.BufferOutputStream()
+    pq.write_table(old, sink)
+    store.write_bytes("captures/model=plant/date=1970-01-01/old.parquet", sink.getvalue().to_pybytes())
+    rows = {r["prediction_id"]: r for r in read_captures(store).to_pylist()}
+    assert [(rows[f"p{i}"]["shadow_version"], rows[f"p{i}"]["shadow_score"]) for i in range(3)] == [
+        (5, 0.7),
+        (5, 0.8),
+        (5, 0.9),
+    ]
+    assert (rows["old"]["shadow_version"], rows["old"]["shadow_score"], rows["old"]["score"]) == (
+        None,
+        None,
+        0.5,
+    )
 
 
 def test_refused_requests_are_captured_and_counted_in_their_window(tmp_path: Path) -> None:

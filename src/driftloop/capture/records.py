@@ -29,6 +29,7 @@ __all__ = [
     "FEEDBACK_SCHEMA",
     "PREDICTION_SCHEMA",
     "REJECTION_SCHEMA",
+    "conform",
     "decode",
     "encode",
     "expand",
@@ -49,6 +50,10 @@ PREDICTION_SCHEMA = pa.schema([
     pa.field("latency_ms", pa.float64(), nullable=False),
     pa.field("fallback", pa.bool_(), nullable=False),
     pa.field("endpoint", pa.string(), nullable=False),
+    # The staging version scored in shadow beside production (never returned to the caller); null when
+    # nothing was in shadow. Objects written before these columns existed read back as nulls.
+    pa.field("shadow_version", pa.int64()),
+    pa.field("shadow_score", pa.float64()),
 ])  # fmt: skip
 FEEDBACK_SCHEMA = pa.schema([
     pa.field("prediction_id", pa.string(), nullable=False),
@@ -89,7 +94,7 @@ def read_captures(
     else:
         raise ValueError(f"kind must be 'prediction', 'feedback' or 'rejection', not {kind!r}")
     tables = [
-        pq.read_table(pa.BufferReader(store.read_bytes(info.key)), schema=schema)
+        conform(pq.read_table(pa.BufferReader(store.read_bytes(info.key))), schema)
         for info in store.list(prefix)
         if info.key.endswith(".parquet")
     ]
@@ -97,6 +102,19 @@ def read_captures(
         return schema.empty_table()
     order = [("ts", "ascending")] + ([("prediction_id", "ascending")] if kind != "rejection" else [])
     return pa.concat_tables(tables).sort_by(order)
+
+
+def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """``table`` with ``schema``'s columns in order; nullable columns it lacks (an older object) are nulls."""
+    columns = []
+    for field in schema:
+        if field.name in table.column_names:
+            columns.append(table.column(field.name).cast(field.type))
+        elif field.nullable:
+            columns.append(pa.nulls(table.num_rows, field.type))
+        else:
+            raise ValueError(f"capture object lacks the required column {field.name!r}")
+    return pa.Table.from_arrays(columns, schema=schema)
 
 
 def segment_objects(data: bytes, stem: str) -> tuple[int, list[tuple[str, bytes]]]:
@@ -175,6 +193,8 @@ _FIELDS: dict[str, dict[str, tuple[Callable[[Any], bool], str]]] = {
         "latency_ms": (_real, "a number"),
         "fallback": (lambda v: type(v) is bool, "true or false"),
         "endpoint": (_text, "a non-empty string"),
+        "shadow_version": (lambda v: v is None or _count(v), "a non-negative integer or null"),
+        "shadow_score": (lambda v: v is None or _real(v), "a number or null"),
     },
     "feedback": {"prediction_id": (_text, "a non-empty string"), "label": (_real, "a number"),
                  "source": (_text, "a non-empty string")},
@@ -182,6 +202,9 @@ _FIELDS: dict[str, dict[str, tuple[Callable[[Any], bool], str]]] = {
                   "rows": (_count, "a non-negative integer"),
                   "errors": (lambda v: isinstance(v, list), "a list")},
 }  # fmt: skip
+
+
+_OPTIONAL = frozenset({"score", "shadow_version", "shadow_score"})  # may be left out: null
 
 
 def normalize(record: Mapping[str, Any]) -> dict[str, Any]:
@@ -198,7 +221,7 @@ def normalize(record: Mapping[str, Any]) -> dict[str, Any]:
         raise ValueError(f"capture record: unknown field {unknown[0]!r} for kind {kind!r}")
     out: dict[str, Any] = {"kind": kind, "ts": _utc_iso(record.get("ts"))}
     for name, (test, expected) in fields.items():
-        if name not in record and name != "score":
+        if name not in record and name not in _OPTIONAL:
             raise ValueError(f"capture record: field {name!r} is missing")
         value = out[name] = record.get(name)
         if not test(value):
@@ -255,10 +278,13 @@ def expand(record: dict[str, Any]) -> list[dict[str, Any]]:
     if record.get("kind") != "prediction_batch":
         return [record]
     shared = {k: record[k] for k in _BATCH_SHARED}
+    shared["shadow_version"] = record.get("shadow_version")
+    outputs = record["outputs"]
+    shadow = record.get("shadow_scores") or [None] * len(outputs)
     return [
         {"kind": "prediction", "prediction_id": output["id"], "inputs": inputs, "outputs": output,
-         "score": output.get("score"), **shared}
-        for inputs, output in zip(record["inputs"], record["outputs"], strict=True)
+         "score": output.get("score"), "shadow_score": shadow_score, **shared}
+        for inputs, output, shadow_score in zip(record["inputs"], outputs, shadow, strict=True)
     ]  # fmt: skip
 
 

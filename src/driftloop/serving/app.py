@@ -364,5 +364,8 @@ class _Service:
                 "model_version": answered.version, "latency_ms": latency_ms, "fallback": prediction.fallback,
                 "endpoint": endpoint, "inputs": rows, "outputs": out,
             }  # fmt: skip
+            if prediction.shadow is not None and prediction.shadow_scores is not None:
+                batch["shadow_version"] = prediction.shadow.version
+                batch["shadow_scores"] = prediction.shadow_scores.tolist()
             await self.capture.append_many_async([batch], trusted=True)
         return out, answered

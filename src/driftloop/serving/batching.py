@@ -18,10 +18,10 @@ from typing import TYPE_CHECKING, Any
 
 from starlette.concurrency import run_in_threadpool
 
-from driftloop.serving.model import Prediction
-
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
+
+    from driftloop.serving.model import Prediction
 
 __all__ = ["MicroBatcher"]
 
@@ -90,8 +90,7 @@ class MicroBatcher:
                 for item in live:
                     n = len(item.rows)
                     if not item.future.done():
-                        scores = prediction.scores[offset : offset + n]
-                        item.future.set_result(Prediction(scores, prediction.model, prediction.fallback))
+                        item.future.set_result(prediction.rows(offset, offset + n))
                     offset += n
         finally:
             self._drainer = None

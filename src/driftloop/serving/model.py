@@ -132,14 +132,24 @@ class Prediction:
     scores: np.ndarray
     model: LoadedModel
     fallback: bool
+    # The staging version's scores for the same rows, for the capture only (never returned to callers).
+    shadow: LoadedModel | None = None
+    shadow_scores: np.ndarray | None = None
+
+    def rows(self, start: int, stop: int) -> Prediction:
+        """The prediction for rows ``start:stop`` of the batch (micro-batching splits one call)."""
+        shadow = self.shadow_scores[start:stop] if self.shadow_scores is not None else None
+        return Prediction(self.scores[start:stop], self.model, self.fallback, self.shadow, shadow)
 
 
 @dataclass
 class ModelHolder:
-    """The current and previous production models, and the follower that swaps them."""
+    """The current and previous production models, the staging version in shadow, and their swaps."""
 
     current: LoadedModel | None = None
     previous: LoadedModel | None = None
+    shadow: LoadedModel | None = None  # scored beside current on every request, for the comparison
+    shadow_failures: int = 0
     last_error: str | None = None
     last_error_at: datetime | None = None
     swaps: int = 0
@@ -156,6 +166,12 @@ class ModelHolder:
             self.swaps += 1
         log.info("serving %s/%s", model.name, model.version)
 
+    def install_shadow(self, model: LoadedModel | None) -> None:
+        """Score ``model`` in shadow from now on (None: stop shadowing)."""
+        self.shadow = model
+        if model is not None:
+            log.info("scoring %s/%s in shadow", model.name, model.version)
+
     def record_failure(self, message: str) -> None:
         self.load_failures += 1
         self.last_error = message
@@ -168,7 +184,7 @@ class ModelHolder:
         if model is None:
             raise NoModelError("no model loaded yet (see GET /v1/model)")
         try:
-            return Prediction(model.score(rows), model, fallback=False)
+            scores = model.score(rows)
         except Exception as exc:  # any failure of the model itself: that is what the fallback is for
             if fallback is None:
                 raise NoModelError(
@@ -183,6 +199,20 @@ class ModelHolder:
                 raise NoModelError(
                     f"{model.name}/{model.version} and its fallback both failed: {second}"
                 ) from second
+        return self._with_shadow(Prediction(scores, model, fallback=False), rows)
+
+    def _with_shadow(self, prediction: Prediction, rows: Sequence[Mapping[str, Any]]) -> Prediction:
+        """Add the shadow version's scores; a failing shadow costs the caller nothing but is counted."""
+        shadow = self.shadow
+        if shadow is None or shadow.version == prediction.model.version:
+            return prediction
+        try:
+            shadow_scores = shadow.score(rows)
+        except Exception:  # the challenger failing is evidence against it, never an error for the caller
+            self.shadow_failures += 1
+            log.exception("shadow %s/%s failed to score", shadow.name, shadow.version)
+            return prediction
+        return Prediction(prediction.scores, prediction.model, False, shadow, shadow_scores)
 
     def describe(self) -> dict[str, Any]:
         def one(m: LoadedModel | None) -> dict[str, Any] | None:
@@ -196,19 +226,25 @@ class ModelHolder:
 
         return {
             "current": one(self.current), "fallback": one(self.previous), "swaps": self.swaps,
+            "shadow": one(self.shadow), "shadow_failures": self.shadow_failures,
             "load_failures": self.load_failures, "last_error": self.last_error,
             "last_error_at": self.last_error_at.isoformat() if self.last_error_at else None,
         }  # fmt: skip
 
 
 class Follower:
-    """Polls the registry alias and hot-swaps to the version it points at (in a background thread)."""
+    """Polls the registry alias and hot-swaps to the version it points at (in a background thread).
+
+    ``shadow``: follow into the holder's shadow slot instead (the staging alias); when the alias goes
+    away, shadowing stops.
+    """
 
     def __init__(
         self, holder: ModelHolder, resolve: Callable[[], int | None], load: Callable[[int], LoadedModel],
-        interval_s: float,
+        interval_s: float, *, shadow: bool = False,
     ) -> None:  # fmt: skip
         self._holder = holder
+        self._shadow = shadow
         self._resolve = resolve
         self._load = load
         self._interval = interval_s
@@ -224,7 +260,10 @@ class Follower:
         except DriftloopError as exc:
             self._holder.record_failure(f"cannot read the registry alias: {exc}")
             return False
-        current = self._holder.current
+        current = self._holder.shadow if self._shadow else self._holder.current
+        if wanted is None and self._shadow and current is not None:
+            self._holder.install_shadow(None)
+            return False
         if wanted is None or (current is not None and current.version == wanted) or wanted == self._failed:
             return False
         started = time.perf_counter()
@@ -235,7 +274,10 @@ class Follower:
             self._holder.record_failure(f"version {wanted} failed to load or warm up; still serving "
                                         f"{current.version if current else 'nothing'}: {exc}")  # fmt: skip
             return False
-        self._holder.install(model)
+        if self._shadow:
+            self._holder.install_shadow(model)
+        else:
+            self._holder.install(model)
         gc.freeze()  # the new model's objects join the long-lived ones the collector skips (see server)
         self._failed = None
         log.info("swapped to version %s in %.2fs", wanted, time.perf_counter() - started)

@@ -20,17 +20,20 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from driftloop.core.models import Stage
 from driftloop.errors import ConflictError, StorageUnavailableError
+from driftloop.registry.promotion import ALIASES
 from driftloop.serving.app import create_app
 from driftloop.serving.batching import MicroBatcher
 from driftloop.serving.model import Follower, ModelHolder, load_version
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Mapping, Sequence
+    from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 
     from fastapi import FastAPI
 
     from driftloop.capture import CaptureStore
+    from driftloop.core.models import ModelVersion
     from driftloop.settings import Settings
 
 __all__ = ["CONFIG_ENV", "app_from_env", "build_app", "wal_slot"]
@@ -76,6 +79,12 @@ def build_app(settings: Settings, *, slots: bool = False) -> FastAPI:
         holder, resolve, lambda version: load_version(settings, tracker, registry, name, version),
         cfg.poll_interval_s,
     )  # fmt: skip
+    staging = ALIASES[Stage.STAGING]
+    shadow = Follower(
+        holder, lambda: _version_of(registry.by_alias(name, staging)),
+        lambda version: load_version(settings, tracker, registry, name, version),
+        cfg.poll_interval_s, shadow=True,
+    ) if cfg.shadow else None  # fmt: skip
     sink = _LazyCapture(settings, slots) if settings.capture.enabled else None
     if sink is not None and not slots:
         sink.start()  # now, so that a WAL held by another process is a one-line error before binding
@@ -85,6 +94,8 @@ def build_app(settings: Settings, *, slots: bool = False) -> FastAPI:
         if sink is not None:
             sink.start()  # recovers and ships what a previous process left in the WAL
         follower.check_once()  # serve the current version from the first request on
+        if shadow is not None:
+            shadow.check_once()
         if holder.current is None:
             log.warning("no %s@%s to serve yet; /ready says 503 until one is promoted", name, alias)
         # Everything loaded so far (torch, MLflow, the model) lives as long as the process: keep it out
@@ -92,10 +103,14 @@ def build_app(settings: Settings, *, slots: bool = False) -> FastAPI:
         gc.collect()
         gc.freeze()
         follower.start()
+        if shadow is not None:
+            shadow.start()
         try:
             yield
         finally:
             follower.stop()
+            if shadow is not None:
+                shadow.stop()
             if sink is not None:
                 sink.close()
 
@@ -107,9 +122,25 @@ def build_app(settings: Settings, *, slots: bool = False) -> FastAPI:
     secret = cfg.webhook_secret.get_secret_value() if cfg.webhook_secret else None
     gauges = _MonitorGauges(settings, name)
     return create_app(
-        holder, capture=sink, max_rows=cfg.max_rows, batcher=batcher, on_registry_event=follower.wake,
-        webhook_secret=secret, monitor_gauges=gauges, lifespan=lifespan,
+        holder, capture=sink, max_rows=cfg.max_rows, batcher=batcher,
+        on_registry_event=_both(follower, shadow), webhook_secret=secret, monitor_gauges=gauges,
+        lifespan=lifespan,
     )  # fmt: skip
+
+
+def _version_of(found: ModelVersion | None) -> int | None:
+    return found.version if found is not None else None
+
+
+def _both(follower: Follower, shadow: Follower | None) -> Callable[[], None]:
+    """A registry event wakes both followers: promotions move production and staging together."""
+
+    def wake() -> None:
+        follower.wake()
+        if shadow is not None:
+            shadow.wake()
+
+    return wake
 
 
 class _MonitorGauges:
