@@ -20,6 +20,8 @@ __all__ = [
     "MonitorDecisionRow",
     "PipelineRunRow",
     "RegistryLockRow",
+    "SchedulerFireRow",
+    "SchedulerJobRow",
     "SimulationRow",
     "StepRunRow",
     "UTCDateTime",
@@ -183,3 +185,32 @@ class MonitorDecisionRow(Base):
     summary: Mapped[dict[str, Any]]
     report_uri: Mapped[str] = mapped_column(sa.Text)
     created_at: Mapped[dt.datetime]
+
+class SchedulerJobRow(Base):
+    """APScheduler's job store (``SQLAlchemyJobStore``): one pickled job per schedule.
+
+    The columns are exactly the ones APScheduler 3 declares, so it finds the table in place instead of
+    creating it outside the migrations (two schedulers starting at once would race on that CREATE).
+    """
+
+    __tablename__ = "scheduler_jobs"
+
+    id: Mapped[str] = mapped_column(sa.Unicode(191), primary_key=True)
+    next_run_time: Mapped[float | None] = mapped_column(sa.Float(25), index=True)
+    job_state: Mapped[bytes] = mapped_column(sa.LargeBinary)
+
+
+class SchedulerFireRow(Base):
+    """One claimed fire of a scheduled job: the unique (job, run time) is what stops a second run."""
+
+    __tablename__ = "scheduler_fires"
+    __table_args__ = (sa.UniqueConstraint("job_id", "run_time", name="uq_scheduler_fires_job_run_time"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    job_id: Mapped[str] = mapped_column(sa.String(191))
+    run_time: Mapped[dt.datetime]  # the scheduled instant, UTC to the microsecond
+    holder: Mapped[str] = mapped_column(sa.String(200))  # host:pid:random of the claiming scheduler
+    claimed_at: Mapped[dt.datetime]
+    finished_at: Mapped[dt.datetime | None]
+    outcome: Mapped[str | None] = mapped_column(sa.String(20))  # succeeded | failed | missed; None: running
+    error: Mapped[str | None] = mapped_column(sa.Text)
