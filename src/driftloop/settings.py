@@ -428,6 +428,7 @@ class ScheduleSettings(_Section):
     retrain_days: int = Field(default=14, ge=1)  # the recent raw window a retraining reads, in days
     # One incident, one retraining: no new trigger-started retraining this soon after the last.
     cooldown_minutes: float = Field(default=360.0, ge=0)
+    retrain_delay_hours: float = Field(default=0.0, ge=0)  # let labelled data of the new regime arrive
     gates_every_minutes: float = Field(default=5.0, gt=0)  # re-judge a candidate waiting on shadow
     # The demo's plant: append one simulated day of raw data and labels this often (0: off).
     plant_clock_minutes: float = Field(default=0.0, ge=0)

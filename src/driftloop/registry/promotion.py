@@ -147,6 +147,23 @@ class Promoter:
             name, previous, Stage.ARCHIVED, Stage.PRODUCTION, (), replaced=champion.version
         )
 
+    def withdraw(self, name: str, version: int, *, actor: str, reasons: Sequence[str]) -> bool:
+        """A staging candidate that failed a later gate goes back to None (recorded); the champion stays.
+
+        False when ``version`` no longer holds Staging (nothing to withdraw).
+        """
+        with self.audit.locked(name) as locked:
+            current = self._registry.get(name, version)
+            if current.stage != Stage.STAGING:
+                return False
+            self._registry.delete_alias(name, ALIASES[Stage.STAGING])
+            self._registry.set_tags(name, version, {STAGE_TAG: Stage.NONE.value})
+            locked.record(
+                version=version, action="demote", from_stage=Stage.STAGING, to_stage=Stage.NONE,
+                outcome="done", actor=actor, comment="", reasons=list(reasons),
+            )  # fmt: skip
+        return True
+
     def history(self, name: str, version: int | None = None) -> list[Transition]:
         return self.audit.history(name, version=version)
 
@@ -201,6 +218,9 @@ class Promoter:
                 reasons.append(f"no {needed} evidence")
             elif found.blocking:
                 reasons.append(f"{needed} failed: {found.detail}")
+        # Evidence beyond what the policy requires still counts against a promotion when it fails.
+        reasons += [f"{e.name} failed: {e.detail}" for e in evidence
+                    if e.name not in self._policy.production_evidence and e.blocking]  # fmt: skip
         return reasons
 
     def _approval_reasons(self, name: str, version: int, to: Stage) -> list[str]:

@@ -3,6 +3,7 @@
 from driftloop.storage.metadata.database import Database, open_metadata
 from driftloop.storage.metadata.tables import (
     Base,
+    GuardRow,
     ModelApprovalRow,
     ModelTransitionRow,
     MonitorDecisionRow,
@@ -10,11 +11,13 @@ from driftloop.storage.metadata.tables import (
     RegistryLockRow,
     SimulationRow,
     StepRunRow,
+    TriggerRow,
 )
 
 __all__ = [
     "Base",
     "Database",
+    "GuardRow",
     "ModelApprovalRow",
     "ModelTransitionRow",
     "MonitorDecisionRow",
@@ -22,5 +25,6 @@ __all__ = [
     "RegistryLockRow",
     "SimulationRow",
     "StepRunRow",
+    "TriggerRow",
     "open_metadata",
 ]

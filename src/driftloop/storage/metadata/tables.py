@@ -14,6 +14,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 __all__ = [
     "Base",
+    "GuardRow",
     "JSONType",
     "ModelApprovalRow",
     "ModelTransitionRow",
@@ -24,6 +25,7 @@ __all__ = [
     "SchedulerJobRow",
     "SimulationRow",
     "StepRunRow",
+    "TriggerRow",
     "UTCDateTime",
 ]
 
@@ -186,6 +188,7 @@ class MonitorDecisionRow(Base):
     report_uri: Mapped[str] = mapped_column(sa.Text)
     created_at: Mapped[dt.datetime]
 
+
 class SchedulerJobRow(Base):
     """APScheduler's job store (``SQLAlchemyJobStore``): one pickled job per schedule.
 
@@ -214,3 +217,45 @@ class SchedulerFireRow(Base):
     finished_at: Mapped[dt.datetime | None]
     outcome: Mapped[str | None] = mapped_column(sa.String(20))  # succeeded | failed | missed; None: running
     error: Mapped[str | None] = mapped_column(sa.Text)
+
+
+class TriggerRow(Base):
+    """One trigger of the closed loop (drift, decay, schedule, manual) and what it led to."""
+
+    __tablename__ = "loop_triggers"
+    __table_args__ = (sa.Index("ix_loop_triggers_model_created", "model", "created_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    model: Mapped[str] = mapped_column(sa.String(200))
+    kind: Mapped[str] = mapped_column(sa.String(20))  # drift | decay | schedule | manual
+    reason: Mapped[str] = mapped_column(sa.Text)
+    mode: Mapped[str] = mapped_column(sa.String(20))  # automated | manual
+    decision_id: Mapped[int | None]  # the monitor decision that fired it
+    # notified | suppressed | training | shadow | promoted | kept | failed
+    state: Mapped[str] = mapped_column(sa.String(20))
+    pipeline_run: Mapped[str | None] = mapped_column(sa.String(64))
+    candidate_version: Mapped[int | None]
+    shadow_since: Mapped[dt.datetime | None]
+    detail: Mapped[dict[str, Any]]
+    created_at: Mapped[dt.datetime]
+    updated_at: Mapped[dt.datetime]
+
+
+class GuardRow(Base):
+    """The rollback guard over a freshly promoted version."""
+
+    __tablename__ = "loop_guards"
+    __table_args__ = (sa.Index("ix_loop_guards_model_state", "model", "state"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    model: Mapped[str] = mapped_column(sa.String(200))
+    version: Mapped[int]
+    previous_version: Mapped[int | None]
+    trigger_id: Mapped[int | None]
+    baseline: Mapped[float]  # the version's offline ROC AUC
+    threshold: Mapped[float]
+    state: Mapped[str] = mapped_column(sa.String(20))  # watching | passed | rolled-back
+    verdict: Mapped[dict[str, Any]]
+    started_at: Mapped[dt.datetime]
+    until: Mapped[dt.datetime]
+    updated_at: Mapped[dt.datetime]

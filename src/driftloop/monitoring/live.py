@@ -1,0 +1,223 @@
+"""Live evidence from captured traffic: the shadow comparison, the rollback guard, live performance.
+
+All three join the captured predictions of a time range with the labels known for them (``/v1/feedback``
+and the delayed label files, :func:`~driftloop.monitoring.window.read_labels`) and score them with the
+training metrics, so "live ROC AUC" means the same thing as the evaluation's ROC AUC.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from driftloop.capture.records import PREDICTION_SCHEMA, conform
+from driftloop.core.promotion import CheckResult
+from driftloop.monitoring.window import read_labels
+from driftloop.training import metrics as m
+
+if TYPE_CHECKING:
+    from driftloop.settings import Settings
+    from driftloop.storage import ObjectStore
+
+__all__ = [
+    "SHADOW_EVIDENCE", "GuardVerdict", "LiveScores", "guard_verdict", "live_scores", "shadow_comparison",
+]  # fmt: skip
+
+SHADOW_EVIDENCE = "shadow_comparison"
+_TS = pa.timestamp("us", tz="UTC")
+
+
+@dataclass(frozen=True)
+class LiveScores:
+    """Captured predictions of a range, with their labels where known (NaN where not)."""
+
+    model_version: np.ndarray  # int64: the version that answered
+    score: np.ndarray
+    fallback: np.ndarray  # bool
+    shadow_version: np.ndarray  # int64, -1 where nothing was in shadow
+    shadow_score: np.ndarray
+    label: np.ndarray  # float64, NaN: not labelled (yet)
+
+    @property
+    def rows(self) -> int:
+        return len(self.score)
+
+    def select(self, mask: np.ndarray) -> LiveScores:
+        return LiveScores(
+            self.model_version[mask], self.score[mask], self.fallback[mask], self.shadow_version[mask],
+            self.shadow_score[mask], self.label[mask],
+        )  # fmt: skip
+
+    def labelled(self) -> LiveScores:
+        return self.select(~np.isnan(self.label))
+
+    def metrics(self, threshold: float, *, shadow: bool = False) -> dict[str, Any]:
+        """The classification metrics of the (shadow) scores against the labels (labelled rows only)."""
+        done = self.labelled()
+        scores = done.shadow_score if shadow else done.score
+        return m.classification_metrics(done.label, scores, threshold)
+
+
+def live_scores(settings: Settings, store: ObjectStore, start: datetime, end: datetime) -> LiveScores:
+    """Predictions of ``registry.model_name`` captured in ``[start, end)``, joined with their labels.
+
+    Reads the date partitions that overlap the range; each object is small next to a monitoring window
+    (this serves the gates and the guard, which look at hours of traffic), so it is read whole.
+    """
+    start, end = _utc(start), _utc(end)
+    name, data = settings.registry.model_name, settings.data
+    id_column = next((c.name for c in data.columns if c.role == "id"), None)
+    tables = []
+    for day in _days(start, end):
+        for info in store.list(f"captures/model={name}/date={day}/"):
+            if not info.key.endswith(".parquet"):
+                continue
+            table = conform(pq.read_table(pa.BufferReader(store.read_bytes(info.key))), PREDICTION_SCHEMA)
+            ts = table.column("ts")
+            mask = pc.and_(pc.greater_equal(ts, pa.scalar(start, _TS)), pc.less(ts, pa.scalar(end, _TS)))
+            tables.append(table.filter(pc.fill_null(mask, False)))
+    table = pa.concat_tables(tables) if tables else PREDICTION_SCHEMA.empty_table()
+    labels: dict[str, float] = {}
+    if end > start:
+        labels = read_labels(store, start, end, dataset=data.dataset, id_column=id_column or "record_id",
+                             target=data.target)  # fmt: skip
+    ids = table.column("prediction_id").to_pylist()
+    record_ids = (
+        _record_ids(table.column("inputs").to_pylist(), id_column) if id_column else [None] * len(ids)
+    )
+    label = np.array(
+        [_lookup(labels, pid, rid) for pid, rid in zip(ids, record_ids, strict=True)], np.float64
+    )
+    return LiveScores(
+        model_version=_ints(table.column("model_version")),
+        score=_floats(table.column("score")),
+        fallback=pc.fill_null(table.column("fallback"), False).to_numpy(zero_copy_only=False).astype(bool),
+        shadow_version=_ints(table.column("shadow_version")),
+        shadow_score=_floats(table.column("shadow_score")),
+        label=label,
+    )
+
+
+def shadow_comparison(
+    settings: Settings, store: ObjectStore, *, challenger: int, champion: int, threshold: float,
+    since: datetime, now: datetime | None = None,
+) -> CheckResult:  # fmt: skip
+    """The challenger's shadow scores vs the champion's live scores on the same labelled requests.
+
+    Only requests the champion answered itself (not a fallback) while the challenger was in shadow
+    count. Fewer than ``policy.shadow_min_labels`` of them labelled: not passed, with
+    ``evidence["pending"]`` true (wait for labels, then judge again).
+    """
+    policy = settings.policy
+    now = now or datetime.now(UTC)
+    live = live_scores(settings, store, since, now)
+    shadowed = (live.shadow_version == challenger) & (live.model_version == champion) & ~live.fallback
+    both = live.select(shadowed)
+    done = both.labelled()
+    base: dict[str, Any] = {
+        "champion_version": champion, "challenger_version": challenger, "metric": "roc_auc",
+        "margin": policy.comparison_margin, "since": _utc(since).isoformat(), "until": now.isoformat(),
+        "shadow_requests": both.rows, "labelled": done.rows, "pending": False,
+    }  # fmt: skip
+    if done.rows < policy.shadow_min_labels:
+        detail = f"{done.rows} of {policy.shadow_min_labels} labelled shadow predictions so far"
+        return CheckResult(SHADOW_EVIDENCE, False, detail, base | {"pending": True})
+    new = done.metrics(threshold, shadow=True)["roc_auc"]
+    old = done.metrics(threshold)["roc_auc"]
+    evidence = base | {"challenger": round(new, 6), "champion": round(old, 6)}
+    if not (math.isfinite(new) and math.isfinite(old)):
+        return CheckResult(SHADOW_EVIDENCE, False, "roc_auc is undefined on the shadow traffic", evidence)
+    passed = new >= old - policy.comparison_margin
+    verdict = "matches or beats" if passed else "is worse than"
+    detail = (f"in shadow on {done.rows:,} labelled live requests, v{challenger} roc_auc {new:.4f} {verdict} "
+              f"v{champion} {old:.4f} (margin {policy.comparison_margin})")  # fmt: skip
+    return CheckResult(SHADOW_EVIDENCE, passed, detail, evidence)
+
+
+@dataclass(frozen=True)
+class GuardVerdict:
+    """What the rollback guard saw for a freshly promoted version, and whether to roll back."""
+
+    rollback: bool
+    reasons: tuple[str, ...]
+    requests: int
+    error_rate: float
+    labelled: int
+    metric: float | None  # live ROC AUC, when enough labels
+
+    def to_json(self) -> dict[str, Any]:
+        return {"rollback": self.rollback, "reasons": list(self.reasons), "requests": self.requests,
+                "error_rate": self.error_rate, "labelled": self.labelled, "roc_auc": self.metric}  # fmt: skip
+
+
+def guard_verdict(
+    settings: Settings, store: ObjectStore, *, version: int, baseline: float, threshold: float,
+    since: datetime, now: datetime | None = None,
+) -> GuardVerdict:  # fmt: skip
+    """Judge ``version`` on its live traffic since its promotion.
+
+    Error rate: the share of requests since ``since`` answered by the fallback because ``version``
+    raised (the capture records the answering version and the fallback flag). Decay: over at least
+    ``policy.guard_min_labels`` labelled predictions it answered, its live ROC AUC below ``baseline``
+    (what the replaced version achieved live, or the new one's offline evaluation) minus
+    ``policy.guard_margin``.
+    """
+    policy = settings.policy
+    live = live_scores(settings, store, since, now or datetime.now(UTC))
+    reasons = []
+    error_rate = float(live.fallback.mean()) if live.rows else 0.0
+    if live.rows and error_rate > policy.guard_max_error_rate:
+        reasons.append(f"error rate {error_rate:.1%} over {live.rows:,} requests exceeds "
+                       f"{policy.guard_max_error_rate:.1%}")  # fmt: skip
+    own = live.select((live.model_version == version) & ~live.fallback).labelled()
+    metric = None
+    if own.rows >= policy.guard_min_labels:
+        metric = float(own.metrics(threshold)["roc_auc"])
+        if math.isfinite(metric) and metric < baseline - policy.guard_margin:
+            reasons.append(f"live roc_auc {metric:.4f} over {own.rows:,} labelled requests is below the "
+                           f"baseline {baseline:.4f} minus {policy.guard_margin}")  # fmt: skip
+    return GuardVerdict(bool(reasons), tuple(reasons), live.rows, error_rate, own.rows, metric)
+
+
+def _lookup(labels: dict[str, float], prediction_id: str, record_id: str | None) -> float:
+    """Feedback by prediction id first, then the delayed label file's row by its record id."""
+    found = labels.get(prediction_id)
+    if found is None and record_id is not None:
+        found = labels.get(record_id)
+    return math.nan if found is None else found
+
+
+def _record_ids(texts: list[str | None], id_column: str) -> list[str | None]:
+    out: list[str | None] = []
+    for text in texts:
+        try:
+            value = orjson.loads(text).get(id_column) if text else None
+        except (orjson.JSONDecodeError, AttributeError):
+            value = None
+        out.append(value if isinstance(value, str) else None)
+    return out
+
+
+def _ints(column: pa.ChunkedArray) -> np.ndarray:
+    return np.asarray(pc.fill_null(column, -1).to_numpy(zero_copy_only=False), dtype=np.int64)
+
+
+def _floats(column: pa.ChunkedArray) -> np.ndarray:
+    return np.asarray(column.to_numpy(zero_copy_only=False), dtype=np.float64)  # nulls become NaN
+
+
+def _days(start: datetime, end: datetime) -> list[str]:
+    first, last = start.date(), max(end, start).date()
+    return [(first + timedelta(days=i)).isoformat() for i in range((last - first).days + 1)]
+
+
+def _utc(moment: datetime) -> datetime:
+    return moment.replace(tzinfo=moment.tzinfo or UTC).astimezone(UTC)
