@@ -24,6 +24,7 @@ from driftloop.cli import models as models_cli
 from driftloop.cli import monitor as monitor_cli
 from driftloop.cli import pipeline as pipeline_cli
 from driftloop.cli import promote as promote_cli
+from driftloop.cli import scheduler as scheduler_cli
 from driftloop.cli import serve as serve_cli
 from driftloop.cli import simulate as simulate_cli
 from driftloop.cli import train as train_cli
@@ -55,6 +56,8 @@ app.command("approve")(promote_cli.approve)
 app.command("rollback")(promote_cli.rollback)
 app.command("lineage")(promote_cli.lineage)
 app.command("serve")(serve_cli.serve)
+app.command("scheduler")(scheduler_cli.scheduler)
+app.add_typer(scheduler_cli.schedule_app, name="schedule")
 
 
 def _version(value: bool) -> None:

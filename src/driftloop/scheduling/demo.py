@@ -1,0 +1,405 @@
+"""``driftloop demo``: the whole closed loop on simulated time, with no human in it.
+
+The plant is simulated up front into ``<home>/plant/`` (its future, hidden from everything else); a
+*plant clock* releases one simulated day at a time into the live store — raw readings in the morning,
+failure labels in the evening — exactly as the plant would deliver them. Real components do the rest:
+the training pipeline (a subprocess per step) makes v1, the promotion gates put it in production,
+``driftloop serve`` runs as a separate process and answers real HTTP traffic from the plant, every call
+is captured, a monitoring pass closes each day and the :class:`~driftloop.scheduling.loop.Loop` acts on
+its decision: trigger → retraining → compliance checks → offline comparison → shadow on live traffic →
+promotion → hot swap → rollback guard. The demo is its own scheduler here, on the simulated clock; the
+scheduler (``driftloop scheduler``) runs the same loop on wall time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import http.client
+import io
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from datetime import time as dtime
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import orjson
+
+from driftloop.core.models import Stage
+from driftloop.errors import DriftloopError, UsageError
+from driftloop.monitoring.live import live_scores
+from driftloop.pipeline.executors import executor_for
+from driftloop.pipeline.params import RunParams
+from driftloop.pipeline.promotion import promote
+from driftloop.pipeline.runner import Runner
+from driftloop.pipeline.training import training_pipeline
+from driftloop.registry.promotion import ALIASES
+from driftloop.scheduling.demo_report import write_report
+from driftloop.scheduling.loop import ACTOR, Loop, LoopEvent
+from driftloop.settings import load_settings
+from driftloop.simulate import SimulationRequest, parse_drift, simulate
+from driftloop.storage import open_store, store_for
+from driftloop.storage.metadata import open_metadata
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from pathlib import Path
+
+    from driftloop.settings import Settings
+    from driftloop.storage import ObjectStore
+    from driftloop.storage.metadata import Database
+
+__all__ = ["DayRow", "DemoPlan", "DemoResult", "run_demo"]
+
+MARKER = ".driftloop-demo"  # a home holding this was made by the demo and may be reset by it
+NUMERIC = ("air_temperature_k", "process_temperature_k", "rotational_speed_rpm", "torque_nm", "tool_wear_min")
+
+
+@dataclass(frozen=True)
+class DemoPlan:
+    """The simulated story. Defaults take about two minutes on a 2-core machine."""
+
+    start: date = date(2026, 1, 1)
+    history_days: int = 8  # before the service starts: v1 is trained on these
+    live_days: int = 10  # served, monitored, retrained
+    onset_day: int = 3  # the live day drift begins (sensor offset + concept change)
+    rows_per_day: int = 2500
+    requests_per_day: int = 60  # HTTP requests a day, each of ``rows_per_request`` plant rows
+    rows_per_request: int = 10
+    machines: int = 20
+    seed: int = 7
+    max_epochs: int = 25
+
+    def day(self, k: int) -> date:
+        """Live day ``k`` (1-based) as a date."""
+        return self.start + timedelta(days=self.history_days + k - 1)
+
+    def environment(self, home: Path) -> dict[str, str]:
+        """The configuration the demo runs under (as environment, so every subprocess shares it)."""
+        return {
+            "DRIFTLOOP_HOME": str(home),
+            "DRIFTLOOP_POLICY__REQUIRE_APPROVAL_FOR": "[]",  # the loop closes without a human
+            "DRIFTLOOP_POLICY__ADVISORY_CHECKS": '["reproducibility"]',  # any checkout, dirty or not
+            "DRIFTLOOP_POLICY__COMPARISON_DAYS": "3",
+            "DRIFTLOOP_POLICY__COMPARISON_MIN_ROWS": "300",
+            "DRIFTLOOP_POLICY__SHADOW_MIN_LABELS": str(
+                min(200, self.requests_per_day * self.rows_per_request // 2)
+            ),
+            "DRIFTLOOP_POLICY__GUARD_HOURS": "48",
+            "DRIFTLOOP_POLICY__GUARD_MIN_LABELS": "200",
+            "DRIFTLOOP_SCHEDULE__RETRAIN_DAYS": "8",
+            "DRIFTLOOP_SCHEDULE__RETRAIN_DELAY_HOURS": "48",  # days of the new regime, labelled
+            "DRIFTLOOP_SCHEDULE__COOLDOWN_MINUTES": str(14 * 24 * 60),  # one incident, one retraining
+            "DRIFTLOOP_SERVING__POLL_INTERVAL_S": "0.5",
+            "DRIFTLOOP_TRAINING__MAX_EPOCHS": str(self.max_epochs),
+            "DRIFTLOOP_CAPTURE__SEGMENT_MAX_AGE_S": "0.5",
+        }
+
+
+@dataclass
+class DayRow:
+    """One line of the timeline."""
+
+    day: date
+    version: int | None
+    requests: int
+    roc_auc: float | None
+    f1: float | None
+    decision: str
+    events: list[str] = field(default_factory=list)
+
+
+@dataclass
+class DemoResult:
+    rows: list[DayRow]
+    events: list[tuple[date, LoopEvent]]
+    onset: date
+    detected: date | None
+    promoted: date | None
+    final_version: int | None
+    report: str
+    seconds: float
+
+
+def run_demo(
+    home: Path, plan: DemoPlan | None = None, *, say: Callable[[str], None] = print,
+    on_day: Callable[[DayRow], None] | None = None,
+) -> DemoResult:  # fmt: skip
+    """Run the story under ``home`` (reset first when the demo made it; refused when it holds other
+    data) and return the timeline. Raises :class:`DriftloopError` when a component fails."""
+    plan = plan or DemoPlan()
+    started = time.perf_counter()
+    _reset(home)
+    os.environ.update(plan.environment(home))
+    settings = load_settings(None)
+    live, plant = store_for(settings), open_store(str(home / "plant"))
+    onset = plan.day(plan.onset_day)
+    say(
+        f"simulating {plan.history_days + plan.live_days} days of the plant ({plan.machines} machines, "
+        f"{plan.rows_per_day:,} processes a day); drift from {onset}: sensor offset + concept change"
+    )
+    _simulate(plant, plan, onset)
+    for k in range(plan.history_days):
+        _release(plant, live, plan.start + timedelta(days=k), labels=True)
+    db = open_metadata(settings.database_url)
+    story = _Story(settings, db, plan, plant, live)
+    try:
+        say("v1: pipeline on the history (ingest → validate → transform → features → train → evaluate → "
+            "register), then the gates: None → Staging → Production")  # fmt: skip
+        first = _first_version(story.loop, settings, plan)
+        say(f"serving {settings.registry.model_name}/{first} through `driftloop serve` (real HTTP)")
+        with _Service(home) as service:
+            rows = []
+            for k in range(1, plan.live_days + 1):
+                rows.append(story.live_day(service, k, say))
+                if on_day is not None:
+                    on_day(rows[-1])
+    finally:
+        db.dispose()
+    events = story.events
+    detected = next((d for d, e in events if e.kind == "trigger"), None)
+    promoted = next((d for d, e in events if e.kind == "promoted"), None)
+    champion = story.loop.registry.by_alias(settings.registry.model_name, ALIASES[Stage.PRODUCTION])
+    result = DemoResult(rows, events, onset, detected, promoted, champion.version if champion else None, "",
+                        time.perf_counter() - started)  # fmt: skip
+    result.report = write_report(live, result)
+    return result
+
+
+class _Story:
+    """The simulated days: the plant clock, the traffic, the nightly monitoring pass and the loop."""
+
+    def __init__(
+        self, settings: Settings, db: Database, plan: DemoPlan, plant: ObjectStore, live: ObjectStore
+    ) -> None:
+        self.plan, self.plant, self.live = plan, plant, live
+        self.now = datetime.combine(plan.day(1), dtime(), tzinfo=UTC)
+        self.events: list[tuple[date, LoopEvent]] = []
+        self.loop = Loop(settings, db, clock=lambda: self.now, on_event=self._record)
+
+    def _record(self, event: LoopEvent) -> None:
+        self.events.append((self.now.date() - timedelta(days=1), event))  # the night after that day
+
+    def live_day(self, service: _Service, k: int, say: Callable[[str], None]) -> DayRow:
+        """Live day ``k``: readings arrive, the plant calls the service, labels arrive in the evening,
+        then the night: a monitoring pass over the day's traffic and the loop's next moves."""
+        plan, loop, day = self.plan, self.loop, self.plan.day(k)
+        seen = len(self.events)
+        _release(self.plant, self.live, day, labels=False)
+        started = datetime.now(UTC)
+        predicted = service.predict(_plant_rows(self.plant, day, plan), plan.rows_per_request)
+        _release(self.plant, self.live, day, labels=True)
+        labels = _labels(self.plant, day)
+        service.feedback([{"prediction_id": pid, "label": labels[rid]} for rid, pid in predicted.items()
+                          if rid in labels])  # fmt: skip
+        service.flush()
+        ended = datetime.now(UTC) + timedelta(milliseconds=1)
+        self.now = datetime.combine(day + timedelta(days=1), dtime(), tzinfo=UTC)
+        decision = "-"
+        try:
+            decision = loop.monitor(start=started, end=ended, as_of=self.now, end_day=day).assessment.decision
+        except DriftloopError as exc:
+            say(f"{day}: monitoring pass failed: {exc}")
+        loop.advance(as_of=self.now, end_day=day)
+        scores = live_scores(loop.settings, self.live, started, ended)
+        answered = scores.model_version[scores.model_version >= 0]
+        metrics = scores.metrics(service.threshold) if scores.labelled().rows else {}
+        service.await_version(loop)
+        return DayRow(day, int(np.bincount(answered).argmax()) if len(answered) else None, len(predicted),
+                      _finite(metrics.get("roc_auc")), _finite(metrics.get("f1")), decision,
+                      [e.message for _, e in self.events[seen:]])  # fmt: skip
+
+
+def _reset(home: Path) -> None:
+    if home.exists() and any(home.iterdir()) and not (home / MARKER).exists():
+        raise UsageError(f"{home} holds data the demo did not make; run the demo with --home OTHER_DIR")
+    shutil.rmtree(home, ignore_errors=True)
+    home.mkdir(parents=True)
+    (home / MARKER).write_text("made by `driftloop demo`; the next demo run resets this directory\n")
+
+
+def _simulate(plant: ObjectStore, plan: DemoPlan, onset: date) -> None:
+    drifts = (
+        f"sensor-offset:start={onset},severity=3,sensor=air_temperature_k",
+        f"concept:start={onset},severity=0.7",
+    )
+    request = SimulationRequest(
+        dataset="plant", start=plan.start, days=plan.history_days + plan.live_days,
+        rows_per_day=plan.rows_per_day, machines=plan.machines, seed=plan.seed, label_delay=timedelta(0),
+        drifts=tuple(parse_drift(text, default_start=onset) for text in drifts),
+    )  # fmt: skip
+    simulate(request, plant)
+
+
+def _release(plant: ObjectStore, live: ObjectStore, day: date, *, labels: bool) -> None:
+    """The plant clock: one day's raw readings (and, in the evening, its labels) reach the live store."""
+    kinds = ("raw", "labels") if labels else ("raw",)
+    for kind in kinds:
+        for info in plant.list(f"{kind}/plant/date={day}/"):
+            live.write_bytes(info.key, plant.read_bytes(info.key))
+
+
+def _first_version(loop: Loop, settings: Settings, plan: DemoPlan) -> int:
+    runner = Runner(settings, loop.db, store_for(settings), training_pipeline(), executor_for(settings))
+    end = plan.start + timedelta(days=plan.history_days - 1)
+    view = runner.run(
+        RunParams(dataset="plant", start=plan.start, end=end, as_of=loop.clock()), trigger="demo"
+    )
+    version = int(str(view.step("register").summary["model"]).rsplit("/", 1)[1])
+    name = settings.registry.model_name
+    for stage in (Stage.STAGING, Stage.PRODUCTION):  # with the evidence each stage asks for
+        promote(loop.promoter, settings, loop.tracker, loop.registry, name=name, version=version, to=stage,
+                actor=ACTOR, comment="demo: the first model")  # fmt: skip
+    return version
+
+
+def _plant_rows(plant: ObjectStore, day: date, plan: DemoPlan) -> list[dict[str, Any]]:
+    """A sample of the day's processes, as a client would send them (numbers as numbers)."""
+    rows = [row for info in plant.list(f"raw/plant/date={day}/") for row in _csv(plant, info.key)]
+    rng = np.random.default_rng(plan.seed + day.toordinal())
+    wanted = min(len(rows), plan.requests_per_day * plan.rows_per_request)
+    return [_as_client_sends(rows[i]) for i in np.sort(rng.choice(len(rows), wanted, replace=False))]
+
+
+def _csv(store: ObjectStore, key: str) -> list[dict[str, str]]:
+    return list(csv.DictReader(io.StringIO(store.read_bytes(key).decode())))
+
+
+def _as_client_sends(row: dict[str, str]) -> dict[str, Any]:
+    out: dict[str, Any] = dict(row)
+    for name in NUMERIC:
+        text = row.get(name)
+        with contextlib.suppress(ValueError):  # the plant's corrupt readings stay text: a 422 names them
+            out[name] = float(text) if text else None
+    return out
+
+
+def _labels(plant: ObjectStore, day: date) -> dict[str, int]:
+    return {row["record_id"]: int(row["machine_failure"])
+            for info in plant.list(f"labels/plant/date={day}/") for row in _csv(plant, info.key)}  # fmt: skip
+
+
+def _finite(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) and np.isfinite(value) else None
+
+
+class _Service:
+    """``driftloop serve`` as a child process on a free port, and a keep-alive HTTP client to it."""
+
+    def __init__(self, home: Path) -> None:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.log = home / "serve.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.threshold = 0.5
+        self.version: int | None = None
+
+    def __enter__(self) -> _Service:
+        with self.log.open("wb") as fh:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "driftloop", "serve", "--port", str(self.port)],
+                stdout=fh, stderr=subprocess.STDOUT, start_new_session=True,
+            )  # fmt: skip
+        self._conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
+        deadline = time.monotonic() + 120
+        while True:
+            if self.proc.poll() is not None:
+                raise DriftloopError(f"`driftloop serve` exited ({self.proc.returncode}); see {self.log}")
+            try:
+                status, body = self._call("GET", "/ready")
+                if status == 200:
+                    self.version = body["model"]["version"]
+                    break
+            except OSError:
+                self._conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
+            if time.monotonic() > deadline:
+                raise DriftloopError(f"`driftloop serve` was not ready within 120 s; see {self.log}")
+            time.sleep(0.2)
+        self._refresh_threshold()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)  # graceful: the capture WAL is shipped first
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+
+    def _call(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+        status, data = self._raw(method, path, orjson.dumps(body) if body is not None else None)
+        return status, orjson.loads(data or b"null")
+
+    def _raw(self, method: str, path: str, payload: bytes | None = None) -> tuple[int, bytes]:
+        """One request on the kept-alive connection; a connection the server closed while idle (its
+        keep-alive timeout, during a long monitoring pass) is reopened and the request sent once more —
+        it never reached the server, so nothing is sent twice."""
+        for attempt in (1, 2):
+            try:
+                self._conn.request(method, path, payload, {"content-type": "application/json"})
+                response = self._conn.getresponse()
+                return response.status, response.read()
+            except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
+                self._conn.close()
+                self._conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    def predict(self, rows: list[dict[str, Any]], per_request: int) -> dict[str, str]:
+        """Send ``rows`` in requests of ``per_request``; record id → prediction id for the 200s (rows
+        the plant corrupted are refused with a 422 and captured as such)."""
+        predicted: dict[str, str] = {}
+        for i in range(0, len(rows), per_request):
+            batch = rows[i : i + per_request]
+            status, body = self._call("POST", "/v1/predict", {"instances": batch})
+            if status == 422:  # one bad row refuses its request: send the good ones alone
+                good = [r for r in batch if all(isinstance(r.get(n), float) for n in NUMERIC)]
+                status, body = self._call("POST", "/v1/predict", {"instances": good}) if good else (204, None)
+                batch = good
+            if status >= 500:
+                raise DriftloopError(f"the service failed a request ({status}): {body}; see {self.log}")
+            if status == 200:
+                for row, item in zip(batch, body["predictions"], strict=True):
+                    predicted[str(row["record_id"])] = item["id"]
+        return predicted
+
+    def feedback(self, labels: list[dict[str, Any]]) -> None:
+        if labels:
+            status, body = self._call("POST", "/v1/feedback", {"labels": labels})
+            if status != 200:
+                raise DriftloopError(f"feedback refused ({status}): {body}")
+
+    def flush(self) -> None:
+        """Wait until the service's captures have reached the object store (its WAL ships in segments)."""
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            status, text = self._raw("GET", "/metrics")
+            if status == 200 and b"driftloop_capture_pending_bytes 0.0" in text:
+                return
+            time.sleep(0.1)
+
+    def await_version(self, loop: Loop) -> None:
+        """After a promotion or rollback, wait (bounded) until the service has hot-swapped."""
+        wanted = loop.registry.by_alias(loop.name, ALIASES[Stage.PRODUCTION])
+        deadline = time.monotonic() + 60
+        while wanted is not None and self.version != wanted.version and time.monotonic() < deadline:
+            status, body = self._call("GET", "/ready")
+            if status == 200:
+                self.version = body["model"]["version"]
+            time.sleep(0.1)
+        self._refresh_threshold()
+
+    def _refresh_threshold(self) -> None:
+        status, body = self._call("GET", "/v1/model")
+        if status == 200 and body.get("current") and body["current"].get("threshold") is not None:
+            self.threshold = float(body["current"]["threshold"])
