@@ -10,7 +10,7 @@ import sys
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from driftloop.scheduling.claims import fire_history
 from tests.scheduling.conftest import wait_for
@@ -28,22 +28,34 @@ def test_two_schedulers_run_each_fire_once_and_both_take_part(
     db: Database, db_url: str, tmp_path: Path
 ) -> None:
     out = tmp_path / "runs"
-    cmd = [sys.executable, "-m", "tests.scheduling.run_scheduler", db_url, str(out), str(PERIOD)]
+    statuses = [tmp_path / f"scheduler-{n}.json" for n in range(2)]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     pipes = {"stdin": subprocess.PIPE, "stdout": subprocess.PIPE, "stderr": subprocess.PIPE}
-    procs = [subprocess.Popen(cmd, cwd=REPO, env=env, text=True, **pipes) for _ in range(2)]
+    cmd = [sys.executable, "-m", "tests.scheduling.run_scheduler", db_url, str(out), str(PERIOD)]
+    procs = [
+        subprocess.Popen([*cmd, str(status)], cwd=REPO, env=env, text=True, **pipes) for status in statuses
+    ]
+
+    def counts() -> list[dict[str, Any]]:
+        return [json.loads(status.read_text()) for status in statuses]
+
     try:
         for proc in procs:
             assert proc.stdout is not None
             assert proc.stdout.readline().strip() == "ready", proc.stderr.read() if proc.stderr else ""
         both_up = datetime.now(UTC)
         wait_for(lambda: sum(f.run_time > both_up for f in fire_history(db, "tick")) >= JOINT_FIRES,
-                 timeout=20, what=f"{JOINT_FIRES} fires with both schedulers up")  # fmt: skip
+                 timeout=30, what=f"{JOINT_FIRES} fires with both schedulers up")  # fmt: skip
+        # Both take part, and at least once both went for the same fire (the claim arbitrated). Polled:
+        # on a loaded host one scheduler may be late for a while, never for long.
+        wait_for(lambda: all(c["claimed"] + c["lost"] >= 1 for c in counts()), timeout=30,
+                 what="both schedulers to go for a fire")  # fmt: skip
+        wait_for(lambda: sum(c["lost"] for c in counts()) >= 1, timeout=30, what="a claim lost to the other")
     finally:
         results = [proc.communicate(input="", timeout=30) for proc in procs]
     for proc, (_, err) in zip(procs, results, strict=True):
         assert proc.returncode == 0, err
-    stats = [json.loads(stdout.strip().splitlines()[-1]) for stdout, _ in results]
+    stats = counts()  # final, written after each scheduler's shutdown
 
     fires = sorted(fire_history(db, "tick"), key=lambda f: f.run_time)
     runs = lines(out)
@@ -56,7 +68,3 @@ def test_two_schedulers_run_each_fire_once_and_both_take_part(
     # Both computed the same run times (one lattice): any two claimed fires are whole periods apart.
     gaps = [b.run_time - a.run_time for a, b in itertools.pairwise(fires)]
     assert all(gap > timedelta(0) and gap % timedelta(seconds=PERIOD) == timedelta(0) for gap in gaps)
-    # Both schedulers were alive and went for the fires; whatever one won, the other lost or never saw due.
-    assert all(s["claimed"] + s["lost"] >= 1 for s in stats), stats
-    # Both wake for the same run time, so the claim really arbitrated: some insert lost the race.
-    assert sum(s["lost"] for s in stats) >= 1, stats
