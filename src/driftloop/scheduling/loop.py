@@ -168,6 +168,13 @@ class Loop:
         trigger = self.ledger.update_trigger(trigger.id, candidate_version=version)
         self._emit(LoopEvent("candidate", f"{self.name}/{version} registered", version))
         try:
+            return self._gate(trigger, version)
+        except DriftloopError as exc:  # a gate that cannot be judged (no labels, registry down) is failed
+            return self._keep(trigger, f"a gate could not be judged: {_headline(exc)}", version)
+
+    def _gate(self, trigger: Trigger, version: int) -> Trigger:
+        settings = self.settings
+        try:
             self.promoter.promote(self.name, version, Stage.STAGING, actor=ACTOR,
                                   comment=f"trigger {trigger.id}")  # fmt: skip
         except PolicyError as exc:
@@ -201,8 +208,17 @@ class Loop:
         for trigger in self.ledger.triggers(self.name, states=("waiting",)):
             if now >= trigger.created_at + delay:
                 moved.append(self.retrain(trigger, as_of=as_of, end_day=end_day))
+        for trigger in self.ledger.triggers(self.name, states=("training",)):
+            # A retraining whose process died (kill -9, a reboot) would block every later one.
+            limit = timedelta(seconds=self.settings.pipeline.step_timeout_s * len(training_pipeline().steps))
+            if datetime.now(UTC) - trigger.updated_at > limit:
+                moved.append(self._keep(trigger, f"abandoned: no progress for over {limit}", None))
         for trigger in self.ledger.triggers(self.name, states=("shadow",)):
-            after = self._judge_shadow(trigger, now)
+            try:
+                after = self._judge_shadow(trigger, now)
+            except DriftloopError as exc:  # judged again at the next pass
+                log.warning("could not judge trigger %s in shadow: %s", trigger.id, _headline(exc))
+                continue
             if after.state != trigger.state:
                 moved.append(after)
         self.watch_guards()
