@@ -44,10 +44,11 @@ def test_only_working_verbs_are_listed(cli) -> None:
         "rollback",
         "serve",
         "monitor",
+        "scheduler",
+        "demo",
+        "loop",
     ):
         assert verb in out
-    for not_yet in ("scheduler", " up ", "demo"):
-        assert not_yet not in out
 
 
 @pytest.mark.parametrize(

@@ -52,3 +52,11 @@ def test_the_quick_demo_closes_the_loop_without_a_human(tmp_path: Path) -> None:
     assert history.returncode == 0, history.stderr
     assert "driftloop-loop" in history.stdout
     assert "Archived" in history.stdout
+    ledger = subprocess.run(
+        [sys.executable, "-m", "driftloop", "loop", "history"], cwd=tmp_path, capture_output=True, text=True,
+        timeout=120, check=False, env={**os.environ, "DRIFTLOOP_HOME": str(home), "COLUMNS": "200"},
+    )  # fmt: skip
+    assert ledger.returncode == 0, ledger.stderr
+    assert "promoted" in ledger.stdout  # the trigger that started it all, and what became of it
+    assert "suppressed" in ledger.stdout  # later passes saw the same incident: no second retraining
+    assert "rollback guards" in ledger.stdout

@@ -19,7 +19,9 @@ from typer._click.exceptions import ClickException, NoArgsIsHelpError
 import driftloop
 from driftloop.cli import config as config_cli
 from driftloop.cli import db as db_cli
+from driftloop.cli import demo as demo_cli
 from driftloop.cli import features as features_cli
+from driftloop.cli import loop as loop_cli
 from driftloop.cli import models as models_cli
 from driftloop.cli import monitor as monitor_cli
 from driftloop.cli import pipeline as pipeline_cli
@@ -58,6 +60,8 @@ app.command("lineage")(promote_cli.lineage)
 app.command("serve")(serve_cli.serve)
 app.command("scheduler")(scheduler_cli.scheduler)
 app.add_typer(scheduler_cli.schedule_app, name="schedule")
+app.command("demo")(demo_cli.demo)
+app.add_typer(loop_cli.app, name="loop")
 
 
 def _version(value: bool) -> None:
