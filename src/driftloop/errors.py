@@ -17,6 +17,7 @@ __all__ = [
     "MetadataError",
     "NotFoundError",
     "PolicyError",
+    "ServiceError",
     "StorageError",
     "StorageUnavailableError",
     "UsageError",
@@ -97,3 +98,10 @@ class PolicyError(DriftloopError):
     """A promotion the policy refuses: a failed check, a missing approval, a losing comparison."""
 
     http_status = 409
+
+
+class ServiceError(DriftloopError):
+    """A supervised child service (``driftloop up``'s MLflow server, prediction service, scheduler) did
+    not become ready or died; the headline names it, its exit status and the end of its log."""
+
+    http_status = 503
