@@ -45,6 +45,7 @@ def test_only_working_verbs_are_listed(cli) -> None:
         "serve",
         "monitor",
         "scheduler",
+        " up ",
         "demo",
         "loop",
     ):

@@ -30,6 +30,7 @@ from driftloop.cli import scheduler as scheduler_cli
 from driftloop.cli import serve as serve_cli
 from driftloop.cli import simulate as simulate_cli
 from driftloop.cli import train as train_cli
+from driftloop.cli import up as up_cli
 from driftloop.cli._state import CliState
 from driftloop.errors import DriftloopError
 
@@ -58,6 +59,7 @@ app.command("approve")(promote_cli.approve)
 app.command("rollback")(promote_cli.rollback)
 app.command("lineage")(promote_cli.lineage)
 app.command("serve")(serve_cli.serve)
+app.command("up")(up_cli.up)
 app.command("scheduler")(scheduler_cli.scheduler)
 app.add_typer(scheduler_cli.schedule_app, name="schedule")
 app.command("demo")(demo_cli.demo)
