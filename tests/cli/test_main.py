@@ -153,3 +153,9 @@ def test_console_script_runs_as_a_real_process(tmp_path: Path) -> None:
     assert bad.stderr.strip().splitlines() == [
         "error: invalid --start '2026-13-40': expected a date like 2026-01-31"
     ]
+
+
+@pytest.mark.parametrize(("verb", "hint"), [("serve", "[serving.host]"), ("promote", "[current user]")])
+def test_help_shows_where_a_default_comes_from(cli, verb: str, hint: str) -> None:
+    # Rich reads "[serving.host]" as markup and drops it unless escaped.
+    assert hint in cli(verb, "--help").out

@@ -15,7 +15,7 @@ app = typer.Typer(
 @app.command("history")
 def history(
     ctx: typer.Context,
-    name: str | None = typer.Argument(None, help="Registered model [registry.model_name]."),
+    name: str | None = typer.Argument(None, help="Registered model \\[registry.model_name]."),
     limit: int = typer.Option(20, "--limit", min=1, help="The latest N triggers."),
 ) -> None:
     """Each trigger (drift, decay, schedule, manual) with its reason, pipeline run, candidate and outcome,

@@ -22,7 +22,7 @@ _KEY_METRICS = ("roc_auc", "pr_auc", "f1", "rmse")
 @app.command("list")
 def list_(
     ctx: typer.Context,
-    name: str | None = typer.Argument(None, help="Registered model [registry.model_name]."),
+    name: str | None = typer.Argument(None, help="Registered model \\[registry.model_name]."),
 ) -> None:
     """A model's versions, newest first: stage, aliases, key metrics, created."""
     from driftloop.registry import Registry
@@ -111,7 +111,7 @@ def _window(text: str | None) -> str:
 @app.command("history")
 def history(
     ctx: typer.Context,
-    name: str | None = typer.Argument(None, help="Registered model [registry.model_name]."),
+    name: str | None = typer.Argument(None, help="Registered model \\[registry.model_name]."),
     version: int | None = typer.Option(None, "--version", help="Only this version."),
     checks: bool = typer.Option(False, "--checks", help="List each check and its evidence."),
 ) -> None:

@@ -62,7 +62,7 @@ def monitor(
 @app.command("history")
 def history(
     ctx: typer.Context,
-    name: str | None = typer.Argument(None, help="Registered model [registry.model_name]."),
+    name: str | None = typer.Argument(None, help="Registered model \\[registry.model_name]."),
     limit: int = typer.Option(20, "--limit", min=1, help="The latest N decisions."),
 ) -> None:
     """The recorded decisions of a model, oldest first: window, version, decision, drift share, report."""

@@ -48,7 +48,7 @@ def promote(
     to: str = typer.Option(
         ..., "--to", help="staging (runs the compliance checks) or production (compares)."
     ),
-    by: str | None = typer.Option(None, "--by", help="Who is promoting [current user]."),
+    by: str | None = typer.Option(None, "--by", help="Who is promoting \\[current user]."),
     comment: str = typer.Option("", "--comment", help="Why, for the audit history."),
 ) -> None:
     """Promote a version: None → Staging (compliance checks) → Production (approval + comparison)."""
@@ -97,7 +97,7 @@ def approve(
 def rollback(
     ctx: typer.Context,
     name: str = typer.Argument(..., help="Registered model."),
-    by: str | None = typer.Option(None, "--by", help="Who rolls back [current user]."),
+    by: str | None = typer.Option(None, "--by", help="Who rolls back \\[current user]."),
     comment: str = typer.Option("", "--comment", help="Why, for the audit history."),
 ) -> None:
     """Return production to the version the current one replaced (the current one is archived)."""

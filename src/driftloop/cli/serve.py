@@ -11,10 +11,10 @@ from driftloop.cli._state import state
 
 def serve(
     ctx: typer.Context,
-    host: str | None = typer.Option(None, "--host", help="Interface [serving.host]."),
-    port: int | None = typer.Option(None, "--port", help="Port [serving.port]."),
+    host: str | None = typer.Option(None, "--host", help="Interface \\[serving.host]."),
+    port: int | None = typer.Option(None, "--port", help="Port \\[serving.port]."),
     workers: int | None = typer.Option(
-        None, "--workers", min=1, help="Worker processes, each with its own capture WAL [serving.workers]."
+        None, "--workers", min=1, help="Worker processes, each with its own capture WAL \\[serving.workers]."
     ),
     log_level: str = typer.Option("warning", "--log-level", help="uvicorn log level."),
 ) -> None:

@@ -30,24 +30,24 @@ def simulate(
     start: str | None = typer.Option(None, "--start", help="First day, YYYY-MM-DD (default: DAYS ago)."),
     days: int = typer.Option(7, "--days", help="Number of days to simulate.", min=1),
     rows_per_day: int | None = typer.Option(
-        None, "--rows-per-day", help="Rows per day [simulate.rows_per_day]."
+        None, "--rows-per-day", help="Rows per day \\[simulate.rows_per_day]."
     ),
     machines: int | None = typer.Option(
-        None, "--machines", help="Machines in the fleet [simulate.machines]."
+        None, "--machines", help="Machines in the fleet \\[simulate.machines]."
     ),
     seed: int | None = typer.Option(None, "--seed", help="Random seed; same arguments give identical bytes."),
     drift: list[str] = typer.Option([], "--drift", help=_DRIFT_HELP),
     label_delay: str | None = typer.Option(
         None,
         "--label-delay",
-        help="When ground truth becomes known, e.g. 24h, 2d [simulate.label_delay_hours].",
+        help="When ground truth becomes known, e.g. 24h, 2d \\[simulate.label_delay_hours].",
     ),
     out: str | None = typer.Option(
         None,
         "--out",
-        help="Storage root to write raw/ and labels/ under: a path or s3://bucket/prefix [storage.root].",
+        help="Storage root to write raw/ and labels/ under: a path or s3://bucket/prefix \\[storage.root].",
     ),
-    dataset: str | None = typer.Option(None, "--dataset", help="Dataset name under raw/ [data.dataset]."),
+    dataset: str | None = typer.Option(None, "--dataset", help="Dataset name under raw/ \\[data.dataset]."),
 ) -> None:
     """Simulate a predictive-maintenance plant: sensor readings, failures by physical rules, delayed labels.
 

@@ -88,14 +88,14 @@ def train(
         None, "--timestamp", help="Time column: the hold-out is the latest rows."
     ),
     id_column: str | None = typer.Option(None, "--id", help="Row id column (not a model input)."),
-    task: str | None = typer.Option(None, "--task", help="classification or regression [training.task]."),
+    task: str | None = typer.Option(None, "--task", help="classification or regression \\[training.task]."),
     override: list[str] = typer.Option(
         [], "--set", help="Training setting for this run: KEY=VALUE (repeat)."
     ),
     register: bool = typer.Option(
         False, "--register", help="Register the model as a new version (stage None)."
     ),
-    name: str | None = typer.Option(None, "--name", help="Registered model name [registry.model_name]."),
+    name: str | None = typer.Option(None, "--name", help="Registered model name \\[registry.model_name]."),
 ) -> None:
     """Train a PyTorch model and track it in MLflow: params, epoch metrics, .pth, model, plots, profile."""
     from driftloop.pipeline import modeling
