@@ -19,9 +19,7 @@ import http.client
 import io
 import os
 import shutil
-import signal
 import socket
-import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
@@ -33,6 +31,7 @@ import numpy as np
 import orjson
 
 from driftloop.core.models import Stage
+from driftloop.core.processes import ServiceSpec, Supervisor
 from driftloop.errors import DriftloopError, UsageError
 from driftloop.monitoring.live import live_scores
 from driftloop.pipeline.executors import executor_for
@@ -297,43 +296,22 @@ class _Service:
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             self.port = s.getsockname()[1]
-        self.log = home / "serve.log"
-        self.proc: subprocess.Popen[bytes] | None = None
+        self._supervisor = Supervisor(home / "logs" / "demo", grace_s=30)  # SIGTERM: the WAL ships first
+        self._conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
         self.threshold = 0.5
         self.version: int | None = None
 
     def __enter__(self) -> _Service:
-        with self.log.open("wb") as fh:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "driftloop", "serve", "--port", str(self.port)],
-                stdout=fh, stderr=subprocess.STDOUT, start_new_session=True,
-            )  # fmt: skip
-        self._conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
-        deadline = time.monotonic() + 120
-        while True:
-            if self.proc.poll() is not None:
-                raise DriftloopError(f"`driftloop serve` exited ({self.proc.returncode}); see {self.log}")
-            try:
-                status, body = self._call("GET", "/ready")
-                if status == 200:
-                    self.version = body["model"]["version"]
-                    break
-            except OSError:
-                self._conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
-            if time.monotonic() > deadline:
-                raise DriftloopError(f"`driftloop serve` was not ready within 120 s; see {self.log}")
-            time.sleep(0.2)
+        command = [sys.executable, "-m", "driftloop", "serve", "--port", str(self.port)]
+        ready = f"http://127.0.0.1:{self.port}/ready"  # 200 once the production model is loaded
+        self._supervisor.start(ServiceSpec("prediction service", command, ready_url=ready), timeout_s=180)
+        self.version = self._call("GET", "/ready")[1]["model"]["version"]
         self._refresh_threshold()
         return self
 
     def __exit__(self, *_: object) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)  # graceful: the capture WAL is shipped first
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
+        self._conn.close()
+        self._supervisor.stop()
 
     def _call(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
         status, data = self._raw(method, path, orjson.dumps(body) if body is not None else None)
@@ -367,7 +345,8 @@ class _Service:
                 status, body = self._call("POST", "/v1/predict", {"instances": good}) if good else (204, None)
                 batch = good
             if status >= 500:
-                raise DriftloopError(f"the service failed a request ({status}): {body}; see {self.log}")
+                self._supervisor.check()  # a dead service says so, with the end of its log
+                raise DriftloopError(f"the service failed a request ({status}): {body}")
             if status == 200:
                 for row, item in zip(batch, body["predictions"], strict=True):
                     predicted[str(row["record_id"])] = item["id"]
