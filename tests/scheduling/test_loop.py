@@ -233,3 +233,47 @@ def test_a_drift_decision_starts_one_retraining_then_cooldown_and_manual_mode_on
         kinds = [t.state for t in loop.ledger.triggers(loop.name)]
     assert kinds == ["kept", "suppressed", "suppressed", "kept", "notified"]
     assert received == ["trigger"] * 5
+
+
+def test_every_loop_event_is_posted_to_the_notification_webhook(tmp_path: Path) -> None:
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    received: list[dict[str, object]] = []
+
+    class Hook(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *_: object) -> None:  # quiet
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Hook)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/hook"
+        settings = _settings(tmp_path / "home", f'mode = "manual"\nnotify_webhook = "{url}"\n')
+        with _loop(settings) as loop:
+            trigger = loop.on_decision("DRIFT", "air temperature moved")
+            assert trigger is not None
+            assert trigger.state == "notified"
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert len(received) == 1
+    assert received[0]["kind"] == "trigger"
+    assert received[0]["model"] == "plant-failure"
+    assert "manual mode" in str(received[0]["message"])
+
+
+def test_a_dead_webhook_never_stops_the_loop(tmp_path: Path) -> None:
+    settings = _settings(
+        tmp_path / "home", 'mode = "manual"\nnotify_webhook = "http://127.0.0.1:9/nothing"\n'
+    )
+    with _loop(settings) as loop:
+        trigger = loop.on_decision("DECAY", "roc_auc fell")
+    assert trigger is not None
+    assert trigger.state == "notified"
