@@ -54,7 +54,9 @@ def test_pipeline_on_s3_keeps_model_artifacts_in_the_bucket(
     assert not (tmp_path / ".driftloop" / "mlflow").exists()  # nothing on local disk but the SQLite store
     # A plain MLflow client loads it straight from S3.
     monkeypatch.setenv("MLFLOW_S3_ENDPOINT_URL", str(s3_settings.endpoint_url))
-    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / '.driftloop' / 'mlflow.db'}")
+    uri = f"sqlite:///{tmp_path / '.driftloop' / 'mlflow.db'}"
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)  # in-process tests before this one may have pointed it elsewhere
     model = mlflow.pyfunc.load_model("models:/plant-failure/1")
     scores = np.asarray(model.predict(model.input_example)).reshape(-1)
     assert ((scores >= 0) & (scores <= 1)).all()

@@ -40,6 +40,7 @@ def test_a_non_plant_csv_trains_registers_and_serves_through_pyfunc(
     assert run.data.tags["driftloop.source"].endswith("churn.csv")
     # The registered model predicts from the model-ready features, like the trained module did.
     mlflow.set_tracking_uri(mlflow_server.url)
+    mlflow.set_registry_uri(mlflow_server.url)  # not whatever an earlier in-process test left
     model = mlflow.pyfunc.load_model(f"models:/{tracked}/1")
     example = model.input_example
     assert isinstance(example, pd.DataFrame)

@@ -103,6 +103,7 @@ def test_pyfunc_model_predicts_what_the_trained_module_predicts(
     name, _ = pipeline_model
     client = MlflowClient(mlflow_server.url)
     mlflow.set_tracking_uri(mlflow_server.url)
+    mlflow.set_registry_uri(mlflow_server.url)  # not whatever an earlier in-process test left
     version = client.get_model_version(name, "1")
     settings = load_settings(cwd=Path.cwd())
     store = feature_store_for(settings)

@@ -74,8 +74,22 @@ class ClaimingExecutor(ThreadPoolExecutor):  # type: ignore[misc]  # APScheduler
         # Even with nothing won the (empty) batch goes through the pool: its completion callback is what
         # undoes the instance count submit_job adds after this returns; skipping it would leave the job
         # at max_instances=1 for good and every later fire refused.
-        future = self._pool.submit(self._run, job, won)
+        try:
+            future = self._pool.submit(self._run, job, won)
+        except RuntimeError:  # the executor is shutting down: hand the claims back, nothing ran
+            self._release(job.id, won)
+            raise
         future.add_done_callback(partial(self._done, job.id))
+
+    def _release(self, job_id: str, run_times: list[datetime]) -> None:
+        """Forget claims this scheduler won but could not run, so they are not recorded as runs."""
+        if not run_times:
+            return
+        mine = (_FIRES.c.job_id == job_id) & (_FIRES.c.holder == self.holder)
+        with self.db.session() as session:
+            session.execute(
+                _FIRES.delete().where(mine & _FIRES.c.run_time.in_([_exact(t) for t in run_times]))
+            )
 
     def _claim(self, job_id: str, run_time: datetime) -> bool:
         values = {
