@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -20,7 +20,7 @@ import pyarrow.parquet as pq
 
 from driftloop.capture.records import PREDICTION_SCHEMA, conform
 from driftloop.core.promotion import CheckResult
-from driftloop.monitoring.window import read_labels
+from driftloop.monitoring.window import as_utc, in_window, partition_keys, read_labels
 from driftloop.training import metrics as m
 
 if TYPE_CHECKING:
@@ -32,7 +32,6 @@ __all__ = [
 ]  # fmt: skip
 
 SHADOW_EVIDENCE = "shadow_comparison"
-_TS = pa.timestamp("us", tz="UTC")
 
 
 @dataclass(frozen=True)
@@ -72,18 +71,15 @@ def live_scores(settings: Settings, store: ObjectStore, start: datetime, end: da
     Reads the date partitions that overlap the range; each object is small next to a monitoring window
     (this serves the gates and the guard, which look at hours of traffic), so it is read whole.
     """
-    start, end = _utc(start), _utc(end)
+    start, end = as_utc(start), as_utc(end)
     name, data = settings.registry.model_name, settings.data
     id_column = next((c.name for c in data.columns if c.role == "id"), None)
-    tables = []
-    for day in _days(start, end):
-        for info in store.list(f"captures/model={name}/date={day}/"):
-            if not info.key.endswith(".parquet"):
-                continue
-            table = conform(pq.read_table(pa.BufferReader(store.read_bytes(info.key))), PREDICTION_SCHEMA)
-            ts = table.column("ts")
-            mask = pc.and_(pc.greater_equal(ts, pa.scalar(start, _TS)), pc.less(ts, pa.scalar(end, _TS)))
-            tables.append(table.filter(pc.fill_null(mask, False)))
+    tables = [
+        in_window(
+            conform(pq.read_table(pa.BufferReader(store.read_bytes(key))), PREDICTION_SCHEMA), start, end
+        )
+        for key in partition_keys(store, f"captures/model={name}", start, end)
+    ]
     table = pa.concat_tables(tables) if tables else PREDICTION_SCHEMA.empty_table()
     labels: dict[str, float] = {}
     if end > start:
@@ -124,7 +120,7 @@ def shadow_comparison(
     done = both.labelled()
     base: dict[str, Any] = {
         "champion_version": champion, "challenger_version": challenger, "metric": "roc_auc",
-        "margin": policy.comparison_margin, "since": _utc(since).isoformat(), "until": now.isoformat(),
+        "margin": policy.comparison_margin, "since": as_utc(since).isoformat(), "until": now.isoformat(),
         "shadow_requests": both.rows, "labelled": done.rows, "pending": False,
     }  # fmt: skip
     if done.rows < policy.shadow_min_labels:
@@ -212,12 +208,3 @@ def _ints(column: pa.ChunkedArray) -> np.ndarray:
 
 def _floats(column: pa.ChunkedArray) -> np.ndarray:
     return np.asarray(column.to_numpy(zero_copy_only=False), dtype=np.float64)  # nulls become NaN
-
-
-def _days(start: datetime, end: datetime) -> list[str]:
-    first, last = start.date(), max(end, start).date()
-    return [(first + timedelta(days=i)).isoformat() for i in range((last - first).days + 1)]
-
-
-def _utc(moment: datetime) -> datetime:
-    return moment.replace(tzinfo=moment.tzinfo or UTC).astimezone(UTC)

@@ -27,7 +27,7 @@ from driftloop.errors import DriftloopError, NotFoundError, UsageError
 from driftloop.monitoring.assess import assess
 from driftloop.monitoring.history import decision_history, record_decision
 from driftloop.monitoring.report import prometheus_text, render_html, summarize
-from driftloop.monitoring.window import count_rejections, iter_captures, read_labels
+from driftloop.monitoring.window import as_utc, count_rejections, iter_captures, read_labels
 from driftloop.registry import Registry
 from driftloop.storage import store_for
 from driftloop.storage.metadata import open_metadata
@@ -75,10 +75,10 @@ def monitor_once(
     reference profile, :class:`UsageError` for an empty window, :class:`DataError` when the window has
     no captured prediction, and the store's and database's errors.
     """
-    start, end = _utc(start), _utc(end)
+    start, end = as_utc(start), as_utc(end)
     if end <= start:
         raise UsageError(f"empty monitoring window: {start.isoformat()} is not before {end.isoformat()}")
-    as_of = _utc(as_of) if as_of is not None else datetime.now(UTC)
+    as_of = as_utc(as_of) if as_of is not None else datetime.now(UTC)
     name = settings.registry.model_name
     version = _production(settings, name)
     tracker = Tracker(settings)
@@ -217,7 +217,3 @@ def _finite(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [_finite(v) for v in value]
     return value
-
-
-def _utc(moment: datetime) -> datetime:
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)

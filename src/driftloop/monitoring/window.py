@@ -37,7 +37,10 @@ if TYPE_CHECKING:
     from driftloop.settings import ColumnSpec
     from driftloop.storage import ObjectStore
 
-__all__ = ["CaptureChunk", "count_rejections", "decode_fields", "iter_captures", "read_labels"]
+__all__ = [
+    "CaptureChunk", "as_utc", "count_rejections", "decode_fields", "in_window", "iter_captures",
+    "partition_keys", "read_labels",
+]  # fmt: skip
 
 _COLUMNS = ["prediction_id", "ts", "model_version", "inputs", "score", "fallback"]
 _NUMERIC_TYPES = frozenset({"float", "int"})
@@ -123,7 +126,7 @@ def iter_captures(
     Naive datetimes are taken as UTC. Raises :class:`UsageError` for an empty window or ``chunk_rows``
     below 1, and the store's errors.
     """
-    start, end = _utc(start), _utc(end)
+    start, end = as_utc(start), as_utc(end)
     if end <= start:
         raise UsageError(f"empty monitoring window: {start.isoformat()} is not before {end.isoformat()}")
     if chunk_rows < 1:
@@ -131,7 +134,7 @@ def iter_captures(
     filesystem, base = store.arrow_filesystem()
     pending: list[pa.Table] = []
     buffered = 0
-    for key in _keys(store, f"captures/model={model}", start, end):
+    for key in partition_keys(store, f"captures/model={model}", start, end):
         with filesystem.open_input_file(f"{base}/{key}") as source:
             parquet = pq.ParquetFile(source, pre_buffer=False)
             groups = _row_groups(parquet, start, end)
@@ -139,7 +142,7 @@ def iter_captures(
                 continue
             batches = parquet.iter_batches(batch_size=chunk_rows, row_groups=groups, columns=_COLUMNS)
             for batch in batches:
-                kept = _in_window(pa.Table.from_batches([batch]), start, end, version)
+                kept = in_window(pa.Table.from_batches([batch]), start, end, version)
                 if kept.num_rows == 0:
                     continue
                 pending.append(kept)
@@ -173,10 +176,10 @@ def read_labels(
     labels of later predictions are returned too (they do not join). All of it is kept in memory, one
     float per labelled prediction. Raises :class:`UsageError` when ``end`` is not after ``start``.
     """
-    start, end = _utc(start), _utc(end)
+    start, end = as_utc(start), as_utc(end)
     if end <= start:
         raise UsageError(f"empty label window: {start.isoformat()} is not before {end.isoformat()}")
-    as_of = _utc(as_of) if as_of is not None else datetime.now(UTC)
+    as_of = as_utc(as_of) if as_of is not None else datetime.now(UTC)
     labels: dict[str, float] = {}
     if dataset is not None:
         parts = list_partitions(store, f"labels/{dataset}", start.date(), as_of.date())
@@ -264,15 +267,16 @@ def _as_column(values: npt.ArrayLike) -> npt.NDArray[Any]:
     return array.astype(object)
 
 
-def _utc(moment: datetime) -> datetime:
+def as_utc(moment: datetime) -> datetime:
+    """``moment`` in UTC; a naive one is taken as UTC."""
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 def count_rejections(store: ObjectStore, *, model: str, start: datetime, end: datetime) -> int:
     """Rows of the requests the service refused with 422 for ``model`` in ``[start, end)``."""
-    start, end = _utc(start), _utc(end)
+    start, end = as_utc(start), as_utc(end)
     total = 0
-    for key in _keys(store, "captures/rejections", start, end):
+    for key in partition_keys(store, "captures/rejections", start, end):
         table = pq.read_table(pa.BufferReader(store.read_bytes(key)), columns=["ts", "model_name", "rows"])
         ts = table.column("ts").to_numpy().astype("datetime64[us]")
         keep = (
@@ -289,7 +293,8 @@ def _days(start: datetime, end: datetime) -> list[date]:
     return [start.date() + timedelta(days=i) for i in range((last - start.date()).days + 1)]
 
 
-def _keys(store: ObjectStore, prefix: str, start: datetime, end: datetime) -> list[str]:
+def partition_keys(store: ObjectStore, prefix: str, start: datetime, end: datetime) -> list[str]:
+    """The Parquet objects under ``<prefix>/date=<day>/`` for the days that ``[start, end)`` touches."""
     keys: list[str] = []
     for day in _days(start, end):
         keys += [i.key for i in store.list(f"{prefix}/date={day.isoformat()}/") if i.key.endswith(".parquet")]
@@ -304,14 +309,15 @@ def _row_groups(parquet: pq.ParquetFile, start: datetime, end: datetime) -> list
     for i in range(meta.num_row_groups):
         stats = meta.row_group(i).column(ts_index).statistics if ts_index >= 0 else None
         if stats is not None and stats.has_min_max:
-            low, high = _utc(stats.min), _utc(stats.max)
+            low, high = as_utc(stats.min), as_utc(stats.max)
             if high < start or low >= end:
                 continue
         groups.append(i)
     return groups
 
 
-def _in_window(table: pa.Table, start: datetime, end: datetime, version: int | None) -> pa.Table:
+def in_window(table: pa.Table, start: datetime, end: datetime, version: int | None = None) -> pa.Table:
+    """The rows of ``table`` with ``ts`` in ``[start, end)`` (and ``model_version`` ``version``, if given)."""
     ts = table.column("ts")
     mask = pc.and_(pc.greater_equal(ts, pa.scalar(start, _TS_TYPE)), pc.less(ts, pa.scalar(end, _TS_TYPE)))
     if version is not None:
@@ -347,7 +353,7 @@ def _feedback(store: ObjectStore, start: datetime, as_of: datetime) -> dict[str,
     if as_of < start:
         return {}
     tables = []
-    for key in _keys(store, "captures/feedback", start, as_of + timedelta(microseconds=1)):
+    for key in partition_keys(store, "captures/feedback", start, as_of + timedelta(microseconds=1)):
         table = pq.read_table(pa.BufferReader(store.read_bytes(key)), schema=FEEDBACK_SCHEMA)
         ts = table.column("ts")
         mask = pc.and_(
