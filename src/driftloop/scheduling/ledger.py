@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import sqlalchemy as sa
 
@@ -18,6 +18,8 @@ if TYPE_CHECKING:
     from driftloop.storage.metadata import Database
 
 __all__ = ["ACTIVE", "Guard", "Ledger", "Trigger"]
+
+Row = TypeVar("Row", TriggerRow, GuardRow)
 
 ACTIVE = ("waiting", "training", "shadow")  # a retraining under way: no second one starts
 
@@ -70,10 +72,7 @@ class Ledger:
             pipeline_run=None, candidate_version=None, shadow_since=None, detail=dict(detail or {}),
             created_at=now, updated_at=now,
         )  # fmt: skip
-        with self._db.session() as session:
-            session.add(row)
-            session.flush()
-            return _trigger(row)
+        return _trigger(self._insert(row))
 
     def update_trigger(self, trigger_id: int, **changes: Any) -> Trigger:
         """Set columns of a trigger; ``detail`` is merged into the stored one, not replaced."""
@@ -118,10 +117,13 @@ class Ledger:
             baseline=baseline, threshold=threshold, state="watching", verdict={}, started_at=started_at,
             until=until, updated_at=started_at,
         )  # fmt: skip
+        return _guard(self._insert(row))
+
+    def _insert(self, row: Row) -> Row:
         with self._db.session() as session:
             session.add(row)
             session.flush()
-            return _guard(row)
+            return row
 
     def update_guard(self, guard_id: int, *, state: str, verdict: dict[str, Any]) -> Guard:
         with self._db.session() as session:

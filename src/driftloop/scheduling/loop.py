@@ -332,8 +332,8 @@ class Loop:
     # -- notifications ---------------------------------------------------------------------------
 
     def _emit(self, event: LoopEvent) -> None:
-        log.warning("loop: %s", event.message) if event.kind in ("kept", "rollback") else log.info(
-            "loop: %s", event.message
+        log.log(
+            logging.WARNING if event.kind in ("kept", "rollback") else logging.INFO, "loop: %s", event.message
         )
         url = self.settings.schedule.notify_webhook
         if url:

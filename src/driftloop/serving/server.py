@@ -25,7 +25,7 @@ from driftloop.errors import ConflictError, StorageUnavailableError
 from driftloop.registry.promotion import ALIASES
 from driftloop.serving.app import create_app
 from driftloop.serving.batching import MicroBatcher
-from driftloop.serving.model import Follower, ModelHolder, load_version
+from driftloop.serving.model import Follower, LoadedModel, ModelHolder, load_version
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Mapping, Sequence
@@ -33,7 +33,6 @@ if TYPE_CHECKING:
     from fastapi import FastAPI
 
     from driftloop.capture import CaptureStore
-    from driftloop.core.models import ModelVersion
     from driftloop.settings import Settings
 
 __all__ = ["CONFIG_ENV", "app_from_env", "build_app", "wal_slot"]
@@ -68,23 +67,26 @@ def build_app(settings: Settings, *, slots: bool = False) -> FastAPI:
     # One intra-op thread: two threads stall on a 2-core host, and requests already run concurrently.
     torch.set_num_threads(1)
     tracker, registry = Tracker(settings), Registry(settings)
-    name, alias, cfg = settings.registry.model_name, settings.serving.alias, settings.serving
+    name, cfg = settings.registry.model_name, settings.serving
 
-    def resolve() -> int | None:
-        found = registry.by_alias(name, alias)
-        return found.version if found is not None else None
+    def resolver(alias: str) -> Callable[[], int | None]:
+        def resolve() -> int | None:
+            found = registry.by_alias(name, alias)
+            return found.version if found is not None else None
+
+        return resolve
+
+    def load(version: int) -> LoadedModel:
+        return load_version(settings, tracker, registry, name, version)
 
     holder = ModelHolder()
-    follower = Follower(
-        holder, resolve, lambda version: load_version(settings, tracker, registry, name, version),
-        cfg.poll_interval_s,
-    )  # fmt: skip
-    staging = ALIASES[Stage.STAGING]
-    shadow = Follower(
-        holder, lambda: _version_of(registry.by_alias(name, staging)),
-        lambda version: load_version(settings, tracker, registry, name, version),
-        cfg.poll_interval_s, shadow=True,
-    ) if cfg.shadow else None  # fmt: skip
+    follower = Follower(holder, resolver(cfg.alias), load, cfg.poll_interval_s)
+    # The staging version, scored in shadow beside production: the online evidence for promotion.
+    shadow = (
+        Follower(holder, resolver(ALIASES[Stage.STAGING]), load, cfg.poll_interval_s, shadow=True)
+        if cfg.shadow
+        else None
+    )
     sink = _LazyCapture(settings, slots) if settings.capture.enabled else None
     if sink is not None and not slots:
         sink.start()  # now, so that a WAL held by another process is a one-line error before binding
@@ -97,7 +99,7 @@ def build_app(settings: Settings, *, slots: bool = False) -> FastAPI:
         if shadow is not None:
             shadow.check_once()
         if holder.current is None:
-            log.warning("no %s@%s to serve yet; /ready says 503 until one is promoted", name, alias)
+            log.warning("no %s@%s to serve yet; /ready says 503 until one is promoted", name, cfg.alias)
         # Everything loaded so far (torch, MLflow, the model) lives as long as the process: keep it out
         # of the collector's full passes, which otherwise stall every request for ~200 ms on this heap.
         gc.collect()
@@ -126,10 +128,6 @@ def build_app(settings: Settings, *, slots: bool = False) -> FastAPI:
         on_registry_event=_both(follower, shadow), webhook_secret=secret, monitor_gauges=gauges,
         lifespan=lifespan,
     )  # fmt: skip
-
-
-def _version_of(found: ModelVersion | None) -> int | None:
-    return found.version if found is not None else None
 
 
 def _both(follower: Follower, shadow: Follower | None) -> Callable[[], None]:
