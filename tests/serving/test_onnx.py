@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 import warnings
 from concurrent.futures import ThreadPoolExecutor
@@ -136,7 +137,13 @@ class _CustomOp(nn.Module):
             _Branchy(),
             "the traced graph may not hold for other inputs: Converting a tensor to a Python boolean",
         ),
-        (_CustomOp(), "the traced graph may not hold for other inputs: Converting a tensor to a NumPy array"),
+        # Leaving torch for numpy warns twice (tensor → array, array → tensor); which warning torch
+        # raises first varies between runs, so only the numpy round trip is asserted.
+        (
+            _CustomOp(),
+            "the traced graph may not hold for other inputs: "
+            "(Converting a tensor to a NumPy array|torch.from_numpy results are registered as constants)",
+        ),
         (
             _Fourier(),
             "export to ONNX failed: UnsupportedOperatorError: Exporting the operator 'aten::fft_fft'",
@@ -151,7 +158,7 @@ def test_a_module_the_exporter_cannot_handle_is_refused_with_the_reason(
     with warnings.catch_warnings(), pytest.raises(OnnxUnavailable) as caught:
         warnings.simplefilter("ignore", torch.jit.TracerWarning)  # type: ignore[attr-defined]
         OnnxScorer.build(module.eval(), WIDTH)
-    assert caught.value.headline.startswith(reason)
+    assert re.match(reason, caught.value.headline), caught.value.headline
     assert "\n" not in str(caught.value)
     assert isinstance(caught.value, DriftloopError)
 
