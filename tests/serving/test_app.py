@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import orjson
 import pytest
 from fastapi.testclient import TestClient
 
@@ -295,3 +296,47 @@ def test_the_shadow_follower_tracks_staging_and_stops_when_it_goes() -> None:
     shadow.check_once()
     assert holder.shadow is None
     assert holder.current.version == 1
+
+
+class _BuggyCapture(MemoryCapture):
+    async def append_many_async(self, records, *, trusted=False) -> None:  # type: ignore[no-untyped-def]
+        raise RuntimeError("a bug in the capture sink")
+
+
+def test_a_bug_on_the_scoring_path_is_a_json_500_and_counted() -> None:
+    holder = ModelHolder()
+    holder.install(plant_model(1))
+    client = TestClient(create_app(holder, capture=_BuggyCapture()))
+    for path in ("/v1/predict", "/invocations"):
+        response = client.post(path, json={"instances": plant_rows(1)})
+        assert response.status_code == 500
+        assert response.json() == {"error": "internal server error"}
+        assert f'driftloop_requests_total{{path="{path}",status="500"}} 1.0' in client.get("/metrics").text
+
+
+def _without_ids(body: dict) -> dict:  # type: ignore[type-arg]
+    """A response body minus the random prediction ids."""
+    predictions = body.get("predictions", [])
+    return {**body, "predictions": [{k: v for k, v in p.items() if k != "id"} if isinstance(p, dict) else p
+                                    for p in predictions]}  # fmt: skip
+
+
+def test_the_scoring_routes_answer_alike_ahead_of_fastapi_and_through_it() -> None:
+    holder = ModelHolder()
+    holder.install(plant_model(1))
+    app = create_app(holder)
+    client = TestClient(app)
+    ok, bad = {"instances": plant_rows(2)}, {"instances": [{**plant_rows(1)[0], "torque_nm": "x"}]}
+    answers = []
+    for fast_routes in (dict(app.fast_routes), {}):  # {}: every request goes through FastAPI's router
+        app.fast_routes = fast_routes
+        sent = [("/v1/predict", ok), ("/invocations", ok), ("/v1/predict", bad), ("/invocations", b"{")]
+        responses = [client.post(path, content=body if isinstance(body, bytes) else orjson.dumps(body))
+                     for path, body in sent]  # fmt: skip
+        answers.append(
+            [(r.status_code, r.headers["content-type"], _without_ids(r.json())) for r in responses]
+        )
+    assert answers[0] == answers[1]
+    assert [status for status, *_ in answers[0]] == [200, 200, 422, 422]
+    assert {"/v1/predict", "/invocations"} <= set(client.get("/openapi.json").json()["paths"])
+    assert client.get("/v1/predict").status_code == 405  # other methods are FastAPI's, as before
