@@ -36,6 +36,56 @@ class SlowScorer:
         return Prediction(np.array([r["x"] * 10.0 for r in rows]), self.model, fallback=False)
 
 
+class BusyScorer:
+    """Scores ``{"x": v}`` as ``v``, computing for ``cpu_s`` per call; notes the thread of each call."""
+
+    def __init__(self, cpu_s: float) -> None:
+        self.cpu_s = cpu_s
+        self.threads: list[int] = []
+        self.model = plant_model(1)
+
+    def __call__(self, rows: list[dict[str, Any]]) -> Prediction:
+        self.threads.append(threading.get_ident())
+        end = time.thread_time() + self.cpu_s
+        while time.thread_time() < end:
+            pass
+        return Prediction(np.array([r["x"] for r in rows]), self.model, fallback=False)
+
+
+def _one_by_one(batcher: MicroBatcher, requests: list[list[dict[str, Any]]]) -> int:
+    """Submit each request after the previous one is answered; the event loop's thread id."""
+
+    async def run() -> int:
+        for rows in requests:
+            assert list((await batcher.submit(rows)).scores) == [r["x"] for r in rows]
+        return threading.get_ident()
+
+    return asyncio.run(run())
+
+
+def test_cheap_batches_are_scored_on_the_loop_once_their_cost_is_known() -> None:
+    scorer = BusyScorer(cpu_s=0.0001)
+    batcher = MicroBatcher(scorer, max_rows=100, inline_budget_s=0.05)  # generous: CI may preempt us
+    loop_thread = _one_by_one(batcher, [[{"x": float(i)}] * 3 for i in range(5)] + [[{"x": 9.0}] * 40])
+    on_loop = [t == loop_thread for t in scorer.threads]
+    # 3 rows: unknown at first (worker thread), then known to be cheap (the loop); 40 rows: unknown.
+    assert on_loop == [False, True, True, True, True, False]
+    assert (batcher.inline_calls, batcher.thread_calls) == (4, 2)
+
+
+def test_costly_batches_stay_on_the_worker_thread_and_a_model_turning_slow_goes_back_there() -> None:
+    slow = BusyScorer(cpu_s=0.1)
+    loop_thread = _one_by_one(MicroBatcher(slow, inline_budget_s=0.05), [[{"x": 1.0}]] * 4)
+    assert all(t != loop_thread for t in slow.threads)
+
+    turning = BusyScorer(cpu_s=0.0001)
+    batcher = MicroBatcher(turning, inline_budget_s=0.05)
+    loop_thread = _one_by_one(batcher, [[{"x": 1.0}]] * 3)
+    turning.cpu_s = 0.3  # a slower model swapped in: one blocked call is enough to move it
+    loop_thread = _one_by_one(batcher, [[{"x": 2.0}]] * 4)
+    assert [t == loop_thread for t in turning.threads[3:]] == [True, False, False, False]
+
+
 async def _many(batcher: MicroBatcher, requests: list[list[dict[str, Any]]]) -> list[Any]:
     return await asyncio.gather(*(batcher.submit(rows) for rows in requests), return_exceptions=True)
 

@@ -7,6 +7,15 @@ request is scored at once (no added latency), and under load the per-call overhe
 construction, the transform, the torch dispatch) is paid once per batch instead of once per request.
 ``max_wait_s`` adds an optional short wait to fill a batch, and only when the previous batch already
 had company — a single client never waits.
+
+Where a batch is scored: handing a call to a worker thread and back costs the event loop more than a
+small batch's scoring itself (and, under load, a GIL hand-off that can wait a whole switch interval).
+So a batch whose size has recently scored within ``inline_budget_s`` is scored on the event loop; the
+rest, and every size not measured yet, go to the worker thread, where a slow model or a big request
+never blocks the loop. Costs are remembered per power-of-two batch size (moving average), so a slower
+model after a swap moves its batches back to the thread within a few calls. (A scorer that blocks
+without computing looks cheap on the thread; its rare inline calls, timed by the wall clock, send it
+back.)
 """
 
 from __future__ import annotations
@@ -41,11 +50,15 @@ class MicroBatcher:
         *,
         max_rows: int = 256,
         max_wait_s: float = 0.0,
+        inline_budget_s: float = 0.001,
         on_batch: Callable[[int, int], None] | None = None,
     ) -> None:
         self._score = score
         self._max_rows = max_rows
         self._max_wait = max_wait_s
+        self._inline_budget = inline_budget_s
+        self._costs: dict[int, float] = {}  # batch size class (bit length) → seconds per call, averaged
+        self.inline_calls = self.thread_calls = 0
         self.on_batch = on_batch  # (requests, rows) per model call, for metrics
         self._queue: list[_Item] = []
         self._queued_rows = 0
@@ -78,7 +91,13 @@ class MicroBatcher:
                     continue
                 rows = [row for item in live for row in item.rows]
                 try:
-                    prediction = await run_in_threadpool(self._score, rows)
+                    if self._inline(len(rows)):
+                        self.inline_calls += 1
+                        prediction = self._timed(rows, time.perf_counter)  # what the loop was blocked
+                        await asyncio.sleep(0)  # let the loop read the requests that form the next batch
+                    else:
+                        self.thread_calls += 1
+                        prediction = await run_in_threadpool(self._timed, rows, time.thread_time)
                 except Exception as exc:  # the model and its fallback failed: every request hears why
                     for item in live:
                         if not item.future.done():
@@ -94,6 +113,21 @@ class MicroBatcher:
                     offset += n
         finally:
             self._drainer = None
+
+    def _inline(self, rows: int) -> bool:
+        cost = self._costs.get(rows.bit_length())
+        return cost is not None and cost <= self._inline_budget
+
+    def _timed(self, rows: list[Mapping[str, Any]], clock: Callable[[], float]) -> Prediction:
+        """Score, and learn what a batch of this size costs by ``clock``: on the loop, the wall time it
+        was blocked; on the worker thread, its CPU time, so that waiting there for the GIL or being
+        preempted does not count (the scorers compute on the calling thread)."""
+        started = clock()
+        prediction = self._score(rows)
+        seconds, size = clock() - started, len(rows).bit_length()
+        previous = self._costs.get(size)
+        self._costs[size] = seconds if previous is None else 0.8 * previous + 0.2 * seconds
+        return prediction
 
     async def _fill(self, deadline: float) -> None:
         assert self._arrived is not None
