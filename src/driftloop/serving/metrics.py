@@ -25,6 +25,7 @@ class ServiceMetrics:
         self._holder = holder
         self._capture = capture
         r = self.registry
+        self._children: dict[tuple[str, int], tuple[Counter, Histogram]] = {}
         self.requests = Counter("driftloop_requests_total", "HTTP requests", ["path", "status"], registry=r)
         self.latency = Histogram(
             "driftloop_request_seconds", "Request latency", ["path"], registry=r,
@@ -65,9 +66,13 @@ class ServiceMetrics:
         self.batch_rows.observe(rows)
 
     def observe(self, path: str, status: int, seconds: float) -> None:
-        label = path if path in _PATHS else "other"
-        self.requests.labels(label, str(status)).inc()
-        self.latency.labels(label).observe(seconds)
+        label = path if path in _PATHS else "other"  # keyed by label: unknown paths cannot grow the cache
+        children = self._children.get((label, status))
+        if children is None:  # labels() takes a lock and builds a key: once per (path, status), not per call
+            children = (self.requests.labels(label, str(status)), self.latency.labels(label))
+            self._children[label, status] = children
+        children[0].inc()
+        children[1].observe(seconds)
 
     def render(self) -> tuple[bytes, str]:
         current = self._holder.current
