@@ -22,6 +22,7 @@ import pyarrow.parquet as pq
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
+    from pathlib import Path
 
     from driftloop.storage import ObjectStore
 
@@ -117,9 +118,13 @@ def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
     return pa.Table.from_arrays(columns, schema=schema)
 
 
-def segment_objects(data: bytes, stem: str) -> tuple[int, list[tuple[str, bytes]]]:
-    """A WAL segment's bytes → its record count and Parquet objects (run in a helper process)."""
-    records, _ = decode(data)
+def segment_objects(path: Path, stem: str) -> tuple[int, list[tuple[str, bytes]]]:
+    """A WAL segment file → its record count and Parquet objects (run in a helper process).
+
+    Takes the path, not the bytes: the helper reads the segment itself, so the service never pickles
+    megabytes through a pipe while holding its GIL. Raises ``FileNotFoundError`` if it is gone.
+    """
+    records, _ = decode(path.read_bytes())
     return len(records), list(parquet_objects(records, stem))
 
 

@@ -496,11 +496,10 @@ class CaptureStore:
 
     def _ship_segment(self, segment: _Segment) -> int:
         try:
-            data = segment.path.read_bytes()
+            count, objects = self._convert(segment.path, f"{self._writer_id}-{segment.path.stem}")
         except FileNotFoundError:
             log.error("capture: segment %s vanished before it was shipped", segment.path)
             return 0
-        count, objects = self._convert(data, f"{self._writer_id}-{segment.path.stem}")
         for key, body in objects:
             self._store.write_bytes(key, body)
         segment.path.unlink(missing_ok=True)  # only now: every object of the segment is written
@@ -512,22 +511,27 @@ class CaptureStore:
             initargs=(os.getpid(),),
         )  # fmt: skip
         # Spawn it now (interpreter, pyarrow: ~1 s of CPU) rather than under load at the first segment.
-        pool.submit(segment_objects, b"", "warm-up")
+        pool.submit(_warm_up)
         return pool
 
-    def _convert(self, data: bytes, stem: str) -> tuple[int, list[tuple[str, bytes]]]:
+    def _convert(self, path: Path, stem: str) -> tuple[int, list[tuple[str, bytes]]]:
         """Decode a segment and build its Parquet objects, in a helper process when configured.
 
         The conversion is pure-Python-heavy; in a helper process it uses the other core instead of
         taking the GIL from the requests. A helper that died is replaced on the next attempt.
         """
         if not self._cfg.convert_in_subprocess:
-            return segment_objects(data, stem)
+            return segment_objects(path, stem)
         if self._pool is None:
             self._pool = self._start_helper()
         try:
-            return self._pool.submit(segment_objects, data, stem).result()
+            return self._pool.submit(segment_objects, path.absolute(), stem).result()
         except BrokenProcessPool:
             self._pool.shutdown(wait=False, cancel_futures=True)
             self._pool = None
             raise
+
+
+def _warm_up() -> None:
+    """The helper's first task: import what conversion needs before the first segment arrives."""
+    import pyarrow.parquet  # noqa: F401 — imported for its side effect (loading), nothing else
