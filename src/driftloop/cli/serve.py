@@ -22,6 +22,7 @@ def serve(
     """Serve the production model as a JSON prediction service (hot swap, fallback, capture)."""
     import uvicorn
 
+    from driftloop.serving.protocol import ScoringProtocol
     from driftloop.serving.server import CONFIG_ENV, build_app
 
     st = state(ctx)
@@ -32,8 +33,10 @@ def serve(
                  f"http://{bind_host}:{bind_port} with {n} worker(s) (docs at /docs)")  # fmt: skip
     # Access lines are info-level: formatting them for a logger that drops them costs ~3 % of a request.
     access_log = log_level.lower() in ("info", "debug", "trace")
+    # ScoringProtocol: uvicorn's httptools protocol, answering the scoring routes without ASGI's cost.
     common: dict[str, Any] = {"host": bind_host, "port": bind_port, "log_level": log_level,
-                              "access_log": access_log, "loop": "uvloop", "http": "httptools"}  # fmt: skip
+                              "access_log": access_log, "loop": "uvloop",
+                              "http": ScoringProtocol}  # fmt: skip
     if n == 1:
         uvicorn.run(build_app(settings), **common)
         return

@@ -1,0 +1,147 @@
+"""uvicorn's httptools protocol, with the scoring routes answered straight from the parser.
+
+Under load a single-row prediction costs the service less than the ASGI machinery around it: per
+request uvicorn builds a scope, an ``asyncio.Event``, a ``RequestResponseCycle`` and its receive/send
+messages, checks every response header against two regular expressions, and writes the status line
+and headers with one ``send`` system call and the body with another (two TCP segments on loopback,
+two wake-ups of the client). :class:`ScoringProtocol` is ``HttpToolsProtocol`` except for a complete
+``POST`` to one of ``ServiceApp.fast_routes``: it gathers the body, runs ``ServiceApp.respond`` (the
+same handler, errors and metrics as the ASGI path) in a task and writes the whole response with one
+``transport.write``. Everything else, and anything unusual about a scoring request (``Expect:
+100-continue``, an upgrade, a percent-encoded path, ``limit_concurrency``, a request pipelined behind
+another on the same connection), takes uvicorn's own path unchanged.
+
+What uvicorn's path does and this one keeps: keep-alive and its timeout, ``Connection: close`` and
+HTTP/1.0, pipelined requests answered in order (a later request waits in uvicorn's queue until this
+response is written), the ``date``/``server`` default headers, write back-pressure, graceful shutdown
+waiting for the request's task, the access log when it is on.
+"""
+
+from __future__ import annotations
+
+import http
+from typing import Any
+
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from driftloop.serving.app import ServiceApp
+
+__all__ = ["ScoringProtocol"]
+
+
+def _status_line(status: int) -> bytes:
+    try:
+        phrase = http.HTTPStatus(status).phrase
+    except ValueError:
+        phrase = ""
+    return f"HTTP/1.1 {status} {phrase}\r\n".encode()
+
+
+_STATUS_LINES = {status: _status_line(status) for status in range(100, 600)}
+_JSON = b"content-type: application/json\r\ncontent-length: "
+
+
+class _NoEvent:
+    """What uvicorn sets on a cycle's ``message_event`` when the connection goes: nobody waits here."""
+
+    def set(self) -> None:
+        return None
+
+
+class _Scoring:
+    """A fast-path request in flight: the part of uvicorn's ``RequestResponseCycle`` the protocol reads
+    (``response_complete``, ``keep_alive``, ``disconnected``, ``message_event``) plus the body."""
+
+    __slots__ = ("body", "disconnected", "keep_alive", "path", "response_complete")
+    message_event = _NoEvent()
+
+    def __init__(self, path: str, keep_alive: bool) -> None:
+        self.path = path
+        self.keep_alive = keep_alive
+        self.body: list[bytes] = []
+        self.response_complete = self.disconnected = False
+
+
+def _service_app(app: Any) -> ServiceApp | None:
+    """The ``ServiceApp`` under uvicorn's wrappers (proxy headers, message logger), if that is what runs."""
+    for _ in range(8):
+        if isinstance(app, ServiceApp):
+            return app
+        app = getattr(app, "app", None)
+    return None
+
+
+class ScoringProtocol(HttpToolsProtocol):
+    """``uvicorn.run(..., http=ScoringProtocol)``: see the module docstring."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.service = _service_app(self.app)
+        self._headers_of: object = None  # the default-headers list last encoded (uvicorn renews it)
+        self._headers = b""
+
+    def on_headers_complete(self) -> None:
+        path = self._scoring_path()
+        if path is None:
+            super().on_headers_complete()
+            return
+        keep_alive = self.parser.get_http_version() != "1.0" and self.parser.should_keep_alive()
+        self.cycle = _Scoring(path, keep_alive)  # type: ignore[assignment]
+
+    def _scoring_path(self) -> str | None:
+        """The path when this request is a fast-path one (see the module docstring), else None."""
+        if self.service is None or self.expect_100_continue or self.limit_concurrency is not None:
+            return None
+        if self.cycle is not None and not self.cycle.response_complete:  # pipelined: uvicorn queues it
+            return None
+        if self.parser.get_method() != b"POST" or self.parser.should_upgrade():
+            return None
+        raw = self.url.partition(b"?")[0]
+        if b"%" in raw:
+            return None
+        path = self.root_path + raw.decode("ascii", "replace")
+        return path if path in self.service.fast_routes else None
+
+    def on_body(self, body: bytes) -> None:
+        if isinstance(self.cycle, _Scoring):
+            self.cycle.body.append(body)
+        else:
+            super().on_body(body)
+
+    def on_message_complete(self) -> None:
+        cycle = self.cycle
+        if not isinstance(cycle, _Scoring):
+            super().on_message_complete()
+            return
+        task = self.loop.create_task(self._answer(cycle))
+        task.add_done_callback(self.tasks.discard)
+        self.tasks.add(task)
+
+    async def _answer(self, cycle: _Scoring) -> None:
+        assert self.service is not None
+        body = cycle.body[0] if len(cycle.body) == 1 else b"".join(cycle.body)
+        status, payload = await self.service.respond(cycle.path, body)
+        if self.flow.write_paused and not cycle.disconnected:
+            await self.flow.drain()
+        if cycle.disconnected or self.transport.is_closing():  # gone: its prediction is captured, that's all
+            cycle.response_complete = True
+            return
+        self.transport.write(
+            b"".join((_STATUS_LINES[status], self._default_headers(), _JSON, b"%d\r\n" % len(payload),
+                      b"\r\n" if cycle.keep_alive else b"connection: close\r\n\r\n", payload))
+        )  # fmt: skip
+        cycle.response_complete = True
+        if self.access_log:
+            client = f"{self.client[0]}:{self.client[1]}" if self.client else "-"
+            self.access_logger.info('%s - "POST %s HTTP/1.1" %d', client, cycle.path, status)
+        if not cycle.keep_alive:
+            self.transport.close()
+        self.on_response_complete()
+
+    def _default_headers(self) -> bytes:
+        """uvicorn's ``date`` and ``server`` headers, encoded once per renewal (once a second)."""
+        current = self.server_state.default_headers
+        if current is not self._headers_of:
+            self._headers = b"".join(name + b": " + value + b"\r\n" for name, value in current)
+            self._headers_of = current
+        return self._headers

@@ -1,0 +1,242 @@
+"""The uvicorn protocol that answers the scoring routes from the parser: HTTP semantics kept, one write."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+import time
+from typing import TYPE_CHECKING, Any
+
+import orjson
+import pytest
+import uvicorn
+from fastapi.testclient import TestClient
+from uvicorn.server import ServerState
+
+from driftloop.serving.app import create_app
+from driftloop.serving.batching import MicroBatcher
+from driftloop.serving.model import ModelHolder
+from driftloop.serving.protocol import ScoringProtocol
+from tests.conftest import free_port
+from tests.serving.fakes import MemoryCapture, plant_model, plant_rows
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from fastapi import FastAPI
+
+ROWS = {"instances": plant_rows(2)}
+
+
+def _post(path: str, body: bytes, *extra: str, version: str = "1.1") -> bytes:
+    head = [f"POST {path} HTTP/{version}", "Host: test", "Content-Type: application/json",
+            f"Content-Length: {len(body)}", *extra]  # fmt: skip
+    return ("\r\n".join(head) + "\r\n\r\n").encode() + body
+
+
+class _Responses:
+    """HTTP/1.1 responses read one after another from a socket."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock, self.buffer = sock, b""
+
+    def _until(self, n: int | bytes) -> bytes:
+        while (len(self.buffer) < n) if isinstance(n, int) else (n not in self.buffer):
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise EOFError("the server closed the connection")
+            self.buffer += chunk
+        end = n if isinstance(n, int) else self.buffer.index(n) + len(n)
+        out, self.buffer = self.buffer[:end], self.buffer[end:]
+        return out
+
+    def next(self) -> tuple[int, dict[str, str], bytes]:
+        lines = self._until(b"\r\n\r\n").decode().split("\r\n")
+        status = int(lines[0].split(" ", 2)[1])
+        headers = {}
+        for line in lines[1:]:
+            if line:
+                name, _, value = line.partition(":")
+                headers[name.strip().lower()] = value.strip()
+        return status, headers, self._until(int(headers["content-length"]))
+
+    def closed(self) -> bool:
+        return not self.buffer and self.sock.recv(1) == b""
+
+
+class _Served:
+    def __init__(self, app: FastAPI, capture: MemoryCapture, port: int) -> None:
+        self.app, self.capture, self.port = app, capture, port
+
+    def connect(self) -> socket.socket:
+        return socket.create_connection(("127.0.0.1", self.port), timeout=10)
+
+
+def _serve(app: FastAPI, port: int) -> tuple[uvicorn.Server, threading.Thread]:
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, loop="uvloop", http=ScoringProtocol,
+                            log_level="warning", lifespan="off")  # fmt: skip
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        assert thread.is_alive(), "uvicorn stopped while starting"
+        assert time.monotonic() < deadline, "uvicorn did not start within 20 s"
+        time.sleep(0.02)
+    return server, thread
+
+
+@pytest.fixture
+def served() -> Iterator[_Served]:
+    holder = ModelHolder()
+    holder.install(plant_model(1))
+    capture = MemoryCapture()
+    app = create_app(holder, capture=capture, batcher=MicroBatcher(holder.predict, max_rows=64))
+    port = free_port()
+    server, thread = _serve(app, port)
+    yield _Served(app, capture, port)
+    server.should_exit = True
+    thread.join(20)
+
+
+def _without_ids(body: bytes) -> Any:
+    parsed = orjson.loads(body)
+    for p in parsed.get("predictions", []):
+        if isinstance(p, dict):
+            p.pop("id")
+    return parsed
+
+
+def test_the_protocol_answers_as_the_asgi_path_does(served: _Served) -> None:
+    bad_row = {"instances": [{**plant_rows(1)[0], "torque_nm": "x"}]}
+    sent = [("/v1/predict", orjson.dumps(ROWS)), ("/invocations", orjson.dumps(ROWS)),
+            ("/v1/predict", orjson.dumps(bad_row)), ("/invocations", b"{"),
+            ("/v1/predict?x=1", b"[]")]  # fmt: skip
+    client = TestClient(served.app)  # the same app through ASGI: ServiceApp's own fast path
+    statuses = []
+    with served.connect() as sock:
+        responses = _Responses(sock)
+        for path, body in sent:
+            sock.sendall(_post(path, body))
+            status, headers, payload = responses.next()
+            expected = client.post(path, content=body)
+            assert (status, headers["content-type"], _without_ids(payload)) == (
+                expected.status_code,
+                expected.headers["content-type"],
+                _without_ids(expected.content),
+            )
+            assert {"date", "server"} <= set(headers)
+            statuses.append(status)
+    assert statuses == [200, 200, 422, 422, 422]
+    ids = [r["prediction_id"] for r in served.capture.records if r["kind"] == "prediction"]
+    assert len(ids) == 8  # two requests of two rows over each path: every answer was captured
+    metrics = client.get("/metrics").text
+    assert 'driftloop_requests_total{path="/v1/predict",status="200"} 2.0' in metrics
+    assert 'driftloop_requests_total{path="/v1/predict",status="422"} 4.0' in metrics
+
+
+def test_pipelined_requests_are_answered_in_order_whatever_their_route(served: _Served) -> None:
+    first, second = plant_rows(1, seed=1), plant_rows(3, seed=2)
+    pipeline = (_post("/v1/predict", orjson.dumps({"instances": first}))
+                + b"GET /health HTTP/1.1\r\nHost: test\r\n\r\n"
+                + _post("/v1/predict", orjson.dumps({"instances": second})))  # fmt: skip
+    with served.connect() as sock:
+        sock.sendall(pipeline)  # three requests in one segment: the later ones wait their turn
+        responses = _Responses(sock)
+        answers = [responses.next() for _ in range(3)]
+    assert [status for status, _, _ in answers] == [200, 200, 200]
+    assert len(orjson.loads(answers[0][2])["predictions"]) == 1
+    assert orjson.loads(answers[1][2]) == {"status": "alive"}
+    assert len(orjson.loads(answers[2][2])["predictions"]) == 3
+
+
+@pytest.mark.parametrize(
+    ("extra", "version"), [(("Connection: close",), "1.1"), ((), "1.0")], ids=["connection-close", "http-1.0"]
+)
+def test_a_scoring_request_that_asks_to_close_gets_its_answer_then_the_close(
+    served: _Served, extra: tuple[str, ...], version: str
+) -> None:
+    with served.connect() as sock:
+        sock.sendall(_post("/v1/predict", orjson.dumps(ROWS), *extra, version=version))
+        responses = _Responses(sock)
+        status, headers, _ = responses.next()
+        assert (status, headers["connection"]) == (200, "close")
+        assert responses.closed()  # the server closed the connection
+
+
+def test_expect_100_continue_takes_uvicorns_path_and_is_answered(served: _Served) -> None:
+    body = orjson.dumps(ROWS)
+    with served.connect() as sock:
+        sock.sendall(
+            _post("/v1/predict", b"", "Expect: 100-continue").replace(b"th: 0", b"th: %d" % len(body))
+        )
+        assert sock.recv(100).startswith(b"HTTP/1.1 100 Continue\r\n\r\n")
+        sock.sendall(body)
+        status, _, payload = _Responses(sock).next()
+    assert status == 200
+    assert len(orjson.loads(payload)["predictions"]) == 2
+
+
+def test_a_client_that_leaves_before_its_answer_is_still_captured(served: _Served) -> None:
+    with served.connect() as sock:
+        sock.sendall(_post("/v1/predict", orjson.dumps({"instances": plant_rows(1, seed=9)})))
+    deadline = time.monotonic() + 10
+    while not served.capture.records and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert len(served.capture.records) == 1
+    with served.connect() as sock:  # and the service goes on answering
+        sock.sendall(_post("/v1/predict", orjson.dumps(ROWS)))
+        assert _Responses(sock).next()[0] == 200
+
+
+class _Transport(asyncio.Transport):
+    """Records what the protocol writes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes: list[bytes] = []
+        self.closed = False
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self.writes.append(bytes(data))
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+    def close(self) -> None:
+        self.closed = True
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return {"sockname": ("127.0.0.1", 8080), "peername": ("127.0.0.1", 50000)}.get(name, default)
+
+
+def test_each_scoring_answer_is_one_write_and_other_routes_are_uvicorns() -> None:
+    """Status line, headers and body leave in one write (uvicorn's own path writes headers and body
+    separately): one system call and one TCP segment per answer."""
+    holder = ModelHolder()
+    holder.install(plant_model(1))
+    config = uvicorn.Config(create_app(holder), http=ScoringProtocol, lifespan="off")
+    config.load()
+
+    async def exchange(request: bytes) -> list[bytes]:
+        state = ServerState()
+        state.default_headers = [(b"date", b"Sat, 28 Nov 2026 01:00:00 GMT"), (b"server", b"uvicorn")]
+        protocol = ScoringProtocol(config, state, {}, _loop=asyncio.get_running_loop())
+        transport = _Transport()
+        protocol.connection_made(transport)
+        protocol.data_received(request)
+        while state.tasks or not transport.writes:
+            await asyncio.sleep(0.001)
+        return transport.writes
+
+    fast = asyncio.run(exchange(_post("/v1/predict", orjson.dumps(ROWS))))
+    assert len(fast) == 1
+    head, _, body = fast[0].partition(b"\r\n\r\n")
+    assert head.splitlines()[0] == b"HTTP/1.1 200 OK"
+    assert b"date: Sat, 28 Nov 2026 01:00:00 GMT" in head
+    assert b"server: uvicorn" in head
+    assert b"content-length: %d" % len(body) in head
+    assert len(orjson.loads(body)["predictions"]) == 2
+    slow = asyncio.run(exchange(b"GET /health HTTP/1.1\r\nHost: test\r\n\r\n"))
+    assert len(slow) == 2  # FastAPI's routes go through uvicorn's RequestResponseCycle, as before
