@@ -9,7 +9,6 @@ response sent) only after its capture record is durable.
 from __future__ import annotations
 
 import logging
-import os
 import time
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol, TypeAlias
@@ -24,6 +23,7 @@ from driftloop import __version__
 from driftloop.errors import DriftloopError
 from driftloop.serving.inputs import FieldError, InvalidInput
 from driftloop.serving.metrics import ServiceMetrics
+from driftloop.serving.stamps import PredictionIds, utc_now_iso
 from driftloop.serving.webhooks import verify
 
 if TYPE_CHECKING:
@@ -61,12 +61,6 @@ class ORJSONResponse(JSONResponse):
 
     def render(self, content: Any) -> bytes:
         return orjson.dumps(content, option=orjson.OPT_SERIALIZE_NUMPY)
-
-
-def _ids(n: int) -> list[str]:
-    """``n`` random 128-bit prediction ids (32 hex digits, like uuid4().hex) from one system call."""
-    raw = os.urandom(16 * n).hex()
-    return [raw[i : i + 32] for i in range(0, 32 * n, 32)]
 
 
 def _error_body(message: str, errors: list[dict[str, Any]] | None = None) -> bytes:
@@ -315,6 +309,7 @@ class _Service:
         self.capture = capture
         self.metrics = metrics
         self.max_rows = max_rows
+        self.ids = PredictionIds()
 
     async def predict(self, raw: bytes) -> bytes:
         """``{"instances": [{field: value, …}, …]}`` → one prediction (id, score, label) per instance."""
@@ -381,7 +376,7 @@ class _Service:
         """Record a refused request for the monitor's data-quality share; never turns a 422 into a 503."""
         if self.capture is None:
             return
-        record = {"kind": "rejection", "ts": datetime.now(UTC).isoformat(timespec="microseconds"),
+        record = {"kind": "rejection", "ts": utc_now_iso(),
                   "model_name": model_name, "endpoint": endpoint, "rows": rows, "errors": errors}  # fmt: skip
         try:
             await self.capture.append_many_async([record], trusted=True)
@@ -415,8 +410,8 @@ class _Service:
             self.metrics.fallbacks.inc()
         answered = prediction.model
         latency_ms = (time.perf_counter() - started) * 1000
-        now = datetime.now(UTC).isoformat(timespec="microseconds")  # normalised, as capture stores it
-        ids = _ids(len(rows))
+        now = utc_now_iso()  # normalised, as capture stores it
+        ids = self.ids.take(len(rows))
         out: list[dict[str, Any]] = []
         for pid, value in zip(ids, prediction.scores.tolist(), strict=True):
             item: dict[str, Any] = {"id": pid, "score": value, "fallback": prediction.fallback}
