@@ -82,29 +82,58 @@ class InputSpec:
 
     def validate(self, rows: Sequence[Mapping[str, Any]]) -> None:
         """:class:`InvalidInput` listing every bad field of every row; returns quietly when all are valid."""
-        # A few rows are checked one by one faster than column by column.
-        if len(rows) < 4 or not self._plainly_valid(rows):
-            self._validate_each(rows)
+        # A few rows are checked one by one faster than column by column. Either quick check only says
+        # "certainly valid"; anything else (a null, a bad value) gets the full check, which names errors.
+        if len(rows) < 4:
+            if all(self._row_valid(row) for row in rows):
+                return
+        elif self._plainly_valid(rows):
+            return
+        self._validate_each(rows)
+
+    def _row_valid(self, row: Any) -> bool:
+        if type(row) is not dict or not row.keys() <= self._known:
+            return False
+        for name, low, high in self._ranges:
+            value = row.get(name)
+            if type(value) is not float and type(value) is not int:
+                return False  # missing, null, bool, text…
+            if not low <= value <= high or not math.isfinite(value):
+                return False
+        for name, allowed in self._allowed_sets.items():
+            value = row.get(name)
+            if type(value) is not str or value not in allowed:
+                return False
+        return True
 
     def _plainly_valid(self, rows: Sequence[Mapping[str, Any]]) -> bool:
-        """The fast path, column by column: True when every row is certainly valid. False means "look
-        closer" (a null, a bad value, or anything unusual); the row-by-row check then finds the errors."""
-        known = {*self.fields, *self.passthrough}
+        """Column by column, for many rows: True when every row is certainly valid."""
+        known = self._known
         if not all(type(row) is dict and row.keys() <= known for row in rows):
             return False
-        for spec in self.numeric:
-            values = [row.get(spec.name) for row in rows]
+        for name, low, high in self._ranges:
+            values = [row.get(name) for row in rows]
             if not all(type(v) is float or type(v) is int for v in values):
-                return False  # missing, null, bool, text…
+                return False
             column = cast("list[float]", values)
-            if not all(map(math.isfinite, column)):
+            if not all(map(math.isfinite, column)) or min(column) < low or max(column) > high:
                 return False
-            if (spec.min is not None and min(column) < spec.min) or (
-                spec.max is not None and max(column) > spec.max
-            ):
+        for name, allowed in self._allowed_sets.items():
+            texts = [row.get(name) for row in rows]
+            if not all(type(v) is str for v in texts) or not set(texts) <= allowed:  # a list is unhashable
                 return False
-        return all(
-            {row.get(name) for row in rows} <= allowed_set for name, allowed_set in self._allowed_sets.items()
+        return True
+
+    @functools.cached_property
+    def _known(self) -> frozenset[str]:
+        return frozenset((*self.fields, *self.passthrough))
+
+    @functools.cached_property
+    def _ranges(self) -> tuple[tuple[str, float, float], ...]:
+        """(name, lowest, highest) of each numeric field; unbounded ends are infinite."""
+        inf = math.inf
+        return tuple(
+            (n.name, -inf if n.min is None else n.min, inf if n.max is None else n.max) for n in self.numeric
         )
 
     @functools.cached_property
@@ -113,7 +142,7 @@ class InputSpec:
 
     def _validate_each(self, rows: Sequence[Mapping[str, Any]]) -> None:
         errors: list[FieldError] = []
-        known = {*self.fields, *self.passthrough}
+        known = self._known
         for i, row in enumerate(rows):
             if not isinstance(row, dict):
                 errors.append(
