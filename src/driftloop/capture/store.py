@@ -37,6 +37,8 @@ from typing import TYPE_CHECKING, Any, Literal, TypedDict
 
 from driftloop.capture.records import decode, encode, normalize, segment_objects
 from driftloop.capture.wal import (
+    Group,
+    LoopGroups,
     Waiter,
     init_helper,
     lock_dir,
@@ -122,6 +124,7 @@ class CaptureStore:
         self._pool: ProcessPoolExecutor | None = None  # the shipper's conversion helper
         self._shipped_records = self._shipped_segments = self._failures = self._rejected = 0
         self._last_error: str | None = None
+        self._groups = LoopGroups(self._write_groups)  # "process" durability, from event loops
 
     def start(self) -> None:
         """Lock ``wal_dir``, recover what an earlier process left there and start the threads.
@@ -172,12 +175,16 @@ class CaptureStore:
         """Capture ``records`` all or none (one buffer check, one write, one fsync wait).
 
         ``trusted``: the records were built by driftloop itself and are already normalised (``ts`` in UTC
-        ISO-8601 with microseconds): no per-field checks, and they are written as one frame.
+        ISO-8601 with microseconds): no per-field checks. With "process" durability the appends of one
+        event-loop iteration share one frame and one ``write`` at the next iteration (``LoopGroups``).
         """
         if not records:
             return
-        if self._cfg.durability == "process":  # written on return: nothing to wait for
-            self._submit(records, None, check=not trusted)
+        if self._cfg.durability == "process":
+            group = [r if isinstance(r, dict) else dict(r) for r in records] if trusted else [
+                normalize(r) for r in records
+            ]  # fmt: skip
+            await self._groups.join(asyncio.get_running_loop(), group)
             return
         loop = asyncio.get_running_loop()
         future = loop.create_future()
@@ -266,18 +273,7 @@ class CaptureStore:
         else:  # trusted: already normalised; one frame for all of them
             frame = encode([record if isinstance(record, dict) else dict(record) for record in records])
         with self._lock:
-            if self._state == "new":
-                raise RuntimeError("CaptureStore.start() was not called")
-            if self._state != "running" or self._writer_error:
-                reason = self._writer_error or "it is closed"
-                raise StorageUnavailableError(f"the capture store refuses records: {reason}")
-            pending = self._pending_bytes()
-            if pending + len(frame) > self._cfg.max_buffer_bytes:
-                self._rejected += 1
-                raise CaptureFullError(
-                    f"capture buffer full: {pending} bytes wait to be shipped to {self._store.root} "
-                    f"(capture.max_buffer_bytes = {self._cfg.max_buffer_bytes}); retry later"
-                )
+            self._admit(len(frame), 1)
             if self._cfg.durability == "process":
                 self._write_now(frame)
                 if waiter is not None:
@@ -290,6 +286,45 @@ class CaptureStore:
                 self._work.notify()
             self._queue.append((frame, waiter))
             self._queue_bytes += len(frame)
+
+    def _admit(self, size: int, appends: int) -> None:
+        """Under the lock: refuse ``size`` more bytes when closed, broken or over the buffer limit."""
+        if self._state == "new":
+            raise RuntimeError("CaptureStore.start() was not called")
+        if self._state != "running" or self._writer_error:
+            reason = self._writer_error or "it is closed"
+            raise StorageUnavailableError(f"the capture store refuses records: {reason}")
+        pending = self._pending_bytes()
+        if pending + size > self._cfg.max_buffer_bytes:
+            self._rejected += appends
+            raise CaptureFullError(
+                f"capture buffer full: {pending} bytes wait to be shipped to {self._store.root} "
+                f"(capture.max_buffer_bytes = {self._cfg.max_buffer_bytes}); retry later"
+            )
+
+    def _write_groups(self, groups: list[Group]) -> list[BaseException | None]:
+        """ "process" durability: one event-loop iteration's appends as one frame and one write; per group,
+        None or why it was refused. A group that cannot be encoded is refused alone."""
+        outcomes: list[BaseException | None] = [None] * len(groups)
+        try:
+            frame = encode([record for group in groups for record in group])
+        except ValueError:
+            frames = []
+            for i, group in enumerate(groups):
+                try:
+                    frames.append(encode(group))
+                except ValueError as exc:
+                    outcomes[i] = exc
+            frame = b"".join(frames)
+        accepted = outcomes.count(None)
+        if accepted:
+            try:
+                with self._lock:
+                    self._admit(len(frame), accepted)
+                    self._write_now(frame)
+            except DriftloopError as exc:
+                outcomes = [exc if outcome is None else outcome for outcome in outcomes]
+        return outcomes
 
     def _write_now(self, frame: bytes) -> None:
         """ "process" durability: the frame goes into the WAL file (the kernel's page cache) right here,

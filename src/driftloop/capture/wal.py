@@ -12,15 +12,17 @@ import re
 import signal
 import uuid
 from concurrent.futures import Future
-from typing import TYPE_CHECKING, TypeAlias
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from driftloop.errors import CaptureFullError, ConflictError, StorageUnavailableError
 from driftloop.storage import fsync_dir
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from pathlib import Path
 
 __all__ = [
+    "LoopGroups",
     "Waiter",
     "init_helper",
     "lock_dir",
@@ -72,6 +74,47 @@ def settle_here(futures: list[asyncio.Future[None]], error: BaseException | None
                 future.set_result(None)
             else:
                 future.set_exception(error)
+
+
+Group: TypeAlias = "list[dict[str, Any]]"  # the records of one append, all or none
+
+
+class LoopGroups:
+    """Appends made on an event loop during one of its iterations, written together at the next.
+
+    Under load the requests of a micro-batch finish in the same loop iteration; each used to pay a
+    ``write`` system call (~10 µs in the service) and a lock. :meth:`join` files an append and returns
+    a future of its own (a cancelled waiter never cancels the others'); the first append of an
+    iteration schedules :attr:`write` for the next one, which gets every group filed meanwhile and
+    returns, per group, None (written) or the exception that group's waiter gets.
+    """
+
+    def __init__(self, write: Callable[[list[Group]], list[BaseException | None]]) -> None:
+        self.write = write
+        self._open: dict[asyncio.AbstractEventLoop, tuple[list[Group], list[asyncio.Future[None]]]] = {}
+
+    def join(self, loop: asyncio.AbstractEventLoop, group: Group) -> asyncio.Future[None]:
+        pending = self._open.get(loop)
+        if pending is None:
+            pending = self._open[loop] = ([], [])
+            loop.call_soon(self._close, loop)
+        future = loop.create_future()
+        pending[0].append(group)
+        pending[1].append(future)
+        return future
+
+    def _close(self, loop: asyncio.AbstractEventLoop) -> None:
+        groups, futures = self._open.pop(loop)
+        try:
+            outcomes = self.write(groups)
+        except Exception as exc:  # a bug in writing: every waiter hears of it rather than hang
+            outcomes = [exc] * len(groups)
+        for future, outcome in zip(futures, outcomes, strict=True):
+            if not future.done():  # cancelled: the client went away
+                if outcome is None:
+                    future.set_result(None)
+                else:
+                    future.set_exception(outcome)
 
 
 def write_all(fd: int, data: bytes) -> None:
