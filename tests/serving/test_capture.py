@@ -618,3 +618,18 @@ def test_a_cancelled_append_does_not_cancel_the_others_of_its_iteration(tmp_path
     assert isinstance(outcomes[0], asyncio.CancelledError)
     assert outcomes[1:] == [None] * 4
     assert {r["prediction_id"] for r in records[1:]} <= set(ids(store))
+
+
+def test_the_helpers_conversion_pauses_the_collector_only_while_it_runs(tmp_path: Path) -> None:
+    import gc
+
+    from driftloop.capture.records import encode, segment_objects
+    from driftloop.capture.store import _convert_in_helper
+
+    segment = tmp_path / "seg-00000000000000000001.wal"
+    segment.write_bytes(encode([{**prediction(i), "ts": TS} for i in range(3)]))
+    assert _convert_in_helper(segment, "stem") == segment_objects(segment, "stem")
+    assert gc.isenabled()
+    with pytest.raises(FileNotFoundError):
+        _convert_in_helper(tmp_path / "gone.wal", "stem")
+    assert gc.isenabled()
