@@ -620,16 +620,20 @@ def test_a_cancelled_append_does_not_cancel_the_others_of_its_iteration(tmp_path
     assert {r["prediction_id"] for r in records[1:]} <= set(ids(store))
 
 
-def test_the_helpers_conversion_pauses_the_collector_only_while_it_runs(tmp_path: Path) -> None:
+def test_the_helper_warms_up_on_every_kind_and_pauses_the_collector_only_while_converting(
+    tmp_path: Path,
+) -> None:
     import gc
 
     from driftloop.capture.records import encode, segment_objects
-    from driftloop.capture.store import _convert_in_helper
+    from driftloop.capture.wal import convert_in_helper, warm_up
+
+    warm_up()  # what the helper runs first: a record of every kind through the Parquet conversion
 
     segment = tmp_path / "seg-00000000000000000001.wal"
     segment.write_bytes(encode([{**prediction(i), "ts": TS} for i in range(3)]))
-    assert _convert_in_helper(segment, "stem") == segment_objects(segment, "stem")
+    assert convert_in_helper(segment, "stem") == segment_objects(segment, "stem")
     assert gc.isenabled()
     with pytest.raises(FileNotFoundError):
-        _convert_in_helper(tmp_path / "gone.wal", "stem")
+        convert_in_helper(tmp_path / "gone.wal", "stem")
     assert gc.isenabled()

@@ -32,6 +32,7 @@ __all__ = [
     "REJECTION_SCHEMA",
     "conform",
     "decode",
+    "decode_frames",
     "encode",
     "expand",
     "normalize",
@@ -124,43 +125,61 @@ def segment_objects(path: Path, stem: str) -> tuple[int, list[tuple[str, bytes]]
     Takes the path, not the bytes: the helper reads the segment itself, so the service never pickles
     megabytes through a pipe while holding its GIL. Raises ``FileNotFoundError`` if it is gone.
     """
-    records, _ = decode(path.read_bytes())
-    return len(records), list(parquet_objects(records, stem))
+    records, _ = decode_frames(path.read_bytes())
+    count = sum(len(r["outputs"]) if r["kind"] == "prediction_batch" else 1 for r in records)
+    return count, list(parquet_objects(records, stem))
 
 
 def parquet_objects(records: list[dict[str, Any]], stem: str) -> Iterator[tuple[str, bytes]]:
     """The Parquet objects (key, bytes) for ``records`` of one WAL segment, one per kind and partition.
 
     Records are normalised (:func:`normalize`): ``ts`` is UTC ISO-8601, so its first ten characters are
-    the partition date. Built column by column: this runs in the service's process.
+    the partition date. A ``prediction_batch`` becomes its predictions' rows column by column, without
+    a dict per prediction (this runs for every captured row).
     """
     groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for record in records:
         date = record["ts"][:10]
-        if record["kind"] == "prediction":
+        if record["kind"] in ("prediction", "prediction_batch"):
             key = (f"captures/model={record['model_name']}/date={date}", "prediction")
         elif record["kind"] == "rejection":
             key = (f"captures/rejections/date={date}", "rejection")
         else:
             key = (f"captures/feedback/date={date}", "feedback")
         groups.setdefault(key, []).append(record)
-    dumps = orjson.dumps
     for (prefix, kind), rows in sorted(groups.items()):
         schema = _SCHEMAS[kind]
-        columns = []
-        for field in schema:
-            name = field.name
-            if name in ("inputs", "outputs", "errors"):
-                values: list[Any] = [dumps(row[name]).decode() for row in rows]
-            else:
-                values = [row.get(name) for row in rows]
-            if name == "ts":
-                columns.append(pa.array(values, pa.string()).cast(field.type))
-            else:
-                columns.append(pa.array(values, field.type))
+        values = _columns(schema.names, rows)
+        columns = [  # ts: ISO text, parsed by Arrow
+            pa.array(values[f.name], pa.string() if f.name == "ts" else f.type).cast(f.type) for f in schema
+        ]
         sink = pa.BufferOutputStream()
         pq.write_table(pa.Table.from_arrays(columns, schema=schema), sink, compression="zstd")
         yield f"{prefix}/{stem}.parquet", sink.getvalue().to_pybytes()
+
+
+def _columns(names: list[str], rows: list[dict[str, Any]]) -> dict[str, list[Any]]:
+    """Column name → values of ``rows`` (a ``prediction_batch`` expands to one value per prediction);
+    object-valued columns as JSON text."""
+    dumps = orjson.dumps
+    columns: dict[str, list[Any]] = {name: [] for name in names}
+    for row in rows:
+        if row["kind"] != "prediction_batch":
+            for name, column in columns.items():
+                value = row.get(name)
+                column.append(dumps(value).decode() if name in ("inputs", "outputs", "errors") else value)
+            continue
+        outputs = row["outputs"]
+        n = len(outputs)
+        columns["prediction_id"].extend([o["id"] for o in outputs])
+        columns["inputs"].extend([dumps(i).decode() for i in row["inputs"]])
+        columns["outputs"].extend([dumps(o).decode() for o in outputs])
+        columns["score"].extend([o.get("score") for o in outputs])
+        columns["shadow_score"].extend(row.get("shadow_scores") or [None] * n)
+        columns["shadow_version"].extend([row.get("shadow_version")] * n)
+        for name in _BATCH_SHARED:
+            columns[name].extend([row[name]] * n)
+    return columns
 
 
 _SCHEMAS = {"prediction": PREDICTION_SCHEMA, "feedback": FEEDBACK_SCHEMA, "rejection": REJECTION_SCHEMA}
@@ -294,7 +313,14 @@ def expand(record: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def decode(data: bytes) -> tuple[list[dict[str, Any]], int]:
-    """The records of a segment up to the first torn or corrupt one, and the offset where that starts."""
+    """The records of a segment up to the first torn or corrupt one (each ``prediction_batch`` as its
+    ``prediction`` records), and the offset where that starts."""
+    frames, end = decode_frames(data)
+    return [flat for record in frames for flat in expand(record)], end
+
+
+def decode_frames(data: bytes) -> tuple[list[dict[str, Any]], int]:
+    """:func:`decode` without expanding the ``prediction_batch`` records."""
     records: list[dict[str, Any]] = []
     pos = 0
     while pos + _HEADER.size <= len(data):
@@ -308,10 +334,9 @@ def decode(data: bytes) -> tuple[list[dict[str, Any]], int]:
         except orjson.JSONDecodeError:
             break
         if isinstance(record, dict):
-            records.extend(expand(record))
+            records.append(record)
         elif isinstance(record, list) and all(isinstance(r, dict) for r in record):
-            for item in record:  # a request's records, written as one frame
-                records.extend(expand(item))
+            records.extend(record)  # records written as one frame (a request's, or a loop iteration's)
         else:
             break
         pos = end

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import logging
 import multiprocessing
 import os
@@ -41,10 +40,12 @@ from driftloop.capture.wal import (
     Group,
     LoopGroups,
     Waiter,
+    convert_in_helper,
     init_helper,
     lock_dir,
     settle,
     wal_error,
+    warm_up,
     write_all,
     writer_id,
 )
@@ -547,7 +548,7 @@ class CaptureStore:
             initargs=(os.getpid(),),
         )  # fmt: skip
         # Spawn it now (interpreter, pyarrow: ~1 s of CPU) rather than under load at the first segment.
-        pool.submit(_warm_up)
+        pool.submit(warm_up)
         return pool
 
     def _convert(self, path: Path, stem: str) -> tuple[int, list[tuple[str, bytes]]]:
@@ -561,24 +562,8 @@ class CaptureStore:
         if self._pool is None:
             self._pool = self._start_helper()
         try:
-            return self._pool.submit(_convert_in_helper, path.absolute(), stem).result()
+            return self._pool.submit(convert_in_helper, path.absolute(), stem).result()
         except BrokenProcessPool:
             self._pool.shutdown(wait=False, cancel_futures=True)
             self._pool = None
             raise
-
-
-def _convert_in_helper(path: Path, stem: str) -> tuple[int, list[tuple[str, bytes]]]:
-    """:func:`segment_objects` in the helper process, with the cyclic collector paused: a segment's
-    records are ~200,000 containers (none in cycles), and the collections they set off were half of
-    the conversion's CPU time. The helper runs only this, so pausing it there affects nothing else."""
-    gc.disable()
-    try:
-        return segment_objects(path, stem)
-    finally:
-        gc.enable()
-
-
-def _warm_up() -> None:
-    """The helper's first task: import what conversion needs before the first segment arrives."""
-    import pyarrow.parquet  # noqa: F401 — imported for its side effect (loading), nothing else
