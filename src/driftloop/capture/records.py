@@ -32,7 +32,6 @@ __all__ = [
     "REJECTION_SCHEMA",
     "conform",
     "decode",
-    "decode_frames",
     "encode",
     "expand",
     "normalize",
@@ -125,7 +124,7 @@ def segment_objects(path: Path, stem: str) -> tuple[int, list[tuple[str, bytes]]
     Takes the path, not the bytes: the helper reads the segment itself, so the service never pickles
     megabytes through a pipe while holding its GIL. Raises ``FileNotFoundError`` if it is gone.
     """
-    records, _ = decode_frames(path.read_bytes())
+    records, _ = decode(path.read_bytes())
     count = sum(len(r["outputs"]) if r["kind"] == "prediction_batch" else 1 for r in records)
     return count, list(parquet_objects(records, stem))
 
@@ -313,14 +312,8 @@ def expand(record: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def decode(data: bytes) -> tuple[list[dict[str, Any]], int]:
-    """The records of a segment up to the first torn or corrupt one (each ``prediction_batch`` as its
-    ``prediction`` records), and the offset where that starts."""
-    frames, end = decode_frames(data)
-    return [flat for record in frames for flat in expand(record)], end
-
-
-def decode_frames(data: bytes) -> tuple[list[dict[str, Any]], int]:
-    """:func:`decode` without expanding the ``prediction_batch`` records."""
+    """The records of a segment as written (a ``prediction_batch`` whole: :func:`expand` makes it its
+    predictions) up to the first torn or corrupt one, and the offset where that starts."""
     records: list[dict[str, Any]] = []
     pos = 0
     while pos + _HEADER.size <= len(data):

@@ -183,10 +183,7 @@ class CaptureStore:
         if not records:
             return
         if self._cfg.durability == "process":
-            group = [r if isinstance(r, dict) else dict(r) for r in records] if trusted else [
-                normalize(r) for r in records
-            ]  # fmt: skip
-            await self._groups.join(asyncio.get_running_loop(), group)
+            await self._groups.join(asyncio.get_running_loop(), _group(records, trusted=trusted))
             return
         loop = asyncio.get_running_loop()
         future = loop.create_future()
@@ -273,7 +270,7 @@ class CaptureStore:
         if check:
             frame = b"".join(encode(normalize(record)) for record in records)
         else:  # trusted: already normalised; one frame for all of them
-            frame = encode([record if isinstance(record, dict) else dict(record) for record in records])
+            frame = encode(_group(records, trusted=True))
         with self._lock:
             self._admit(len(frame), 1)
             if self._cfg.durability == "process":
@@ -567,3 +564,10 @@ class CaptureStore:
             self._pool.shutdown(wait=False, cancel_futures=True)
             self._pool = None
             raise
+
+
+def _group(records: Sequence[Mapping[str, Any]], *, trusted: bool) -> Group:
+    """The records as written: trusted ones as they are (as dicts), others normalised and checked."""
+    if trusted:
+        return [r if isinstance(r, dict) else dict(r) for r in records]
+    return [normalize(r) for r in records]
