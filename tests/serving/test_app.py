@@ -302,6 +302,9 @@ class _BuggyCapture(MemoryCapture):
     async def append_many_async(self, records, *, trusted=False) -> None:  # type: ignore[no-untyped-def]
         raise RuntimeError("a bug in the capture sink")
 
+    def append_nowait(self, records, *, trusted=False) -> None:  # type: ignore[no-untyped-def]
+        raise RuntimeError("a bug in the capture sink")
+
 
 def test_a_bug_on_the_scoring_path_is_a_json_500_and_counted() -> None:
     holder = ModelHolder()

@@ -175,10 +175,90 @@ def test_a_cancelled_request_does_not_disturb_the_others() -> None:
     assert scorer.calls == [1, 4]
 
 
+class Finisher:
+    """A ``finish`` that notes each batch's contexts and holds its answers until ``release``."""
+
+    def __init__(self) -> None:
+        self.batches: list[list[Any]] = []
+        self.gates: list[asyncio.Future[None]] = []
+
+    def __call__(self, batch: list[tuple[Any, Any]], prediction: Prediction) -> tuple[list[Any], Any]:
+        self.batches.append([context for context, _ in batch])
+        self.gates.append(asyncio.get_running_loop().create_future())
+        offset, out = 0, []
+        for context, rows in batch:
+            out.append((context, list(prediction.scores[offset : offset + len(rows)])))
+            offset += len(rows)
+        return out, self.gates[-1]
+
+
+def test_finish_answers_a_whole_batch_and_its_awaitable_holds_every_request_of_it() -> None:
+    scorer = SlowScorer()
+    finisher = Finisher()
+    batcher = MicroBatcher(scorer, max_rows=1000, finish=finisher)
+
+    async def run() -> list[Any]:
+        first = asyncio.ensure_future(batcher.submit([{"x": 0.0}], "r0"))
+        await asyncio.sleep(0.005)  # the first is being scored when the others arrive
+        rest = [asyncio.ensure_future(batcher.submit([{"x": float(i)}] * 2, f"r{i}")) for i in (1, 2, 3)]
+        while len(finisher.gates) < 2:
+            await asyncio.sleep(0.005)
+        await asyncio.sleep(0.01)
+        assert not any(t.done() for t in [first, *rest])  # nobody resumes before the batch's awaitable
+        finisher.gates[1].set_result(None)
+        answers = await asyncio.gather(*rest)
+        assert not first.done()  # the first batch is still held
+        finisher.gates[0].set_result(None)
+        return [await first, *answers]
+
+    results = asyncio.run(run())
+    assert finisher.batches == [["r0"], ["r1", "r2", "r3"]]
+    assert results == [("r0", [0.0]), ("r1", [10.0, 10.0]), ("r2", [20.0, 20.0]), ("r3", [30.0, 30.0])]
+
+
+def test_a_failing_finish_or_awaitable_fails_every_request_of_its_batch_only() -> None:
+    scorer = SlowScorer(delay=0)
+    finisher = Finisher()
+    batcher = MicroBatcher(scorer, max_rows=1000, finish=finisher)
+
+    async def run() -> list[Any]:
+        held = asyncio.gather(*(batcher.submit([{"x": 1.0}], i) for i in range(3)), return_exceptions=True)
+        while not finisher.gates:
+            await asyncio.sleep(0.001)
+        finisher.gates[0].set_exception(RuntimeError("capture refused the batch"))
+        failed = await held
+        ok = asyncio.ensure_future(batcher.submit([{"x": 2.0}], "next"))
+        while len(finisher.gates) < 2:
+            await asyncio.sleep(0.001)
+        finisher.gates[1].set_result(None)
+        return [*failed, await ok]
+
+    results = asyncio.run(run())
+    assert [str(r) for r in results[:3]] == ["capture refused the batch"] * 3
+    assert results[3] == ("next", [20.0])
+
+    def broken(batch: Any, prediction: Prediction) -> Any:
+        raise ValueError("a bug in finish")
+
+    batcher.finish = broken
+    [error] = asyncio.run(_many(batcher, [[{"x": 1.0}]]))
+    assert isinstance(error, ValueError)
+
+
+class CountingCapture(MemoryCapture):
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls = 0
+
+    def append_nowait(self, records: Any, *, trusted: bool = False) -> None:
+        self.calls += 1
+        super().append_nowait(records, trusted=trusted)
+
+
 def test_the_service_batches_concurrent_http_requests_without_mixing_answers() -> None:
     holder = ModelHolder()
     holder.install(plant_model(1))
-    capture = MemoryCapture()
+    capture = CountingCapture()
     app = create_app(holder, capture=capture, batcher=MicroBatcher(holder.predict, max_rows=256))
     rows = plant_rows(60, seed=7)
     expected = holder.current.score(rows)
@@ -204,3 +284,4 @@ def test_the_service_batches_concurrent_http_requests_without_mixing_answers() -
         if line.startswith("driftloop_batch_rows_count")
     ]
     assert 1 <= calls < 60  # some requests shared a model call
+    assert capture.calls == calls  # and each model call's requests were captured in one append

@@ -637,3 +637,39 @@ def test_the_helper_warms_up_on_every_kind_and_pauses_the_collector_only_while_c
     with pytest.raises(FileNotFoundError):
         convert_in_helper(tmp_path / "gone.wal", "stem")
     assert gc.isenabled()
+
+
+def test_append_nowait_writes_a_batch_at_once_or_refuses_all_of_it(tmp_path: Path) -> None:
+    store = Switchable(tmp_path / "store")
+    store.up = False
+    records = [{**prediction(i), "ts": TS} for i in range(6)]
+    size = len(orjson.dumps(records[:4])) + 8
+    wal = tmp_path / "wal"
+    cfg = settings(max_buffer_bytes=size, segment_max_age_s=60)
+    with CaptureStore(store, wal, cfg) as capture:  # type: ignore[arg-type]
+        assert capture.append_nowait(records[:4], trusted=True) is None
+        [frame] = _frames(wal)  # in the WAL file when the call returns: no await, no later iteration
+        assert [r["prediction_id"] for r in frame] == [r["prediction_id"] for r in records[:4]]
+        with pytest.raises(CaptureFullError):
+            capture.append_nowait(records[4:], trusted=True)
+        assert capture.stats()["rejected"] == 1
+        with pytest.raises(ValueError, match="field 'model_version'"):
+            capture.append_nowait([{**records[4], "model_version": "three"}])  # untrusted: checked
+        store.up = True
+        assert capture.flush(10)
+    assert sorted(ids(store)) == sorted(r["prediction_id"] for r in records[:4])
+
+
+def test_append_nowait_with_fsync_durability_hands_back_what_to_await(tmp_path: Path) -> None:
+    records = [{**prediction(i), "ts": TS} for i in range(3)]
+    store = open_store(str(tmp_path / "store"))
+
+    async def append(capture: CaptureStore) -> None:
+        pending = capture.append_nowait(records, trusted=True)
+        assert pending is not None
+        await pending
+
+    with CaptureStore(store, tmp_path / "wal", settings(durability="fsync")) as capture:
+        asyncio.run(append(capture))
+        assert capture.flush(10)
+    assert sorted(ids(store)) == sorted(r["prediction_id"] for r in records)

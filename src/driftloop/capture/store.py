@@ -58,7 +58,7 @@ from driftloop.errors import (
 from driftloop.storage import fsync_dir
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping, Sequence
+    from collections.abc import Awaitable, Mapping, Sequence
     from types import TracebackType
 
     from driftloop.settings import CaptureSettings
@@ -189,6 +189,19 @@ class CaptureStore:
         future = loop.create_future()
         self._submit(records, (loop, future), check=not trusted)
         await future
+
+    def append_nowait(
+        self, records: Sequence[Mapping[str, Any]], *, trusted: bool = False
+    ) -> Awaitable[None] | None:
+        """:meth:`append_many_async` for a caller on the event loop that has a whole batch at once (the
+        service's micro-batch): with "process" durability the records are written right here (raises
+        what the awaitable would) and None is returned; with "fsync" durability, the awaitable."""
+        if self._cfg.durability != "process":
+            return self.append_many_async(records, trusted=trusted)
+        [refused] = self._write_groups([_group(records, trusted=trusted)])
+        if refused is not None:
+            raise refused
+        return None
 
     def flush(self, timeout: float) -> bool:
         """Seal the active segment and ship everything; True once nothing is pending (within ``timeout``)."""

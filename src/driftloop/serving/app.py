@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from starlette.types import Message, Receive, Scope, Send
 
     from driftloop.serving.batching import MicroBatcher
-    from driftloop.serving.model import ModelHolder
+    from driftloop.serving.model import LoadedModel, ModelHolder, Prediction
 
 __all__ = ["CaptureSink", "create_app"]
 
@@ -44,6 +44,10 @@ WEBHOOK_SIGNATURE, WEBHOOK_DELIVERY, WEBHOOK_TIMESTAMP = (
 )  # fmt: skip
 
 
+# A request's predictions (id, score, fallback, label) and the model that made them.
+_Answer: TypeAlias = "tuple[list[dict[str, Any]], LoadedModel]"
+
+
 class CaptureSink(Protocol):
     """Where interactions go (``driftloop.capture.CaptureStore``)."""
 
@@ -52,6 +56,11 @@ class CaptureSink(Protocol):
     def append_many_async(
         self, records: Sequence[Mapping[str, Any]], *, trusted: bool = False
     ) -> Awaitable[None]: ...
+
+    def append_nowait(
+        self, records: Sequence[Mapping[str, Any]], *, trusted: bool = False
+    ) -> Awaitable[None] | None:
+        """Capture now from the event loop (None), or return what to await before acknowledging."""
 
     def stats(self) -> Mapping[str, Any]: ...
 
@@ -153,9 +162,10 @@ def create_app(
     app.state.metrics = metrics
     _error_handlers(app)
 
+    service = _Service(holder, capture, metrics, max_rows, batcher)
     if batcher is not None:
         batcher.on_batch = metrics.observe_batch
-    service = _Service(holder, capture, metrics, max_rows, batcher)
+        batcher.finish = service.finish
     service.monitor_gauges = monitor_gauges
     # The scoring routes are answered ahead of FastAPI's stack (ServiceApp); the routes declared here
     # give them their OpenAPI entries and answer through the very same handlers.
@@ -383,9 +393,7 @@ class _Service:
         except DriftloopError as exc:
             log.warning("could not capture a refused request: %s", exc.headline)
 
-    async def _score(
-        self, rows: list[Any], endpoint: str, started: float
-    ) -> tuple[list[dict[str, Any]], Any]:
+    async def _score(self, rows: list[Any], endpoint: str, started: float) -> _Answer:
         if not rows:
             raise _BadRequest(422, "no rows to score")
         if len(rows) > self.max_rows:
@@ -403,31 +411,52 @@ class _Service:
             await self._capture_rejection(model.name, endpoint, len(rows), errors)
             raise _BadRequest(422, "invalid input", errors) from None
         if self.batcher is not None:
-            prediction = await self.batcher.submit(rows)
-        else:
-            prediction = await run_in_threadpool(self.holder.predict, rows)
-        if prediction.fallback:
-            self.metrics.fallbacks.inc()
-        answered = prediction.model
-        latency_ms = (time.perf_counter() - started) * 1000
-        now = utc_now_iso()  # normalised, as capture stores it
-        ids = self.ids.take(len(rows))
-        out: list[dict[str, Any]] = []
-        for pid, value in zip(ids, prediction.scores.tolist(), strict=True):
-            item: dict[str, Any] = {"id": pid, "score": value, "fallback": prediction.fallback}
-            if answered.threshold is not None:
-                item["label"] = int(value >= answered.threshold)
-            out.append(item)
-        if self.capture is not None:
-            # One record for the request's rows (capture expands it into one row per prediction).
-            # Durable before the response is sent: an acknowledged prediction is never lost.
-            batch = {
-                "kind": "prediction_batch", "ts": now, "model_name": answered.name,
-                "model_version": answered.version, "latency_ms": latency_ms, "fallback": prediction.fallback,
-                "endpoint": endpoint, "inputs": rows, "outputs": out,
-            }  # fmt: skip
-            if prediction.shadow is not None and prediction.shadow_scores is not None:
-                batch["shadow_version"] = prediction.shadow.version
-                batch["shadow_scores"] = prediction.shadow_scores.tolist()
-            await self.capture.append_many_async([batch], trusted=True)
-        return out, answered
+            result: _Answer = await self.batcher.submit(rows, (endpoint, started))
+            return result
+        prediction = await run_in_threadpool(self.holder.predict, rows)
+        results, durable = self.finish([((endpoint, started), rows)], prediction)
+        if durable is not None:
+            await durable
+        return results[0]
+
+    def finish(
+        self, batch: list[tuple[Any, Sequence[Any]]], prediction: Prediction
+    ) -> tuple[list[_Answer], Awaitable[None] | None]:
+        """The answers of a batch of requests scored in one model call (``MicroBatcher``'s ``finish``),
+        and the capture of all of them, which each answer waits for: an acknowledged prediction is
+        durable. ``batch``: per request ((endpoint, start time), rows), in the prediction's row order."""
+        answered, fallback, threshold = prediction.model, prediction.fallback, prediction.model.threshold
+        scores = prediction.scores.tolist()
+        shadow = None
+        if prediction.shadow is not None and prediction.shadow_scores is not None:
+            shadow = prediction.shadow_scores.tolist()
+        ids = self.ids.take(len(scores))
+        now, clock = utc_now_iso(), time.perf_counter()  # now: normalised, as capture stores it
+        answers: list[_Answer] = []
+        records = []
+        offset = 0
+        for (endpoint, started), rows in batch:
+            stop = offset + len(rows)
+            out: list[dict[str, Any]] = []
+            for pid, value in zip(ids[offset:stop], scores[offset:stop], strict=True):
+                item: dict[str, Any] = {"id": pid, "score": value, "fallback": fallback}
+                if threshold is not None:
+                    item["label"] = int(value >= threshold)
+                out.append(item)
+            answers.append((out, answered))
+            if self.capture is not None:  # one record per request; capture makes it a row per prediction
+                record = {
+                    "kind": "prediction_batch", "ts": now, "model_name": answered.name,
+                    "model_version": answered.version, "latency_ms": (clock - started) * 1000,
+                    "fallback": fallback, "endpoint": endpoint, "inputs": rows, "outputs": out,
+                }  # fmt: skip
+                if shadow is not None:
+                    record["shadow_version"] = prediction.shadow.version  # type: ignore[union-attr]
+                    record["shadow_scores"] = shadow[offset:stop]
+                records.append(record)
+            offset = stop
+        if fallback:
+            self.metrics.fallbacks.inc(len(batch))
+        if self.capture is None:
+            return answers, None
+        return answers, self.capture.append_nowait(records, trusted=True)

@@ -16,29 +16,51 @@ never blocks the loop. Costs are remembered per power-of-two batch size (moving 
 model after a swap moves its batches back to the thread within a few calls. (A scorer that blocks
 without computing looks cheap on the thread; its rare inline calls, timed by the wall clock, send it
 back.)
+
+What a request gets back is decided per batch, too: ``finish`` turns the batch's prediction into each
+request's result (by default its slice of the prediction) and may hand back an awaitable that must
+complete before any request of the batch resumes. The service uses it to build the batch's answers and
+capture records at once and to wait for their capture in one write (a single wait per batch, not one
+per request; ``docs/decisions/0027-capture-per-micro-batch.md``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from starlette.concurrency import run_in_threadpool
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping, Sequence
+    from collections.abc import Awaitable, Callable, Mapping, Sequence
 
     from driftloop.serving.model import Prediction
 
-__all__ = ["MicroBatcher"]
+__all__ = ["Finish", "MicroBatcher", "slices"]
+
+Rows: TypeAlias = "Sequence[Mapping[str, Any]]"
+# (context, rows) of each request of a batch, in order, and the batch's prediction → per request what
+# ``submit`` returns, and None or an awaitable to complete before any of them is returned.
+Finish: TypeAlias = "Callable[[list[tuple[Any, Rows]], Prediction], tuple[list[Any], Awaitable[None] | None]]"
+
+
+def slices(batch: list[tuple[Any, Rows]], prediction: Prediction) -> tuple[list[Any], None]:
+    """The default ``finish``: each request gets its rows' slice of the prediction."""
+    out, offset = [], 0
+    for _, rows in batch:
+        out.append(prediction.rows(offset, offset + len(rows)))
+        offset += len(rows)
+    return out, None
 
 
 @dataclass
 class _Item:
-    rows: Sequence[Mapping[str, Any]]
-    future: asyncio.Future[Prediction]
+    rows: Rows
+    future: asyncio.Future[Any]
+    context: Any
 
 
 class MicroBatcher:
@@ -52,8 +74,10 @@ class MicroBatcher:
         max_wait_s: float = 0.0,
         inline_budget_s: float = 0.001,
         on_batch: Callable[[int, int], None] | None = None,
+        finish: Finish = slices,
     ) -> None:
         self._score = score
+        self.finish = finish
         self._max_rows = max_rows
         self._max_wait = max_wait_s
         self._inline_budget = inline_budget_s
@@ -66,10 +90,11 @@ class MicroBatcher:
         self._arrived: asyncio.Event | None = None
         self._crowded = False  # did the last batch have company? only then is waiting for more worth it
 
-    async def submit(self, rows: Sequence[Mapping[str, Any]]) -> Prediction:
-        """Score ``rows`` (already validated), batched with whatever else is waiting."""
+    async def submit(self, rows: Rows, context: Any = None) -> Any:
+        """Score ``rows`` (already validated), batched with whatever else is waiting; what ``finish``
+        makes of them (by default their :class:`Prediction`). ``context`` is handed to ``finish``."""
         loop = asyncio.get_running_loop()
-        item = _Item(rows, loop.create_future())
+        item = _Item(rows, loop.create_future(), context)
         self._queue.append(item)
         self._queued_rows += len(rows)
         if self._drainer is None or self._drainer.get_loop() is not loop:
@@ -99,18 +124,19 @@ class MicroBatcher:
                         self.thread_calls += 1
                         prediction = await run_in_threadpool(self._timed, rows, time.thread_time)
                 except Exception as exc:  # the model and its fallback failed: every request hears why
-                    for item in live:
-                        if not item.future.done():
-                            item.future.set_exception(exc)
+                    _fail(live, exc)
                     continue
                 if self.on_batch is not None:
                     self.on_batch(len(live), len(rows))
-                offset = 0
-                for item in live:
-                    n = len(item.rows)
-                    if not item.future.done():
-                        item.future.set_result(prediction.rows(offset, offset + n))
-                    offset += n
+                try:
+                    results, durable = self.finish([(item.context, item.rows) for item in live], prediction)
+                except Exception as exc:
+                    _fail(live, exc)
+                    continue
+                if durable is None:
+                    _deliver(live, results)
+                else:  # the requests resume once it is done; meanwhile the next batch is scored
+                    asyncio.ensure_future(durable).add_done_callback(functools.partial(_after, live, results))
         finally:
             self._drainer = None
 
@@ -152,3 +178,24 @@ class MicroBatcher:
         batch, self._queue = self._queue[:taken], self._queue[taken:]
         self._queued_rows -= rows
         return batch
+
+
+def _after(items: list[_Item], results: list[Any], done: asyncio.Future[None]) -> None:
+    if done.cancelled():
+        _fail(items, asyncio.CancelledError())
+    elif (error := done.exception()) is not None:
+        _fail(items, error)
+    else:
+        _deliver(items, results)
+
+
+def _deliver(items: list[_Item], results: list[Any]) -> None:
+    for item, result in zip(items, results, strict=True):
+        if not item.future.done():  # cancelled: the client went away
+            item.future.set_result(result)
+
+
+def _fail(items: list[_Item], error: BaseException) -> None:
+    for item in items:
+        if not item.future.done():
+            item.future.set_exception(error)

@@ -212,5 +212,10 @@ class _LazyCapture:
     ) -> Awaitable[None]:
         return self.store.append_many_async(records, trusted=trusted)  # no coroutine of its own per call
 
+    def append_nowait(
+        self, records: Sequence[Mapping[str, Any]], *, trusted: bool = False
+    ) -> Awaitable[None] | None:
+        return self.store.append_nowait(records, trusted=trusted)
+
     def stats(self) -> Mapping[str, Any]:
         return self.store.stats() if self._store is not None else {}
