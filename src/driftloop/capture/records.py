@@ -159,25 +159,43 @@ def parquet_objects(records: list[dict[str, Any]], stem: str) -> Iterator[tuple[
 
 def _columns(names: list[str], rows: list[dict[str, Any]]) -> dict[str, list[Any]]:
     """Column name → values of ``rows`` (a ``prediction_batch`` expands to one value per prediction);
-    object-valued columns as JSON text."""
-    dumps = orjson.dumps
+    object-valued columns as JSON (UTF-8 bytes, which Arrow takes for its string columns).
+
+    This runs for every captured row, in the helper: a one-row batch (a single-row request) takes a
+    path without per-record lists, and the JSON columns are dumped in one pass at the end."""
     columns: dict[str, list[Any]] = {name: [] for name in names}
+    if "outputs" in columns:  # predictions
+        ids, scores, shadow = columns["prediction_id"], columns["score"], columns["shadow_score"]
+        inputs, outputs, shadow_version = columns["inputs"], columns["outputs"], columns["shadow_version"]
+        shared = [(name, columns[name]) for name in _BATCH_SHARED]
     for row in rows:
         if row["kind"] != "prediction_batch":
             for name, column in columns.items():
-                value = row.get(name)
-                column.append(dumps(value).decode() if name in ("inputs", "outputs", "errors") else value)
+                column.append(row.get(name))
             continue
-        outputs = row["outputs"]
-        n = len(outputs)
-        columns["prediction_id"].extend([o["id"] for o in outputs])
-        columns["inputs"].extend([dumps(i).decode() for i in row["inputs"]])
-        columns["outputs"].extend([dumps(o).decode() for o in outputs])
-        columns["score"].extend([o.get("score") for o in outputs])
-        columns["shadow_score"].extend(row.get("shadow_scores") or [None] * n)
-        columns["shadow_version"].extend([row.get("shadow_version")] * n)
-        for name in _BATCH_SHARED:
-            columns[name].extend([row[name]] * n)
+        batch = row["outputs"]
+        n = len(batch)
+        shadow_scores = row.get("shadow_scores")
+        if n == 1:
+            ids.append(batch[0]["id"])
+            scores.append(batch[0].get("score"))
+            shadow.append(shadow_scores[0] if shadow_scores else None)
+            shadow_version.append(row.get("shadow_version"))
+            for name, column in shared:
+                column.append(row[name])
+        else:
+            ids.extend([o["id"] for o in batch])
+            scores.extend([o.get("score") for o in batch])
+            shadow.extend(shadow_scores or [None] * n)
+            shadow_version.extend([row.get("shadow_version")] * n)
+            for name, column in shared:
+                column.extend([row[name]] * n)
+        inputs.extend(row["inputs"])
+        outputs.extend(batch)
+    dumps = orjson.dumps
+    for name in ("inputs", "outputs", "errors"):
+        if name in columns:
+            columns[name] = [dumps(value) for value in columns[name]]
     return columns
 
 
