@@ -5,16 +5,22 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import numpy as np
 import pytest
 
+from driftloop.capture import CaptureStore, read_captures
 from driftloop.serving.app import create_app
 from driftloop.serving.batching import MicroBatcher
 from driftloop.serving.model import ModelHolder, NoModelError, Prediction
+from driftloop.settings import CaptureSettings
+from driftloop.storage import open_store
 from tests.serving.fakes import MemoryCapture, plant_model, plant_rows
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 
 class SlowScorer:
@@ -285,3 +291,34 @@ def test_the_service_batches_concurrent_http_requests_without_mixing_answers() -
     ]
     assert 1 <= calls < 60  # some requests shared a model call
     assert capture.calls == calls  # and each model call's requests were captured in one append
+
+
+@pytest.mark.parametrize("durability", ["process", "fsync"])
+def test_batched_requests_are_captured_by_a_real_store_or_refused_together(
+    tmp_path: Path, durability: str
+) -> None:
+    holder = ModelHolder()
+    holder.install(plant_model(1))
+    objects = open_store(str(tmp_path / "store"))
+    cfg = CaptureSettings(durability=durability, segment_max_age_s=60)
+    rows = plant_rows(40, seed=3)
+
+    async def burst(app: Any) -> list[httpx.Response]:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://driftloop") as client:
+            return await asyncio.gather(*(client.post("/v1/predict", json={"instances": [r]}) for r in rows))
+
+    with CaptureStore(objects, tmp_path / "wal", cfg) as capture:
+        app = create_app(holder, capture=capture, batcher=MicroBatcher(holder.predict, max_rows=256))
+        responses = asyncio.run(burst(app))
+        assert [r.status_code for r in responses] == [200] * 40
+        assert capture.flush(10)
+    answered = {r.json()["predictions"][0]["id"] for r in responses}
+    assert set(read_captures(objects).column("prediction_id").to_pylist()) == answered
+
+    full = cfg.model_copy(update={"max_buffer_bytes": 1})  # nothing fits: every batch is refused
+    with CaptureStore(objects, tmp_path / "wal-full", full) as capture:
+        app = create_app(holder, capture=capture, batcher=MicroBatcher(holder.predict, max_rows=256))
+        responses = asyncio.run(burst(app))
+    assert {r.status_code for r in responses} == {503}
+    assert "capture buffer full" in responses[0].json()["error"]
