@@ -427,9 +427,9 @@ class _Service:
         durable. ``batch``: per request ((endpoint, start time), rows), in the prediction's row order."""
         answered, fallback, threshold = prediction.model, prediction.fallback, prediction.model.threshold
         scores = prediction.scores.tolist()
-        shadow = None
+        capture, shadow, shadow_version = self.capture, None, None
         if prediction.shadow is not None and prediction.shadow_scores is not None:
-            shadow = prediction.shadow_scores.tolist()
+            shadow, shadow_version = prediction.shadow_scores.tolist(), prediction.shadow.version
         ids = self.ids.take(len(scores))
         now, clock = utc_now_iso(), time.perf_counter()  # now: normalised, as capture stores it
         answers: list[_Answer] = []
@@ -444,19 +444,19 @@ class _Service:
                     item["label"] = int(value >= threshold)
                 out.append(item)
             answers.append((out, answered))
-            if self.capture is not None:  # one record per request; capture makes it a row per prediction
+            if capture is not None:  # one record per request; capture makes it a row per prediction
                 record = {
                     "kind": "prediction_batch", "ts": now, "model_name": answered.name,
                     "model_version": answered.version, "latency_ms": (clock - started) * 1000,
                     "fallback": fallback, "endpoint": endpoint, "inputs": rows, "outputs": out,
                 }  # fmt: skip
                 if shadow is not None:
-                    record["shadow_version"] = prediction.shadow.version  # type: ignore[union-attr]
+                    record["shadow_version"] = shadow_version
                     record["shadow_scores"] = shadow[offset:stop]
                 records.append(record)
             offset = stop
         if fallback:
             self.metrics.fallbacks.inc(len(batch))
-        if self.capture is None:
+        if capture is None:
             return answers, None
-        return answers, self.capture.append_nowait(records, trusted=True)
+        return answers, capture.append_nowait(records, trusted=True)
