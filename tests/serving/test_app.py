@@ -36,8 +36,8 @@ def test_predict_scores_each_instance_and_captures_it(served) -> None:
     assert capture.records[0]["model_version"] == 1
 
 
-def test_mlflow_scoring_formats_give_the_same_scores(served) -> None:
-    client, holder, _ = served
+def test_mlflow_scoring_formats_give_the_same_scores_and_capture_the_rows_scored(served) -> None:
+    client, holder, capture = served
     rows = plant_rows(4, seed=3)
     columns = list(rows[0])
     expected = pytest.approx(list(holder.current.score(rows)), abs=1e-7)
@@ -49,9 +49,14 @@ def test_mlflow_scoring_formats_give_the_same_scores(served) -> None:
         {"inputs": {c: [r[c] for r in rows] for c in columns}},
     ]
     for body in bodies:
+        capture.records.clear()
         response = client.post("/invocations", json=body)
         assert response.status_code == 200, (body, response.text)
         assert response.json()["predictions"] == expected
+        # Capture keeps the body as received and reads its rows back with the service's own parser.
+        assert [r["inputs"] for r in capture.records] == rows
+        assert [r["score"] for r in capture.records] == response.json()["predictions"]
+        assert {r["endpoint"] for r in capture.records} == {"/invocations"}
 
 
 @pytest.mark.parametrize(

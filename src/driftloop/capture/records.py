@@ -20,6 +20,8 @@ import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from driftloop.core.requests import RequestFormatError, request_rows
+
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
     from pathlib import Path
@@ -125,8 +127,14 @@ def segment_objects(path: Path, stem: str) -> tuple[int, list[tuple[str, bytes]]
     megabytes through a pipe while holding its GIL. Raises ``FileNotFoundError`` if it is gone.
     """
     records, _ = decode(path.read_bytes())
-    count = sum(len(r["outputs"]) if r["kind"] == "prediction_batch" else 1 for r in records)
+    count = sum(_row_count(r) for r in records)
     return count, list(parquet_objects(records, stem))
+
+
+def _row_count(record: dict[str, Any]) -> int:
+    if record["kind"] == "request_batch":
+        return len(record["ids"])
+    return len(record["outputs"]) if record["kind"] == "prediction_batch" else 1
 
 
 def parquet_objects(records: list[dict[str, Any]], stem: str) -> Iterator[tuple[str, bytes]]:
@@ -139,7 +147,7 @@ def parquet_objects(records: list[dict[str, Any]], stem: str) -> Iterator[tuple[
     groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for record in records:
         date = record["ts"][:10]
-        if record["kind"] in ("prediction", "prediction_batch"):
+        if record["kind"] in ("prediction", "prediction_batch", "request_batch"):
             key = (f"captures/model={record['model_name']}/date={date}", "prediction")
         elif record["kind"] == "rejection":
             key = (f"captures/rejections/date={date}", "rejection")
@@ -169,6 +177,19 @@ def _columns(names: list[str], rows: list[dict[str, Any]]) -> dict[str, list[Any
         inputs, outputs, shadow_version = columns["inputs"], columns["outputs"], columns["shadow_version"]
         shared = [(name, columns[name]) for name in _BATCH_SHARED]
     for row in rows:
+        if row["kind"] == "request_batch":
+            n = len(row["ids"])
+            ids.extend(row["ids"])
+            scores.extend(row["scores"])
+            shadow.extend(row.get("shadow_scores") or [None] * n)
+            shadow_version.extend([row.get("shadow_version")] * n)
+            for name in ("ts", "model_name", "model_version", "fallback"):
+                columns[name].extend([row[name]] * n)
+            columns["latency_ms"].extend(_per_row(row, row["latency_ms"]))
+            columns["endpoint"].extend(_per_row(row, row["endpoints"]))
+            inputs.extend(_request_inputs(row))
+            outputs.extend(_request_outputs(row))
+            continue
         if row["kind"] != "prediction_batch":
             for name, column in columns.items():
                 column.append(row.get(name))
@@ -297,7 +318,19 @@ def _utc_iso_any(value: Any) -> str:
 
 
 def encode(record: dict[str, Any] | list[dict[str, Any]]) -> bytes:
-    """One WAL frame holding a record, or a list of records that stand or fall together."""
+    """WAL frames holding a record, or a list of records that stand or fall together: one JSON frame
+    for the plain records, one binary frame per ``request_batch`` (its bodies are bytes, not JSON)."""
+    if isinstance(record, dict):
+        return _requests_frame(record) if record["kind"] == "request_batch" else _json_frame(record)
+    if len(record) == 1 and record[0]["kind"] == "request_batch":  # the service's micro-batch
+        return _requests_frame(record[0])
+    plain = [r for r in record if r["kind"] != "request_batch"]
+    frames = [_json_frame(plain)] if plain else []
+    frames += [_requests_frame(r) for r in record if r["kind"] == "request_batch"]
+    return b"".join(frames)
+
+
+def _json_frame(record: dict[str, Any] | list[dict[str, Any]]) -> bytes:
     try:
         payload = orjson.dumps(record, option=orjson.OPT_SERIALIZE_NUMPY)
     except TypeError as exc:  # orjson.JSONEncodeError: name the field that cannot be encoded
@@ -310,12 +343,100 @@ def encode(record: dict[str, Any] | list[dict[str, Any]]) -> bytes:
     return _HEADER.pack(len(payload), zlib.crc32(payload)) + payload
 
 
+# A request_batch frame's payload: this marker (never the first byte of JSON), the length of the
+# metadata, the metadata as JSON (with "sizes", the length of each body), then the bodies as received.
+_REQUESTS = b"\x01"
+_META_LENGTH = struct.Struct("<I")
+
+
+def _requests_frame(record: dict[str, Any]) -> bytes:
+    meta = dict(record)
+    bodies = meta.pop("bodies")
+    meta["sizes"] = [len(body) for body in bodies]
+    try:
+        head = orjson.dumps(meta)
+    except TypeError as exc:
+        raise ValueError(f"capture record is not JSON-serializable: {exc}") from None
+    payload = b"".join([_REQUESTS, _META_LENGTH.pack(len(head)), head, *bodies])
+    return _HEADER.pack(len(payload), zlib.crc32(payload)) + payload
+
+
+def _requests_record(payload: bytes) -> dict[str, Any]:
+    """A request_batch frame's payload → its record (bodies as bytes); ValueError if it is malformed."""
+    (length,) = _META_LENGTH.unpack_from(payload, 1)
+    start = 1 + _META_LENGTH.size + length
+    record: dict[str, Any] = orjson.loads(payload[1 + _META_LENGTH.size : start])
+    sizes = record.pop("sizes") if isinstance(record, dict) else None
+    if not isinstance(sizes, list) or sum(sizes) != len(payload) - start:
+        raise ValueError("a request_batch frame whose bodies do not add up")
+    bodies = []
+    for size in sizes:
+        bodies.append(payload[start : start + size])
+        start += size
+    record["bodies"] = bodies
+    return record
+
+
+def _request_inputs(record: dict[str, Any]) -> list[Any]:
+    """Every scored row of a request_batch, in order: each body read back as the service read it
+    (``core.requests``). A body that does not give the rows recorded for it (a bug, never expected) is
+    kept whole rather than failing its segment forever: each of its rows gets ``{"unreadable_body": …}``."""
+    inputs: list[Any] = []
+    for endpoint, body, count in zip(record["endpoints"], record["bodies"], record["rows"], strict=True):
+        try:
+            rows = request_rows(endpoint, body)
+        except RequestFormatError:
+            rows = []
+        if len(rows) != count:
+            rows = [{"unreadable_body": bytes(body).decode("utf-8", "replace")}] * count
+        inputs.extend(rows)
+    return inputs
+
+
+def _request_outputs(record: dict[str, Any]) -> list[dict[str, Any]]:
+    """The prediction items the service answered with (``_Service.finish`` builds them the same way)."""
+    fallback, threshold = record["fallback"], record["threshold"]
+    if threshold is None:
+        return [
+            {"id": pid, "score": score, "fallback": fallback}
+            for pid, score in zip(record["ids"], record["scores"], strict=True)
+        ]
+    return [
+        {"id": pid, "score": score, "fallback": fallback, "label": int(score >= threshold)}
+        for pid, score in zip(record["ids"], record["scores"], strict=True)
+    ]
+
+
+def _per_row(record: dict[str, Any], values: list[Any]) -> list[Any]:
+    """A request_batch's per-request ``values`` repeated for each row of its request."""
+    counts = record["rows"]
+    if all(count == 1 for count in counts):
+        return values
+    return [value for value, count in zip(values, counts, strict=True) for _ in range(count)]
+
+
 _BATCH_SHARED = ("ts", "model_name", "model_version", "latency_ms", "fallback", "endpoint")
 
 
 def expand(record: dict[str, Any]) -> list[dict[str, Any]]:
-    """A ``prediction_batch`` (the service's rows of one request, shared fields once) → its
-    ``prediction`` records; any other record as it is."""
+    """A ``request_batch`` (the service's micro-batch: request bodies and answers) or a
+    ``prediction_batch`` (the rows of one request, shared fields once) → its ``prediction`` records;
+    any other record as it is."""
+    if record.get("kind") == "request_batch":
+        n = len(record["ids"])
+        shadow_scores = record.get("shadow_scores") or [None] * n
+        columns = zip(
+            record["ids"], _request_inputs(record), _request_outputs(record), shadow_scores,
+            _per_row(record, record["latency_ms"]), _per_row(record, record["endpoints"]), strict=True,
+        )  # fmt: skip
+        return [
+            {"kind": "prediction", "prediction_id": pid, "ts": record["ts"],
+             "model_name": record["model_name"], "model_version": record["model_version"],
+             "inputs": inputs, "outputs": output,
+             "score": output["score"], "latency_ms": latency, "fallback": record["fallback"],
+             "endpoint": endpoint, "shadow_version": record.get("shadow_version"), "shadow_score": shadow}
+            for pid, inputs, output, shadow, latency, endpoint in columns
+        ]  # fmt: skip
     if record.get("kind") != "prediction_batch":
         return [record]
     shared = {k: record[k] for k in _BATCH_SHARED}
@@ -341,8 +462,8 @@ def decode(data: bytes) -> tuple[list[dict[str, Any]], int]:
         if end > len(data) or zlib.crc32(payload) != crc:
             break
         try:
-            record = orjson.loads(payload)
-        except orjson.JSONDecodeError:
+            record = _requests_record(payload) if payload[:1] == _REQUESTS else orjson.loads(payload)
+        except (ValueError, struct.error):  # orjson.JSONDecodeError is a ValueError
             break
         if isinstance(record, dict):
             records.append(record)

@@ -182,7 +182,10 @@ def warm_up() -> None:
     batch = {"kind": "prediction_batch", "ts": ts, "model_name": "m", "model_version": 1,
              "latency_ms": 1.0, "fallback": False, "endpoint": "/", "inputs": [{}],
              "outputs": [{"id": "0", "score": 0.5}]}  # fmt: skip
+    requests = {"kind": "request_batch", "ts": ts, "model_name": "m", "model_version": 1, "fallback": False,
+                "threshold": 0.5, "ids": ["1"], "scores": [0.5], "rows": [1], "latency_ms": [1.0],
+                "endpoints": ["/v1/predict"], "bodies": [b'{"instances": [{}]}']}  # fmt: skip
     feedback = {"kind": "feedback", "prediction_id": "0", "ts": ts, "label": 1.0, "source": "api"}
     rejection = {"kind": "rejection", "ts": ts, "model_name": "m", "endpoint": "/", "rows": 1, "errors": []}
-    for _ in parquet_objects([batch, feedback, rejection], "warm-up"):
+    for _ in parquet_objects([batch, requests, feedback, rejection], "warm-up"):
         pass

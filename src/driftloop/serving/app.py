@@ -20,6 +20,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from driftloop import __version__
+from driftloop.core.requests import RequestFormatError, parse, request_rows
 from driftloop.errors import DriftloopError
 from driftloop.serving.inputs import FieldError, InvalidInput
 from driftloop.serving.metrics import ServiceMetrics
@@ -85,9 +86,17 @@ def _error(status: int, message: str, errors: list[dict[str, Any]] | None = None
 
 def _json_body(raw: bytes) -> Any:
     try:
-        return orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise _BadRequest(422, f"the body is not valid JSON: {exc}") from None
+        return parse(raw)
+    except RequestFormatError as exc:
+        raise _BadRequest(422, str(exc)) from None
+
+
+def _rows(endpoint: str, raw: bytes) -> list[Any]:
+    """The rows of a scoring request (``core.requests``, the definition capture reads them back with)."""
+    try:
+        return request_rows(endpoint, raw)
+    except RequestFormatError as exc:
+        raise _BadRequest(422, str(exc)) from None
 
 
 class _BadRequest(Exception):  # noqa: N818 — control flow to a 4xx response
@@ -95,44 +104,6 @@ class _BadRequest(Exception):  # noqa: N818 — control flow to a 4xx response
         super().__init__(message)
         self.status = status
         self.errors = errors
-
-
-def _rows_from_mlflow(body: Any) -> list[Any]:
-    """MLflow's scoring protocol → rows: dataframe_split, dataframe_records, instances, inputs."""
-    if not isinstance(body, dict) or len(body) != 1:
-        raise _BadRequest(422, "use exactly one of dataframe_split, dataframe_records, instances, inputs")
-    ((kind, value),) = body.items()
-    if kind == "dataframe_split":
-        if (
-            not isinstance(value, dict)
-            or not isinstance(value.get("columns"), list)
-            or not isinstance(value.get("data"), list)
-        ):
-            raise _BadRequest(422, "dataframe_split needs 'columns' (list) and 'data' (list of rows)")
-        columns = value["columns"]
-        rows = []
-        for i, row in enumerate(value["data"]):
-            if not isinstance(row, list) or len(row) != len(columns):
-                raise _BadRequest(422, f"dataframe_split row {i} does not have {len(columns)} values")
-            rows.append(dict(zip(columns, row, strict=True)))
-        return rows
-    if kind in ("dataframe_records", "instances"):
-        if not isinstance(value, list):
-            raise _BadRequest(422, f"{kind} must be a list of objects")
-        return value
-    if kind == "inputs":
-        if isinstance(value, list):
-            return value
-        if isinstance(value, dict) and all(isinstance(v, list) for v in value.values()):
-            lengths = {len(v) for v in value.values()}
-            if len(lengths) > 1:
-                raise _BadRequest(422, "inputs columns have different lengths")
-            n = lengths.pop() if lengths else 0
-            return [{k: v[i] for k, v in value.items()} for i in range(n)]
-        raise _BadRequest(422, "inputs must be a list of objects or an object of equal-length lists")
-    raise _BadRequest(
-        422, f"unknown input format {kind!r}: use dataframe_split, dataframe_records, instances or inputs"
-    )
 
 
 def create_app(
@@ -324,10 +295,7 @@ class _Service:
     async def predict(self, raw: bytes) -> bytes:
         """``{"instances": [{field: value, …}, …]}`` → one prediction (id, score, label) per instance."""
         started = time.perf_counter()
-        body = _json_body(raw)
-        if not isinstance(body, dict) or not isinstance(body.get("instances"), list):
-            raise _BadRequest(422, 'the body must be {"instances": [{field: value, ...}, ...]}')
-        out, answered = await self._score(body["instances"], "/v1/predict", started)
+        out, answered = await self._score(_rows("/v1/predict", raw), "/v1/predict", started, raw)
         return orjson.dumps(
             {"model": {"name": answered.name, "version": answered.version}, "predictions": out}
         )
@@ -335,8 +303,7 @@ class _Service:
     async def invocations(self, raw: bytes) -> bytes:
         """MLflow's scoring protocol: ``{"predictions": [score, …]}``."""
         started = time.perf_counter()
-        rows = _rows_from_mlflow(_json_body(raw))
-        out, _ = await self._score(rows, "/invocations", started)
+        out, _ = await self._score(_rows("/invocations", raw), "/invocations", started, raw)
         return orjson.dumps({"predictions": [item["score"] for item in out]})
 
     async def feedback(self, request: Request) -> ORJSONResponse:
@@ -393,7 +360,7 @@ class _Service:
         except DriftloopError as exc:
             log.warning("could not capture a refused request: %s", exc.headline)
 
-    async def _score(self, rows: list[Any], endpoint: str, started: float) -> _Answer:
+    async def _score(self, rows: list[Any], endpoint: str, started: float, raw: bytes) -> _Answer:
         if not rows:
             raise _BadRequest(422, "no rows to score")
         if len(rows) > self.max_rows:
@@ -411,10 +378,10 @@ class _Service:
             await self._capture_rejection(model.name, endpoint, len(rows), errors)
             raise _BadRequest(422, "invalid input", errors) from None
         if self.batcher is not None:
-            result: _Answer = await self.batcher.submit(rows, (endpoint, started))
+            result: _Answer = await self.batcher.submit(rows, (endpoint, started, raw))
             return result
         prediction = await run_in_threadpool(self.holder.predict, rows)
-        results, durable = self.finish([((endpoint, started), rows)], prediction)
+        results, durable = self.finish([((endpoint, started, raw), rows)], prediction)
         if durable is not None:
             await durable
         return results[0]
@@ -424,18 +391,15 @@ class _Service:
     ) -> tuple[list[_Answer], Awaitable[None] | None]:
         """The answers of a batch of requests scored in one model call (``MicroBatcher``'s ``finish``),
         and the capture of all of them, which each answer waits for: an acknowledged prediction is
-        durable. ``batch``: per request ((endpoint, start time), rows), in the prediction's row order."""
+        durable. ``batch``: per request ((endpoint, start time, body), rows), in the prediction's row
+        order. The capture is one ``request_batch`` record: the request bodies as received plus what
+        the model answered (decision 0028), not a JSON rendering of every row."""
         answered, fallback, threshold = prediction.model, prediction.fallback, prediction.model.threshold
         scores = prediction.scores.tolist()
-        capture, shadow, shadow_version = self.capture, None, None
-        if prediction.shadow is not None and prediction.shadow_scores is not None:
-            shadow, shadow_version = prediction.shadow_scores.tolist(), prediction.shadow.version
         ids = self.ids.take(len(scores))
-        now, clock = utc_now_iso(), time.perf_counter()  # now: normalised, as capture stores it
         answers: list[_Answer] = []
-        records = []
         offset = 0
-        for (endpoint, started), rows in batch:
+        for _, rows in batch:
             stop = offset + len(rows)
             out: list[dict[str, Any]] = []
             for pid, value in zip(ids[offset:stop], scores[offset:stop], strict=True):
@@ -444,19 +408,22 @@ class _Service:
                     item["label"] = int(value >= threshold)
                 out.append(item)
             answers.append((out, answered))
-            if capture is not None:  # one record per request; capture makes it a row per prediction
-                record = {
-                    "kind": "prediction_batch", "ts": now, "model_name": answered.name,
-                    "model_version": answered.version, "latency_ms": (clock - started) * 1000,
-                    "fallback": fallback, "endpoint": endpoint, "inputs": rows, "outputs": out,
-                }  # fmt: skip
-                if shadow is not None:
-                    record["shadow_version"] = shadow_version
-                    record["shadow_scores"] = shadow[offset:stop]
-                records.append(record)
             offset = stop
         if fallback:
             self.metrics.fallbacks.inc(len(batch))
+        capture = self.capture
         if capture is None:
             return answers, None
-        return answers, capture.append_nowait(records, trusted=True)
+        clock = time.perf_counter()
+        record: dict[str, Any] = {
+            "kind": "request_batch", "ts": utc_now_iso(), "model_name": answered.name,
+            "model_version": answered.version, "fallback": fallback, "threshold": threshold,
+            "ids": ids, "scores": scores, "rows": [len(rows) for _, rows in batch],
+            "latency_ms": [(clock - started) * 1000 for (_, started, _), _ in batch],
+            "endpoints": [endpoint for (endpoint, _, _), _ in batch],
+            "bodies": [raw for (_, _, raw), _ in batch],
+        }  # fmt: skip
+        if prediction.shadow is not None and prediction.shadow_scores is not None:
+            record["shadow_version"] = prediction.shadow.version
+            record["shadow_scores"] = prediction.shadow_scores.tolist()
+        return answers, capture.append_nowait([record], trusted=True)
