@@ -3,7 +3,9 @@
 Anchor (same run, same machine, same ``plant-failure@production``): ``mlflow models serve --env-manager
 local``. Also measured: a plain FastAPI + uvicorn wrapper of the same torch module and transform (no
 batching, no capture), driftloop with capture off, and ``--workers 2`` when ``driftloop serve`` has it.
-Load comes from a separate process (``benchmarks/_loadgen.py``, asyncio keep-alive connections).
+Load comes from a separate process: wrk (Debian's package; ``benchmarks/_wrk.lua`` posts the bodies in
+turn) when it is installed, else ``benchmarks/_loadgen.py`` (asyncio keep-alive connections, which
+needs about twice wrk's CPU for the same load, CPU the server under test then lacks).
 Printed: req/s, p50/p99 latency at 1, 8 and 64 connections (single row), rows/s (64-row requests), then
 the targets against the anchor: single-row req/s @64 ≥ 20× MLflow (capture on), p99 @64 ≤ 20 ms,
 capture costs ≤ 10 % of throughput, 64-row rows/s ≥ 10× MLflow. driftloop's single-row @64 runs with
@@ -17,7 +19,7 @@ MLflow's pyfunc model takes the transformed feature matrix (``f_…`` columns), 
 the features of the very same rows, so every contender makes the same predictions per request.
 
     .venv/bin/python benchmarks/serving.py [--quick] [--duration 8] [--warmup 1] [--rounds 3]
-                                           [--workspace DIR]
+                                           [--workspace DIR] [--loadgen wrk|python]
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ import contextlib
 import json
 import math
 import os
+import resource
+import shutil
 import signal
 import socket
 import statistics
@@ -47,6 +51,8 @@ import httpx
 PY = sys.executable
 BIN = Path(PY).parent
 LOADGEN = Path(__file__).resolve().parent / "_loadgen.py"
+WRK_SCRIPT = Path(__file__).resolve().parent / "_wrk.lua"
+LOADGENS = {"wrk": "wrk -t1, benchmarks/_wrk.lua", "python": "benchmarks/_loadgen.py, asyncio"}
 MODEL = "plant-failure"
 CONNS = (1, 8, 64)
 BATCH, BATCH_CONNS = 64, 8
@@ -178,6 +184,7 @@ class Bench:
     warmup: float
     duration: float
     rounds: int = 3  # alternating runs of capture on/off at 64 connections (see paired)
+    loadgen: str = "wrk"  # "wrk" (Debian's package) or "python" (benchmarks/_loadgen.py)
     paths: dict[str, Path] = field(default_factory=dict)  # body kind → JSON file for the load generator
     bodies: dict[str, list[Any]] = field(default_factory=dict)
     reference: list[float] = field(default_factory=list)  # the in-process model's scores of one batch
@@ -215,6 +222,8 @@ def payloads(bench: Bench) -> None:
     for key, value in bench.bodies.items():
         bench.paths[key] = bench.tmp / f"{key}.json"
         bench.paths[key].write_text(json.dumps(value))
+        # wrk's script reads one body per line (JSON has no raw newlines).
+        bench.paths[key].with_suffix(".jsonl").write_text("".join(json.dumps(v) + "\n" for v in value))
     bench.reference = model.score(rows[:BATCH]).tolist()
 
 
@@ -329,6 +338,14 @@ def load(
     ``quiet`` (default: ``port``) have shipped their captures."""
     if c.ready == "/ready":  # a driftloop server
         _quiesce(quiet or [port])
+    run = _wrk if bench.loadgen == "wrk" else _python_loadgen
+    r = {**run(c, s, port, bench), "rows": s.rows, "scenario": s}
+    print(f"{c.label:<36}{s.label:<22}{s.conns:>4} conns{r['rps']:>7.0f} req/s p99 {r['p99_ms']:6.1f}"
+          f" ms  (client CPU {r['client_cpu_s']:.1f} s)", file=sys.stderr, flush=True)  # fmt: skip
+    return r
+
+
+def _python_loadgen(c: Contender, s: Scenario, port: int, bench: Bench) -> dict[str, Any]:
     argv = [PY, str(LOADGEN), "--bodies", str(bench.paths[s.bodies]), "--path", s.path]
     argv += f"--port {port} -c {s.conns} --warmup {bench.warmup} --duration {bench.duration}".split()
     gen = _spawn(argv, bench.ws, c.env, None)
@@ -336,10 +353,36 @@ def load(
     _stop(gen)
     if gen.returncode != 0:
         raise RuntimeError(f"load generator failed ({gen.returncode}) on {c.label} {s.label}")
-    r = {**json.loads(out), "rows": s.rows, "scenario": s}
-    print(f"{c.label:<36}{s.label:<22}{s.conns:>4} conns{r['rps']:>7.0f} req/s p99 {r['p99_ms']:6.1f}"
-          f" ms  (client CPU {r['client_cpu_s']:.1f} s)", file=sys.stderr, flush=True)  # fmt: skip
-    return r
+    return json.loads(out)  # type: ignore[no-any-return]
+
+
+def _wrk(c: Contender, s: Scenario, port: int, bench: Bench) -> dict[str, Any]:
+    """wrk (one thread: it needs ~a third of a core here) with ``_wrk.lua`` posting the bodies in turn;
+    a warm-up run first, then the measured one. wrk takes whole seconds."""
+    bodies = bench.paths[s.bodies].with_suffix(".jsonl")
+
+    def wrk(seconds: float) -> dict[str, Any]:
+        argv = ["wrk", "-t1", f"-c{s.conns}", f"-d{max(1, round(seconds))}s", "--timeout", "10s", "-s",
+                str(WRK_SCRIPT), f"http://127.0.0.1:{port}", "--", s.path, str(bodies)]  # fmt: skip
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 120, check=False)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+        if done.returncode != 0 or not lines:
+            raise RuntimeError(f"wrk failed ({done.returncode}) on {c.label} {s.label}: {done.stderr[-500:]}")
+        out: dict[str, Any] = json.loads(lines[-1])
+        out["client_cpu_s"] = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+        return out
+
+    if bench.warmup > 0:
+        wrk(bench.warmup)
+    w = wrk(bench.duration)
+    return {
+        "connections": s.conns, "requests": w["requests"], "non_2xx": w["non_2xx"],
+        "errors": w["errors"] + w["timeouts"], "statuses": {"non-2xx": w["non_2xx"]} if w["non_2xx"] else {},
+        "rps": w["requests"] / (w["duration_us"] / 1e6), "p50_ms": w["p50_us"] / 1000,
+        "p99_ms": w["p99_us"] / 1000, "max_ms": w["max_us"] / 1000, "client_cpu_s": w["client_cpu_s"],
+    }  # fmt: skip
 
 
 def measure(c: Contender, bench: Bench) -> tuple[dict[str, dict[str, Any]], float]:
@@ -434,6 +477,12 @@ def main() -> None:
     parser.add_argument("--workspace", type=Path, help="reuse a workspace that has plant-failure@production")
     parser.add_argument("--only", nargs="*", help="contender keys: on off fsync mlflow plain w2")
     parser.add_argument("--rounds", type=int, default=3, help="alternating capture on/off runs at 64 conns")
+    parser.add_argument(
+        "--loadgen",
+        choices=["wrk", "python"],
+        default="wrk" if shutil.which("wrk") else "python",
+        help="wrk (the default when installed: apt-get install wrk) or the asyncio client",
+    )
     args = parser.parse_args()
     if args.quick:
         args.duration, args.warmup, args.rounds = 2.0, 0.5, 1
@@ -444,7 +493,7 @@ def main() -> None:
         with tempfile.TemporaryDirectory(prefix="driftloop-serving-bench-") as tmp_name:
             tmp = Path(tmp_name)
             ws = args.workspace.resolve() if args.workspace else tmp / "ws"
-            bench = Bench(ws, tmp, env, args.warmup, args.duration, args.rounds)
+            bench = Bench(ws, tmp, env, args.warmup, args.duration, args.rounds, args.loadgen)
             if not args.workspace:
                 ws.mkdir()
                 t0 = time.perf_counter()
@@ -467,8 +516,9 @@ def main() -> None:
                     rows.insert(2, (f"{one.label}@{one.conns}", r))
                     results[key] = dict(rows)
             print(f"\ndriftloop serving benchmark — {MODEL}@production, {args.duration:g} s per scenario "
-                  f"after {args.warmup:g} s warm-up; load from a separate asyncio process; {os.cpu_count()} "
-                  f"CPUs shared by client and server; driftloop 1 row @64 capture on/off: median of "
+                  f"after {args.warmup:g} s warm-up; load from a separate process "
+                  f"({LOADGENS[args.loadgen]}); {os.cpu_count()} CPUs shared by client and server; "
+                  f"driftloop 1 row @64 capture on/off: median of "
                   f"{args.rounds} alternating runs")  # fmt: skip
             report(results, labels, diffs)
             if bench.crashed:
