@@ -173,6 +173,25 @@ def test_run_times_are_claimed_exactly_whatever_their_zone(db: Database) -> None
     assert [f.run_time for f in fire_history(db, "job")] == [at + timedelta(microseconds=1), at]
 
 
+def test_a_fire_claimed_while_the_executor_shuts_down_is_handed_back_and_not_counted(db: Database) -> None:
+    class _Job:
+        id = "job"
+
+    executor = ClaimingExecutor(db, holder="one:1:a")
+    executor.shutdown()  # the pool refuses new work: the claim just won cannot run
+    at = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+    with pytest.raises(RuntimeError):
+        executor._do_submit_job(_Job(), [at])
+    assert fire_history(db, "job") == []
+    assert (executor.claimed, executor.lost) == (0, 0)
+    other = ClaimingExecutor(db, holder="two:2:b")
+    try:
+        assert other._claim("job", at)  # free again for a scheduler that can run it
+    finally:
+        other.shutdown()
+    assert other.claimed == 1
+
+
 def test_configured_jobs_follow_the_schedule_settings(tmp_path: Path) -> None:
     assert [(s.id, s.func, s.args) for s in configured_jobs(load_settings())] == [
         ("monitor", "driftloop.scheduling.jobs:monitor_pass", (None,)),

@@ -82,7 +82,8 @@ class ClaimingExecutor(ThreadPoolExecutor):  # type: ignore[misc]  # APScheduler
         future.add_done_callback(partial(self._done, job.id))
 
     def _release(self, job_id: str, run_times: list[datetime]) -> None:
-        """Forget claims this scheduler won but could not run, so they are not recorded as runs."""
+        """Forget claims this scheduler won but could not run, so they are not recorded as runs (nor
+        counted as won)."""
         if not run_times:
             return
         mine = (_FIRES.c.job_id == job_id) & (_FIRES.c.holder == self.holder)
@@ -90,6 +91,7 @@ class ClaimingExecutor(ThreadPoolExecutor):  # type: ignore[misc]  # APScheduler
             session.execute(
                 _FIRES.delete().where(mine & _FIRES.c.run_time.in_([_exact(t) for t in run_times]))
             )
+        self.claimed -= len(run_times)
 
     def _claim(self, job_id: str, run_time: datetime) -> bool:
         values = {
