@@ -20,7 +20,7 @@ import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from driftloop.core.requests import RequestFormatError, request_rows
+from driftloop.core.requests import RequestFormatError, prediction_items, request_rows
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -188,7 +188,7 @@ def _columns(names: list[str], rows: list[dict[str, Any]]) -> dict[str, list[Any
             columns["latency_ms"].extend(_per_row(row, row["latency_ms"]))
             columns["endpoint"].extend(_per_row(row, row["endpoints"]))
             inputs.extend(_request_inputs(row))
-            outputs.extend(_request_outputs(row))
+            outputs.extend(_outputs(row))
             continue
         if row["kind"] != "prediction_batch":
             for name, column in columns.items():
@@ -322,8 +322,6 @@ def encode(record: dict[str, Any] | list[dict[str, Any]]) -> bytes:
     for the plain records, one binary frame per ``request_batch`` (its bodies are bytes, not JSON)."""
     if isinstance(record, dict):
         return _requests_frame(record) if record["kind"] == "request_batch" else _json_frame(record)
-    if len(record) == 1 and record[0]["kind"] == "request_batch":  # the service's micro-batch
-        return _requests_frame(record[0])
     plain = [r for r in record if r["kind"] != "request_batch"]
     frames = [_json_frame(plain)] if plain else []
     frames += [_requests_frame(r) for r in record if r["kind"] == "request_batch"]
@@ -393,18 +391,9 @@ def _request_inputs(record: dict[str, Any]) -> list[Any]:
     return inputs
 
 
-def _request_outputs(record: dict[str, Any]) -> list[dict[str, Any]]:
-    """The prediction items the service answered with (``_Service.finish`` builds them the same way)."""
-    fallback, threshold = record["fallback"], record["threshold"]
-    if threshold is None:
-        return [
-            {"id": pid, "score": score, "fallback": fallback}
-            for pid, score in zip(record["ids"], record["scores"], strict=True)
-        ]
-    return [
-        {"id": pid, "score": score, "fallback": fallback, "label": int(score >= threshold)}
-        for pid, score in zip(record["ids"], record["scores"], strict=True)
-    ]
+def _outputs(record: dict[str, Any]) -> list[dict[str, Any]]:
+    """A request_batch's answer items, by the service's own rule (``core.requests.prediction_items``)."""
+    return prediction_items(record["ids"], record["scores"], record["fallback"], record["threshold"])
 
 
 def _per_row(record: dict[str, Any], values: list[Any]) -> list[Any]:
@@ -426,7 +415,7 @@ def expand(record: dict[str, Any]) -> list[dict[str, Any]]:
         n = len(record["ids"])
         shadow_scores = record.get("shadow_scores") or [None] * n
         columns = zip(
-            record["ids"], _request_inputs(record), _request_outputs(record), shadow_scores,
+            record["ids"], _request_inputs(record), _outputs(record), shadow_scores,
             _per_row(record, record["latency_ms"]), _per_row(record, record["endpoints"]), strict=True,
         )  # fmt: skip
         return [

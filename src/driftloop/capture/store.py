@@ -198,10 +198,7 @@ class CaptureStore:
         what the awaitable would) and None is returned; with "fsync" durability, the awaitable."""
         if self._cfg.durability != "process":
             return self.append_many_async(records, trusted=trusted)
-        frame = encode(_group(records, trusted=trusted))  # ValueError: refused, nothing written
-        with self._lock:
-            self._admit(len(frame), 1)
-            self._write_now(frame)
+        self._write_frame(encode(_group(records, trusted=trusted)), 1)  # ValueError: refused, unwritten
         return None
 
     def flush(self, timeout: float) -> bool:
@@ -332,12 +329,16 @@ class CaptureStore:
         accepted = outcomes.count(None)
         if accepted:
             try:
-                with self._lock:
-                    self._admit(len(frame), accepted)
-                    self._write_now(frame)
+                self._write_frame(frame, accepted)
             except DriftloopError as exc:
                 outcomes = [exc if outcome is None else outcome for outcome in outcomes]
         return outcomes
+
+    def _write_frame(self, frame: bytes, appends: int) -> None:
+        """ "process" durability: ``appends`` appends' frame, admitted and written, or refused whole."""
+        with self._lock:
+            self._admit(len(frame), appends)
+            self._write_now(frame)
 
     def _write_now(self, frame: bytes) -> None:
         """ "process" durability: the frame goes into the WAL file (the kernel's page cache) right here,

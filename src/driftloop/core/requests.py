@@ -11,7 +11,7 @@ from typing import Any
 
 import orjson
 
-__all__ = ["RequestFormatError", "instances_rows", "mlflow_rows", "request_rows"]
+__all__ = ["RequestFormatError", "instances_rows", "mlflow_rows", "prediction_items", "request_rows"]
 
 
 class RequestFormatError(ValueError):
@@ -81,3 +81,18 @@ def request_rows(endpoint: str, raw: bytes) -> list[Any]:
     if rows_of is None:
         raise RequestFormatError(f"no request format is known for the endpoint {endpoint!r}")
     return rows_of(parse(raw))
+
+
+def prediction_items(
+    ids: list[str], scores: list[float], fallback: bool, threshold: float | None
+) -> list[dict[str, Any]]:
+    """What the service answers for each scored row (and capture records as its ``outputs``): id, score,
+    whether the fallback model gave it, and the label when the model has a decision threshold."""
+    if threshold is None:
+        return [
+            {"id": pid, "score": score, "fallback": fallback} for pid, score in zip(ids, scores, strict=True)
+        ]
+    return [
+        {"id": pid, "score": score, "fallback": fallback, "label": int(score >= threshold)}
+        for pid, score in zip(ids, scores, strict=True)
+    ]

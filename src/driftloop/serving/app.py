@@ -20,7 +20,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from driftloop import __version__
-from driftloop.core.requests import RequestFormatError, parse, request_rows
+from driftloop.core.requests import RequestFormatError, parse, prediction_items, request_rows
 from driftloop.errors import DriftloopError
 from driftloop.serving.inputs import FieldError, InvalidInput
 from driftloop.serving.metrics import ServiceMetrics
@@ -394,21 +394,16 @@ class _Service:
         durable. ``batch``: per request ((endpoint, start time, body), rows), in the prediction's row
         order. The capture is one ``request_batch`` record: the request bodies as received plus what
         the model answered (decision 0028), not a JSON rendering of every row."""
-        answered, fallback, threshold = prediction.model, prediction.fallback, prediction.model.threshold
+        answered, fallback = prediction.model, prediction.fallback
         scores = prediction.scores.tolist()
         ids = self.ids.take(len(scores))
+        items = prediction_items(ids, scores, fallback, answered.threshold)
+        counts = [len(rows) for _, rows in batch]
         answers: list[_Answer] = []
         offset = 0
-        for _, rows in batch:
-            stop = offset + len(rows)
-            out: list[dict[str, Any]] = []
-            for pid, value in zip(ids[offset:stop], scores[offset:stop], strict=True):
-                item: dict[str, Any] = {"id": pid, "score": value, "fallback": fallback}
-                if threshold is not None:
-                    item["label"] = int(value >= threshold)
-                out.append(item)
-            answers.append((out, answered))
-            offset = stop
+        for count in counts:
+            answers.append((items[offset : offset + count], answered))
+            offset += count
         if fallback:
             self.metrics.fallbacks.inc(len(batch))
         capture = self.capture
@@ -417,8 +412,8 @@ class _Service:
         clock = time.perf_counter()
         record: dict[str, Any] = {
             "kind": "request_batch", "ts": utc_now_iso(), "model_name": answered.name,
-            "model_version": answered.version, "fallback": fallback, "threshold": threshold,
-            "ids": ids, "scores": scores, "rows": [len(rows) for _, rows in batch],
+            "model_version": answered.version, "fallback": fallback, "threshold": answered.threshold,
+            "ids": ids, "scores": scores, "rows": counts,
             "latency_ms": [(clock - started) * 1000 for (_, started, _), _ in batch],
             "endpoints": [endpoint for (endpoint, _, _), _ in batch],
             "bodies": [raw for (_, _, raw), _ in batch],
