@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import math
 import os
@@ -38,6 +39,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
@@ -48,10 +50,13 @@ if TYPE_CHECKING:
 
 import httpx
 
+import _cpu
+
 PY = sys.executable
 BIN = Path(PY).parent
-LOADGEN = Path(__file__).resolve().parent / "_loadgen.py"
-WRK_SCRIPT = Path(__file__).resolve().parent / "_wrk.lua"
+HERE = Path(__file__).resolve().parent
+LOADGEN = HERE / "_loadgen.py"
+WRK_SCRIPT = HERE / "_wrk.lua"
 LOADGENS = {"wrk": "wrk -t1, benchmarks/_wrk.lua", "python": "benchmarks/_loadgen.py, asyncio"}
 MODEL = "plant-failure"
 CONNS = (1, 8, 64)
@@ -62,47 +67,6 @@ CONFIG = (
     "slice_floors = { roc_auc = 0.6 }\nslice_min_rows = 100\ncomparison_min_rows = 300\n"
     'require_clean_git = false\nadvisory_checks = ["reproducibility"]\n'
 )
-PLAIN_APP = '''"""The obvious FastAPI wrapper: rows → DataFrame → fitted transform → torch → scores."""
-import pandas as pd
-import torch
-from fastapi import FastAPI
-from pydantic import BaseModel
-
-from driftloop.data.transform import TransformParams, apply
-from driftloop.registry import Registry
-from driftloop.settings import load_settings
-from driftloop.tracking import Tracker
-
-torch.set_num_threads(1)
-settings = load_settings()
-tracker = Tracker(settings)
-mv = Registry(settings).by_alias(settings.registry.model_name, "production")
-params = TransformParams.from_json(tracker.read_bytes(mv.run_id, "transform.json").decode())
-module = tracker.load_torch_model(mv.source).eval()
-
-class Row(BaseModel):
-    product_variant: str
-    air_temperature_k: float
-    process_temperature_k: float
-    rotational_speed_rpm: float
-    torque_nm: float
-    tool_wear_min: float
-
-class Body(BaseModel):
-    instances: list[Row]
-
-app = FastAPI()
-
-@app.get("/health")
-def health() -> dict[str, str]:
-    return {"status": "ok"}
-
-@app.post("/predict")
-def predict(body: Body) -> dict[str, list[float]]:
-    features = apply(pd.DataFrame([row.model_dump() for row in body.instances]), params).astype("float32")
-    with torch.inference_mode():
-        return {"predictions": module(torch.from_numpy(features)).reshape(-1).tolist()}
-'''
 
 _live: list[subprocess.Popen[bytes]] = []
 
@@ -189,6 +153,7 @@ class Bench:
     bodies: dict[str, list[Any]] = field(default_factory=dict)
     reference: list[float] = field(default_factory=list)  # the in-process model's scores of one batch
     crashed: list[str] = field(default_factory=list)  # servers that died during the run
+    client_prefix: list[str] = field(default_factory=list)  # e.g. taskset -c 1: where the load runs
 
 
 def payloads(bench: Bench) -> None:
@@ -237,7 +202,7 @@ def contenders(bench: Bench) -> dict[str, Contender]:
     env, on = bench.env, _scenarios("/v1/predict", "rows1", "rows64")
     mlflow = [str(BIN / "mlflow"), "models", "serve", "-m", f"models:/{MODEL}@production"]
     mlflow += ["--env-manager", "local", "--host", "127.0.0.1", "-p"]
-    plain = [PY, "-m", "uvicorn", "plain_app:app", "--app-dir", str(bench.tmp), "--workers", "1"]
+    plain = [PY, "-m", "uvicorn", "_plain_app:app", "--app-dir", str(HERE), "--workers", "1"]
     plain += ["--loop", "uvloop", "--http", "httptools", "--log-level", "warning", "--host", "127.0.0.1"]
     plain += ["--port"]
     invocations = Scenario("1 row   /invocations", "/invocations", "split1", 64, 1)
@@ -346,7 +311,7 @@ def load(
 
 
 def _python_loadgen(c: Contender, s: Scenario, port: int, bench: Bench) -> dict[str, Any]:
-    argv = [PY, str(LOADGEN), "--bodies", str(bench.paths[s.bodies]), "--path", s.path]
+    argv = [*bench.client_prefix, PY, str(LOADGEN), "--bodies", str(bench.paths[s.bodies]), "--path", s.path]
     argv += f"--port {port} -c {s.conns} --warmup {bench.warmup} --duration {bench.duration}".split()
     gen = _spawn(argv, bench.ws, c.env, None)
     out, _ = gen.communicate(timeout=bench.warmup + bench.duration + 120)
@@ -362,8 +327,9 @@ def _wrk(c: Contender, s: Scenario, port: int, bench: Bench) -> dict[str, Any]:
     bodies = bench.paths[s.bodies].with_suffix(".jsonl")
 
     def wrk(seconds: float) -> dict[str, Any]:
-        argv = ["wrk", "-t1", f"-c{s.conns}", f"-d{max(1, round(seconds))}s", "--timeout", "10s", "-s",
-                str(WRK_SCRIPT), f"http://127.0.0.1:{port}", "--", s.path, str(bodies)]  # fmt: skip
+        argv = [*bench.client_prefix, "wrk", "-t1", f"-c{s.conns}", f"-d{max(1, round(seconds))}s",
+                "--timeout", "10s", "-s", str(WRK_SCRIPT), f"http://127.0.0.1:{port}", "--", s.path,
+                str(bodies)]  # fmt: skip
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         done = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 120, check=False)
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -395,14 +361,17 @@ def measure(c: Contender, bench: Bench) -> tuple[dict[str, dict[str, Any]], floa
 
 
 def paired(a: Contender, b: Contender, s: Scenario, bench: Bench) -> tuple[dict[str, Any], dict[str, Any]]:
-    """``s`` on ``a`` and ``b`` in alternating runs (a, b, a, b, …; both servers up throughout), so that
-    both see the same machine: on a shared VM speed drifts by ±15 % over minutes, more than the effect
-    measured. Per contender, the median of each statistic over ``bench.rounds`` runs."""
+    """``s`` on ``a`` and ``b`` in alternating runs (a b, b a, a b, …; both servers up throughout), so
+    that both see the same machine: on a shared VM speed drifts by ±15 % over minutes, more than the
+    effect measured. Per contender, the median of each statistic over ``bench.rounds`` runs; ``a``'s
+    also has ``pair_ratios``, its req/s over ``b``'s in each round (two runs back to back), whose median
+    is the paired estimate of the ratio: it cancels the drift between rounds that the medians keep."""
     runs: tuple[list[dict[str, Any]], list[dict[str, Any]]] = ([], [])
     with serving(a, bench) as (port_a, _), serving(b, bench) as (port_b, _):
-        for _ in range(bench.rounds):
-            runs[0].append(load(a, s, port_a, bench, [port_a, port_b]))
-            runs[1].append(load(b, s, port_b, bench, [port_a, port_b]))
+        for i in range(bench.rounds):
+            for k in (0, 1) if i % 2 == 0 else (1, 0):  # either first as often: a trend favours neither
+                c, port = (a, port_a) if k == 0 else (b, port_b)
+                runs[k].append(load(c, s, port, bench, [port_a, port_b]))
 
     def median(rs: list[dict[str, Any]]) -> dict[str, Any]:
         out = dict(rs[0])
@@ -414,13 +383,61 @@ def paired(a: Contender, b: Contender, s: Scenario, bench: Bench) -> tuple[dict[
         out["statuses"] = {k: sum(r["statuses"].get(k, 0) for r in rs) for k in sorted(keys)}
         return out
 
-    return median(runs[0]), median(runs[1])
+    first = median(runs[0])
+    first["pair_ratios"] = [x["rps"] / y["rps"] for x, y in zip(*runs, strict=True)]
+    return first, median(runs[1])
+
+
+def pinned(on: Contender, off: Contender, s: Scenario, bench: Bench) -> dict[str, float]:
+    """Capture's CPU per request, without the VM's drift: both servers pinned to CPU 0 and loaded at
+    once (their helper processes and the load generators on CPU 1), so both event loops run on the
+    same CPU at the same moments. Per round: each event loop's CPU µs per measured request, and the
+    capture server's other threads and helper processes until what the round captured is shipped.
+    Medians over ``bench.rounds`` rounds; ``main_ratio`` is the median of the per-round on/off ratios."""
+    pin = ["taskset", "-c", "0"]
+    servers = [dataclasses.replace(c, argv=[*pin, *c.argv]) for c in (on, off)]
+    quiet = dataclasses.replace(bench, warmup=0.0, client_prefix=["taskset", "-c", "1"])
+    warm = dataclasses.replace(quiet, duration=max(bench.warmup, 1.0))
+    rounds: list[tuple[float, float, float, float]] = []
+    with contextlib.ExitStack() as stack, ThreadPoolExecutor(2) as pool:
+        ports = [stack.enter_context(serving(c, bench))[0] for c in servers]
+        pids = [proc.pid for proc in _live[-2:]]  # taskset execs the server: same pid
+        time.sleep(1.0)  # the capture helper starts with the store
+        _cpu.pin_descendants(pids[0], {1})
+        for _ in range(bench.rounds):
+            _quiesce(ports)
+            start = _cpu.cpu(pids[0])
+            warmed = list(pool.map(lambda i: _wrk(servers[i], s, ports[i], warm), (0, 1)))
+            before = [_cpu.cpu(pid) for pid in pids]
+            runs = list(pool.map(lambda i: _wrk(servers[i], s, ports[i], quiet), (0, 1)))
+            used = [_cpu.cpu(pid) - b for pid, b in zip(pids, before, strict=True)]
+            _quiesce(ports)
+            shipped = _cpu.cpu(pids[0]) - start  # what the warm-up and the measured run captured
+            served = warmed[0]["requests"] + runs[0]["requests"]
+            on_main, off_main = (u.main / r["requests"] * 1e6 for u, r in zip(used, runs, strict=True))
+            rounds.append((on_main, off_main, shipped.threads / served * 1e6, shipped.helpers / served * 1e6))
+            print(f"pinned: event loop µs/request on {on_main:.1f} off {off_main:.1f}; capture threads "
+                  f"{rounds[-1][2]:.1f}, helper {rounds[-1][3]:.1f}", file=sys.stderr)  # fmt: skip
+    return {
+        "main_on_us": statistics.median(r[0] for r in rounds),
+        "main_off_us": statistics.median(r[1] for r in rounds),
+        "main_ratio": statistics.median(r[0] / r[1] for r in rounds),
+        "threads_us": statistics.median(r[2] for r in rounds),
+        "helper_us": statistics.median(r[3] for r in rounds),
+    }
 
 
 Results = dict[str, dict[str, dict[str, Any]]]  # contender key → "scenario@conns" → load generator output
 
 
-def report(results: Results, labels: dict[str, str], diffs: dict[str, float]) -> None:
+def _pinnable() -> bool:
+    """``pinned`` needs two CPUs and taskset (util-linux)."""
+    return len(getattr(os, "sched_getaffinity", lambda _: ())(0)) >= 2 and bool(shutil.which("taskset"))
+
+
+def report(
+    results: Results, labels: dict[str, str], diffs: dict[str, float], costs: dict[str, float]
+) -> None:
     print(f"{'contender':<36}{'scenario':<22}{'conns':>6}{'req/s':>9}{'rows/s':>10}{'p50 ms':>9}{'p99 ms':>9}"
           f"{'non-2xx':>9}")  # fmt: skip
     loud = []
@@ -446,19 +463,36 @@ def report(results: Results, labels: dict[str, str], diffs: dict[str, float]) ->
     ml_one, ml_many = "1 row   /invocations@64", f"{BATCH} rows  /invocations@{BATCH_CONNS}"
     on, on_rps, batch_rows = "driftloop (capture on)", at("on", one), f"{BATCH}-row rows/s @{BATCH_CONNS}"
     off_rps, plain = at("off", one), at("plain", "1 row   /predict@64")
+    ratios = results.get("on", {}).get(one, {}).get("pair_ratios", [])
+    pair = statistics.median(ratios) if ratios else math.nan
     lines = [  # label, value, target (None: for information), unit, whether the target is a ceiling
         (f"single-row req/s @64: {on} / mlflow", div(on_rps, at("mlflow", ml_one)), 20, "×", False),
         (f"p99 @64: {on}", at("on", one, "p99_ms"), 20, " ms", True),
-        ("capture cost @64: 1 − on/off single-row req/s", 100 - 100 * div(on_rps, off_rps), 10, " %", True),
+        ("capture cost @64: 1 − on/off single-row req/s (median pair)", 100 - 100 * pair, 10, " %", True),
         (f"{batch_rows}: {on} / mlflow", div(at("on", many), at("mlflow", ml_many)), 10, "×", False),
         (f"(info) single-row req/s @64: {on} / plain FastAPI", div(on_rps, plain), None, "×", False),
         (f"(info) 1-row /invocations req/s @64: {on} / mlflow", div(at("on", ml_one), at("mlflow", ml_one)),
          None, "×", False),
+        ("(info) capture cost @64: 1 − median on / median off req/s", 100 - 100 * div(on_rps, off_rps), None,
+         " %", True),
         ("(info) capture cost @64 with durability=fsync", 100 - 100 * div(at("fsync", one), off_rps), None,
          " %", True),
         (f"(info) {batch_rows}: --workers 2 / mlflow", div(at("w2", many), at("mlflow", ml_many)), None, "×",
          False),
     ]  # fmt: skip
+    if costs:  # see `pinned`
+        c, percent = costs, 100 * costs["main_ratio"] - 100
+        lines += [
+            ("(info) capture on the event loop, pinned: on/off CPU/request − 1", percent, None, " %", True),
+            (f"(info)   event loop CPU/request: off {c['main_off_us']:.1f} µs, on", c["main_on_us"], None,
+             " µs", True),
+            ("(info)   capture's helper process (other CPU): CPU/request", c["helper_us"], None, " µs", True),
+            ("(info)   the service's other threads (WAL sync, shipping): CPU/request", c["threads_us"], None,
+             " µs", True),
+        ]  # fmt: skip
+    if ratios:
+        print("capture cost @64 in each pair of alternating runs: "
+              + ", ".join(f"{100 - 100 * r:.1f} %" for r in ratios))  # fmt: skip
     print("\nanchor: mlflow models serve --env-manager local, measured above in this run")
     for label, value, target, unit, ceiling in lines:
         verdict = ""
@@ -499,28 +533,29 @@ def main() -> None:
                 t0 = time.perf_counter()
                 build_workspace(ws, env, args.days)
                 print(f"workspace built in {time.perf_counter() - t0:.0f} s: {ws}", file=sys.stderr)
-            (tmp / "plain_app.py").write_text(PLAIN_APP)
             payloads(bench)
-            results, labels, diffs = {}, {}, {}
+            results, labels, diffs, costs = {}, {}, {}, {}
             every = contenders(bench)
             for key, c in every.items():
                 if args.only and key not in args.only:
                     continue
                 labels[key] = c.label
                 results[key], diffs[key] = measure(c, bench)
+            one = Scenario("1 row   /v1/predict", "/v1/predict", "rows1", 64, 1)
             if {"on", "off"} <= labels.keys():
-                one = Scenario("1 row   /v1/predict", "/v1/predict", "rows1", 64, 1)
                 pair = paired(every["on"], every["off"], one, bench)
                 for key, r in zip(("on", "off"), pair, strict=True):  # the table keeps its order
                     rows = list(results[key].items())
                     rows.insert(2, (f"{one.label}@{one.conns}", r))
                     results[key] = dict(rows)
+            if {"on", "off"} <= labels.keys() and _pinnable():
+                costs = pinned(every["on"], every["off"], one, bench)
             print(f"\ndriftloop serving benchmark — {MODEL}@production, {args.duration:g} s per scenario "
                   f"after {args.warmup:g} s warm-up; load from a separate process "
                   f"({LOADGENS[args.loadgen]}); {os.cpu_count()} CPUs shared by client and server; "
                   f"driftloop 1 row @64 capture on/off: median of "
                   f"{args.rounds} alternating runs")  # fmt: skip
-            report(results, labels, diffs)
+            report(results, labels, diffs, costs)
             if bench.crashed:
                 sys.exit("!!! server crashed: " + "; ".join(bench.crashed))
     finally:
