@@ -303,11 +303,15 @@ def load(
     ``quiet`` (default: ``port``) have shipped their captures."""
     if c.ready == "/ready":  # a driftloop server
         _quiesce(quiet or [port])
-    run = _wrk if bench.loadgen == "wrk" else _python_loadgen
-    r = {**run(c, s, port, bench), "rows": s.rows, "scenario": s}
+    r = {**_generate(c, s, port, bench), "rows": s.rows, "scenario": s}
     print(f"{c.label:<36}{s.label:<22}{s.conns:>4} conns{r['rps']:>7.0f} req/s p99 {r['p99_ms']:6.1f}"
           f" ms  (client CPU {r['client_cpu_s']:.1f} s)", file=sys.stderr, flush=True)  # fmt: skip
     return r
+
+
+def _generate(c: Contender, s: Scenario, port: int, bench: Bench) -> dict[str, Any]:
+    """One run of ``bench.loadgen`` (warm-up, then the measured ``bench.duration``)."""
+    return (_wrk if bench.loadgen == "wrk" else _python_loadgen)(c, s, port, bench)
 
 
 def _python_loadgen(c: Contender, s: Scenario, port: int, bench: Bench) -> dict[str, Any]:
@@ -394,10 +398,9 @@ def pinned(on: Contender, off: Contender, s: Scenario, bench: Bench) -> dict[str
     same CPU at the same moments. Per round: each event loop's CPU µs per measured request, and the
     capture server's other threads and helper processes until what the round captured is shipped.
     Medians over ``bench.rounds`` rounds; ``main_ratio`` is the median of the per-round on/off ratios."""
-    pin = ["taskset", "-c", "0"]
-    servers = [dataclasses.replace(c, argv=[*pin, *c.argv]) for c in (on, off)]
-    quiet = dataclasses.replace(bench, warmup=0.0, client_prefix=["taskset", "-c", "1"])
-    warm = dataclasses.replace(quiet, duration=max(bench.warmup, 1.0))
+    servers = [dataclasses.replace(c, argv=["taskset", "-c", "0", *c.argv]) for c in (on, off)]
+    measured = dataclasses.replace(bench, warmup=0.0, client_prefix=["taskset", "-c", "1"])
+    warm = dataclasses.replace(measured, duration=max(bench.warmup, 1.0))
     rounds: list[tuple[float, float, float, float]] = []
     with contextlib.ExitStack() as stack, ThreadPoolExecutor(2) as pool:
         ports = [stack.enter_context(serving(c, bench))[0] for c in servers]
@@ -407,9 +410,9 @@ def pinned(on: Contender, off: Contender, s: Scenario, bench: Bench) -> dict[str
         for _ in range(bench.rounds):
             _quiesce(ports)
             start = _cpu.cpu(pids[0])
-            warmed = list(pool.map(lambda i: _wrk(servers[i], s, ports[i], warm), (0, 1)))
+            warmed = list(pool.map(lambda i: _generate(servers[i], s, ports[i], warm), (0, 1)))
             before = [_cpu.cpu(pid) for pid in pids]
-            runs = list(pool.map(lambda i: _wrk(servers[i], s, ports[i], quiet), (0, 1)))
+            runs = list(pool.map(lambda i: _generate(servers[i], s, ports[i], measured), (0, 1)))
             used = [_cpu.cpu(pid) - b for pid, b in zip(pids, before, strict=True)]
             _quiesce(ports)
             shipped = _cpu.cpu(pids[0]) - start  # what the warm-up and the measured run captured
@@ -432,7 +435,11 @@ Results = dict[str, dict[str, dict[str, Any]]]  # contender key → "scenario@co
 
 def _pinnable() -> bool:
     """``pinned`` needs two CPUs and taskset (util-linux)."""
-    return len(getattr(os, "sched_getaffinity", lambda _: ())(0)) >= 2 and bool(shutil.which("taskset"))
+    return (
+        hasattr(os, "sched_getaffinity")
+        and len(os.sched_getaffinity(0)) >= 2
+        and bool(shutil.which("taskset"))
+    )
 
 
 def report(
@@ -548,8 +555,8 @@ def main() -> None:
                     rows = list(results[key].items())
                     rows.insert(2, (f"{one.label}@{one.conns}", r))
                     results[key] = dict(rows)
-            if {"on", "off"} <= labels.keys() and _pinnable():
-                costs = pinned(every["on"], every["off"], one, bench)
+                if _pinnable():
+                    costs = pinned(every["on"], every["off"], one, bench)
             print(f"\ndriftloop serving benchmark — {MODEL}@production, {args.duration:g} s per scenario "
                   f"after {args.warmup:g} s warm-up; load from a separate process "
                   f"({LOADGENS[args.loadgen]}); {os.cpu_count()} CPUs shared by client and server; "
