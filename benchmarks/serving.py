@@ -284,14 +284,14 @@ def serving(c: Contender, bench: Bench) -> Iterator[tuple[int, float]]:
 
 
 def _quiesce(ports: list[int], timeout: float = 600) -> None:
-    """Wait until no driftloop server on ``ports`` has captured bytes left to ship."""
+    """Wait until no driftloop server on ``ports`` has captured bytes left to ship or landed segments
+    left to compact (it compacts once idle): no run overlaps the previous one's capture work."""
     deadline = time.monotonic() + timeout
+    gauges = ("driftloop_capture_pending_bytes ", "driftloop_capture_landed_segments ")
     for port in ports:
         while time.monotonic() < deadline:
             text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=30).text
-            pending = [line.split()[-1] for line in text.splitlines()
-                       if line.startswith("driftloop_capture_pending_bytes ")]  # fmt: skip
-            if not pending or float(pending[0]) == 0:
+            if all(float(line.split()[-1]) == 0 for line in text.splitlines() if line.startswith(gauges)):
                 break
             time.sleep(0.5)
 
@@ -493,7 +493,8 @@ def report(
             ("(info) capture on the event loop, pinned: on/off CPU/request − 1", percent, None, " %", True),
             (f"(info)   event loop CPU/request: off {c['main_off_us']:.1f} µs, on", c["main_on_us"], None,
              " µs", True),
-            ("(info)   capture's helper process (other CPU): CPU/request", c["helper_us"], None, " µs", True),
+            ("(info)   capture's helper (landing; compaction once idle): CPU/request", c["helper_us"], None,
+             " µs", True),
             ("(info)   the service's other threads (WAL sync, shipping): CPU/request", c["threads_us"], None,
              " µs", True),
         ]  # fmt: skip

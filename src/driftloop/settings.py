@@ -287,29 +287,29 @@ class ServingSettings(_Section):
 
 
 class CaptureSettings(_Section):
-    """Capture of every prediction and label: a local write-ahead log shipped as Parquet (docs/capture.md)."""
+    """Every prediction and label: a local WAL, landed on the store, compacted to Parquet (docs/capture.md)"""
 
     enabled: bool = True  # off: the service captures nothing
     wal_dir: Path | None = None  # the local write-ahead log; empty: ``<home>/capture/wal``
     # When an acknowledged capture is safe (docs/capture.md): "process" — written to the WAL before the
-    # response (survives kill -9 and any crash of the service; the kernel fsyncs it within
-    # ``sync_interval_ms``, so a power loss can lose that much); "fsync" — fsynced before the response
-    # (survives power loss too, at the cost of one group-commit fsync wait per request).
+    # response (survives kill -9 and any crash of the service; synced within ``sync_interval_ms``, so a
+    # power loss can lose that much); "fsync" — fsynced before the response (survives power loss too).
     durability: Literal["process", "fsync"] = "process"
     sync_interval_ms: float = Field(default=50.0, gt=0)
-    # Appends that arrive while the WAL writer is busy share its next write + fsync (group commit);
-    # this optionally makes it wait up to so long for more. 0: no added wait (a lone request is
-    # written at once; under load the groups form by themselves).
+    # "fsync": appends arriving while the writer is busy share its next write + fsync (group commit); this
+    # makes it wait up to so long for more (0: none; under load the groups form by themselves).
     group_commit_ms: float = Field(default=0.0, ge=0)
-    # A WAL segment is sealed and shipped once it is this big or this old, whichever comes first.
-    segment_max_bytes: int = Field(default=8 * 1024 * 1024, ge=1)
-    segment_max_age_s: float = Field(default=5.0, gt=0)
+    segment_max_bytes: int = Field(default=8 * 1024 * 1024, ge=1)  # a segment is sealed and shipped once
+    segment_max_age_s: float = Field(default=5.0, gt=0)  # this big or this old, whichever comes first
     # Unshipped bytes kept on local disk; beyond this appends fail (HTTP 503) rather than drop data.
     max_buffer_bytes: int = Field(default=512 * 1024 * 1024, ge=1)
     # Shipping retries after a storage failure wait this long, doubling up to ``retry_max_s``.
     retry_initial_s: float = Field(default=0.5, gt=0)
     retry_max_s: float = Field(default=30.0, gt=0)
-    # Build the Parquet objects in a helper process, off the service's GIL (off: in the shipper thread).
+    # Landed segments are compacted into Parquet once no capture came for this long (0: never in the
+    # service; readers and `driftloop capture compact` do it). Land and compact in a helper process,
+    # off the service's GIL (off: in the shipper thread).
+    compact_idle_s: float = Field(default=2.0, ge=0)
     convert_in_subprocess: bool = True
 
     @model_validator(mode="after")

@@ -43,7 +43,8 @@ def _capture(ws: Workspace) -> None:
     store = store_for(settings)
     keys = [i.key for i in store.list(f"raw/plant/date={DAY}/") if i.key.endswith(".csv")]
     frame = pd.concat(pd.read_csv(store.uri(k)) for k in keys)
-    cfg = settings.capture.model_copy(update={"convert_in_subprocess": False})
+    # Landed, never compacted by the store: the monitor must compact what it reads (docs/capture.md).
+    cfg = settings.capture.model_copy(update={"convert_in_subprocess": False, "compact_idle_s": 0})
     capture = CaptureStore(store, ws.directory / "wal", cfg)
     capture.start()
     try:
@@ -56,7 +57,7 @@ def _capture(ws: Workspace) -> None:
                 "score": 0.01 + 0.05 * ((i * 7919) % 100) / 100, "latency_ms": 1.0, "fallback": False,
                 "endpoint": "/v1/predict",
             })  # fmt: skip
-        assert capture.flush(60)
+        assert capture.flush(60, compact=False)
     finally:
         capture.close()
 

@@ -625,17 +625,21 @@ def test_the_helper_warms_up_on_every_kind_and_pauses_the_collector_only_while_c
 ) -> None:
     import gc
 
-    from driftloop.capture.records import encode, segment_objects
-    from driftloop.capture.wal import convert_in_helper, warm_up
+    from driftloop.capture.landing import land, landed_objects
+    from driftloop.capture.records import encode, parquet_objects
+    from driftloop.capture.wal import in_helper, warm_up
 
     warm_up()  # what the helper runs first: a record of every kind through the Parquet conversion
 
     segment = tmp_path / "seg-00000000000000000001.wal"
-    segment.write_bytes(encode([{**prediction(i), "ts": TS} for i in range(3)]))
-    assert convert_in_helper(segment, "stem") == segment_objects(segment, "stem")
+    records = [{**prediction(i), "ts": TS} for i in range(3)]
+    segment.write_bytes(encode(records))
+    count, landed = in_helper(land, segment)
+    assert count == 3
     assert gc.isenabled()
+    assert in_helper(landed_objects, landed, "stem") == (3, list(parquet_objects(records, "stem")))
     with pytest.raises(FileNotFoundError):
-        convert_in_helper(tmp_path / "gone.wal", "stem")
+        in_helper(land, tmp_path / "gone.wal")
     assert gc.isenabled()
 
 

@@ -1,6 +1,7 @@
-"""Capture: every prediction and feedback label, crash-safe, shipped as partitioned Parquet."""
+"""Capture: every prediction and label, crash-safe, landed on the object store, compacted into Parquet."""
 
-from driftloop.capture.records import FEEDBACK_SCHEMA, PREDICTION_SCHEMA, REJECTION_SCHEMA, read_captures
+from driftloop.capture.landing import compact, read_captures
+from driftloop.capture.records import FEEDBACK_SCHEMA, PREDICTION_SCHEMA, REJECTION_SCHEMA
 from driftloop.capture.store import CaptureStats, CaptureStore
 
 __all__ = [
@@ -9,5 +10,6 @@ __all__ = [
     "REJECTION_SCHEMA",
     "CaptureStats",
     "CaptureStore",
+    "compact",
     "read_captures",
 ]

@@ -14,7 +14,7 @@ import struct
 import zlib
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import orjson
 import pyarrow as pa
@@ -24,22 +24,19 @@ from driftloop.core.requests import RequestFormatError, prediction_items, reques
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
-    from pathlib import Path
 
-    from driftloop.storage import ObjectStore
 
 __all__ = [
     "FEEDBACK_SCHEMA",
     "PREDICTION_SCHEMA",
     "REJECTION_SCHEMA",
     "conform",
+    "count_rows",
     "decode",
     "encode",
     "expand",
     "normalize",
     "parquet_objects",
-    "read_captures",
-    "segment_objects",
 ]
 
 PREDICTION_SCHEMA = pa.schema([
@@ -77,36 +74,6 @@ _HEADER = struct.Struct("<II")  # payload length, CRC32 of the payload
 _MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")  # as registry.model_name: safe in a key
 
 
-def read_captures(
-    store: ObjectStore,
-    *,
-    kind: Literal["prediction", "feedback", "rejection"] = "prediction",
-    model: str | None = None,
-) -> pa.Table:
-    """Every shipped record of ``kind`` (predictions of ``model`` only, when given), sorted by time.
-
-    The schema is :data:`PREDICTION_SCHEMA` or :data:`FEEDBACK_SCHEMA`; records still in a WAL are not
-    included. Raises the store's errors.
-    """
-    if kind == "feedback":
-        prefix, schema = "captures/feedback/", FEEDBACK_SCHEMA
-    elif kind == "rejection":
-        prefix, schema = "captures/rejections/", REJECTION_SCHEMA
-    elif kind == "prediction":
-        prefix, schema = f"captures/model={model}/" if model else "captures/model=", PREDICTION_SCHEMA
-    else:
-        raise ValueError(f"kind must be 'prediction', 'feedback' or 'rejection', not {kind!r}")
-    tables = [
-        conform(pq.read_table(pa.BufferReader(store.read_bytes(info.key))), schema)
-        for info in store.list(prefix)
-        if info.key.endswith(".parquet")
-    ]
-    if not tables:
-        return schema.empty_table()
-    order = [("ts", "ascending")] + ([("prediction_id", "ascending")] if kind != "rejection" else [])
-    return pa.concat_tables(tables).sort_by(order)
-
-
 def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
     """``table`` with ``schema``'s columns in order; nullable columns it lacks (an older object) are nulls."""
     columns = []
@@ -120,15 +87,21 @@ def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
     return pa.Table.from_arrays(columns, schema=schema)
 
 
-def segment_objects(path: Path, stem: str) -> tuple[int, list[tuple[str, bytes]]]:
-    """A WAL segment file → its record count and Parquet objects (run in a helper process).
-
-    Takes the path, not the bytes: the helper reads the segment itself, so the service never pickles
-    megabytes through a pipe while holding its GIL. Raises ``FileNotFoundError`` if it is gone.
-    """
-    records, _ = decode(path.read_bytes())
-    count = sum(_row_count(r) for r in records)
-    return count, list(parquet_objects(records, stem))
+def count_rows(data: bytes) -> int:
+    """The predictions, labels and rejections in a segment's whole records, without reading request
+    bodies (what the service does at shipping time: a ``request_batch`` frame's metadata says it)."""
+    count = pos = 0
+    while pos + _HEADER.size <= len(data):
+        length, _ = _HEADER.unpack_from(data, pos)
+        payload = data[pos + _HEADER.size : pos + _HEADER.size + length]
+        pos += _HEADER.size + length
+        if payload[:1] == _REQUESTS:
+            (size,) = _META_LENGTH.unpack_from(payload, 1)
+            count += len(orjson.loads(payload[1 + _META_LENGTH.size : 1 + _META_LENGTH.size + size])["ids"])
+            continue
+        record = orjson.loads(payload)
+        count += sum(_row_count(r) for r in (record if isinstance(record, list) else [record]))
+    return count
 
 
 def _row_count(record: dict[str, Any]) -> int:

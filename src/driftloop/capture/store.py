@@ -8,14 +8,13 @@ local buffer is full (``capture.max_buffer_bytes``) or the WAL cannot be written
 (:class:`~driftloop.errors.CaptureFullError` or :class:`~driftloop.errors.StorageUnavailableError`,
 both HTTP 503) and the record is not acknowledged; such a record may or may not be captured.
 
-How (docs/capture.md has the details and every failure case): one writer thread gives whatever is
-queued one ``write`` and one ``fsync``; appends arriving meanwhile form the next group (group commit;
-``capture.group_commit_ms`` can hold a group open longer). The WAL is a series of segments
-``seg-<20-digit sequence>.wal`` of framed records (4-byte length, 4-byte CRC32, JSON), sealed by size
-or age. A shipper thread writes each sealed segment as
-Parquet objects under deterministic keys, so re-shipping after a crash overwrites identical objects,
-deletes the segment only once all are written, and retries storage failures with exponential backoff.
-:meth:`CaptureStore.start` recovers an earlier process's segments up to their first torn record.
+How (docs/capture.md has the details and every failure case): with "fsync" durability one writer thread
+gives whatever is queued one ``write`` and one ``fsync`` (group commit); with "process" durability the
+request path writes and the writer syncs every ``capture.sync_interval_ms``. The WAL is a series of
+segments ``seg-<20-digit sequence>.wal`` of framed records, sealed by size or age. A shipper thread lands
+each sealed segment as it is (compressed) in the object store, deletes it only then, and retries storage
+failures with exponential backoff; once the service is idle it compacts what landed into Parquet
+(:mod:`driftloop.capture.landing`). :meth:`CaptureStore.start` recovers an earlier process's segments.
 """
 
 from __future__ import annotations
@@ -23,29 +22,27 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import multiprocessing
 import os
-import re
 import threading
 import time
 from collections import deque
-from concurrent.futures import Future, ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass
+from concurrent.futures import Future
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypedDict
 
-from driftloop.capture.records import decode, encode, normalize, segment_objects
+from driftloop.capture.landing import compact, land, landed_objects, landing_key
+from driftloop.capture.records import encode, normalize
 from driftloop.capture.wal import (
+    Active,
     Group,
+    Helper,
     LoopGroups,
+    Segment,
     Waiter,
-    convert_in_helper,
-    init_helper,
     lock_dir,
+    recover,
     settle,
     wal_error,
-    warm_up,
     write_all,
     writer_id,
 )
@@ -68,8 +65,6 @@ __all__ = ["CaptureStats", "CaptureStore"]
 
 log = logging.getLogger(__name__)
 
-_SEGMENT = re.compile(r"^seg-(\d{20})\.wal$")
-
 
 class CaptureStats(TypedDict):
     """What the service exports as metrics."""
@@ -80,19 +75,9 @@ class CaptureStats(TypedDict):
     shipped_segments: int
     failures: int  # failed shipping attempts
     rejected: int  # appends refused with CaptureFullError
+    landed_segments: int  # shipped segments not yet compacted into Parquet (docs/capture.md)
+    compacted_segments: int
     last_error: str | None  # the most recent shipping failure
-
-
-@dataclass
-class _Segment:
-    path: Path
-    size: int  # bytes of whole records (what accounting and recovery trust)
-
-
-@dataclass
-class _Active(_Segment):
-    fd: int
-    opened: float  # monotonic
 
 
 class CaptureStore:
@@ -113,9 +98,9 @@ class CaptureStore:
         self._queue: list[tuple[bytes, Waiter]] = []
         self._queue_bytes = 0
         self._first_queued = 0.0
-        self._active: _Active | None = None
+        self._active: Active | None = None
         self._unsynced = False  # "process" durability: written since the last fdatasync
-        self._sealed: deque[_Segment] = deque()
+        self._sealed: deque[Segment] = deque()
         self._sealed_bytes = 0
         self._seal_requested = self._kick = self._stop_writer = self._stop_shipper = False
         self._writer_error: str | None = None
@@ -123,8 +108,15 @@ class CaptureStore:
         self._writer_id = ""
         self._lock_fd: int | None = None
         self._threads: list[threading.Thread] = []
-        self._pool: ProcessPoolExecutor | None = None  # the shipper's conversion helper
+        self._helper = Helper(cfg.convert_in_subprocess)  # where segments are landed and compacted
         self._shipped_records = self._shipped_segments = self._failures = self._rejected = 0
+        # Compaction of landed segments (driftloop.capture.landing), by the shipper thread when idle.
+        self._landed = 0  # segments this store landed and has not compacted
+        self._leftovers = True  # an earlier process may have left some: the first compaction looks
+        self._compacted = 0
+        self._compact_requested = False  # flush: compact now, idle or not
+        self._compact_retry_at = 0.0  # monotonic; after a failed compaction
+        self._last_append = 0.0  # monotonic
         self._last_error: str | None = None
         self._groups = LoopGroups(self._write_groups)  # "process" durability, from event loops
 
@@ -149,8 +141,7 @@ class CaptureStore:
                 raise ConfigError(
                     f"capture.wal_dir {self._dir} is not usable: {exc.strerror or exc}"
                 ) from exc
-            if self._cfg.convert_in_subprocess:
-                self._pool = self._start_helper()
+            self._helper.start()
             for name, target in (("writer", self._write_loop), ("shipper", self._ship_loop)):
                 thread = threading.Thread(target=target, name=f"capture-{name}", daemon=True)
                 thread.start()
@@ -201,8 +192,9 @@ class CaptureStore:
         self._write_frame(encode(_group(records, trusted=trusted)), 1)  # ValueError: refused, unwritten
         return None
 
-    def flush(self, timeout: float) -> bool:
-        """Seal the active segment and ship everything; True once nothing is pending (within ``timeout``)."""
+    def flush(self, timeout: float, *, compact: bool = True) -> bool:
+        """Seal the active segment and ship everything, then (``compact``) compact what landed into Parquet;
+        True once all that is done within ``timeout``."""
         deadline = time.monotonic() + timeout
         with self._lock:
             if self._state == "new":
@@ -212,6 +204,13 @@ class CaptureStore:
                     self._seal_requested = True
                     self._work.notify()
                 self._kick = True  # retry a failed segment now rather than after its backoff
+                self._ship.notify()
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._done.wait(left)
+            while compact and (self._landed or self._leftovers):
+                self._compact_requested = True
                 self._ship.notify()
                 left = deadline - time.monotonic()
                 if left <= 0:
@@ -230,7 +229,7 @@ class CaptureStore:
                 return
             self._state = "closing"
         deadline = time.monotonic() + timeout
-        self.flush(timeout)
+        self.flush(timeout, compact=False)  # compaction can wait for the next start or a reader
         with self._lock:
             self._stop_writer = True
             self._work.notify()
@@ -239,8 +238,8 @@ class CaptureStore:
             self._stop_shipper = True
             self._ship.notify()
         self._threads[1].join(max(deadline - time.monotonic(), 1.0))
-        if self._pool is not None and not self._threads[1].is_alive():
-            self._pool.shutdown(wait=True, cancel_futures=True)
+        if not self._threads[1].is_alive():
+            self._helper.shutdown()
         with self._lock:
             self._state = "closed"
             pending, segments = self._pending_bytes(), len(self._sealed)
@@ -261,6 +260,8 @@ class CaptureStore:
                 shipped_segments=self._shipped_segments,
                 failures=self._failures,
                 rejected=self._rejected,
+                landed_segments=self._landed,
+                compacted_segments=self._compacted,
                 last_error=self._last_error,
             )
 
@@ -311,6 +312,7 @@ class CaptureStore:
                 f"capture buffer full: {pending} bytes wait to be shipped to {self._store.root} "
                 f"(capture.max_buffer_bytes = {self._cfg.max_buffer_bytes}); retry later"
             )
+        self._last_append = time.monotonic()
 
     def _write_groups(self, groups: list[Group]) -> list[BaseException | None]:
         """ "process" durability: one event-loop iteration's appends as one frame and one write; per group,
@@ -436,7 +438,7 @@ class CaptureStore:
         finally:
             os.close(fd)
 
-    def _open_segment(self) -> _Active:
+    def _open_segment(self) -> Active:
         # Nanosecond clock, never reused: keys stay unique after every segment has been shipped.
         self._last_seq = max(time.time_ns(), self._last_seq + 1)
         path = self._dir / f"seg-{self._last_seq:020d}.wal"
@@ -447,7 +449,7 @@ class CaptureStore:
             os.close(fd)
             path.unlink(missing_ok=True)
             raise
-        return _Active(path=path, size=0, fd=fd, opened=time.monotonic())
+        return Active(path=path, size=0, fd=fd, opened=time.monotonic())
 
     def _abandon_active(self) -> None:
         # A failed write may have left part of a record: cut back to the last fsynced size and seal, so
@@ -468,7 +470,7 @@ class CaptureStore:
                 os.close(active.fd)
             self._active = None
             if active.size:
-                self._sealed.append(_Segment(active.path, active.size))
+                self._sealed.append(Segment(active.path, active.size))
                 self._sealed_bytes += active.size
                 self._ship.notify()
             self._done.notify_all()
@@ -489,44 +491,37 @@ class CaptureStore:
         return max(self._active.opened + self._cfg.segment_max_age_s - time.monotonic(), 0.0)
 
     def _recover(self) -> None:
-        for path in sorted(self._dir.glob("seg-*.wal")):
-            match = _SEGMENT.match(path.name)
-            if match is None:
-                continue
-            self._last_seq = max(self._last_seq, int(match.group(1)))
-            data = path.read_bytes()
-            records, end = decode(data)
-            if end < len(data):
-                log.warning("capture: %s ends in %d bytes of torn or corrupt record; truncated at %d",
-                            path, len(data) - end, end)  # fmt: skip
-                with path.open("r+b") as fh:
-                    fh.truncate(end)
-                    os.fsync(fh.fileno())
-            if not records:
-                path.unlink()
-                continue
-            self._sealed.append(_Segment(path, end))
-            self._sealed_bytes += end
+        for path, size, seq in recover(self._dir):
+            self._last_seq = max(self._last_seq, seq)
+            if size:
+                self._sealed.append(Segment(path, size))
+                self._sealed_bytes += size
         if self._sealed:
             log.info("capture: recovered %d segment(s), %d bytes, from %s",
                      len(self._sealed), self._sealed_bytes, self._dir)  # fmt: skip
 
-    # -- shipper thread: sealed segments → Parquet on the object store -------------------------------
+    # -- shipper thread: sealed segments → the object store; landed segments → Parquet when idle ------
 
     def _ship_loop(self) -> None:
         delay = self._cfg.retry_initial_s
         while True:
             with self._lock:
                 while not self._sealed and not self._stop_shipper:
-                    self._ship.wait()
+                    wait = self._compaction_wait()
+                    if wait == 0:
+                        break
+                    self._ship.wait(wait)
                 if self._stop_shipper:
                     return
-                segment = self._sealed[0]
+                segment = self._sealed[0] if self._sealed else None
                 self._kick = False
+            if segment is None:
+                self._compact_landed()
+                continue
             try:
                 count = self._ship_segment(segment)
             except Exception as exc:  # storage down, or a bug: either way the segment stays
-                message = exc.headline if isinstance(exc, DriftloopError) else f"{type(exc).__name__}: {exc}"
+                message = _message(exc)
                 log.warning("capture: cannot ship %s, retrying in %.1fs: %s", segment.path.name, delay,
                             message, exc_info=not isinstance(exc, DriftloopError | OSError))  # fmt: skip
                 with self._lock:
@@ -543,42 +538,55 @@ class CaptureStore:
                 self._shipped_segments += 1
                 self._done.notify_all()
 
-    def _ship_segment(self, segment: _Segment) -> int:
+    def _ship_segment(self, segment: Segment) -> int:
+        """Land the segment as it is (compressed): its conversion to Parquet waits for an idle moment."""
         try:
-            count, objects = self._convert(segment.path, f"{self._writer_id}-{segment.path.stem}")
+            count, body = self._helper(land, segment.path.absolute())
         except FileNotFoundError:
             log.error("capture: segment %s vanished before it was shipped", segment.path)
             return 0
-        for key, body in objects:
-            self._store.write_bytes(key, body)
-        segment.path.unlink(missing_ok=True)  # only now: every object of the segment is written
+        self._store.write_bytes(landing_key(f"{self._writer_id}-{segment.path.stem}"), body)
+        segment.path.unlink(missing_ok=True)  # only now: it is in the object store
+        with self._lock:
+            self._landed += 1
         return count
 
-    def _start_helper(self) -> ProcessPoolExecutor:
-        pool = ProcessPoolExecutor(
-            1, mp_context=multiprocessing.get_context("spawn"), initializer=init_helper,
-            initargs=(os.getpid(),),
-        )  # fmt: skip
-        # Spawn it now (interpreter, pyarrow: ~1 s of CPU) rather than under load at the first segment.
-        pool.submit(warm_up)
-        return pool
+    def _compaction_wait(self) -> float | None:
+        """Under the lock: seconds until the shipper should compact (0: now), None: no reason to."""
+        idle = self._cfg.compact_idle_s
+        if not (self._landed or self._leftovers) or not (self._compact_requested or idle):
+            return None
+        due = max(self._compact_retry_at, 0 if self._compact_requested else self._last_append + idle)
+        return max(due - time.monotonic(), 0.0)
 
-    def _convert(self, path: Path, stem: str) -> tuple[int, list[tuple[str, bytes]]]:
-        """Decode a segment and build its Parquet objects, in a helper process when configured.
+    def _compact_landed(self) -> None:
+        """Compact this writer's landed segments, one at a time, while nothing else wants the CPU."""
 
-        The conversion is pure-Python-heavy; in a helper process it uses the other core instead of
-        taking the GIL from the requests. A helper that died is replaced on the next attempt.
-        """
-        if not self._cfg.convert_in_subprocess:
-            return segment_objects(path, stem)
-        if self._pool is None:
-            self._pool = self._start_helper()
+        def proceed() -> bool:
+            with self._lock:
+                return not (self._sealed or self._stop_shipper) and self._compaction_wait() == 0
+
         try:
-            return self._pool.submit(convert_in_helper, path.absolute(), stem).result()
-        except BrokenProcessPool:
-            self._pool.shutdown(wait=False, cancel_futures=True)
-            self._pool = None
-            raise
+            done = compact(self._store, writer=self._writer_id, proceed=proceed,
+                           convert=lambda data, stem: self._helper(landed_objects, data, stem))  # fmt: skip
+        except Exception as exc:  # storage down, or a bug: the landed segments stay; retry later
+            retry = self._cfg.retry_max_s
+            log.warning("capture: cannot compact landed segments; retry in %.1fs: %s", retry, _message(exc))
+            with self._lock:
+                self._compact_retry_at, self._last_error = time.monotonic() + retry, _message(exc)
+            return
+        with self._lock:
+            self._compacted += done.segments
+            # Complete: everything listed is compacted (nothing landed meanwhile: this thread lands).
+            self._landed = 0 if done.complete else max(self._landed - done.segments, 0)
+            self._leftovers = self._leftovers and not done.complete
+            if not (self._landed or self._leftovers):
+                self._compact_requested = False
+            self._done.notify_all()
+
+
+def _message(exc: Exception) -> str:
+    return exc.headline if isinstance(exc, DriftloopError) else f"{type(exc).__name__}: {exc}"
 
 
 def _group(records: Sequence[Mapping[str, Any]], *, trusted: bool) -> Group:

@@ -9,14 +9,18 @@ import ctypes
 import errno
 import fcntl
 import gc
+import logging
+import multiprocessing
 import os
 import re
 import signal
 import uuid
-from concurrent.futures import Future
-from typing import TYPE_CHECKING, Any, TypeAlias
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 
-from driftloop.capture.records import parquet_objects, segment_objects
+from driftloop.capture.records import decode, parquet_objects
 from driftloop.errors import CaptureFullError, ConflictError, StorageUnavailableError
 from driftloop.storage import fsync_dir
 
@@ -25,11 +29,15 @@ if TYPE_CHECKING:
     from pathlib import Path
 
 __all__ = [
+    "Active",
+    "Helper",
     "LoopGroups",
+    "Segment",
     "Waiter",
-    "convert_in_helper",
+    "in_helper",
     "init_helper",
     "lock_dir",
+    "recover",
     "settle",
     "settle_here",
     "wal_error",
@@ -38,6 +46,8 @@ __all__ = [
     "writer_id",
 ]
 
+_T = TypeVar("_T")
+log = logging.getLogger(__name__)
 _WRITER_ID = re.compile(r"^[0-9a-f]{12}$")
 
 
@@ -164,13 +174,14 @@ def wal_error(directory: Path, exc: Exception) -> StorageUnavailableError:
     return StorageUnavailableError(f"cannot write the capture write-ahead log in {directory}: {exc}")
 
 
-def convert_in_helper(path: Path, stem: str) -> tuple[int, list[tuple[str, bytes]]]:
-    """:func:`segment_objects` in the helper process, with the cyclic collector paused: a segment's
-    records are ~200,000 containers (none in cycles), and the collections they set off were half of
-    the conversion's CPU time. The helper runs only this, so pausing it there affects nothing else."""
+def in_helper(task: Callable[..., _T], *args: Any) -> _T:
+    """``task(*args)`` in the helper process (landing a segment, compacting one), with the
+    cyclic collector paused: a segment's records are ~200,000 containers (none in cycles), and the
+    collections they set off were half of the conversion's CPU time. The helper runs only these, so
+    pausing it there affects nothing else."""
     gc.disable()
     try:
-        return segment_objects(path, stem)
+        return task(*args)
     finally:
         gc.enable()
 
@@ -189,3 +200,82 @@ def warm_up() -> None:
     rejection = {"kind": "rejection", "ts": ts, "model_name": "m", "endpoint": "/", "rows": 1, "errors": []}
     for _ in parquet_objects([batch, requests, feedback, rejection], "warm-up"):
         pass
+
+
+_SEGMENT = re.compile(r"^seg-(\d{20})\.wal$")
+
+
+def recover(directory: Path) -> list[tuple[Path, int, int]]:
+    """An earlier process's segments in ``directory``, in order: (path, bytes of whole records, sequence
+    number). Each is cut back to its first torn or corrupt record; one with no whole record is deleted
+    (size 0; its sequence number still counts, so it is never reused)."""
+    found = []
+    for path in sorted(directory.glob("seg-*.wal")):
+        match = _SEGMENT.match(path.name)
+        if match is None:
+            continue
+        data = path.read_bytes()
+        records, end = decode(data)
+        if end < len(data):
+            log.warning("capture: %s ends in %d bytes of torn or corrupt record; truncated at %d",
+                        path, len(data) - end, end)  # fmt: skip
+            with path.open("r+b") as fh:
+                fh.truncate(end)
+                os.fsync(fh.fileno())
+        if not records:
+            path.unlink()
+            end = 0
+        found.append((path, end, int(match.group(1))))
+    return found
+
+
+@dataclass
+class Segment:
+    """A sealed WAL segment of the capture store."""
+
+    path: Path
+    size: int  # bytes of whole records (what accounting and recovery trust)
+
+
+@dataclass
+class Active(Segment):
+    """The segment being written."""
+
+    fd: int
+    opened: float  # monotonic
+
+
+class Helper:
+    """The capture store's helper process, where segments are landed and compacted (pure-Python-heavy
+    work that would otherwise take the GIL from the requests); or, when not ``enabled``, the caller's
+    thread. A helper that died is replaced on the next task."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self._pool: ProcessPoolExecutor | None = None
+
+    def start(self) -> None:
+        """Spawn the process now (interpreter, pyarrow: ~1 s of CPU) rather than under load."""
+        if self.enabled and self._pool is None:
+            self._pool = ProcessPoolExecutor(
+                1, mp_context=multiprocessing.get_context("spawn"), initializer=init_helper,
+                initargs=(os.getpid(),),
+            )  # fmt: skip
+            self._pool.submit(warm_up)
+
+    def __call__(self, task: Callable[..., _T], *args: Any) -> _T:
+        if not self.enabled:
+            return task(*args)
+        self.start()
+        assert self._pool is not None
+        try:
+            return self._pool.submit(in_helper, task, *args).result()
+        except BrokenProcessPool:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
+            raise
+
+    def shutdown(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None

@@ -24,6 +24,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from driftloop.capture.landing import compact
 from driftloop.capture.records import FEEDBACK_SCHEMA
 from driftloop.data.ingest import list_partitions
 from driftloop.data.ingest import read_labels as read_label_files
@@ -294,7 +295,10 @@ def _days(start: datetime, end: datetime) -> list[date]:
 
 
 def partition_keys(store: ObjectStore, prefix: str, start: datetime, end: datetime) -> list[str]:
-    """The Parquet objects under ``<prefix>/date=<day>/`` for the days that ``[start, end)`` touches."""
+    """The Parquet objects under ``<prefix>/date=<day>/`` for the days that ``[start, end)`` touches,
+    once the capture segments that landed are compacted (:mod:`driftloop.capture.landing`), so every
+    shipped record is in them."""
+    compact(store)
     keys: list[str] = []
     for day in _days(start, end):
         keys += [i.key for i in store.list(f"{prefix}/date={day.isoformat()}/") if i.key.endswith(".parquet")]

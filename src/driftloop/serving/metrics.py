@@ -96,6 +96,10 @@ class ServiceMetrics:
         self.capture_shipped = Gauge(
             "driftloop_capture_shipped_records", "Captured records shipped", registry=r
         )
+        self.capture_landed = Gauge(
+            "driftloop_capture_landed_segments", "Shipped capture segments not yet compacted to Parquet",
+            registry=r,
+        )  # fmt: skip
         self.capture_failures = Gauge(
             "driftloop_capture_ship_failures", "Failed shipping attempts", registry=r
         )
@@ -122,6 +126,7 @@ class ServiceMetrics:
             stats: Mapping[str, Any] = self._capture.stats()
             self.capture_pending.set(float(stats.get("pending_bytes", 0)))
             self.capture_shipped.set(float(stats.get("shipped_records", 0)))
+            self.capture_landed.set(float(stats.get("landed_segments", 0)))
             self.capture_failures.set(float(stats.get("failures", 0)))
             self.capture_rejected.set(float(stats.get("rejected", 0)))
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
