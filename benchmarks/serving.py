@@ -396,12 +396,14 @@ def pinned(on: Contender, off: Contender, s: Scenario, bench: Bench) -> dict[str
     """Capture's CPU per request, without the VM's drift: both servers pinned to CPU 0 and loaded at
     once (their helper processes and the load generators on CPU 1), so both event loops run on the
     same CPU at the same moments. Per round: each event loop's CPU µs per measured request, and the
-    capture server's other threads and helper processes until what the round captured is shipped.
-    Medians over ``bench.rounds`` rounds; ``main_ratio`` is the median of the per-round on/off ratios."""
+    capture server's other threads and helper processes until what the round captured is shipped and
+    compacted; ``load_ratio``: all of each server's CPU (event loop, threads, helpers) per request during
+    the measured run only, on/off. Medians over ``bench.rounds`` rounds; ratios are medians of the
+    per-round ratios."""
     servers = [dataclasses.replace(c, argv=["taskset", "-c", "0", *c.argv]) for c in (on, off)]
     measured = dataclasses.replace(bench, warmup=0.0, client_prefix=["taskset", "-c", "1"])
     warm = dataclasses.replace(measured, duration=max(bench.warmup, 1.0))
-    rounds: list[tuple[float, float, float, float]] = []
+    rounds: list[tuple[float, float, float, float, float]] = []
     with contextlib.ExitStack() as stack, ThreadPoolExecutor(2) as pool:
         ports = [stack.enter_context(serving(c, bench))[0] for c in servers]
         pids = [proc.pid for proc in _live[-2:]]  # taskset execs the server: same pid
@@ -418,15 +420,21 @@ def pinned(on: Contender, off: Contender, s: Scenario, bench: Bench) -> dict[str
             shipped = _cpu.cpu(pids[0]) - start  # what the warm-up and the measured run captured
             served = warmed[0]["requests"] + runs[0]["requests"]
             on_main, off_main = (u.main / r["requests"] * 1e6 for u, r in zip(used, runs, strict=True))
-            rounds.append((on_main, off_main, shipped.threads / served * 1e6, shipped.helpers / served * 1e6))
+            on_all, off_all = (
+                (u.main + u.threads + u.helpers) / r["requests"] for u, r in zip(used, runs, strict=True)
+            )
+            rounds.append((on_main, off_main, shipped.threads / served * 1e6, shipped.helpers / served * 1e6,
+                           on_all / off_all))  # fmt: skip
             print(f"pinned: event loop µs/request on {on_main:.1f} off {off_main:.1f}; capture threads "
-                  f"{rounds[-1][2]:.1f}, helper {rounds[-1][3]:.1f}", file=sys.stderr)  # fmt: skip
+                  f"{rounds[-1][2]:.1f}, helper {rounds[-1][3]:.1f}; all CPU under load on/off "
+                  f"{on_all / off_all:.3f}", file=sys.stderr)  # fmt: skip
     return {
         "main_on_us": statistics.median(r[0] for r in rounds),
         "main_off_us": statistics.median(r[1] for r in rounds),
         "main_ratio": statistics.median(r[0] / r[1] for r in rounds),
         "threads_us": statistics.median(r[2] for r in rounds),
         "helper_us": statistics.median(r[3] for r in rounds),
+        "load_ratio": statistics.median(r[4] for r in rounds),
     }
 
 
@@ -491,6 +499,8 @@ def report(
         c, percent = costs, 100 * costs["main_ratio"] - 100
         lines += [
             ("(info) capture on the event loop, pinned: on/off CPU/request − 1", percent, None, " %", True),
+            ("(info) capture under load, pinned: on/off all the service's CPU/request − 1",
+             100 * c["load_ratio"] - 100, None, " %", True),
             (f"(info)   event loop CPU/request: off {c['main_off_us']:.1f} µs, on", c["main_on_us"], None,
              " µs", True),
             ("(info)   capture's helper (landing; compaction once idle): CPU/request", c["helper_us"], None,
