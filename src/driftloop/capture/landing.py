@@ -31,6 +31,7 @@ from driftloop.capture.records import (
     count_rows,
     decode,
     parquet_objects,
+    rows_in,
 )
 from driftloop.errors import NotFoundError
 
@@ -43,7 +44,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 __all__ = [
-    "LANDING", "Compaction", "compact", "land", "landed_objects", "landing_key", "read_captures",
+    "LANDING", "QUARANTINE", "Compaction", "compact", "land", "landed_objects", "landing_key",
+    "read_captures",
 ]  # fmt: skip
 
 LANDING = "captures/_landing/"
@@ -78,7 +80,7 @@ def landed_objects(data: bytes, stem: str) -> tuple[int, list[tuple[str, bytes]]
     records, end = decode(raw)
     if end != len(raw):
         raise ValueError(f"a capture segment with {len(raw) - end} bytes of torn or corrupt records")
-    return count_rows(raw), list(parquet_objects(records, stem))
+    return rows_in(records), list(parquet_objects(records, stem))
 
 
 @dataclass
@@ -115,29 +117,39 @@ def compact(
         if proceed is not None and not proceed():
             done.complete = False
             break
-        try:
-            data = store.read_bytes(key)
-        except NotFoundError:
-            continue
-        stem = key[len(LANDING) : -len(_SUFFIX)]
-        try:
-            count, objects = convert(data, stem)
-        except ValueError as exc:  # not a segment we wrote: kept aside with the reason, never dropped
-            log.warning("capture: %s is not a capture segment (%s); moved to %s", key, exc, QUARANTINE)
-            store.write_bytes(f"{QUARANTINE}{stem}{_SUFFIX}", data)
-            store.write_bytes(f"{QUARANTINE}{stem}.reason.txt", f"{key}: {exc}\n".encode())
-            store.delete(key)
-            done.quarantined += 1
-            continue
-        for object_key, body in objects:
-            store.write_bytes(object_key, body)
-        store.delete(key)  # only now: every object of the segment is written
-        done.segments += 1
-        done.records += count
-        done.objects += len(objects)
+        _compact_one(store, key, convert, done)
         if progress is not None:
             progress(i + 1, len(keys))
     return done
+
+
+def _compact_one(
+    store: ObjectStore,
+    key: str,
+    convert: Callable[[bytes, str], tuple[int, list[tuple[str, bytes]]]],
+    done: Compaction,
+) -> None:
+    """One landed object → its Parquet objects, then deleted; or quarantined; or gone already."""
+    try:
+        data = store.read_bytes(key)
+    except NotFoundError:
+        return  # compacted by someone else meanwhile
+    stem = key[len(LANDING) : -len(_SUFFIX)]
+    try:
+        count, objects = convert(data, stem)
+    except ValueError as exc:  # not a segment we wrote: kept aside with the reason, never dropped
+        log.warning("capture: %s is not a capture segment (%s); moved to %s", key, exc, QUARANTINE)
+        store.write_bytes(f"{QUARANTINE}{stem}{_SUFFIX}", data)
+        store.write_bytes(f"{QUARANTINE}{stem}.reason.txt", f"{key}: {exc}\n".encode())
+        store.delete(key)
+        done.quarantined += 1
+        return
+    for object_key, body in objects:
+        store.write_bytes(object_key, body)
+    store.delete(key)  # only now: every object of the segment is written
+    done.segments += 1
+    done.records += count
+    done.objects += len(objects)
 
 
 def read_captures(

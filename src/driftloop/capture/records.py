@@ -37,6 +37,7 @@ __all__ = [
     "expand",
     "normalize",
     "parquet_objects",
+    "rows_in",
 ]
 
 PREDICTION_SCHEMA = pa.schema([
@@ -90,18 +91,19 @@ def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
 def count_rows(data: bytes) -> int:
     """The predictions, labels and rejections in a segment's whole records, without reading request
     bodies (what the service does at shipping time: a ``request_batch`` frame's metadata says it)."""
-    count = pos = 0
-    while pos + _HEADER.size <= len(data):
-        length, _ = _HEADER.unpack_from(data, pos)
-        payload = data[pos + _HEADER.size : pos + _HEADER.size + length]
-        pos += _HEADER.size + length
+    count = 0
+    for payload, _ in _frames(data):
         if payload[:1] == _REQUESTS:
-            (size,) = _META_LENGTH.unpack_from(payload, 1)
-            count += len(orjson.loads(payload[1 + _META_LENGTH.size : 1 + _META_LENGTH.size + size])["ids"])
+            count += len(_request_meta(payload)[0]["ids"])
             continue
         record = orjson.loads(payload)
-        count += sum(_row_count(r) for r in (record if isinstance(record, list) else [record]))
+        count += rows_in(record if isinstance(record, list) else [record])
     return count
+
+
+def rows_in(records: list[dict[str, Any]]) -> int:
+    """The rows ``records`` stand for (a micro-batch or a request's batch: one per prediction)."""
+    return sum(_row_count(r) for r in records)
 
 
 def _row_count(record: dict[str, Any]) -> int:
@@ -332,11 +334,17 @@ def _requests_frame(record: dict[str, Any]) -> bytes:
     return _HEADER.pack(len(payload), zlib.crc32(payload)) + payload
 
 
-def _requests_record(payload: bytes) -> dict[str, Any]:
-    """A request_batch frame's payload → its record (bodies as bytes); ValueError if it is malformed."""
+def _request_meta(payload: bytes) -> tuple[Any, int]:
+    """A request_batch frame's payload → its metadata (JSON) and where the bodies start."""
     (length,) = _META_LENGTH.unpack_from(payload, 1)
     start = 1 + _META_LENGTH.size + length
-    record: dict[str, Any] = orjson.loads(payload[1 + _META_LENGTH.size : start])
+    return orjson.loads(payload[1 + _META_LENGTH.size : start]), start
+
+
+def _requests_record(payload: bytes) -> dict[str, Any]:
+    """A request_batch frame's payload → its record (bodies as bytes); ValueError if it is malformed."""
+    meta, start = _request_meta(payload)
+    record: dict[str, Any] = meta
     sizes = record.pop("sizes") if isinstance(record, dict) else None
     if not isinstance(sizes, list) or sum(sizes) != len(payload) - start:
         raise ValueError("a request_batch frame whose bodies do not add up")
@@ -412,17 +420,25 @@ def expand(record: dict[str, Any]) -> list[dict[str, Any]]:
     ]  # fmt: skip
 
 
-def decode(data: bytes) -> tuple[list[dict[str, Any]], int]:
-    """The records of a segment as written (a ``prediction_batch`` whole: :func:`expand` makes it its
-    predictions) up to the first torn or corrupt one, and the offset where that starts."""
-    records: list[dict[str, Any]] = []
+def _frames(data: bytes) -> Iterator[tuple[bytes, int]]:
+    """Each whole frame's payload and the offset after it, up to the first torn or corrupt frame."""
     pos = 0
     while pos + _HEADER.size <= len(data):
         length, crc = _HEADER.unpack_from(data, pos)
         end = pos + _HEADER.size + length
         payload = data[pos + _HEADER.size : end]
         if end > len(data) or zlib.crc32(payload) != crc:
-            break
+            return
+        yield payload, end
+        pos = end
+
+
+def decode(data: bytes) -> tuple[list[dict[str, Any]], int]:
+    """The records of a segment as written (a ``prediction_batch`` whole: :func:`expand` makes it its
+    predictions) up to the first torn or corrupt one, and the offset where that starts."""
+    records: list[dict[str, Any]] = []
+    pos = 0
+    for payload, end in _frames(data):
         try:
             record = _requests_record(payload) if payload[:1] == _REQUESTS else orjson.loads(payload)
         except (ValueError, struct.error):  # orjson.JSONDecodeError is a ValueError
