@@ -1,5 +1,5 @@
-"""CPU accounting and pinning of benchmarked processes, from /proc (Linux): what capture costs per
-request, measured in CPU time rather than in req/s, which this shared VM's drift blurs."""
+"""CPU accounting of benchmarked processes, from /proc (Linux): where a server's CPU goes per request
+(its event loop, its other threads, its helper processes)."""
 
 from __future__ import annotations
 
@@ -18,6 +18,10 @@ class Cpu:
     main: float
     threads: float
     helpers: float
+
+    @property
+    def total(self) -> float:
+        return self.main + self.threads + self.helpers
 
     def __sub__(self, other: Cpu) -> Cpu:
         return Cpu(self.main - other.main, self.threads - other.threads, self.helpers - other.helpers)
@@ -51,12 +55,3 @@ def cpu(pid: int) -> Cpu:
         with contextlib.suppress(OSError):  # exited meanwhile
             helpers += _stat(Path(f"/proc/{child}/stat"))[1]
     return Cpu(main, total - main, helpers)
-
-
-def pin_descendants(pid: int, cpus: set[int]) -> None:
-    """Every thread of every descendant of ``pid`` (a server's capture helper) onto ``cpus``."""
-    for child in _descendants(pid):
-        with contextlib.suppress(OSError):
-            for task in Path(f"/proc/{child}/task").iterdir():
-                with contextlib.suppress(OSError):
-                    os.sched_setaffinity(int(task.name), cpus)

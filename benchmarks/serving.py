@@ -9,8 +9,9 @@ needs about twice wrk's CPU for the same load, CPU the server under test then la
 Printed: req/s, p50/p99 latency at 1, 8 and 64 connections (single row), rows/s (64-row requests), then
 the targets against the anchor: single-row req/s @64 ≥ 20× MLflow (capture on), p99 @64 ≤ 20 ms,
 capture costs ≤ 10 % of throughput, 64-row rows/s ≥ 10× MLflow. driftloop's single-row @64 runs with
-capture on and off, which the p99 and capture-cost targets compare, alternate (``--rounds``, both servers
-up) and report medians: this shared 2-CPU VM drifts by ±15 % over minutes, more than capture costs.
+capture on and off alternate (``--rounds``, both servers up) and report medians; this shared 2-CPU VM
+drifts by ±20 % from run to run, more than capture costs, so the capture-cost target is judged on
+``pinned``: both servers loaded at once on one CPU, ``--rounds`` times (decision 0031).
 Each run starts once the driftloop servers have shipped what earlier runs captured (a 64-row run
 captures ~100,000 rows a second, minutes of conversion): a run pays for converting its own captures,
 not a backlog left by another scenario.
@@ -392,50 +393,53 @@ def paired(a: Contender, b: Contender, s: Scenario, bench: Bench) -> tuple[dict[
     return first, median(runs[1])
 
 
-def pinned(on: Contender, off: Contender, s: Scenario, bench: Bench) -> dict[str, float]:
-    """Capture's CPU per request, without the VM's drift: both servers pinned to CPU 0 and loaded at
-    once (their helper processes and the load generators on CPU 1), so both event loops run on the
-    same CPU at the same moments. Per round: each event loop's CPU µs per measured request, and the
-    capture server's other threads and helper processes until what the round captured is shipped and
-    compacted; ``load_ratio``: all of each server's CPU (event loop, threads, helpers) per request during
-    the measured run only, on/off. Medians over ``bench.rounds`` rounds; ratios are medians of the
-    per-round ratios."""
+def pinned(on: Contender, off: Contender, s: Scenario, bench: Bench) -> dict[str, Any]:
+    """Capture's cost without the VM's drift: both servers pinned to CPU 0 and loaded at once (the load
+    generators on CPU 1), so both run on the same CPU at the same moments. Each server is its own session,
+    so the scheduler splits CPU 0 evenly between them (autogroups); the capture server's threads and
+    helper process are on CPU 0 too, so everything capture costs comes out of that server's half.
+    Per round: the throughput cost, 1 − on/off req/s; each event loop's CPU µs per measured request;
+    the capture server's other threads and helper until what the round captured is shipped and
+    compacted; ``load_ratio``, all of each server's CPU per request during the run, on/off; and each
+    server's share of CPU 0. Medians over ``bench.rounds`` rounds."""
     servers = [dataclasses.replace(c, argv=["taskset", "-c", "0", *c.argv]) for c in (on, off)]
     measured = dataclasses.replace(bench, warmup=0.0, client_prefix=["taskset", "-c", "1"])
     warm = dataclasses.replace(measured, duration=max(bench.warmup, 1.0))
-    rounds: list[tuple[float, float, float, float, float]] = []
+    rounds: list[dict[str, float]] = []
     with contextlib.ExitStack() as stack, ThreadPoolExecutor(2) as pool:
         ports = [stack.enter_context(serving(c, bench))[0] for c in servers]
         pids = [proc.pid for proc in _live[-2:]]  # taskset execs the server: same pid
-        time.sleep(1.0)  # the capture helper starts with the store
-        _cpu.pin_descendants(pids[0], {1})
+        # Unmeasured: the first captures start the helper process and the first compaction.
+        list(pool.map(lambda i: _generate(servers[i], s, ports[i], warm), (0, 1)))
         for _ in range(bench.rounds):
             _quiesce(ports)
             start = _cpu.cpu(pids[0])
             warmed = list(pool.map(lambda i: _generate(servers[i], s, ports[i], warm), (0, 1)))
             before = [_cpu.cpu(pid) for pid in pids]
+            t0 = time.perf_counter()
             runs = list(pool.map(lambda i: _generate(servers[i], s, ports[i], measured), (0, 1)))
+            elapsed = time.perf_counter() - t0
             used = [_cpu.cpu(pid) - b for pid, b in zip(pids, before, strict=True)]
             _quiesce(ports)
             shipped = _cpu.cpu(pids[0]) - start  # what the warm-up and the measured run captured
             served = warmed[0]["requests"] + runs[0]["requests"]
             on_main, off_main = (u.main / r["requests"] * 1e6 for u, r in zip(used, runs, strict=True))
-            on_all, off_all = (
-                (u.main + u.threads + u.helpers) / r["requests"] for u, r in zip(used, runs, strict=True)
-            )
-            rounds.append((on_main, off_main, shipped.threads / served * 1e6, shipped.helpers / served * 1e6,
-                           on_all / off_all))  # fmt: skip
-            print(f"pinned: event loop µs/request on {on_main:.1f} off {off_main:.1f}; capture threads "
-                  f"{rounds[-1][2]:.1f}, helper {rounds[-1][3]:.1f}; all CPU under load on/off "
-                  f"{on_all / off_all:.3f}", file=sys.stderr)  # fmt: skip
-    return {
-        "main_on_us": statistics.median(r[0] for r in rounds),
-        "main_off_us": statistics.median(r[1] for r in rounds),
-        "main_ratio": statistics.median(r[0] / r[1] for r in rounds),
-        "threads_us": statistics.median(r[2] for r in rounds),
-        "helper_us": statistics.median(r[3] for r in rounds),
-        "load_ratio": statistics.median(r[4] for r in rounds),
-    }
+            on_all, off_all = (u.total / r["requests"] for u, r in zip(used, runs, strict=True))
+            rounds.append({
+                "cost": 1 - runs[0]["rps"] / runs[1]["rps"], "main_on_us": on_main, "main_off_us": off_main,
+                "main_ratio": on_main / off_main, "threads_us": shipped.threads / served * 1e6,
+                "helper_us": shipped.helpers / served * 1e6, "load_ratio": on_all / off_all,
+                "share_on": used[0].total / elapsed, "share_off": used[1].total / elapsed,
+            })  # fmt: skip
+            r = rounds[-1]
+            rps = [run["rps"] for run in runs]
+            print(f"pinned: req/s on {rps[0]:.0f} off {rps[1]:.0f} (cost {100 * r['cost']:.1f} %); CPU 0 "
+                  f"share on {100 * r['share_on']:.0f} % off {100 * r['share_off']:.0f} %; event loop µs/req "
+                  f"on {on_main:.1f} off {off_main:.1f}; capture threads {r['threads_us']:.1f}, helper "
+                  f"{r['helper_us']:.1f}", file=sys.stderr)  # fmt: skip
+    out: dict[str, Any] = {key: statistics.median(r[key] for r in rounds) for key in rounds[0]}
+    out["costs"] = [r["cost"] for r in rounds]
+    return out
 
 
 Results = dict[str, dict[str, dict[str, Any]]]  # contender key → "scenario@conns" → load generator output
@@ -450,9 +454,7 @@ def _pinnable() -> bool:
     )
 
 
-def report(
-    results: Results, labels: dict[str, str], diffs: dict[str, float], costs: dict[str, float]
-) -> None:
+def report(results: Results, labels: dict[str, str], diffs: dict[str, float], costs: dict[str, Any]) -> None:
     print(f"{'contender':<36}{'scenario':<22}{'conns':>6}{'req/s':>9}{'rows/s':>10}{'p50 ms':>9}{'p99 ms':>9}"
           f"{'non-2xx':>9}")  # fmt: skip
     loud = []
@@ -483,7 +485,6 @@ def report(
     lines = [  # label, value, target (None: for information), unit, whether the target is a ceiling
         (f"single-row req/s @64: {on} / mlflow", div(on_rps, at("mlflow", ml_one)), 20, "×", False),
         (f"p99 @64: {on}", at("on", one, "p99_ms"), 20, " ms", True),
-        ("capture cost @64: 1 − on/off single-row req/s (median pair)", 100 - 100 * pair, 10, " %", True),
         (f"{batch_rows}: {on} / mlflow", div(at("on", many), at("mlflow", ml_many)), 10, "×", False),
         (f"(info) single-row req/s @64: {on} / plain FastAPI", div(on_rps, plain), None, "×", False),
         (f"(info) 1-row /invocations req/s @64: {on} / mlflow", div(at("on", ml_one), at("mlflow", ml_one)),
@@ -495,9 +496,19 @@ def report(
         (f"(info) {batch_rows}: --workers 2 / mlflow", div(at("w2", many), at("mlflow", ml_many)), None, "×",
          False),
     ]  # fmt: skip
-    if costs:  # see `pinned`
+    # The capture-cost target: measured with both servers at once on one CPU where the machine allows
+    # (`pinned`), since alternating runs drift with the VM; else, and for information, the alternating runs.
+    paired_cost = "capture cost @64: 1 − on/off req/s, alternating runs (median pair)"
+    if not costs:
+        lines[2:2] = [(paired_cost, 100 - 100 * pair, 10, " %", True)]
+    else:
+        lines[5:5] = [(f"(info) {paired_cost}", 100 - 100 * pair, None, " %", True)]
         c, percent = costs, 100 * costs["main_ratio"] - 100
+        lines[2:2] = [("capture cost @64: 1 − on/off req/s, both at once, one CPU (median round)",
+                       100 * c["cost"], 10, " %", True)]  # fmt: skip
         lines += [
+            (f"(info)   CPU 0 split between the two servers: capture off {100 * c['share_off']:.0f} %, on",
+             100 * c["share_on"], None, " %", True),
             ("(info) capture on the event loop, pinned: on/off CPU/request − 1", percent, None, " %", True),
             ("(info) capture under load, pinned: on/off all the service's CPU/request − 1",
              100 * c["load_ratio"] - 100, None, " %", True),
@@ -508,6 +519,9 @@ def report(
             ("(info)   the service's other threads (WAL sync, shipping): CPU/request", c["threads_us"], None,
              " µs", True),
         ]  # fmt: skip
+    if costs:
+        print("capture cost @64 in each round of both at once on one CPU: "
+              + ", ".join(f"{100 * cost:.1f} %" for cost in costs["costs"]))  # fmt: skip
     if ratios:
         print("capture cost @64 in each pair of alternating runs: "
               + ", ".join(f"{100 - 100 * r:.1f} %" for r in ratios))  # fmt: skip
