@@ -19,7 +19,7 @@ not a backlog left by another scenario.
 MLflow's pyfunc model takes the transformed feature matrix (``f_…`` columns), not raw rows; it is sent
 the features of the very same rows, so every contender makes the same predictions per request.
 
-    .venv/bin/python benchmarks/serving.py [--quick] [--duration 8] [--warmup 1] [--rounds 3]
+    .venv/bin/python benchmarks/serving.py [--quick] [--duration 8] [--warmup 1] [--rounds 7]
                                            [--workspace DIR] [--loadgen wrk|python]
 """
 
@@ -148,7 +148,7 @@ class Bench:
     env: dict[str, str]
     warmup: float
     duration: float
-    rounds: int = 3  # alternating runs of capture on/off at 64 connections (see paired)
+    rounds: int = 7  # capture on/off at 64 connections: alternating runs, and rounds of pinned
     loadgen: str = "wrk"  # "wrk" (Debian's package) or "python" (benchmarks/_loadgen.py)
     paths: dict[str, Path] = field(default_factory=dict)  # body kind → JSON file for the load generator
     bodies: dict[str, list[Any]] = field(default_factory=dict)
@@ -542,7 +542,7 @@ def main() -> None:
     parser.add_argument("--days", type=int, default=14, help="simulated days for the throwaway workspace")
     parser.add_argument("--workspace", type=Path, help="reuse a workspace that has plant-failure@production")
     parser.add_argument("--only", nargs="*", help="contender keys: on off fsync mlflow plain w2")
-    parser.add_argument("--rounds", type=int, default=3, help="alternating capture on/off runs at 64 conns")
+    parser.add_argument("--rounds", type=int, default=7, help="capture on/off runs at 64 conns")
     parser.add_argument(
         "--loadgen",
         choices=["wrk", "python"],
