@@ -409,15 +409,18 @@ def pinned(on: Contender, off: Contender, s: Scenario, bench: Bench) -> dict[str
     with contextlib.ExitStack() as stack, ThreadPoolExecutor(2) as pool:
         ports = [stack.enter_context(serving(c, bench))[0] for c in servers]
         pids = [proc.pid for proc in _live[-2:]]  # taskset execs the server: same pid
-        # Unmeasured: the first captures start the helper process and the first compaction.
-        list(pool.map(lambda i: _generate(servers[i], s, ports[i], warm), (0, 1)))
+
+        def both(b: Bench) -> list[dict[str, Any]]:  # both servers loaded at the same moments
+            return list(pool.map(lambda i: _generate(servers[i], s, ports[i], b), (0, 1)))
+
+        both(warm)  # unmeasured: the first captures start the helper process and the first compaction
         for _ in range(bench.rounds):
             _quiesce(ports)
             start = _cpu.cpu(pids[0])
-            warmed = list(pool.map(lambda i: _generate(servers[i], s, ports[i], warm), (0, 1)))
+            warmed = both(warm)
             before = [_cpu.cpu(pid) for pid in pids]
             t0 = time.perf_counter()
-            runs = list(pool.map(lambda i: _generate(servers[i], s, ports[i], measured), (0, 1)))
+            runs = both(measured)
             elapsed = time.perf_counter() - t0
             used = [_cpu.cpu(pid) - b for pid, b in zip(pids, before, strict=True)]
             _quiesce(ports)
@@ -482,13 +485,24 @@ def report(results: Results, labels: dict[str, str], diffs: dict[str, float], co
     off_rps, plain = at("off", one), at("plain", "1 row   /predict@64")
     ratios = results.get("on", {}).get(one, {}).get("pair_ratios", [])
     pair = statistics.median(ratios) if ratios else math.nan
+    # The capture-cost target: both servers at once on one CPU where the machine allows (`pinned`), since
+    # alternating runs drift with the VM; else the alternating runs, which are otherwise for information.
+    paired_cost = ("capture cost @64: 1 − on/off req/s, alternating runs (median pair)", 100 - 100 * pair)
+    if costs:
+        capture_cost = ("capture cost @64: 1 − on/off req/s, both at once, one CPU (median round)",
+                        100 * costs["cost"])  # fmt: skip
+        paired_info = [(f"(info) {paired_cost[0]}", paired_cost[1], None, " %", True)]
+    else:
+        capture_cost, paired_info = paired_cost, []
     lines = [  # label, value, target (None: for information), unit, whether the target is a ceiling
         (f"single-row req/s @64: {on} / mlflow", div(on_rps, at("mlflow", ml_one)), 20, "×", False),
         (f"p99 @64: {on}", at("on", one, "p99_ms"), 20, " ms", True),
+        (*capture_cost, 10, " %", True),
         (f"{batch_rows}: {on} / mlflow", div(at("on", many), at("mlflow", ml_many)), 10, "×", False),
         (f"(info) single-row req/s @64: {on} / plain FastAPI", div(on_rps, plain), None, "×", False),
         (f"(info) 1-row /invocations req/s @64: {on} / mlflow", div(at("on", ml_one), at("mlflow", ml_one)),
          None, "×", False),
+        *paired_info,
         ("(info) capture cost @64: 1 − median on / median off req/s", 100 - 100 * div(on_rps, off_rps), None,
          " %", True),
         ("(info) capture cost @64 with durability=fsync", 100 - 100 * div(at("fsync", one), off_rps), None,
@@ -496,20 +510,13 @@ def report(results: Results, labels: dict[str, str], diffs: dict[str, float], co
         (f"(info) {batch_rows}: --workers 2 / mlflow", div(at("w2", many), at("mlflow", ml_many)), None, "×",
          False),
     ]  # fmt: skip
-    # The capture-cost target: measured with both servers at once on one CPU where the machine allows
-    # (`pinned`), since alternating runs drift with the VM; else, and for information, the alternating runs.
-    paired_cost = "capture cost @64: 1 − on/off req/s, alternating runs (median pair)"
-    if not costs:
-        lines[2:2] = [(paired_cost, 100 - 100 * pair, 10, " %", True)]
-    else:
-        lines[5:5] = [(f"(info) {paired_cost}", 100 - 100 * pair, None, " %", True)]
-        c, percent = costs, 100 * costs["main_ratio"] - 100
-        lines[2:2] = [("capture cost @64: 1 − on/off req/s, both at once, one CPU (median round)",
-                       100 * c["cost"], 10, " %", True)]  # fmt: skip
+    if costs:  # see `pinned`
+        c = costs
         lines += [
             (f"(info)   CPU 0 split between the two servers: capture off {100 * c['share_off']:.0f} %, on",
              100 * c["share_on"], None, " %", True),
-            ("(info) capture on the event loop, pinned: on/off CPU/request − 1", percent, None, " %", True),
+            ("(info) capture on the event loop, pinned: on/off CPU/request − 1", 100 * c["main_ratio"] - 100,
+             None, " %", True),
             ("(info) capture under load, pinned: on/off all the service's CPU/request − 1",
              100 * c["load_ratio"] - 100, None, " %", True),
             (f"(info)   event loop CPU/request: off {c['main_off_us']:.1f} µs, on", c["main_on_us"], None,
@@ -519,9 +526,8 @@ def report(results: Results, labels: dict[str, str], diffs: dict[str, float], co
             ("(info)   the service's other threads (WAL sync, shipping): CPU/request", c["threads_us"], None,
              " µs", True),
         ]  # fmt: skip
-    if costs:
         print("capture cost @64 in each round of both at once on one CPU: "
-              + ", ".join(f"{100 * cost:.1f} %" for cost in costs["costs"]))  # fmt: skip
+              + ", ".join(f"{100 * cost:.1f} %" for cost in c["costs"]))  # fmt: skip
     if ratios:
         print("capture cost @64 in each pair of alternating runs: "
               + ", ".join(f"{100 - 100 * r:.1f} %" for r in ratios))  # fmt: skip
