@@ -10,7 +10,7 @@ import torch
 from fastapi import FastAPI
 from pydantic import BaseModel
 
-from driftloop.data.transform import TransformParams, apply
+from driftloop.core.transform import Transform
 from driftloop.registry import Registry
 from driftloop.settings import load_settings
 from driftloop.tracking import Tracker
@@ -19,7 +19,7 @@ torch.set_num_threads(1)
 settings = load_settings()
 tracker = Tracker(settings)
 mv = Registry(settings).by_alias(settings.registry.model_name, "production")
-params = TransformParams.from_json(tracker.read_bytes(mv.run_id, "transform.json").decode())
+transform = Transform.from_json(tracker.read_bytes(mv.run_id, "transform.json"))
 module = tracker.load_torch_model(mv.source).eval()
 
 
@@ -46,6 +46,6 @@ def health() -> dict[str, str]:
 
 @app.post("/predict")
 def predict(body: Body) -> dict[str, list[float]]:
-    features = apply(pd.DataFrame([row.model_dump() for row in body.instances]), params).astype("float32")
+    features = transform.encode_frame(pd.DataFrame([row.model_dump() for row in body.instances]))
     with torch.inference_mode():
         return {"predictions": module(torch.from_numpy(features)).reshape(-1).tolist()}

@@ -16,8 +16,8 @@ Each run starts once the driftloop servers have shipped what earlier runs captur
 captures ~100,000 rows a second, minutes of conversion): a run pays for converting its own captures,
 not a backlog left by another scenario.
 
-MLflow's pyfunc model takes the transformed feature matrix (``f_…`` columns), not raw rows; it is sent
-the features of the very same rows, so every contender makes the same predictions per request.
+MLflow's pyfunc model takes raw rows and runs the model's own transform (decision 0032), so MLflow is
+sent the very same rows as ``dataframe_split`` and every contender makes the same predictions.
 
     .venv/bin/python benchmarks/serving.py [--quick] [--duration 8] [--warmup 1] [--rounds 7]
                                            [--workspace DIR] [--loadgen wrk|python]
@@ -158,7 +158,8 @@ class Bench:
 
 
 def payloads(bench: Bench) -> None:
-    """Request bodies from real simulated rows: raw rows for driftloop/plain, features for MLflow."""
+    """Request bodies from real simulated rows: ``instances`` for driftloop/plain, ``dataframe_split``
+    for MLflow (and driftloop's /invocations)."""
     import pandas as pd
 
     from driftloop.registry import Registry
@@ -175,15 +176,14 @@ def payloads(bench: Bench) -> None:
     frame = pd.read_csv(files[-1])[model.spec.fields].dropna().head(1024)
     rows: list[dict[str, Any]] = frame.to_dict("records")  # type: ignore[assignment]
     model.spec.validate(rows)
-    feats = model.spec.features(rows).astype(float).tolist()
-    fcols, rcols = model.spec.params.feature_names, model.spec.fields
+    cols = model.spec.fields
+    values = [[r[c] for c in cols] for r in rows]
     batches = [slice(i, i + BATCH) for i in range(0, len(rows) - BATCH + 1, BATCH)]
     bench.bodies = {
         "rows1": [{"instances": [r]} for r in rows],
         "rows64": [{"instances": rows[s]} for s in batches],
-        "split1": [{"dataframe_split": {"columns": rcols, "data": [[r[c] for c in rcols]]}} for r in rows],
-        "feats1": [{"dataframe_split": {"columns": fcols, "data": [f]}} for f in feats],
-        "feats64": [{"dataframe_split": {"columns": fcols, "data": feats[s]}} for s in batches],
+        "split1": [{"dataframe_split": {"columns": cols, "data": [v]}} for v in values],
+        "split64": [{"dataframe_split": {"columns": cols, "data": values[s]}} for s in batches],
     }
     for key, value in bench.bodies.items():
         bench.paths[key] = bench.tmp / f"{key}.json"
@@ -223,7 +223,7 @@ def contenders(bench: Bench) -> dict[str, Contender]:
         "mlflow": Contender(
             "mlflow models serve", mlflow,
             {**env, "MLFLOW_TRACKING_URI": f"sqlite:///{bench.ws / '.driftloop' / 'mlflow.db'}"}, "/ping",
-            _scenarios("/invocations", "feats1", "feats64"),
+            _scenarios("/invocations", "split1", "split64"),
         ),
         "plain": Contender(
             "plain FastAPI wrapper", plain, env, "/health", _scenarios("/predict", "rows1", "rows64")

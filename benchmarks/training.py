@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from driftloop.core.transform import Transform
 from driftloop.pipeline import modeling
 from driftloop.pipeline.params import RunParams
 from driftloop.pipeline.spec import StepContext
@@ -61,14 +62,10 @@ def _features(root: Path, rows: int) -> modeling.TrainingData:
     validated = validate(ctx, out["raw"], out["labels"], out["manifest"])
     transformed = transform(ctx, validated.outputs["valid"])
     table = transformed.outputs["features"]
-    params = transformed.outputs["transform"]
     return modeling.TrainingData(
         table=table,
-        feature_names=params["feature_names"],
+        transform=Transform.from_json(json.dumps(transformed.outputs["transform"])),
         target=settings.data.target,
-        numeric_inputs=params["numeric"],
-        categorical_inputs=list(params["categorical"]),
-        transform_json=json.dumps(params),
         dataset_name="plant-bench",
         source_uri=root.as_uri(),
     )

@@ -96,7 +96,9 @@ class DatabaseSettings(_Section):
     echo: bool = False
 
 
-ColumnType = Literal["float", "int", "string", "category", "timestamp"]
+# Printable, no control characters, no surrounding blanks.
+_COLUMN_NAME = r"^[^\x00-\x1f\x7f\s]([^\x00-\x1f\x7f]*[^\x00-\x1f\x7f\s])?$"
+ColumnType = Literal["float", "int", "bool", "string", "category", "timestamp"]
 ColumnRole = Literal["feature", "id", "timestamp", "entity"]
 
 
@@ -105,9 +107,11 @@ class ColumnSpec(_Section):
 
     Roles: ``feature`` (model input), ``id`` (unique row key, joins labels and predictions),
     ``timestamp`` (event time, orders the data), ``entity`` (kept for lineage and slicing, not an input).
+    Names are the data's own (a CSV header may have blanks or punctuation); control characters and
+    surrounding blanks are refused.
     """
 
-    name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    name: str = Field(min_length=1, max_length=200, pattern=_COLUMN_NAME)
     type: ColumnType
     role: ColumnRole = "feature"
     nullable: bool = False
@@ -334,9 +338,11 @@ class PolicySettings(_Section):
     # Checks whose failure is recorded but does not refuse the promotion.
     advisory_checks: tuple[str, ...] = ()
     # Hold-out metric floors (higher-is-better metrics) or ceilings (``rmse``, ``mae``, ``brier``, ``ece``).
-    metric_floors: dict[str, float] = Field(default_factory=lambda: {"roc_auc": 0.85})
+    # A version is judged on the bounds of its own task's metrics: classification roc_auc, pr_auc, f1,
+    # precision, recall, accuracy, brier, ece; regression r2, rmse, mae (scale-free r2 by default).
+    metric_floors: dict[str, float] = Field(default_factory=lambda: {"roc_auc": 0.85, "r2": 0.5})
     # The same bounds per slice (e.g. per product variant); slices with fewer rows are not judged.
-    slice_floors: dict[str, float] = Field(default_factory=lambda: {"roc_auc": 0.75})
+    slice_floors: dict[str, float] = Field(default_factory=lambda: {"roc_auc": 0.75, "r2": 0.25})
     slice_min_rows: int = Field(default=200, ge=1)
     max_model_mb: float = Field(default=50.0, gt=0)
     max_latency_ms: float = Field(default=50.0, gt=0)  # p95 of a single-row prediction through pyfunc
@@ -409,6 +415,8 @@ class MonitoringSettings(_Section):
     max_null_share: float = Field(default=0.05, ge=0, le=1)
     max_out_of_range_share: float = Field(default=0.01, ge=0, le=1)
     max_invalid_share: float = Field(default=0.02, ge=0, le=1)
+    # Category values the model never saw (scored in its <other> bucket), per feature.
+    max_unknown_share: float = Field(default=0.05, ge=0, le=1)
     # Decay: judged only with at least ``min_labels`` labelled predictions (and both classes present);
     # DECAY when the primary metric falls more than ``decay_margin`` below the model's evaluation.
     min_labels: int = Field(default=200, ge=1)

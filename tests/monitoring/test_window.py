@@ -179,7 +179,7 @@ def test_capture_store_output_is_read_back(tmp_path: Path) -> None:
 def test_inputs_of_the_wrong_type_are_counted_as_invalid() -> None:
     texts = [
         orjson.dumps({"temp": 301.5, "speed": 1500, "variant": "L"}).decode(),
-        orjson.dumps({"temp": "ERR", "speed": True, "variant": 5}).decode(),  # three wrong types
+        orjson.dumps({"temp": "ERR", "speed": True, "variant": True}).decode(),  # three wrong types
         orjson.dumps({"temp": None, "variant": None}).decode(),  # null and missing: not invalid
         '{"temp": 1e308, "speed": 100000000000000000000000000000, "variant": ["L"]}',  # big: floats
         '{"temp": 1e400}',  # infinite: not JSON
@@ -194,6 +194,20 @@ def test_inputs_of_the_wrong_type_are_counted_as_invalid() -> None:
     assert columns["variant"].tolist() == ["L", None, None, None, None, None, None, None]
     assert invalid == {"temp": 1, "speed": 1, "variant": 2}
     assert malformed == 4
+
+
+def test_category_values_decode_as_the_model_compares_them() -> None:
+    # Integer codes, padded text and JSON booleans are what the service accepted and scored: monitoring
+    # counts them as the same categories the model's transform saw (core.transform.canonical_category).
+    fields = (ColumnSpec(name="code", type="category"), ColumnSpec(name="member", type="bool"))
+    texts = [orjson.dumps(row).decode() for row in (
+        {"code": 3, "member": True}, {"code": " 3 ", "member": "yes"}, {"code": 3.0, "member": 0},
+        {"code": "", "member": "maybe"},
+    )]  # fmt: skip
+    columns, invalid, _ = decode_fields(texts, fields)
+    assert columns["code"].tolist() == ["3", "3", "3", None]
+    assert columns["member"].tolist() == ["true", "true", "false", None]
+    assert invalid == {"code": 0, "member": 1}
 
 
 def test_bad_captured_inputs_reach_the_chunk(tmp_path: Path) -> None:

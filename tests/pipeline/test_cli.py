@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from driftloop.data.transform import TransformParams, apply
+from driftloop.core.transform import Transform
 from driftloop.features import feature_store_for
 from driftloop.settings import load_settings
 
@@ -80,10 +80,10 @@ def test_simulate_then_pipeline_produces_a_feature_version(cli, configured: str,
 
     # Train/serve parity: the service's transform of the raw fields equals the stored features.
     frame = pd.read_csv(io.BytesIO(data))
-    params = TransformParams.from_json(store.transform_json(version.id))
-    records = frame[params.input_columns].to_dict(orient="records")  # what JSON requests carry
-    served = np.vstack([apply(pd.DataFrame([record]), params) for record in records[:200]])
-    stored = frame[params.feature_names].to_numpy(dtype=np.float32)[:200]
+    transform = Transform.from_json(store.transform_json(version.id))
+    records = frame[transform.input_names].to_dict(orient="records")  # what JSON requests carry
+    served = np.vstack([transform.encode_records([record]) for record in records[:200]])
+    stored = frame[transform.feature_names].to_numpy(dtype=np.float32)[:200]
     assert np.array_equal(served, stored)
 
     again = cli("pipeline", "run", "--until", "features", "--as-of", "2026-01-10")

@@ -65,13 +65,17 @@ def test_a_failing_check_refuses_with_its_reason(  # noqa: PLR0917 — fixtures 
     assert "refused" in history
 
 
-def test_reproducibility_fails_for_a_model_trained_from_a_local_file(plant: Plant) -> None:
+def test_a_model_trained_from_a_local_file_is_reproducible(plant: Plant) -> None:
+    # train --data records the CSV as a feature version (with its sha256), so the reproducibility check
+    # passes and `reproduce` retrains it from the stored version, as it does for pipeline models.
     churn_csv(plant.directory / "churn.csv", rows=400)
     out = plant.ok("train", "--data", "churn.csv", "--target", "churned", "--register")
     version = out.split(f"registered {plant.name}/", 1)[1].split()[0]
     done = plant.run("promote", plant.name, version, "--to", "staging")
-    assert done.returncode == 1
-    assert "check reproducibility failed: no feature version (trained from a local file)" in done.stderr
+    # 400 rows may miss a metric floor; a refusal names every failed check, and this is not one of them.
+    assert "reproducibility" not in done.stderr, done.stderr
+    reproduced = plant.ok("reproduce", f"{plant.name}/{version}")
+    assert "— reproduced" in reproduced
 
 
 def test_an_advisory_check_is_recorded_but_does_not_refuse(plant: Plant, candidate: str) -> None:
@@ -115,20 +119,20 @@ def _ctx(
 ) -> CheckContext:
     version = ModelVersion("m", 1, "r1", "models:/m-1", "READY", datetime.now(UTC))
     run = TrackedRun("r1", "0", "train", "FINISHED", "", None, tags={"driftloop.task": "classification"})
-    artifacts = {"feature_names.json": schema, "transform.json": {"feature_names": schema}}
+    artifacts = {"transform.json": {"inputs": [{"name": n, "kind": "numeric"} for n in schema]}}
     tracker = _Tracker(_Scorer(names, scores), artifacts)
     return CheckContext(version, run, tracker, policy or PolicySettings())  # type: ignore[arg-type]
 
 
-def test_signature_must_match_the_feature_schema() -> None:
-    [ok] = run_checks(_ctx(["f_a", "f_b"], np.array([0.1, 0.2]), ["f_a", "f_b"]), ["signature"])
+def test_signature_must_list_the_transforms_raw_inputs() -> None:
+    [ok] = run_checks(_ctx(["a", "b"], np.array([0.1, 0.2]), ["a", "b"]), ["signature"])
     assert ok.passed
-    [missing] = run_checks(_ctx(["f_a"], np.array([0.1, 0.2]), ["f_a", "f_b"]), ["signature"])
+    [missing] = run_checks(_ctx(["a"], np.array([0.1, 0.2]), ["a", "b"]), ["signature"])
     assert not missing.passed
-    assert "missing ['f_b']" in missing.detail
-    [order] = run_checks(_ctx(["f_b", "f_a"], np.array([0.1, 0.2]), ["f_a", "f_b"]), ["signature"])
+    assert "missing ['b']" in missing.detail
+    [order] = run_checks(_ctx(["b", "a"], np.array([0.1, 0.2]), ["a", "b"]), ["signature"])
     assert "another order" in order.detail
-    [none] = run_checks(_ctx([], np.array([]), ["f_a"]), ["signature"])
+    [none] = run_checks(_ctx([], np.array([]), ["a"]), ["signature"])
     assert none.detail == "the logged model has no input signature"
 
 

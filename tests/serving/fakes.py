@@ -9,7 +9,7 @@ import pandas as pd
 import torch
 
 from driftloop.capture.records import expand
-from driftloop.data.transform import fit
+from driftloop.core.transform import fit
 from driftloop.serving.inputs import InputSpec
 from driftloop.serving.model import LoadedModel
 from driftloop.settings import PLANT_COLUMNS
@@ -38,12 +38,10 @@ def plant_rows(n: int, seed: int = 0) -> list[dict[str, Any]]:
 
 def plant_model(version: int = 1, *, seed: int = 0, threshold: float | None = 0.5) -> LoadedModel:
     """A real (untrained) ScoringModel behind the plant's fitted transform."""
-    params = fit(pd.DataFrame(plant_rows(400, seed=99)), PLANT_COLUMNS, DERIVED)
+    transform = fit(pd.DataFrame(plant_rows(400, seed=99)), PLANT_COLUMNS, DERIVED, target="machine_failure")
     torch.manual_seed(seed)
-    module = ScoringModel(mlp(len(params.feature_names), hidden=(8,)), "classification").eval()
-    return LoadedModel(
-        "plant", version, f"run-{version}", InputSpec.build(params, PLANT_COLUMNS), module, threshold
-    )
+    module = ScoringModel(mlp(len(transform.feature_names), hidden=(8,)), "classification").eval()
+    return LoadedModel("plant", version, f"run-{version}", InputSpec.build(transform), module, threshold)
 
 
 class BrokenModule(torch.nn.Module):

@@ -67,7 +67,8 @@ def test_mlflow_scoring_formats_give_the_same_scores_and_capture_the_rows_scored
         (lambda r: r.update(torque_nm=True), "torque_nm", "type"),
         (lambda r: r.update(air_temperature_k=-5.0), "air_temperature_k", "range"),
         (lambda r: r.update(product_variant="XL"), "product_variant", "category"),
-        (lambda r: r.update(product_variant=3), "product_variant", "type"),
+        (lambda r: r.update(product_variant=3), "product_variant", "category"),  # "3" is not a level
+        (lambda r: r.update(product_variant=True), "product_variant", "type"),
         (lambda r: r.update(colour="red"), "colour", "unknown"),
     ],
 )

@@ -33,12 +33,12 @@ def test_a_non_plant_csv_trains_registers_and_serves_through_pyfunc(
     run = client.get_run(version.run_id)
     # Types were inferred: two numbers and one category are inputs; the id and free text are not.
     features = set(run.data.params)
-    assert run.data.params["input_width"] == "5"  # 2 numeric + 3 one-hot plan columns
+    assert run.data.params["input_width"] == "6"  # 2 numeric + 3 one-hot plan columns + <other>
     assert "target" in features
     assert run.data.metrics["holdout_roc_auc"] > 0.6
     assert any(k.startswith("slice_plan_basic_") for k in run.data.metrics)
     assert run.data.tags["driftloop.source"].endswith("churn.csv")
-    # The registered model predicts from the model-ready features, like the trained module did.
+    # The registered model predicts from raw rows (its signature lists the raw inputs).
     mlflow.set_tracking_uri(mlflow_server.url)
     mlflow.set_registry_uri(mlflow_server.url)  # not whatever an earlier in-process test left
     model = mlflow.pyfunc.load_model(f"models:/{tracked}/1")

@@ -109,9 +109,13 @@ def test_pyfunc_model_predicts_what_the_trained_module_predicts(
     store = feature_store_for(settings)
     csv = store.pull(version.tags["driftloop.feature_version"], tmp_path / "f.csv")
     names = _artifact_json(client, version.run_id, "feature_names.json", tmp_path)
-    frame = pd.read_csv(csv)[names].astype(np.float32).iloc[:500]
+    table = pd.read_csv(csv).iloc[:500]
+    frame = table[names].astype(np.float32)
+    # The registered model takes raw rows (its signature: the raw inputs) and applies its own transform.
     pyfunc = mlflow.pyfunc.load_model(f"models:/{name}/1")
-    served = np.asarray(pyfunc.predict(frame)).reshape(-1)
+    raw = table[pyfunc.metadata.get_input_schema().input_names()]
+    raw = raw.astype({c: np.float64 for c in raw.columns if c != "product_variant"})  # numbers: doubles
+    served = np.asarray(pyfunc.predict(raw)).reshape(-1)
     # The .pth state dict, loaded into a fresh model of the same architecture, gives the same scores.
     from driftloop.training.model import build_model
 

@@ -37,24 +37,32 @@ def monitor(
     start: str | None = typer.Option(None, "--from", help="Window start (ISO 8601, UTC unless given)."),
     end: str | None = typer.Option(None, "--to", help="Window end, exclusive (ISO 8601; default now)."),
     as_of: str | None = typer.Option(None, "--as-of", help="Use labels known by this time (default now)."),
+    model: str | None = typer.Option(None, "--model", help="Registered model \\[registry.model_name]."),
 ) -> None:
     """One monitoring pass: writes the HTML/JSON report and records the decision (exit 0 for any decision)."""
     if ctx.invoked_subcommand is not None:
-        if any(v is not None for v in (window, start, end, as_of)):
-            raise UsageError("--window/--from/--to/--as-of belong to the pass, not to 'monitor history'")
+        if any(v is not None for v in (window, start, end, as_of, model)):
+            raise UsageError(
+                "--window/--from/--to/--as-of/--model belong to the pass, not to 'monitor history'"
+            )
         return
     from driftloop.core.durations import parse_duration
     from driftloop.monitoring.run import monitor_once
 
     st = state(ctx)
+    settings = st.settings
+    if model:
+        settings = settings.model_copy(
+            update={"registry": settings.registry.model_copy(update={"model_name": model})}
+        )
     if window is not None and start is not None:
         raise UsageError("give either --window or --from (with an optional --to), not both")
     stop = _instant(end, "--to") if end else datetime.now(UTC)
     begin = (
-        _instant(start, "--from") if start else stop - parse_duration(window or st.settings.monitoring.window)
+        _instant(start, "--from") if start else stop - parse_duration(window or settings.monitoring.window)
     )
     result = monitor_once(
-        st.settings, start=begin, end=stop, as_of=_instant(as_of, "--as-of") if as_of else None
+        settings, start=begin, end=stop, as_of=_instant(as_of, "--as-of") if as_of else None
     )
     _print(st, result)
 

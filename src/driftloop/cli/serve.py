@@ -18,6 +18,9 @@ def serve(
         None, "--workers", min=1, help="Worker processes, each with its own capture WAL \\[serving.workers]."
     ),
     log_level: str = typer.Option("warning", "--log-level", help="uvicorn log level."),
+    model: str | None = typer.Option(
+        None, "--model", help="Registered model to serve \\[registry.model_name]."
+    ),
 ) -> None:
     """Serve the production model as a JSON prediction service (hot swap, fallback, capture)."""
     import uvicorn
@@ -27,6 +30,11 @@ def serve(
 
     st = state(ctx)
     settings = st.settings
+    if model:
+        settings = settings.model_copy(
+            update={"registry": settings.registry.model_copy(update={"model_name": model})}
+        )
+        os.environ["DRIFTLOOP_REGISTRY__MODEL_NAME"] = model  # worker processes read the environment
     bind_host, bind_port = host or settings.serving.host, port or settings.serving.port
     n = workers or settings.serving.workers
     st.err.print(f"driftloop serve: {settings.registry.model_name}@{settings.serving.alias} on "

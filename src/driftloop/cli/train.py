@@ -16,6 +16,7 @@ from driftloop.errors import UsageError
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from driftloop.pipeline.datasets import CsvReport
     from driftloop.pipeline.modeling import TrainingData
     from driftloop.settings import Settings
 
@@ -50,14 +51,29 @@ def _load_data(
     if not target:
         raise UsageError("--data needs --target COLUMN (the column to predict)")
     assert data is not None
-    loaded, validation = from_csv(
-        settings, data, target, categorical=_columns(categorical), numeric=_columns(numeric),
+    loaded, report = from_csv(
+        settings, data, target, workdir, categorical=_columns(categorical), numeric=_columns(numeric),
         timestamp=timestamp, id_column=id_column,
     )  # fmt: skip
-    if len(validation.rejected):
-        reasons = ", ".join(f"{k} ({v})" for k, v in list(validation.reasons.items())[:3])
-        st.err.print(f"[yellow]{len(validation.rejected)} rows rejected and not trained on: {reasons}[/]")
+    _print_report(st, report)
     return loaded
+
+
+def _print_report(st: CliState, report: CsvReport) -> None:
+    """What train made of the CSV: the inputs it used, what it dropped and why, the rows it skipped."""
+    inputs = ", ".join(f"{name} ({kind})" for name, kind in report.inputs)
+    st.err.print(f"inputs: {inputs}", highlight=False, markup=False)
+    for dropped in report.dropped:
+        st.err.print(f"not an input: {dropped.name} — {dropped.reason}", highlight=False, markup=False)
+    st.err.print(f"rows: {report.rows_read:,} read, {report.trained_rows:,} used", highlight=False)
+    if report.unlabelled:
+        st.err.print(f"[yellow]{report.unlabelled:,} rows have no target value: skipped[/]")
+    if report.rejected:
+        reasons = ", ".join(f"{k} ({v})" for k, v in list(report.reasons.items())[:3])
+        st.err.print(f"[yellow]{report.rejected:,} rows rejected: {reasons}; quarantined at "
+                     f"{report.quarantine}[/]", highlight=False)  # fmt: skip
+    st.err.print(f"feature version {report.feature_version[:12]} (driftloop features show "
+                 f"{report.feature_version[:12]})", highlight=False)  # fmt: skip
 
 
 def _epochs(console: Console, total: int) -> tuple[Progress, Any]:
@@ -101,9 +117,11 @@ def train(
     from driftloop.pipeline import modeling
     from driftloop.registry import Registry
     from driftloop.tracking import Tracker
+    from driftloop.training.model import check_factory
 
     st = state(ctx)
     settings = _with_overrides(st.settings, override, task)
+    check_factory(settings.training)  # a configuration error is one line, before any data is read
     tracker = Tracker(settings)
     with tempfile.TemporaryDirectory() as tmp:
         loaded = _load_data(
@@ -159,12 +177,15 @@ def experiment(
 ) -> None:
     """Run a grid of trainings as child runs under one MLflow parent run and report the best."""
     from driftloop.features import feature_store_for
-    from driftloop.pipeline.experiments import parse_grid, run_grid
+    from driftloop.pipeline.experiments import configurations, parse_grid, run_grid
     from driftloop.tracking import Tracker
+    from driftloop.training.model import check_factory
 
     st = state(ctx)
     settings = st.settings
     parsed = parse_grid(grid)
+    for _, cfg in configurations(settings.training, parsed):  # bad keys and values before any data
+        check_factory(cfg)
     if data is None and features is None:
         versions = feature_store_for(settings).list()
         if not versions:

@@ -15,6 +15,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from driftloop.core.transform import FALSE_TEXTS, TRUE_TEXTS
+
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
@@ -143,6 +145,14 @@ def _check_column(raw: pa.Array, spec: ColumnSpec) -> tuple[pa.Array, list[tuple
         stamps, unparsed = _timestamps(present)
         checks.append((f"{name}: not a timestamp", ~missing & unparsed))
         return stamps, checks
+    if spec.type == "bool":
+        # The transform's own vocabulary (core.transform), typed to its canonical "true"/"false".
+        lower = pc.utf8_lower(present)
+        truthy = pc.is_in(lower, value_set=pa.array(sorted(TRUE_TEXTS)))
+        falsy = pc.is_in(lower, value_set=pa.array(sorted(FALSE_TEXTS)))
+        typed = pc.if_else(truthy, "true", pc.if_else(falsy, "false", None))
+        checks.append((f"{name}: not a boolean", ~missing & ~_np(pc.is_valid(typed))))
+        return typed, checks
     if spec.allowed is not None:
         ok = _np(pc.fill_null(pc.is_in(present, value_set=pa.array(list(spec.allowed), pa.string())), False))
         checks.append((f"{name}: not one of {'/'.join(spec.allowed)}", ~missing & ~ok))

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import pandas as pd
 
+from driftloop.core.transform import OTHER_LEVEL
 from driftloop.errors import DataError
 from driftloop.monitoring.stats import (
     CategoricalAccumulator,
@@ -94,15 +95,19 @@ class Assessment:
 class _Feature:
     """One profiled feature: its accumulator plus the schema violations kept out of it."""
 
-    def __init__(self, name: str, reference: Mapping[str, Any], spec: ColumnSpec | None) -> None:
+    def __init__(
+        self, name: str, reference: Mapping[str, Any], spec: ColumnSpec | None, levels: Iterable[str] | None
+    ) -> None:
         self.name = name
         self.reference = reference
         self.numeric = reference.get("kind") == "numeric"
         self.low = spec.min if spec is not None else None
         self.high = spec.max if spec is not None else None
         self.allowed = frozenset(spec.allowed) if spec is not None and spec.allowed else None
+        # The levels the model knows: a value outside them is accepted but scored as unknown (<other>).
+        known = self.allowed if levels is None else frozenset(levels)
         self.acc: NumericAccumulator | CategoricalAccumulator = (
-            NumericAccumulator(reference) if self.numeric else CategoricalAccumulator(reference, self.allowed)
+            NumericAccumulator(reference) if self.numeric else CategoricalAccumulator(reference, known)
         )
         self.out_of_range = 0  # numeric values outside [min, max]
         self.invalid = 0  # values of the wrong type, categories not allowed
@@ -146,6 +151,7 @@ def assess(
     *,
     schema: Sequence[ColumnSpec],
     cfg: MonitoringSettings,
+    levels: Mapping[str, Iterable[str]] | None = None,
     labels: Mapping[str, float] | None = None,
     evaluation: Mapping[str, Any] | None = None,
     invalid_requests: int = 0,
@@ -154,8 +160,9 @@ def assess(
 
     ``chunks`` are streamed once (:func:`~driftloop.monitoring.window.iter_captures`, or
     :meth:`CaptureChunk.from_columns` for data that was never captured). ``schema`` gives each feature's
-    range and allowed values and names the id column (``role = "id"``). ``labels`` maps a prediction id
-    — or, failing that, the value of the id column in the captured inputs — to its ground truth;
+    range and allowed values and names the id column (``role = "id"``); ``levels`` the category levels
+    the model knows (its transform's), outside which a value is counted as unknown. ``labels`` maps a
+    prediction id — or, failing that, the value of the id column in the captured inputs — to its ground truth;
     ``evaluation`` is the model's hold-out metrics (with its ``threshold``); ``invalid_requests`` counts
     requests refused as invalid (the service's 422s) in the window.
 
@@ -166,7 +173,10 @@ def assess(
         raise DataError("the reference profile has no features; the model cannot be monitored")
     specs = {spec.name: spec for spec in schema}
     id_column = next((spec.name for spec in schema if spec.role == "id"), None)
-    features = [_Feature(name, ref, specs.get(name)) for name, ref in references.items()]
+    model_levels = levels or {}
+    features = [
+        _Feature(name, ref, specs.get(name), model_levels.get(name)) for name, ref in references.items()
+    ]
     scores = NumericAccumulator(profile["prediction"]) if "prediction" in profile else None
     joined_y: list[npt.NDArray[np.float64]] = []
     joined_s: list[npt.NDArray[np.float64]] = []
@@ -269,11 +279,18 @@ def _quality(
         limit = min(1.0, reference_nulls + cfg.max_null_share)
         null_share = f.nulls / rows
         range_share = f.out_of_range / rows
+        unknown = f.acc.unknown if isinstance(f.acc, CategoricalAccumulator) else 0
         per_feature[f.name] = {
             "nulls": f.nulls, "null_share": null_share, "reference_null_share": reference_nulls,
             "max_null_share": limit, "out_of_range": f.out_of_range, "out_of_range_share": range_share,
-            "invalid": f.invalid, "invalid_share": f.invalid / rows,
+            "invalid": f.invalid, "invalid_share": f.invalid / rows, "unknown": unknown,
+            "unknown_share": unknown / rows,
         }  # fmt: skip
+        if unknown / rows > cfg.max_unknown_share:
+            alarms.append(
+                f"{f.name}: {unknown / rows:.1%} of values are categories the model never saw ({unknown} of"
+                f" {rows}; scored as {OTHER_LEVEL}; the limit is {cfg.max_unknown_share:.1%})"
+            )
         if null_share > limit:
             alarms.append(
                 f"{f.name}: {null_share:.1%} of values are missing ({f.nulls} of {rows}; "

@@ -23,12 +23,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from driftloop.core.transform import NumericInput, Transform
 from driftloop.errors import DriftloopError, NotFoundError, UsageError
 from driftloop.monitoring.assess import assess
 from driftloop.monitoring.history import decision_history, record_decision
 from driftloop.monitoring.report import prometheus_text, render_html, summarize
 from driftloop.monitoring.window import as_utc, count_rejections, iter_captures, read_labels
 from driftloop.registry import Registry
+from driftloop.settings import ColumnSpec
 from driftloop.storage import store_for
 from driftloop.storage.metadata import open_metadata
 from driftloop.tracking import Tracker
@@ -96,17 +98,19 @@ def monitor_once(
 
     store = store_for(settings)
     cfg = settings.monitoring
-    columns = settings.data.columns
-    id_column = next(c.name for c in columns if c.role == "id")
+    # The model's own input contract, not the configured raw schema: a model trained from any CSV is
+    # monitored on its inputs, its category levels and its id column.
+    transform = Transform.from_json(tracker.read_bytes(run_id, "transform.json"))
+    columns = monitoring_schema(transform)
     labels = read_labels(
         store, start, end, as_of=as_of, dataset=_label_dataset(store, settings.data.dataset),
-        id_column=id_column, target=settings.data.target,
+        id_column=transform.id_column, target=transform.target or settings.data.target,
     )  # fmt: skip
     chunks = iter_captures(store, model=name, start=start, end=end, chunk_rows=cfg.chunk_rows, fields=columns)
     refused = count_rejections(store, model=name, start=start, end=end)  # the service's 422s
     assessment = assess(
         profile, chunks, schema=columns, cfg=cfg, labels=labels, evaluation=evaluation,
-        invalid_requests=refused,
+        invalid_requests=refused, levels={c.name: c.levels for c in transform.categorical},
     )  # fmt: skip
 
     created = datetime.now(UTC)
@@ -142,6 +146,25 @@ def monitor_once(
         json_uri=store.uri(f"{prefix}/report.json"), prometheus_uri=store.uri(prom_key),
         mlflow_run_id=mlflow_run, labels=len(labels), warnings=tuple(warnings),
     )  # fmt: skip
+
+
+def monitoring_schema(transform: Transform) -> tuple[ColumnSpec, ...]:
+    """The transform's inputs (types, bounds, closed category lists) and its id column as columns."""
+    columns = []
+    for spec in transform.inputs:
+        if isinstance(spec, NumericInput):
+            kind = "int" if spec.integer else "float"
+            columns.append(ColumnSpec(name=spec.name, type=kind, nullable=spec.nullable, min=spec.min,
+                                      max=spec.max))  # fmt: skip
+        elif spec.boolean:
+            columns.append(ColumnSpec(name=spec.name, type="bool", nullable=spec.nullable))
+        else:
+            allowed = None if spec.open else spec.levels
+            columns.append(ColumnSpec(name=spec.name, type="category", nullable=spec.nullable,
+                                      allowed=allowed))  # fmt: skip
+    if transform.id_column is not None:
+        columns.append(ColumnSpec(name=transform.id_column, type="string", role="id"))
+    return tuple(columns)
 
 
 def _production(settings: Settings, name: str) -> ModelVersion:

@@ -26,6 +26,7 @@ import pyarrow.parquet as pq
 
 from driftloop.capture.landing import compact
 from driftloop.capture.records import FEEDBACK_SCHEMA
+from driftloop.core.transform import INVALID, canonical_category
 from driftloop.data.ingest import list_partitions
 from driftloop.data.ingest import read_labels as read_label_files
 from driftloop.errors import UsageError
@@ -46,7 +47,6 @@ __all__ = [
 _COLUMNS = ["prediction_id", "ts", "model_version", "inputs", "score", "fallback"]
 _NUMERIC_TYPES = frozenset({"float", "int"})
 _PLAIN_NUMBERS = frozenset({int, float, type(None)})
-_PLAIN_STRINGS = frozenset({str, type(None)})
 _TS_TYPE = pa.timestamp("us", tz="UTC")
 
 
@@ -164,15 +164,15 @@ def read_labels(
     *,
     as_of: datetime | None = None,
     dataset: str | None = None,
-    id_column: str = "record_id",
+    id_column: str | None = "record_id",
     target: str = "machine_failure",
 ) -> dict[str, float]:
     """Ground truth known by ``as_of`` (default: now) for predictions made in ``[start, end)``.
 
     Keys are prediction ids, from the labels sent to ``/v1/feedback`` (``captures/feedback/``) after
-    ``start``; with ``dataset``, also the ``id_column`` values of the delayed label files under
-    ``labels/<dataset>/`` (the simulator's), for predictions whose captured inputs carry that id. The
-    latest label of a key wins; feedback wins over a label file. Labels that are not numbers are
+    ``start``; with ``dataset`` and ``id_column``, also the ``id_column`` values of the delayed label
+    files under ``labels/<dataset>/`` (the simulator's), for predictions whose captured inputs carry
+    that id. The latest label of a key wins; feedback wins over a label file. Labels that are not numbers are
     skipped. Labels arrive after their predictions, so ``start`` and ``as_of`` bound what is read;
     labels of later predictions are returned too (they do not join). All of it is kept in memory, one
     float per labelled prediction. Raises :class:`UsageError` when ``end`` is not after ``start``.
@@ -182,7 +182,7 @@ def read_labels(
         raise UsageError(f"empty label window: {start.isoformat()} is not before {end.isoformat()}")
     as_of = as_utc(as_of) if as_of is not None else datetime.now(UTC)
     labels: dict[str, float] = {}
-    if dataset is not None:
+    if dataset is not None and id_column is not None:
         parts = list_partitions(store, f"labels/{dataset}", start.date(), as_of.date())
         table, _ = read_label_files(store, parts, id_column, target, as_of)
         for key, text in zip(
@@ -224,7 +224,7 @@ def decode_fields(
         if spec.type in _NUMERIC_TYPES:
             columns[spec.name], invalid[spec.name] = _numbers(values)
         else:
-            columns[spec.name], invalid[spec.name] = _strings(values)
+            columns[spec.name], invalid[spec.name] = _categories(values, boolean=spec.type == "bool")
     return columns, invalid, malformed
 
 
@@ -243,16 +243,13 @@ def _numbers(values: list[Any]) -> tuple[npt.NDArray[np.float64], int]:
     return out, bad
 
 
-def _strings(values: list[Any]) -> tuple[npt.NDArray[np.object_], int]:
-    bad = 0
-    if not set(map(type, values)) <= _PLAIN_STRINGS:
-        cleaned = []
-        for value in values:
-            ok = value is None or type(value) is str
-            bad += not ok
-            cleaned.append(value if ok else None)
-        values = cleaned
-    return _objects(values), bad
+def _categories(values: list[Any], *, boolean: bool) -> tuple[npt.NDArray[np.object_], int]:
+    """Category values as the model's transform compares them (``core.transform``): text, whole numbers
+    as their text, booleans as ``true``/``false``; anything else (a list, a bool in a text field) is
+    invalid and counted, and kept as None."""
+    texts = [canonical_category(v, boolean) for v in values]
+    bad = sum(1 for t in texts if t is INVALID)
+    return _objects([None if t is INVALID else t for t in texts]), bad
 
 
 def _objects(values: Sequence[Any]) -> npt.NDArray[np.object_]:

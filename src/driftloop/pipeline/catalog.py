@@ -6,6 +6,7 @@ equal content gives equal bytes — and equal hashes, which is what makes the st
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import io
 import json
@@ -90,7 +91,9 @@ def to_csv_bytes(frame: pd.DataFrame) -> bytes:
     """CSV with a plain header, strings quoted only where needed, timestamps in ISO 8601."""
     table = arrow_table(frame)
     buf = io.BytesIO()
-    buf.write((",".join(table.column_names) + "\n").encode())
+    header = io.StringIO()
+    csv.writer(header, lineterminator="\n").writerow(table.column_names)  # quotes a name only if it must
+    buf.write(header.getvalue().encode())
     pacsv.write_csv(table, buf, pacsv.WriteOptions(include_header=False))
     return buf.getvalue()
 

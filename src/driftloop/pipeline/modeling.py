@@ -8,6 +8,7 @@ exactly like one the scheduler trained.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -16,6 +17,7 @@ import numpy as np
 
 from driftloop import __version__
 from driftloop.core.profile import build_profile
+from driftloop.core.transform import NULL_LEVEL
 from driftloop.errors import DataError
 
 if TYPE_CHECKING:
@@ -24,12 +26,14 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from driftloop.core.models import ModelVersion
+    from driftloop.core.transform import Transform
     from driftloop.registry import Registry
     from driftloop.settings import Settings, TrainingSettings
     from driftloop.tracking import Tracker
     from driftloop.training.loop import EpochRecord
 
 __all__ = [
+    "HOLDOUT_SCORES",
     "TAG_FEATURE_VERSION",
     "TAG_PIPELINE_RUN",
     "Split",
@@ -46,6 +50,7 @@ TAG_FEATURE_VERSION = "driftloop.feature_version"
 TAG_PIPELINE_RUN = "driftloop.pipeline_run"
 TAG_WINDOW = "driftloop.data_window"
 TAG_DATASET = "driftloop.dataset"
+HOLDOUT_SCORES = "evaluation/holdout_scores.json"
 
 
 @dataclass(frozen=True)
@@ -82,17 +87,27 @@ def time_split(rows: int, cfg: TrainingSettings) -> Split:
 
 @dataclass(frozen=True)
 class TrainingData:
-    """A time-ordered, model-ready table and what the tracking needs to know about it."""
+    """A time-ordered, model-ready table and what the tracking needs to know about it.
+
+    ``table`` holds the raw input columns (as training validated them), the ``f_…`` features the
+    fitted ``transform`` made of them, and the target.
+    """
 
     table: pd.DataFrame
-    feature_names: list[str]
+    transform: Transform
     target: str
-    numeric_inputs: list[str]
-    categorical_inputs: list[str]
-    transform_json: str
     dataset_name: str
     source_uri: str
     tags: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def feature_names(self) -> list[str]:
+        return self.transform.feature_names
+
+    def raw_inputs(self, rows: slice | None = None) -> pd.DataFrame:
+        """The raw input columns, typed as an MLflow client sends them (the logged model's signature)."""
+        frame = self.table if rows is None else self.table.iloc[rows]
+        return self.transform.typed_frame(frame).reset_index(drop=True)
 
     @property
     def x(self) -> np.ndarray:
@@ -216,11 +231,11 @@ def train_and_log(
         buffer = io.BytesIO()
         torch.save(result.model.state_dict(), buffer)
         tracker.log_bytes(run_id, "model.pth", buffer.getvalue())
-        tracker.log_bytes(run_id, "transform.json", data.transform_json.encode())
+        tracker.log_bytes(run_id, "transform.json", data.transform.to_json().encode())
         tracker.log_json(run_id, "training_config.json", cfg.model_dump(mode="json"))
         tracker.log_json(run_id, "feature_names.json", data.feature_names)
-        example = data.table[data.feature_names].iloc[:5].astype(np.float32).reset_index(drop=True)
-        model_uri = tracker.log_torch_model(run_id, result.model, example)
+        example = data.raw_inputs(slice(split.holdout_start, split.holdout_start + 5))
+        model_uri = tracker.log_model(run_id, result.model, data.transform, example)
     except BaseException:
         tracker.end_run(run_id, failed=True)
         raise
@@ -244,25 +259,25 @@ def evaluate_and_log(
     *,
     cfg: TrainingSettings | None = None,
 ) -> dict[str, Any]:
-    """Evaluate the tracked model (loaded back from MLflow) on the hold-out; log metrics, slices, plots,
-    confusion matrix, calibration and the reference profile to the same run. Returns the metrics."""
+    """Evaluate the tracked model on the hold-out's raw rows through the MLflow model as a client loads
+    it (its own transform, the code the service runs); log metrics, slices, plots, confusion matrix,
+    calibration and the reference profile to the same run. Returns the metrics."""
     from driftloop.training import metrics as m
     from driftloop.training import plots
-    from driftloop.training.loop import predict
 
     cfg = cfg or settings.training
-    model = tracker.load_torch_model(outcome.model_uri)
+    scorer = tracker.load_scorer(outcome.model_uri)
     holdout = data.table.iloc[outcome.split.holdout]
-    x = holdout[data.feature_names].to_numpy(dtype=np.float32)
     y = holdout[data.target].to_numpy(dtype=np.float64)
-    scores = predict(model, x)
+    scores = scorer.predict(data.raw_inputs(outcome.split.holdout))
     run_id = outcome.run_id
+    categorical = [c.name for c in data.transform.categorical]
     if cfg.task == "classification":
         threshold = outcome.threshold if outcome.threshold is not None else 0.5
         overall = m.classification_metrics(y, scores, threshold)
         slices = {
-            column: m.slice_metrics(y, scores, threshold, holdout[column].astype(str).to_numpy(), cfg.task)
-            for column in data.categorical_inputs
+            column: m.slice_metrics(y, scores, threshold, _groups(data.transform, column, holdout), cfg.task)
+            for column in categorical
         }
         tracker.log_json(run_id, "evaluation/confusion_matrix.json", m.confusion(y, scores, threshold))
         tracker.log_json(run_id, "evaluation/calibration.json", m.calibration(y, scores))
@@ -272,25 +287,40 @@ def evaluate_and_log(
     else:
         overall = m.regression_metrics(y, scores)
         slices = {
-            column: m.slice_metrics(y, scores, 0.0, holdout[column].astype(str).to_numpy(), cfg.task)
-            for column in data.categorical_inputs
+            column: m.slice_metrics(y, scores, 0.0, _groups(data.transform, column, holdout), cfg.task)
+            for column in categorical
         }
     tracker.log_metrics(run_id, {f"holdout_{k}": v for k, v in overall.items() if isinstance(v, int | float)})
     flat = {
-        f"slice_{column}_{group}_{k}": v
+        _metric_key(f"slice_{column}_{group}_{k}"): v
         for column, groups in slices.items()
         for group, values in groups.items()
         for k, v in values.items()
-        if k in ("roc_auc", "pr_auc", "f1", "rmse", "n")
+        if k in ("roc_auc", "pr_auc", "f1", "rmse", "r2", "n")
     }
     tracker.log_metrics(run_id, flat)
     tracker.log_json(run_id, "evaluation/metrics.json", {"overall": overall, "slices": slices})
-    columns = {name: holdout[name].to_numpy() for name in [*data.numeric_inputs, *data.categorical_inputs]}
-    profile = build_profile(
-        columns, numeric=data.numeric_inputs, categorical=data.categorical_inputs, scores=scores
-    )
+    # Per-row hold-out scores, in the feature version's row order: what any later scoring of the same
+    # raw rows (the service, mlflow models serve, a reproduction) must give again.
+    tracker.log_json(run_id, HOLDOUT_SCORES, {"rows": [outcome.split.holdout_start, outcome.split.rows],
+                                              "scores": scores.tolist()})  # fmt: skip
+    numeric = [n.name for n in data.transform.numeric]
+    columns = {name: holdout[name].to_numpy(dtype=np.float64) for name in numeric}
+    columns |= {name: data.transform.canonical(name, holdout[name]) for name in categorical}
+    profile = build_profile(columns, numeric=numeric, categorical=categorical, scores=scores)
     tracker.log_json(run_id, "reference_profile.json", profile)
     return {"overall": overall, "slices": slices}
+
+
+def _metric_key(name: str) -> str:
+    """``name`` as an MLflow metric key: characters MLflow refuses (``<``, ``=``, ``%``…) become ``_``."""
+    return re.sub(r"[^\w.\- :/]", "_", name)
+
+
+def _groups(transform: Transform, column: str, frame: pd.DataFrame) -> np.ndarray:
+    """A categorical input's slice labels: its canonical texts, ``<null>`` for nulls."""
+    texts = transform.canonical(column, frame[column])
+    return np.array([NULL_LEVEL if t is None else str(t) for t in texts], dtype=object)
 
 
 def register_version(
@@ -318,6 +348,7 @@ def _params(cfg: TrainingSettings, data: TrainingData, split: Split) -> dict[str
     params |= {f"params.{k}": v for k, v in cfg.params.items()}
     params |= {
         "input_width": len(data.feature_names),
+        "inputs": len(data.transform.inputs),
         "rows_train": split.val_start,
         "rows_validation": split.holdout_start - split.val_start,
         "rows_holdout": split.rows - split.holdout_start,

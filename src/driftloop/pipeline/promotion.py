@@ -1,8 +1,9 @@
 """Promotion with evidence (seed 6): the offline comparison of a challenger with the champion.
 
 Both versions are scored on the same rows: the freshest labelled window in the data store (the last
-``policy.comparison_days`` days that have labels), validated with the configured schema and transformed
-by *each version's own* fitted transform, exactly as the prediction service would. The result is a
+``policy.comparison_days`` days that have labels), validated with the configured schema and scored
+through *each version's own* MLflow model (raw rows → its fitted transform → its network), as a client
+of ``mlflow models serve`` would. The result is a
 :class:`CheckResult` named ``offline_comparison`` that the registry's policy weighs with any other
 evidence (the service's shadow comparison joins the same way).
 """
@@ -10,7 +11,9 @@ evidence (the service's shadow comparison joins the same way).
 from __future__ import annotations
 
 import math
+import tempfile
 from datetime import UTC, datetime, time, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -18,10 +21,11 @@ import pyarrow.compute as pc
 
 from driftloop.core.models import Stage
 from driftloop.core.promotion import CheckResult
+from driftloop.core.transform import Transform
 from driftloop.data import ingest as ingest_mod
 from driftloop.data import validate as validate_mod
-from driftloop.data.transform import TransformParams, feature_frame
 from driftloop.errors import DataError
+from driftloop.pipeline.modeling import TAG_FEATURE_VERSION, TAG_PIPELINE_RUN
 from driftloop.registry.promotion import ALIASES
 from driftloop.storage import join_key, store_for
 from driftloop.training import metrics as m
@@ -29,7 +33,7 @@ from driftloop.training import metrics as m
 if TYPE_CHECKING:
     import pandas as pd
 
-    from driftloop.core.models import ModelVersion
+    from driftloop.core.models import ModelVersion, TrackedRun
     from driftloop.registry import Registry
     from driftloop.registry.promotion import Promoter, PromotionResult
     from driftloop.settings import Settings
@@ -74,10 +78,33 @@ def freshest_labelled_window(settings: Settings) -> tuple[pd.DataFrame, dict[str
 def _score(tracker: Tracker, version: ModelVersion, frame: pd.DataFrame) -> np.ndarray:
     if not version.run_id:
         raise DataError(f"{version.name}/{version.version} records no run: its transform is unknown")
-    params = TransformParams.from_json(tracker.read_bytes(version.run_id, "transform.json").decode())
-    scorer = tracker.load_scorer(version.source)
-    features = feature_frame(frame, params)
-    return scorer.predict(features[scorer.input_names or params.feature_names])
+    # Raw rows through the version's MLflow model, which applies its own fitted transform.
+    transform = Transform.from_json(tracker.read_bytes(version.run_id, "transform.json"))
+    return tracker.load_scorer(version.source).predict(transform.typed_frame(frame))
+
+
+def _comparison_rows(
+    settings: Settings, tracker: Tracker, run: TrackedRun | None
+) -> tuple[pd.DataFrame, dict[str, Any], str]:
+    """The labelled rows both versions are scored on, what they are, and their target column.
+
+    A pipeline model: the freshest labelled window of the configured dataset. A model trained from a
+    file (``train --data``, no pipeline run): the hold-out of the challenger's own feature version, the
+    latest rows of the data it was given — a dataset the configured one may know nothing about.
+    """
+    tags = run.tags if run is not None else {}
+    feature_version = tags.get(TAG_FEATURE_VERSION)
+    if run is None or tags.get(TAG_PIPELINE_RUN) or not feature_version:
+        frame, window = freshest_labelled_window(settings)
+        return frame, window, settings.data.target
+    from driftloop.pipeline.datasets import from_feature_version
+
+    with tempfile.TemporaryDirectory() as tmp:
+        data = from_feature_version(settings, feature_version, Path(tmp))
+    holdout = int(run.params.get("rows_holdout", 0)) or len(data.table)
+    frame = data.table.iloc[-holdout:].reset_index(drop=True)
+    window = {"feature_version": feature_version, "rows": len(frame), "part": "hold-out"}
+    return frame, window, data.target
 
 
 def _metrics(task: str, y: np.ndarray, scores: np.ndarray, threshold: float | None) -> dict[str, Any]:
@@ -103,14 +130,13 @@ def offline_comparison(
     run = tracker.get_run(challenger.run_id) if challenger.run_id else None
     task = run.tags.get("driftloop.task", "classification") if run else "classification"
     metric = m.primary_metric(task)
-    frame, window = freshest_labelled_window(settings)
+    frame, window, target = _comparison_rows(settings, tracker, run)
     base = {"champion_version": champion.version, "challenger_version": challenger.version, "metric": metric,
             "margin": policy.comparison_margin, "window": window}  # fmt: skip
     if len(frame) < policy.comparison_min_rows:
-        span = f"{window['start']} → {window['end']}"
-        detail = f"only {len(frame)} labelled rows in {span} (need {policy.comparison_min_rows})"
+        detail = f"only {len(frame)} labelled rows in {_span(window)} (need {policy.comparison_min_rows})"
         return CheckResult(EVIDENCE_NAME, False, detail, base)
-    y = frame[settings.data.target].to_numpy(dtype=np.float64)
+    y = frame[target].to_numpy(dtype=np.float64)
     results = {}
     for role, version in (("challenger", challenger), ("champion", champion)):
         threshold = tracker.get_run(version.run_id).metrics.get("threshold") if version.run_id else None
@@ -128,10 +154,16 @@ def offline_comparison(
     else:
         passed = new <= old + policy.comparison_margin
     verdict = "matches or beats" if passed else "is worse than"
-    span = f"{len(frame):,} rows {window['start']} → {window['end']}"
+    span = f"{len(frame):,} rows {_span(window)}"
     detail = (f"v{challenger.version} {metric} {new:.4f} {verdict} v{champion.version} {old:.4f} "
               f"(margin {policy.comparison_margin}) on {span}")  # fmt: skip
     return CheckResult(EVIDENCE_NAME, passed, detail, evidence)
+
+
+def _span(window: dict[str, Any]) -> str:
+    if "feature_version" in window:
+        return f"(the hold-out of feature version {str(window['feature_version'])[:12]})"
+    return f"{window['start']} → {window['end']}"
 
 
 def _numbers(metrics: dict[str, Any]) -> dict[str, Any]:

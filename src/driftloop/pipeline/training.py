@@ -17,8 +17,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from driftloop.core import transform as transform_mod
 from driftloop.data import ingest as ingest_mod
-from driftloop.data import transform as transform_mod
 from driftloop.data import validate as validate_mod
 from driftloop.errors import DataError
 from driftloop.features import store as feature_store_mod
@@ -183,12 +183,12 @@ def transform(ctx: StepContext, valid: pa.Table) -> StepResult:
     frame = ordered.to_pandas()
     # Fit on the rows before the evaluation hold-out only, so evaluation never leaks into the scaling.
     fit_rows = max(1, int(len(frame) * (1 - ctx.settings.training.holdout_share)))
-    params = transform_mod.fit(frame.iloc[:fit_rows], data.columns, data.derived_features)
-    feats = transform_mod.feature_frame(frame, params)
+    fitted = transform_mod.fit(frame.iloc[:fit_rows], data.columns, data.derived_features, target=data.target)
+    feats = pd.DataFrame(fitted.encode_frame(frame), columns=fitted.feature_names, index=frame.index)
     keep = [c.name for c in data.columns]
     table = pd.concat([frame[keep], feats, frame[[data.target]]], axis=1)
-    summary = {"rows": len(table), "features": len(params.feature_names), "fitted_on": fit_rows}
-    return StepResult(outputs={"features": table, "transform": json.loads(params.to_json())}, summary=summary)
+    summary = {"rows": len(table), "features": len(fitted.feature_names), "fitted_on": fit_rows}
+    return StepResult(outputs={"features": table, "transform": json.loads(fitted.to_json())}, summary=summary)
 
 
 def features(

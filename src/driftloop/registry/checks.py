@@ -76,21 +76,21 @@ def _relation(metric: str) -> str:
 
 
 def check_signature(ctx: CheckContext) -> CheckResult:
-    """The MLflow signature exists and lists exactly the features the transform produces, in order."""
+    """The MLflow signature exists and lists exactly the raw inputs of the version's transform, in order
+    (the logged model scores raw rows: decision 0032)."""
     names = ctx.scorer().input_names
-    expected = list(ctx.artifact_json("feature_names.json"))
-    transform = list(ctx.artifact_json("transform.json").get("feature_names", []))
-    evidence = {"signature_inputs": names, "feature_schema": expected}
+    expected = [spec["name"] for spec in ctx.artifact_json("transform.json").get("inputs", [])]
+    evidence = {"signature_inputs": names, "transform_inputs": expected}
     if not names:
         return CheckResult("signature", False, "the logged model has no input signature", evidence)
-    if names != expected or names != transform:
+    if names != expected:
         missing = sorted(set(expected) - set(names))
         extra = sorted(set(names) - set(expected))
-        detail = f"signature does not match the feature schema (missing {missing}, unexpected {extra})"
+        detail = f"signature does not match the transform's inputs (missing {missing}, unexpected {extra})"
         if not missing and not extra:
-            detail = "signature lists the features in another order than the transform"
+            detail = "signature lists the inputs in another order than the transform"
         return CheckResult("signature", False, detail, evidence)
-    return CheckResult("signature", True, f"{len(names)} inputs match the feature schema", evidence)
+    return CheckResult("signature", True, f"{len(names)} raw inputs match the transform", evidence)
 
 
 def check_metric_floors(ctx: CheckContext) -> CheckResult:

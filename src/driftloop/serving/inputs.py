@@ -1,8 +1,17 @@
 """Request rows → validated raw records → model features, with the training transform's own code.
 
-Validation is against the served model's inputs (its fitted transform) and the configured raw schema
-(types, ranges, allowed values): every problem is reported with the field it concerns, so a client
-gets one 422 that says everything that was wrong, never a 500.
+Validation is against the served model's own input contract, its fitted transform
+(:class:`~driftloop.core.transform.Transform`): the service accepts what training accepted and refuses
+what training quarantined. Every problem is reported with the field it concerns, so a client gets one
+422 that says everything that was wrong, never a 500.
+
+- Numbers: a JSON number (not a boolean), finite, whole for integer columns, within the bounds training
+  validated; ``null`` where training allowed nulls (it takes the fitted fill value).
+- Categories: text, or a whole number for integer-coded categories; an unseen level of an open column is
+  accepted and scored in the ``<other>`` bucket (monitoring counts it as unknown); a closed column
+  (declared ``allowed`` values) refuses it. Booleans: JSON ``true``/``false`` or the transform's texts.
+- Columns training dropped (ids, dates, the target) are accepted and ignored; any other field is refused
+  as unknown, so a misspelt field name is never silently scored as a null.
 """
 
 from __future__ import annotations
@@ -10,17 +19,16 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
-from driftloop.data import transform as transform_mod
+from driftloop.core.transform import INVALID, CategoricalInput, NumericInput, canonical_category
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
 
     import numpy as np
 
-    from driftloop.data.transform import TransformParams
-    from driftloop.settings import ColumnSpec
+    from driftloop.core.transform import Transform
 
 __all__ = ["FieldError", "InputSpec", "InvalidInput"]
 
@@ -45,100 +53,78 @@ class InvalidInput(Exception):  # noqa: N818 — an outcome of validation, not a
 
 
 @dataclass(frozen=True)
-class _Numeric:
-    name: str
-    nullable: bool
-    min: float | None
-    max: float | None
-
-
-@dataclass(frozen=True)
 class InputSpec:
-    """What a served model accepts: its numeric and categorical inputs plus pass-through columns."""
+    """What a served model accepts: its transform's inputs, plus the columns training dropped."""
 
-    numeric: tuple[_Numeric, ...]
-    categorical: dict[str, tuple[str, ...]]
-    passthrough: frozenset[str]
-    params: TransformParams
+    transform: Transform
 
     @classmethod
-    def build(cls, params: TransformParams, schema: Sequence[ColumnSpec]) -> InputSpec:
-        by_name = {c.name: c for c in schema}
-        numeric = tuple(
-            _Numeric(n, by_name[n].nullable if n in by_name else True,
-                     by_name[n].min if n in by_name else None, by_name[n].max if n in by_name else None)
-            for n in params.numeric
-        )  # fmt: skip
-        categorical = {}
-        for name, fitted in params.categorical.items():
-            allowed = by_name[name].allowed if name in by_name and by_name[name].allowed else None
-            categorical[name] = tuple(allowed) if allowed else tuple(fitted)
-        used = {*params.numeric, *params.categorical}
-        return cls(numeric, categorical, frozenset(c.name for c in schema if c.name not in used), params)
+    def build(cls, transform: Transform) -> InputSpec:
+        return cls(transform)
 
     @property
     def fields(self) -> list[str]:
-        return [n.name for n in self.numeric] + list(self.categorical)
+        return self.transform.input_names
 
     def validate(self, rows: Sequence[Mapping[str, Any]]) -> None:
         """:class:`InvalidInput` listing every bad field of every row; returns quietly when all are valid."""
-        # A few rows are checked one by one faster than column by column. Either quick check only says
-        # "certainly valid"; anything else (a null, a bad value) gets the full check, which names errors.
-        if len(rows) < 4:
-            if all(self._row_valid(row) for row in rows):
-                return
-        elif self._plainly_valid(rows):
+        # The quick check only ever says "certainly valid"; anything else (a null, a stranger, a bad
+        # value) gets the full check, which decides and names the errors.
+        if all(self._row_valid(row) for row in rows):
             return
         self._validate_each(rows)
 
-    def _row_valid(self, row: Any) -> bool:
+    def features(self, rows: Sequence[Mapping[str, Any]]) -> np.ndarray:
+        """Validated rows → the model's float32 feature matrix (the training transform's code)."""
+        return self.transform.encode_records(rows)
+
+    def _row_valid(self, row: Any) -> bool:  # noqa: PLR0911 — one return per rule
         if type(row) is not dict or not row.keys() <= self._known:
             return False
-        for name, low, high in self._ranges:
+        for name, low, high, integer in self._numbers:
             value = row.get(name)
             if type(value) is not float and type(value) is not int:
                 return False  # missing, null, bool, text…
             if not low <= value <= high or not math.isfinite(value):
                 return False
-        for name, allowed in self._allowed_sets.items():
+            if integer and value % 1:
+                return False
+        for name, levels in self._closed.items():
+            value = row.get(name)  # exact canonical text, or a JSON boolean for a boolean column
+            if (type(value) is not str and type(value) is not bool) or value not in levels:
+                return False
+        for name in self._open:
             value = row.get(name)
-            if type(value) is not str or value not in allowed:
-                return False
-        return True
-
-    def _plainly_valid(self, rows: Sequence[Mapping[str, Any]]) -> bool:
-        """Column by column, for many rows: True when every row is certainly valid."""
-        known = self._known
-        if not all(type(row) is dict and row.keys() <= known for row in rows):
-            return False
-        for name, low, high in self._ranges:
-            values = [row.get(name) for row in rows]
-            if not all(type(v) is float or type(v) is int for v in values):
-                return False
-            column = cast("list[float]", values)
-            if not all(map(math.isfinite, column)) or min(column) < low or max(column) > high:
-                return False
-        for name, allowed in self._allowed_sets.items():
-            texts = [row.get(name) for row in rows]
-            if not all(type(v) is str for v in texts) or not set(texts) <= allowed:  # a list is unhashable
+            if type(value) is not str or not value or value[0].isspace() or value[-1].isspace():
                 return False
         return True
 
     @functools.cached_property
     def _known(self) -> frozenset[str]:
-        return frozenset((*self.fields, *self.passthrough))
+        return frozenset((*self.transform.input_names, *self.transform.ignored))
 
     @functools.cached_property
-    def _ranges(self) -> tuple[tuple[str, float, float], ...]:
-        """(name, lowest, highest) of each numeric field; unbounded ends are infinite."""
+    def _numbers(self) -> tuple[tuple[str, float, float, bool], ...]:
+        """(name, lowest, highest, whole numbers only) of each numeric input; unbounded ends are infinite."""
         inf = math.inf
         return tuple(
-            (n.name, -inf if n.min is None else n.min, inf if n.max is None else n.max) for n in self.numeric
+            (n.name, -inf if n.min is None else n.min, inf if n.max is None else n.max, n.integer)
+            for n in self.transform.numeric
         )
 
     @functools.cached_property
-    def _allowed_sets(self) -> dict[str, frozenset[Any]]:
-        return {name: frozenset(allowed) for name, allowed in self.categorical.items()}
+    def _closed(self) -> dict[str, frozenset[Any]]:
+        closed: dict[str, frozenset[Any]] = {}
+        for c in self.transform.categorical:
+            if c.boolean:
+                closed[c.name] = frozenset({True, False})
+            elif not c.open:
+                closed[c.name] = frozenset(c.levels)
+        return closed
+
+    @functools.cached_property
+    def _open(self) -> tuple[str, ...]:
+        return tuple(c.name for c in self.transform.categorical if c.open)
 
     def _validate_each(self, rows: Sequence[Mapping[str, Any]]) -> None:
         errors: list[FieldError] = []
@@ -150,28 +136,14 @@ class InputSpec:
                 )
                 continue
             errors.extend(FieldError(i, k, "unknown", f"unknown field {k!r}") for k in row if k not in known)
-            for spec in self.numeric:
-                errors.extend(_check_number(i, spec, row.get(spec.name, _MISSING)))
-            for name, allowed in self.categorical.items():
-                value = row.get(name, _MISSING)
-                if value is _MISSING or value is None:
-                    errors.append(FieldError(i, name, "missing", f"field {name!r} is required"))
-                elif not isinstance(value, str):
-                    errors.append(
-                        FieldError(i, name, "type", f"{name} must be a string, got {type(value).__name__}")
-                    )
-                elif value not in allowed:
-                    errors.append(
-                        FieldError(
-                            i, name, "category", f"{name} must be one of {list(allowed)}, got {value!r}"
-                        )
-                    )
+            for spec in self.transform.inputs:
+                value = row.get(spec.name, _MISSING)
+                if isinstance(spec, NumericInput):
+                    errors.extend(_check_number(i, spec, value))
+                else:
+                    errors.extend(_check_category(i, spec, value))
         if errors:
             raise InvalidInput(errors)
-
-    def features(self, rows: Sequence[Mapping[str, Any]]) -> np.ndarray:
-        """Validated rows → the model's float32 feature matrix (the training transform's code)."""
-        return transform_mod.apply_records(rows, self.params)
 
 
 class _Missing:
@@ -181,7 +153,7 @@ class _Missing:
 _MISSING = _Missing()
 
 
-def _check_number(i: int, spec: _Numeric, value: Any) -> list[FieldError]:  # noqa: PLR0911 — one return per rule
+def _check_number(i: int, spec: NumericInput, value: Any) -> list[FieldError]:  # noqa: PLR0911 — one return per rule
     name = spec.name
     if value is _MISSING or value is None:
         if value is None and spec.nullable:
@@ -191,8 +163,30 @@ def _check_number(i: int, spec: _Numeric, value: Any) -> list[FieldError]:  # no
         return [FieldError(i, name, "type", f"{name} must be a number, got {type(value).__name__}")]
     if not math.isfinite(value):
         return [FieldError(i, name, "type", f"{name} must be a finite number")]
+    if spec.integer and value % 1:
+        return [FieldError(i, name, "type", f"{name} must be a whole number, got {value}")]
     if spec.min is not None and value < spec.min:
         return [FieldError(i, name, "range", f"{name} {value} is below the minimum {spec.min}")]
     if spec.max is not None and value > spec.max:
         return [FieldError(i, name, "range", f"{name} {value} is above the maximum {spec.max}")]
     return []
+
+
+def _check_category(i: int, spec: CategoricalInput, value: Any) -> list[FieldError]:
+    name = spec.name
+    if value is _MISSING:
+        return [FieldError(i, name, "missing", f"field {name!r} is required")]
+    text = canonical_category(value, spec.boolean)
+    if text is None:
+        return [] if spec.nullable else [FieldError(i, name, "missing", f"field {name!r} is required")]
+    if text is INVALID:
+        wanted = "true or false" if spec.boolean else "a string (or a whole number)"
+        return [FieldError(i, name, "type", f"{name} must be {wanted}, got {_shown(value)}")]
+    if not spec.open and text not in spec.levels:
+        return [FieldError(i, name, "category", f"{name} must be one of {list(spec.levels)}, got {value!r}")]
+    return []
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else f"a {type(value).__name__}"

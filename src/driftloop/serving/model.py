@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from driftloop.data.transform import TransformParams
+from driftloop.core.transform import Transform
 from driftloop.errors import DriftloopError, NotFoundError
 from driftloop.serving.inputs import InputSpec
 
@@ -89,15 +89,16 @@ class LoadedModel:
         from driftloop.serving.onnx import OnnxScorer, OnnxUnavailable
 
         try:
-            self.fast = OnnxScorer.build(self.module, len(self.spec.params.feature_names))
+            self.fast = OnnxScorer.build(self.module, len(self.spec.transform.feature_names))
         except OnnxUnavailable as exc:
             self.fast_error = exc.headline
             log.warning("%s/%s scores with torch: %s", self.name, self.version, exc.headline)
 
     def warm_up(self) -> None:
         """Score one synthetic row through the whole path, so the first request is not the slow one."""
-        row: dict[str, Any] = {n.name: self.spec.params.fill.get(n.name, 0.0) for n in self.spec.numeric}
-        row |= {name: allowed[0] for name, allowed in self.spec.categorical.items() if allowed}
+        transform = self.spec.transform
+        row: dict[str, Any] = {n.name: n.fill for n in transform.numeric}
+        row |= {c.name: c.levels[0] if c.levels else "warm-up" for c in transform.categorical}
         scores = self.score([row])
         if scores.shape != (1,) or not np.isfinite(scores).all():
             raise DriftloopError(f"{self.name}/{self.version} warm-up produced {scores!r}")
@@ -113,13 +114,13 @@ def load_version(
     mv = registry.get(name, version)
     if not mv.run_id:
         raise NotFoundError(f"{name}/{version} records no run: its transform is unknown")
-    params = TransformParams.from_json(tracker.read_bytes(mv.run_id, "transform.json").decode())
+    transform = Transform.from_json(tracker.read_bytes(mv.run_id, "transform.json"))
     module = tracker.load_torch_model(mv.source)
     module.eval()
     threshold = tracker.get_run(mv.run_id).metrics.get("threshold")
     model = LoadedModel(
-        name=name, version=version, run_id=mv.run_id, spec=InputSpec.build(params, settings.data.columns),
-        module=module, threshold=threshold,
+        name=name, version=version, run_id=mv.run_id, spec=InputSpec.build(transform), module=module,
+        threshold=threshold,
     )  # fmt: skip
     if settings.serving.onnx:
         model.accelerate()

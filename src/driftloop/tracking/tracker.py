@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import logging
 import os
 import tempfile
 import warnings
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
     import pandas as pd
     import torch
 
+    from driftloop.core.transform import Transform
     from driftloop.settings import Settings
 
 __all__ = ["Scorer", "Tracker", "configure_mlflow"]
@@ -146,31 +148,40 @@ class Tracker:
                 raise NotFoundError(f"run {run_id} has no artifact {path!r}") from exc
             return Path(local).read_bytes()
 
-    def log_torch_model(self, run_id: str, module: torch.nn.Module, input_example: pd.DataFrame) -> str:
-        """Log ``module`` as an MLflow PyTorch model with signature and input example; return its URI.
+    def log_model(
+        self, run_id: str, module: torch.nn.Module, transform: Transform, input_example: pd.DataFrame
+    ) -> str:
+        """Log ``module`` with ``transform`` as driftloop's MLflow model (:mod:`driftloop.tracking.pyfunc`):
+        the PyTorch flavor, and a pyfunc whose signature is the transform's raw inputs. Returns its URI.
 
-        Pickle serialisation (not 3.17's default ``pt2``): ``pt2`` refuses DataFrame input examples, and
-        pickled eager modules load back into the exact class that was trained.
+        ``input_example``: a few raw rows, typed as :meth:`Transform.typed_frame` types them.
         """
-        import mlflow.pytorch
         import numpy as np
-        import torch
-        from mlflow.models import infer_signature
+        from mlflow.models import Model, ModelSignature
+        from mlflow.types import ColSpec, Schema, TensorSpec
 
-        with torch.no_grad():
-            output = module(torch.tensor(input_example.to_numpy(dtype=np.float32))).numpy()
-        signature = infer_signature(input_example, output)
-        with self._errors("log the model"):
+        from driftloop.tracking import pyfunc
+
+        # Booleans as "string" too: MLflow casts a null in a "boolean" column to False, not null.
+        types = {"numeric": "double", "categorical": "string", "boolean": "string"}
+        signature = ModelSignature(
+            inputs=Schema([ColSpec(types[spec.kind], spec.name) for spec in transform.inputs]),
+            outputs=Schema([TensorSpec(np.dtype(np.float64), (-1,))]),
+        )
+        with self._errors("log the model"), _quiet("mlflow.pytorch"):
             # The logged model belongs to the run's experiment (and its artifact root), not "Default".
             mlflow.set_experiment(experiment_id=self.experiment_id)
-            info = mlflow.pytorch.log_model(
-                module,
+            info = Model.log(
+                None,  # artifact_path: deprecated in favour of name, yet still a required argument
                 name=MODEL_ARTIFACT,
-                serialization_format="pickle",
+                flavor=pyfunc,
+                flavor_name="pytorch",
+                run_id=run_id,  # explicit: no fluent active run, which would end ours on exit
+                module=module,
+                transform=transform,
                 signature=signature,
                 input_example=input_example,
                 pip_requirements=_requirements(),
-                run_id=run_id,  # explicit: no fluent active run, which would end ours on exit
             )
         return str(info.model_uri)
 
@@ -305,6 +316,19 @@ class Scorer:
             warnings.filterwarnings("ignore", module=r"mlflow(\.|$)")
             out = self._model.predict(frame)
         return np.asarray(out, dtype=np.float64).reshape(-1)
+
+
+@contextlib.contextmanager
+def _quiet(logger: str) -> Iterator[None]:
+    """Silence ``logger``'s warnings for a call: MLflow warns on every pickled PyTorch model, a format
+    driftloop chose on purpose (decision 0011)."""
+    log = logging.getLogger(logger)
+    level = log.level
+    log.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        log.setLevel(level)
 
 
 def _param_text(value: Any) -> str:

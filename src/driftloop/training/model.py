@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
     from driftloop.settings import TrainingSettings
 
-__all__ = ["ScoringModel", "build_model", "load_factory", "mlp"]
+__all__ = ["ScoringModel", "build_model", "check_factory", "load_factory", "mlp"]
 
 Factory = Callable[..., nn.Module]
 
@@ -92,6 +92,12 @@ def load_factory(path: str) -> Factory:
     if not callable(factory):
         raise ConfigError(f"{key}: {path} is not a function")
     return cast("Factory", factory)
+
+
+def check_factory(cfg: TrainingSettings) -> None:
+    """Refuse a factory that cannot be imported or does not take the configured parameters, before any
+    data is read (:class:`ConfigError` naming the key). Its output is checked by :func:`build_model`."""
+    _factory_kwargs(load_factory(cfg.model_factory), cfg)
 
 
 def build_model(cfg: TrainingSettings, input_width: int) -> ScoringModel:
