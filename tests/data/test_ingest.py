@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
@@ -13,8 +15,6 @@ from driftloop.errors import DataError
 from driftloop.storage import open_store
 
 if TYPE_CHECKING:
-    from pathlib import Path
-
     from driftloop.storage import ObjectStore
 
 RAW = "raw/plant/date=2026-01-01/part-0000.csv"
@@ -137,3 +137,29 @@ def test_a_label_file_without_a_needed_column_names_it_and_the_file(
     assert store.uri(LABELS) in headline
     assert missing in headline
     assert "a label file needs 'record_id', 'machine_failure', 'available_at'" in headline
+
+
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "pipeline.md"
+
+
+def test_the_documented_label_example_behaves_as_documented(store: ObjectStore) -> None:
+    section = DOCS.read_text().split("## Label files", 1)[1]
+    example = re.search(r"```csv\n(.*?)```", section, flags=re.DOTALL)
+    assert example is not None
+    store.write_bytes(LABELS, example.group(1).encode())
+    parts = list_partitions(store, "labels/plant", None, None)
+
+    def known(as_of: datetime) -> dict[str, str]:
+        table, _ = read_labels(store, parts, "record_id", "machine_failure", as_of)
+        return dict(
+            zip(
+                table.column("record_id").to_pylist(),
+                table.column("machine_failure").to_pylist(),
+                strict=True,
+            )
+        )
+
+    # "--as-of 2026-01-02T08:00Z trains on record 42 as 0, --as-of 2026-01-03 as 1 (the correction)"
+    assert known(datetime(2026, 1, 2, 8, tzinfo=UTC))["20260101-0000042"] == "0"
+    assert known(datetime(2026, 1, 3, tzinfo=UTC)) == {"20260101-0000042": "1", "20260101-0000043": "1"}
+    assert known(datetime(2026, 1, 2, tzinfo=UTC)) == {}  # nothing was known yet
