@@ -8,6 +8,8 @@ bug: the CLI shows its traceback.
 
 from __future__ import annotations
 
+import re
+
 __all__ = [
     "CaptureFullError",
     "ConfigError",
@@ -21,7 +23,24 @@ __all__ = [
     "StorageError",
     "StorageUnavailableError",
     "UsageError",
+    "one_line",
 ]
+
+# What a terminal would act on rather than print: C0/C1 controls (ESC starts colour and cursor
+# sequences), lone surrogates (from undecodable file names; printing them raises) and the bidi
+# overrides that reorder what the reader sees.
+_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff\u202a-\u202e\u2066-\u2069]")
+
+
+def one_line(text: str) -> str:
+    """``text`` as one printable line: whitespace runs (line breaks included) become one space, and
+    every other control character is shown as an escape (``\\x1b``, ``\\u202e``) instead of acting."""
+    return _UNPRINTABLE.sub(_escape, " ".join(text.split()))
+
+
+def _escape(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}"
 
 
 class DriftloopError(Exception):
@@ -34,8 +53,9 @@ class DriftloopError(Exception):
     http_status: int = 500
 
     def __init__(self, headline: str) -> None:
-        # Newlines would break the one-line contract of the CLI; fold them rather than trust callers.
-        self.headline = " ".join(headline.split())
+        # Headlines often quote data (a CSV line, a file name): fold newlines and escape control
+        # characters so the CLI's one line stays one line and never drives the terminal.
+        self.headline = one_line(headline)
         super().__init__(self.headline)
 
 

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 import driftloop
+from driftloop.errors import DataError
 from driftloop.storage.metadata import Database
 
 if TYPE_CHECKING:
@@ -77,6 +78,24 @@ def test_config_error_is_one_line_exit_1(cli, tmp_path: Path) -> None:
         f"error: invalid configuration in {tmp_path / 'driftloop.toml'}: simulate.machines "
         "(DRIFTLOOP_SIMULATE__MACHINES): input should be greater than or equal to 1"
     ]
+
+
+def test_error_lines_never_carry_control_characters(cli) -> None:
+    # Backspace and bell reach a terminal as they are (click strips only colour sequences, and only
+    # when not on a terminal); the file name is shown escaped instead.
+    result = cli("--config", "no\bsuch\afile\x1b[2J.toml", "config", "show")
+    assert result.code == 1
+    [line] = result.err.strip().splitlines()
+    assert line.isprintable()
+    assert "configuration file not found: " in line
+    assert "no\\x08such\\x07file\\x1b[2J.toml" in line
+
+
+def test_headlines_are_one_printable_line() -> None:
+    error = DataError("line 3: 'a\x00b\x1b[31m'\n\tnext \u202egnp.exe \udce9")
+    assert error.headline == "line 3: 'a\\x00b\\x1b[31m' next \\u202egnp.exe \\udce9"
+    assert error.headline.isprintable()
+    assert str(error) == error.headline
 
 
 def test_debug_adds_the_traceback(cli, tmp_path: Path) -> None:

@@ -14,7 +14,7 @@ import pytest
 
 from driftloop.capture import PREDICTION_SCHEMA, CaptureStore
 from driftloop.capture.records import normalize, parquet_objects
-from driftloop.errors import UsageError
+from driftloop.errors import DataError, UsageError
 from driftloop.monitoring.window import CaptureChunk, decode_fields, iter_captures, read_labels
 from driftloop.settings import CaptureSettings, ColumnSpec
 from driftloop.storage import open_store
@@ -284,3 +284,12 @@ def test_label_files_by_record_id(tmp_path: Path) -> None:
         "p1": 0.0,
     }
     assert read_labels(store, *window, as_of=T0 + timedelta(days=2)) == {"p1": 0.0}
+
+
+def test_a_label_file_without_a_needed_column_is_named_with_the_column(tmp_path: Path) -> None:
+    store = open_store(str(tmp_path / "store"))
+    key = "labels/plant/date=2026-03-01/part-0000.csv"
+    store.write_bytes(key, b"record_id,available_at,failure\nr1,2026-03-01T07:00:00Z,1\n")
+    with pytest.raises(DataError) as info:
+        read_labels(store, T0, T0 + timedelta(days=1), as_of=T0 + timedelta(days=2), dataset="plant")
+    assert f"label file {store.uri(key)} has no column 'machine_failure'" in info.value.headline

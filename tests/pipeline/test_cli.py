@@ -129,3 +129,19 @@ def test_bad_requests_are_one_line_errors(cli, args: list[str], message: str) ->
     assert result.code != 0
     [line] = result.err.strip().splitlines()
     assert message in line
+
+
+def test_a_label_file_without_a_needed_column_is_one_printable_line(cli, tmp_path: Path) -> None:
+    (tmp_path / "driftloop.toml").write_text("")
+    assert cli("simulate", "--start", "2026-01-01", "--days", "1", "--rows-per-day", "200").code == 0
+    [label_file] = (tmp_path / ".driftloop" / "labels" / "plant").rglob("*.csv")
+    # No available_at, and a column name with terminal control sequences in it (clear screen, NUL).
+    label_file.write_bytes(b"record_id,\x1b[2Jmachine_failure\x00\n20260101-0001,1\n")
+    result = cli("pipeline", "run", "--until", "ingest", "--as-of", "2026-01-10")
+    assert result.code == 1
+    [line] = result.err.strip().splitlines()
+    assert "step ingest failed: label file" in line
+    assert str(label_file) in line
+    assert "has no columns 'machine_failure', 'available_at'" in line
+    assert "'\\x1b[2Jmachine_failure\\x00'" in line  # shown escaped, never sent to the terminal
+    assert line.isprintable()

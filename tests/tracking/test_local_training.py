@@ -76,6 +76,11 @@ def test_regression_on_a_csv(cli, tracked: str, tmp_path: Path, mlflow_server: M
         ("csv", ["--target", "cancelled"], "error: target column 'cancelled' is not in churn.csv"),
         ("empty", ["--target", "churned"], "error: empty.csv is empty"),
         ("header", ["--target", "churned"], "error: header.csv has a header but no rows"),
+        (  # pyarrow quotes the bad line in its message: it must not reach the terminal raw
+            "binary",
+            ["--target", "churned"],
+            "binary.csv as CSV: CSV parse error: Expected 2 columns, got 3: 1,\\x1b[2J\\x00,2",
+        ),
         ("csv", [], "error: --data needs --target COLUMN"),
         ("csv", ["--target", "churned", "--set", "max_epochs=0"], "error: invalid --grid value"),
     ],
@@ -93,12 +98,16 @@ def test_bad_input_is_one_readable_line(  # noqa: PLR0917 — fixtures plus para
     elif setup == "header":
         data = tmp_path / "header.csv"
         data.write_text("tenure,churned\n")
+    elif setup == "binary":
+        data = tmp_path / "binary.csv"
+        data.write_bytes(b"tenure,churned\n1,\x1b[2J\x00,2\n")
     result = cli("train", "--data", str(data), *args)
     assert result.code in (1, 2), result.out
     lines = [line for line in result.err.splitlines() if line.strip()]
     assert len(lines) == 1, result.err
     assert lines[0].startswith("error: ")
     assert message.removeprefix("error: ") in lines[0], lines[0]
+    assert lines[0].isprintable()
 
 
 def test_experiment_grid_runs_children_under_one_parent_and_reports_the_best(

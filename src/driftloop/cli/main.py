@@ -33,7 +33,7 @@ from driftloop.cli import simulate as simulate_cli
 from driftloop.cli import train as train_cli
 from driftloop.cli import up as up_cli
 from driftloop.cli._state import CliState
-from driftloop.errors import DriftloopError
+from driftloop.errors import DriftloopError, one_line
 
 __all__ = ["app", "main"]
 
@@ -111,7 +111,8 @@ def main(argv: list[str] | None = None) -> None:
     except ClickException as exc:
         ctx = getattr(exc, "ctx", None)
         hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
-        _fail(f"{_one_line(exc.format_message())}{hint}", exc.exit_code)
+        # Click quotes what the user typed (a path, a value), which may hold control characters.
+        _fail(one_line(f"{exc.format_message()}{hint}"), exc.exit_code)
     except DriftloopError as exc:
         if debug:
             traceback.print_exc()
@@ -120,10 +121,6 @@ def main(argv: list[str] | None = None) -> None:
         traceback.print_exc()
         _fail("internal error (a bug in driftloop; the traceback above says where)", 1)
     sys.exit(result if isinstance(result, int) else 0)
-
-
-def _one_line(text: str) -> str:
-    return " ".join(text.split())
 
 
 def _fail(message: str, code: int) -> None:

@@ -6,8 +6,8 @@ must reach the quarantine with its original text rather than fail the read.
 
 from __future__ import annotations
 
+import csv
 import hashlib
-import io
 import re
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -18,6 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
+from driftloop.data.screen import escape, line_numbers, screen
 from driftloop.errors import DataError
 
 if TYPE_CHECKING:
@@ -41,6 +42,7 @@ SOURCE_COLUMN = "_source"
 SOURCE_ROW_COLUMN = "_row"
 LABEL_TIME_COLUMN = "available_at"
 _DAY = re.compile(r"(?:^|/)date=(\d{4}-\d{2}-\d{2})/[^/]+\.csv$")
+_CONTENT = re.compile(rb"[^\r\n]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,7 +56,11 @@ class Partition:
 
 @dataclass(frozen=True, slots=True)
 class MalformedLine:
-    """A CSV line that could not be split into the header's fields."""
+    """A line of a CSV file that could not become a row: not text, or the wrong number of fields.
+
+    ``line`` is 1-based in the file (the header is line 1); ``text`` is the line escaped by
+    :func:`driftloop.data.screen.escape`, so it is printable UTF-8 whatever the bytes were.
+    """
 
     source: str
     line: int | None
@@ -94,8 +100,9 @@ def read_raw(
 ) -> RawBatch:
     """Read every partition as string columns ``columns`` (missing ones become null, noted per file).
 
-    Adds ``_source`` (the key) and ``_row`` (0-based data row in the file). Lines with the wrong number
-    of fields are returned in ``malformed`` instead of failing the read.
+    Adds ``_source`` (the key) and ``_row`` (0-based data row in the file). Lines that cannot be rows
+    (not UTF-8 text, binary data, the wrong number of fields) are returned in ``malformed`` instead of
+    failing the read: one bad byte costs its line, not the file.
     """
     tables: list[pa.Table] = []
     hashes: dict[str, str] = {}
@@ -124,23 +131,40 @@ def read_raw(
 
 
 def read_labels(
-    store: ObjectStore, partitions: Sequence[Partition], id_column: str, target: str, as_of: datetime
+    store: ObjectStore,
+    partitions: Sequence[Partition],
+    id_column: str,
+    target: str,
+    as_of: datetime,
+    *,
+    on_malformed: Callable[[MalformedLine], None] | None = None,
 ) -> tuple[pa.Table, dict[str, str]]:
     """Labels known by ``as_of``: one row per id (the latest known), string columns ``[id_column, target]``.
 
-    The target is kept as text; validation decides whether it is a usable label.
+    A label file has (at least) the columns ``id_column``, ``target`` and ``available_at`` (ISO 8601:
+    when the label became known); a later row for an id corrects an earlier one. The target is kept as
+    text; validation decides whether it is a usable label. Lines that cannot be rows are skipped and
+    passed to ``on_malformed``. Raises :class:`DataError` naming the file and the missing columns when
+    a label file lacks one of the three.
     """
     frames, hashes = [], {}
+    needed = (id_column, target, LABEL_TIME_COLUMN)
     for part in partitions:
         data = store.read_bytes(part.key)
         hashes[part.key] = hashlib.sha256(data).hexdigest()
-        table, _bad, header = _read_strings(data, part.key)
+        table, bad, header = _read_strings(data, part.key)
+        if on_malformed is not None:
+            for line in bad:
+                on_malformed(line)
         if not header:
             continue
-        for needed in (id_column, target, LABEL_TIME_COLUMN):
-            if needed not in header:
-                raise DataError(f"label file {store.uri(part.key)} has no column {needed!r}")
-        frames.append(table.select([id_column, target, LABEL_TIME_COLUMN]))
+        absent = [name for name in needed if name not in header]
+        if absent:
+            raise DataError(
+                f"label file {store.uri(part.key)} has no column{'s' if len(absent) > 1 else ''} "
+                f"{_quoted(absent)} (its columns: {_quoted(header)}; a label file needs {_quoted(needed)})"
+            )
+        frames.append(table.select(list(needed)))
     if not frames:
         return pa.table({id_column: pa.array([], pa.string()), target: pa.array([], pa.string())}), hashes
     labels = pa.concat_tables(frames)
@@ -169,37 +193,79 @@ def _as_utc(text: pa.ChunkedArray) -> pa.Array:
 
 
 def _read_strings(data: bytes, source: str) -> tuple[pa.Table, list[MalformedLine], list[str]]:
-    malformed: list[MalformedLine] = []
+    """``data`` as string columns named by its header, and the lines that could not be rows.
 
-    def on_invalid(row: pacsv.InvalidRow) -> str:
-        malformed.append(
-            MalformedLine(
-                source=source,
-                line=row.number,
-                text=row.text,
-                reason=(
-                    f"malformed CSV line: expected {row.expected_columns} fields, got {row.actual_columns}"
-                ),
-            )
-        )
-        return "skip"
-
-    header = _header(data)
+    Lines that are not text are screened out first (:mod:`driftloop.data.screen`); lines with the
+    wrong number of fields are skipped by pyarrow. Both come back as :class:`MalformedLine` with their
+    1-based line in the file. Only text a CSV can hold reaches the table: an empty field is null,
+    every other value (``NaN``, ``NA``, ``null``…) stays the text it was, for validation to judge.
+    """
+    screened = screen(data)
+    malformed = [MalformedLine(source, r.line, r.text, r.reason) for r in screened.refused]
+    header = _names(screened.header)
     if not header:  # an empty file holds no rows; nothing to quarantine
         return pa.table({}), malformed, header
+    repeated = sorted({name for name in header if header.count(name) > 1})
+    if repeated:
+        raise DataError(f"CSV {source} has more than one column named {_quoted(repeated)}")
     try:
-        table = pacsv.read_csv(
-            io.BytesIO(data),
-            parse_options=pacsv.ParseOptions(invalid_row_handler=on_invalid),
-            convert_options=pacsv.ConvertOptions(
-                column_types=dict.fromkeys(header, pa.string()), strings_can_be_null=True
-            ),
-        )
+        table, invalid = _parse(screened.body, header, use_threads=True)
+        if any(row.number is None for row in invalid):
+            # pyarrow numbers rows only when it reads on one thread: pay for that only when needed.
+            table, invalid = _parse(screened.body, header, use_threads=False)
     except pa.ArrowInvalid as exc:
         raise DataError(f"cannot read CSV {source}: {exc}") from None
+    if invalid:
+        lines = line_numbers(screened.body)
+        for row in invalid:
+            known = row.number is not None and 0 < row.number <= len(lines)
+            malformed.append(
+                MalformedLine(
+                    source=source,
+                    line=screened.header_line + lines[row.number - 1] if known else None,
+                    text=escape(row.text),
+                    reason=(
+                        f"malformed CSV line: expected {row.expected_columns} fields, "
+                        f"got {row.actual_columns}"
+                    ),
+                )
+            )
+        malformed.sort(key=lambda m: m.line or 0)
     return table, malformed, header
 
 
-def _header(data: bytes) -> list[str]:
-    first = data.split(b"\n", 1)[0].decode("utf-8", errors="replace").strip("\r")
-    return [name.strip().strip('"') for name in first.split(",")] if first else []
+def _parse(body: bytes, header: list[str], *, use_threads: bool) -> tuple[pa.Table, list[pacsv.InvalidRow]]:
+    invalid: list[pacsv.InvalidRow] = []
+
+    def on_invalid(row: pacsv.InvalidRow) -> str:
+        invalid.append(row)
+        return "skip"
+
+    if _CONTENT.search(body) is None:  # pyarrow refuses an input without rows even with names given
+        return pa.table({name: pa.array([], pa.string()) for name in header}), invalid
+    table = pacsv.read_csv(
+        pa.BufferReader(body),
+        read_options=pacsv.ReadOptions(column_names=header, use_threads=use_threads),
+        parse_options=pacsv.ParseOptions(invalid_row_handler=on_invalid),
+        convert_options=pacsv.ConvertOptions(
+            column_types=dict.fromkeys(header, pa.string()),
+            # Only an empty field is missing. pyarrow's default list would also turn "NaN", "NA",
+            # "null"… into nulls, and the quarantine would then show an empty cell, not the bad text.
+            strings_can_be_null=True,
+            null_values=[""],
+        ),
+    )
+    return table, invalid
+
+
+def _quoted(names: Sequence[str]) -> str:
+    # Not repr(): header names are already escaped by the screen, repr would double the backslashes.
+    return ", ".join(f"'{name}'" for name in names)
+
+
+def _names(header: str) -> list[str]:
+    """Column names of a header line; quoted names may hold commas, surrounding spaces are dropped."""
+    if not header:
+        return []
+    # A byte-order mark (Excel writes one) is not part of the first name.
+    return [name.strip() for name in next(csv.reader([header.removeprefix("\ufeff")]))]

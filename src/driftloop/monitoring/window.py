@@ -172,10 +172,13 @@ def read_labels(
     Keys are prediction ids, from the labels sent to ``/v1/feedback`` (``captures/feedback/``) after
     ``start``; with ``dataset`` and ``id_column``, also the ``id_column`` values of the delayed label
     files under ``labels/<dataset>/`` (the simulator's), for predictions whose captured inputs carry
-    that id. The latest label of a key wins; feedback wins over a label file. Labels that are not numbers are
+    that id. The latest label of a key wins; feedback wins over a label file. Labels that are not
+    numbers, and lines of label files that cannot be read (not text, wrong number of fields), are
     skipped. Labels arrive after their predictions, so ``start`` and ``as_of`` bound what is read;
     labels of later predictions are returned too (they do not join). All of it is kept in memory, one
-    float per labelled prediction. Raises :class:`UsageError` when ``end`` is not after ``start``.
+    float per labelled prediction. Raises :class:`UsageError` when ``end`` is not after ``start``, and
+    :class:`DataError` naming the file and the column when a label file lacks ``id_column``,
+    ``target`` or ``available_at``.
     """
     start, end = as_utc(start), as_utc(end)
     if end <= start:

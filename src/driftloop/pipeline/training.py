@@ -88,8 +88,14 @@ def ingest(ctx: StepContext) -> StepResult:
     columns = [c.name for c in data.columns]
     id_col = next(c.name for c in data.columns if c.role == "id")
     batch = ingest_mod.read_raw(ctx.store, parts, columns)
+    label_lines: list[ingest_mod.MalformedLine] = []
     labels, label_hashes = ingest_mod.read_labels(
-        ctx.store, _label_partitions(ctx), id_col, data.target, ctx.params.as_of
+        ctx.store,
+        _label_partitions(ctx),
+        id_col,
+        data.target,
+        ctx.params.as_of,
+        on_malformed=label_lines.append,
     )
     for source, absent in batch.missing_columns.items():
         ctx.log.warning("%s lacks columns %s", source, ", ".join(absent))
@@ -100,16 +106,22 @@ def ingest(ctx: StepContext) -> StepResult:
         "missing_columns": batch.missing_columns,
         "rows": batch.table.num_rows,
         "labels": len(labels),
+        # Raw lines count towards the rejected share validation judges; label lines are no raw rows.
         "malformed_lines": len(batch.malformed),
+        "malformed_label_lines": len(label_lines),
     }
     outputs: dict[str, Any] = {"raw": batch.table, "labels": labels, "manifest": manifest}
-    if batch.malformed:
+    quarantined = [*batch.malformed, *label_lines]
+    if quarantined:
+        first = quarantined[0]
+        ctx.log.warning("%d lines could not be read and are quarantined (the first: %s line %s, %s)",
+                        len(quarantined), first.source, first.line, first.reason)  # fmt: skip
         outputs["malformed"] = pd.DataFrame(
             {
-                ingest_mod.SOURCE_COLUMN: [m.source for m in batch.malformed],
-                "line": [m.line for m in batch.malformed],
-                "text": [m.text for m in batch.malformed],
-                validate_mod.REASONS_COLUMN: [m.reason for m in batch.malformed],
+                ingest_mod.SOURCE_COLUMN: [m.source for m in quarantined],
+                "line": pd.array([m.line for m in quarantined], dtype="Int64"),
+                "text": [m.text for m in quarantined],
+                validate_mod.REASONS_COLUMN: [m.reason for m in quarantined],
             }
         )
     summary = {
@@ -118,6 +130,7 @@ def ingest(ctx: StepContext) -> StepResult:
         "labels": len(labels),
         "missing_days": len(missing_days),
         "malformed_lines": len(batch.malformed),
+        "malformed_label_lines": len(label_lines),
     }
     return StepResult(outputs=outputs, summary=summary)
 
@@ -285,7 +298,7 @@ TRAINING_STEPS: tuple[StepSpec, ...] = (
             "malformed": Output("csv", location="quarantine/{run}/malformed.csv", optional=True),
         },
         params=_WINDOW,
-        code=(ingest_mod,),
+        code=(ingest_mod, "driftloop.data.screen"),
         fingerprint=ingest_fingerprint,
     ),
     StepSpec(
