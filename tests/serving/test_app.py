@@ -1,6 +1,12 @@
-"""The service's HTTP contract, in process: formats, every 422, fallback, hot swap, metrics."""
+"""The service's HTTP contract, in process: formats, every 422, MLflow's protocol, fallback, hot swap,
+metrics."""
 
 from __future__ import annotations
+
+import json
+import logging
+import math
+from importlib import metadata
 
 import orjson
 import pytest
@@ -9,7 +15,16 @@ from fastapi.testclient import TestClient
 from driftloop.serving.app import create_app
 from driftloop.serving.batching import MicroBatcher
 from driftloop.serving.model import ModelHolder
-from tests.serving.fakes import BrokenModule, MemoryCapture, plant_model, plant_rows
+from tests.serving.fakes import (
+    CSV,
+    JSON,
+    PARQUET,
+    BrokenModule,
+    MemoryCapture,
+    mlflow_bodies,
+    plant_model,
+    plant_rows,
+)
 
 
 @pytest.fixture(params=[False, True], ids=["direct", "micro-batched"])
@@ -19,6 +34,26 @@ def served(request: pytest.FixtureRequest) -> tuple[TestClient, ModelHolder, Mem
     capture = MemoryCapture()
     batcher = MicroBatcher(holder.predict, max_rows=64) if request.param else None
     return TestClient(create_app(holder, capture=capture, batcher=batcher)), holder, capture
+
+
+@pytest.fixture(params=["ahead of FastAPI", "FastAPI's router"])
+def mlflow_served(
+    request: pytest.FixtureRequest, served: tuple[TestClient, ModelHolder, MemoryCapture]
+) -> tuple[TestClient, ModelHolder, MemoryCapture]:
+    """``served``, its scoring routes answered by ``ServiceApp`` ahead of FastAPI or by FastAPI's routes
+    (the protocol's path is compared with the first in ``test_protocol``)."""
+    if request.param == "FastAPI's router":
+        served[0].app.fast_routes = {}  # type: ignore[attr-defined]
+    return served
+
+
+def _invoke(client: TestClient, body: bytes, content_type: str | None = JSON):  # type: ignore[no-untyped-def]
+    return client.post(
+        "/invocations", content=body, headers={} if content_type is None else {"content-type": content_type}
+    )
+
+
+MLFLOW_ERROR = {"error_code": "BAD_REQUEST", "sqlstate": "KAM00", "error_class": "INVALID_PARAMETER_VALUE"}
 
 
 def test_predict_scores_each_instance_and_captures_it(served) -> None:
@@ -36,27 +71,182 @@ def test_predict_scores_each_instance_and_captures_it(served) -> None:
     assert capture.records[0]["model_version"] == 1
 
 
-def test_mlflow_scoring_formats_give_the_same_scores_and_capture_the_rows_scored(served) -> None:
-    client, holder, capture = served
+@pytest.mark.parametrize("form", list(mlflow_bodies(plant_rows(1))))
+def test_each_mlflow_format_scores_its_rows_as_mlflow_renders_them_and_captures_them(
+    mlflow_served, form
+) -> None:
+    client, holder, capture = mlflow_served
     rows = plant_rows(4, seed=3)
-    columns = list(rows[0])
-    expected = pytest.approx(list(holder.current.score(rows)), abs=1e-7)
-    bodies = [
-        {"dataframe_split": {"columns": columns, "data": [[r[c] for c in columns] for r in rows]}},
-        {"dataframe_records": rows},
-        {"instances": rows},
-        {"inputs": rows},
-        {"inputs": {c: [r[c] for r in rows] for c in columns}},
-    ]
-    for body in bodies:
+    content_type, body = mlflow_bodies(rows)[form]
+    response = _invoke(client, body, content_type)
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"] == "application/json"
+    # As MLflow's scoring server renders a model's 1-D numpy output: a plain list, one score per row.
+    scores = response.json()["predictions"]
+    assert list(response.json()) == ["predictions"]
+    assert all(type(s) is float for s in scores)
+    assert scores == pytest.approx(list(holder.current.score(rows)), abs=1e-7)
+    # Capture keeps the body as received and reads its rows back by its content type, as it was scored.
+    assert [r["inputs"] for r in capture.records] == rows
+    assert [r["score"] for r in capture.records] == scores
+    assert {r["endpoint"] for r in capture.records} == {"/invocations"}
+
+
+def test_a_single_value_in_a_column_is_repeated_down_it_as_pandas_does(mlflow_served) -> None:
+    client, _, capture = mlflow_served
+    rows = [{**row, "product_variant": "M"} for row in plant_rows(3, seed=2)]
+    columns = {c: [r[c] for r in rows] for c in rows[0]} | {"product_variant": "M"}
+    for key in ("instances", "inputs"):
         capture.records.clear()
-        response = client.post("/invocations", json=body)
-        assert response.status_code == 200, (body, response.text)
-        assert response.json()["predictions"] == expected
-        # Capture keeps the body as received and reads its rows back with the service's own parser.
+        assert _invoke(client, orjson.dumps({key: columns})).status_code == 200
         assert [r["inputs"] for r in capture.records] == rows
-        assert [r["score"] for r in capture.records] == response.json()["predictions"]
-        assert {r["endpoint"] for r in capture.records} == {"/invocations"}
+
+
+def test_csv_cells_are_numbers_text_or_null_as_pandas_reads_them(mlflow_served) -> None:
+    client, _, capture = mlflow_served
+    head = (
+        b"product_variant,air_temperature_k,process_temperature_k,rotational_speed_rpm,torque_nm,"
+        b"tool_wear_min,machine_id\n"
+    )
+    assert _invoke(client, head + b"L,300.1,310.2,1500,42.5,120,\n", CSV).status_code == 200
+    [inputs] = [r["inputs"] for r in capture.records]
+    assert inputs == {
+        "product_variant": "L", "air_temperature_k": 300.1, "process_temperature_k": 310.2,
+        "rotational_speed_rpm": 1500, "torque_nm": 42.5, "tool_wear_min": 120, "machine_id": None,
+    }  # fmt: skip
+    assert type(inputs["rotational_speed_rpm"]) is int
+    response = _invoke(client, head + b"L,300.1,310.2,1500,,120,m-7\n", CSV)  # no torque: null, not ""
+    assert response.status_code == 400
+    assert [(e["loc"], e["type"]) for e in response.json()["detail"]] == [
+        (["instances", 0, "torque_nm"], "missing")
+    ]
+
+
+def test_nan_and_infinity_as_mlflows_client_writes_them_are_null_and_infinite(mlflow_served) -> None:
+    client, _, capture = mlflow_served
+    row = plant_rows(1)[0]
+    # Python's json module (MLflow's client) writes a DataFrame's missing value as NaN, which is not JSON.
+    missing = json.dumps({"dataframe_records": [{**row, "machine_id": math.nan}]})
+    assert "NaN" in missing
+    assert _invoke(client, missing.encode()).status_code == 200
+    assert capture.records[0]["inputs"] == {**row, "machine_id": None}
+    infinite = json.dumps({"dataframe_records": [{**row, "torque_nm": -math.inf}]})
+    response = _invoke(client, infinite.encode())
+    assert response.status_code == 400
+    assert "torque_nm must be a finite number" in response.json()["message"]
+
+
+def test_params_must_be_an_object_and_are_ignored_as_for_mlflow_models_without_params(
+    mlflow_served, caplog
+) -> None:
+    client, _, _ = mlflow_served
+    rows = plant_rows(2, seed=5)
+    plain = _invoke(client, orjson.dumps({"dataframe_records": rows})).json()
+    with caplog.at_level(logging.WARNING, logger="driftloop.serving.app"):
+        for params in ({"temperature": 0.1}, {"max_tokens": 3}, None):
+            assert (
+                _invoke(client, orjson.dumps({"dataframe_records": rows, "params": params})).json() == plain
+            )
+    assert [r.getMessage() for r in caplog.records] == [
+        "params ['temperature'] ignored: the served model takes no inference parameters (said once)"
+    ]
+    for params, kind in ((5, "int"), ([1], "list"), ("x", "str")):
+        response = _invoke(client, orjson.dumps({"dataframe_records": rows, "params": params}))
+        assert response.status_code == 400
+        assert response.json() == {
+            **MLFLOW_ERROR,
+            "message": f"Parameters must be a dictionary. Got type '{kind}'.",
+        }
+
+
+@pytest.mark.parametrize(
+    ("content_type", "message"),
+    [
+        ("text/plain", "This predictor only supports the following content types: Types: ['text/csv', "
+                       "'application/json', 'application/vnd.apache.parquet']. Got 'text/plain'."),
+        ("application/x-www-form-urlencoded", "Got 'application/x-www-form-urlencoded'."),  # curl -d
+        ("application/json; charset=latin-1", "The scoring server only supports UTF-8"),
+        ("application/json; format=pandas-split", "Unrecognized content type parameters: format. IMPORTANT"),
+    ],
+)  # fmt: skip
+def test_an_unsupported_content_type_is_mlflows_415(mlflow_served, content_type: str, message: str) -> None:
+    client, _, capture = mlflow_served
+    response = _invoke(client, orjson.dumps({"instances": plant_rows(1)}), content_type)
+    assert response.status_code == 415
+    assert response.headers["content-type"] == "text/plain; charset=utf-8"
+    assert message in response.text
+    assert capture.records == []
+    assert 'driftloop_requests_total{path="/invocations",status="415"} 1.0' in client.get("/metrics").text
+
+
+@pytest.mark.parametrize(
+    ("content_type", "body", "reason"),
+    [
+        (JSON, b"{not json", "valid JSON"),
+        (JSON, b"[1, 2]", "Received a list"),
+        (JSON, b'{"tensor": [1]}', "exactly one of"),
+        (JSON, b'{"instances": [], "inputs": []}', "exactly one of"),
+        (JSON, b'{"instances": []}', "no rows to score"),
+        (JSON, b'{"dataframe_split": {"columns": ["a"]}}', "must have 'data' field"),
+        (JSON, b'{"dataframe_split": {"data": [[1]]}}', "needs 'columns'"),
+        (
+            JSON,
+            b'{"dataframe_split": {"columns": ["a", "b"], "data": [[1]]}}',
+            "row 0 does not have 2 values",
+        ),
+        (JSON, b'{"dataframe_split": {"columns": ["a"], "data": [[1]], "index": [0, 1]}}', "'index'"),
+        (JSON, b'{"dataframe_records": {"a": 1}}', "list of records"),
+        (JSON, b'{"inputs": {"a": [1, 2], "b": [1]}}', "different lengths"),
+        (CSV, b'a,b\n"1,2\n', "Failed to parse input as a Pandas DataFrame"),
+        (CSV, b"", "No columns to parse"),
+        (CSV, b"a,b\n\xff,1\n", "valid UTF-8"),
+        (PARQUET, b"junk", "valid Parquet"),
+    ],
+)
+def test_a_malformed_mlflow_request_is_mlflows_400(
+    mlflow_served, content_type: str, body: bytes, reason: str
+) -> None:
+    client, _, capture = mlflow_served
+    response = _invoke(client, body, content_type)
+    assert response.status_code == 400
+    assert response.headers["content-type"] == "application/json"
+    error = response.json()
+    assert {k: v for k, v in error.items() if k != "message"} == MLFLOW_ERROR
+    assert reason in error["message"]
+    assert capture.records == []
+
+
+def test_invalid_fields_are_mlflows_400_naming_each_field_and_v1_predict_keeps_its_422(mlflow_served) -> None:
+    client, _, capture = mlflow_served
+    rows = plant_rows(2)
+    rows[1]["torque_nm"] = "forty"
+    rows[1]["colour"] = "red"
+    mlflow = _invoke(client, orjson.dumps({"dataframe_records": rows}))
+    driftloop = client.post("/v1/predict", json={"instances": rows})
+    assert (mlflow.status_code, driftloop.status_code) == (400, 422)
+    detail = driftloop.json()["detail"]
+    assert [e["loc"] for e in detail] == [["instances", 1, "colour"], ["instances", 1, "torque_nm"]]
+    assert mlflow.json() == {
+        **MLFLOW_ERROR, "detail": detail,
+        "message": "Invalid input. 2 invalid field(s): row 1, field 'colour': unknown field 'colour'; "
+                   "row 1, field 'torque_nm': torque_nm must be a number, got str",
+    }  # fmt: skip
+    assert [r["kind"] for r in capture.records] == ["rejection", "rejection"]  # both refusals counted
+
+
+def test_ping_and_version_answer_as_mlflows_scoring_server() -> None:
+    holder = ModelHolder()
+    client = TestClient(create_app(holder))
+    ping = client.get("/ping")
+    assert (ping.status_code, ping.text, ping.headers["content-type"]) == (404, "\n", "application/json")
+    holder.install(plant_model(1))
+    ping = client.get("/ping")
+    assert (ping.status_code, ping.text, ping.headers["content-type"]) == (200, "\n", "application/json")
+    version = client.get("/version")
+    assert (version.status_code, version.headers["content-type"]) == (200, "application/json")
+    assert version.text == metadata.version("mlflow")
+    assert {"/ping", "/version"} <= set(client.get("/openapi.json").json()["paths"])
+    assert 'driftloop_requests_total{path="/ping",status="404"} 1.0' in client.get("/metrics").text
 
 
 @pytest.mark.parametrize(
@@ -109,9 +299,6 @@ def test_every_bad_field_of_every_row_is_reported_at_once(served) -> None:
         ("/v1/predict", b'{"rows": []}', 422),
         ("/v1/predict", b'{"instances": []}', 422),
         ("/v1/predict", b'{"instances": [1, 2]}', 422),
-        ("/invocations", b'{"dataframe_split": {"columns": ["a"]}}', 422),
-        ("/invocations", b'{"tensor": [1]}', 422),
-        ("/invocations", b'{"instances": [], "inputs": []}', 422),
         ("/v1/feedback", b'{"labels": [{"prediction_id": 3, "label": 1}]}', 422),
         ("/v1/feedback", b'{"labels": [{"prediction_id": "a", "label": "yes"}]}', 422),
     ],
@@ -316,10 +503,12 @@ def test_a_bug_on_the_scoring_path_is_a_json_500_and_counted() -> None:
     holder = ModelHolder()
     holder.install(plant_model(1))
     client = TestClient(create_app(holder, capture=_BuggyCapture()))
-    for path in ("/v1/predict", "/invocations"):
+    mlflow = {"error_code": "INTERNAL_ERROR", "message": "internal server error", "sqlstate": "XXM00",
+              "error_class": "CLIENT_INTERNAL_ERROR"}  # fmt: skip
+    for path, body in (("/v1/predict", {"error": "internal server error"}), ("/invocations", mlflow)):
         response = client.post(path, json={"instances": plant_rows(1)})
         assert response.status_code == 500
-        assert response.json() == {"error": "internal server error"}
+        assert response.json() == body
         assert f'driftloop_requests_total{{path="{path}",status="500"}} 1.0' in client.get("/metrics").text
 
 
@@ -336,16 +525,20 @@ def test_the_scoring_routes_answer_alike_ahead_of_fastapi_and_through_it() -> No
     app = create_app(holder)
     client = TestClient(app)
     ok, bad = {"instances": plant_rows(2)}, {"instances": [{**plant_rows(1)[0], "torque_nm": "x"}]}
+    csv = mlflow_bodies(plant_rows(2))["csv"][1]
+    sent = [("/v1/predict", ok, JSON), ("/invocations", ok, JSON), ("/v1/predict", bad, JSON),
+            ("/invocations", bad, JSON), ("/invocations", b"{", JSON), ("/invocations", csv, CSV),
+            ("/invocations", csv, "text/html")]  # fmt: skip
     answers = []
     for fast_routes in (dict(app.fast_routes), {}):  # {}: every request goes through FastAPI's router
         app.fast_routes = fast_routes
-        sent = [("/v1/predict", ok), ("/invocations", ok), ("/v1/predict", bad), ("/invocations", b"{")]
-        responses = [client.post(path, content=body if isinstance(body, bytes) else orjson.dumps(body))
-                     for path, body in sent]  # fmt: skip
-        answers.append(
-            [(r.status_code, r.headers["content-type"], _without_ids(r.json())) for r in responses]
-        )
-    assert answers[0] == answers[1]
-    assert [status for status, *_ in answers[0]] == [200, 200, 422, 422]
+        responses = [client.post(path, content=body if isinstance(body, bytes) else orjson.dumps(body),
+                                 headers={"content-type": content_type})
+                     for path, body, content_type in sent]  # fmt: skip
+        answers.append([(r.status_code, r.headers["content-type"], r.content) for r in responses])
+    assert [(s, t, _without_ids(orjson.loads(b)) if s != 415 else b) for s, t, b in answers[0]] == [
+        (s, t, _without_ids(orjson.loads(b)) if s != 415 else b) for s, t, b in answers[1]
+    ]
+    assert [status for status, *_ in answers[0]] == [200, 200, 422, 400, 400, 200, 415]
     assert {"/v1/predict", "/invocations"} <= set(client.get("/openapi.json").json()["paths"])
     assert client.get("/v1/predict").status_code == 405  # other methods are FastAPI's, as before

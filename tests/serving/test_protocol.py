@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import socket
-import threading
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -18,8 +17,7 @@ from driftloop.serving.app import create_app
 from driftloop.serving.batching import MicroBatcher
 from driftloop.serving.model import ModelHolder
 from driftloop.serving.protocol import ScoringProtocol
-from tests.conftest import free_port
-from tests.serving.fakes import MemoryCapture, plant_model, plant_rows
+from tests.serving.fakes import MemoryCapture, mlflow_bodies, plant_model, plant_rows, serving
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -29,9 +27,11 @@ if TYPE_CHECKING:
 ROWS = {"instances": plant_rows(2)}
 
 
-def _post(path: str, body: bytes, *extra: str, version: str = "1.1") -> bytes:
-    head = [f"POST {path} HTTP/{version}", "Host: test", "Content-Type: application/json",
-            f"Content-Length: {len(body)}", *extra]  # fmt: skip
+def _post(
+    path: str, body: bytes, *extra: str, version: str = "1.1", content_type: str | None = "application/json"
+) -> bytes:
+    typed = [] if content_type is None else [f"Content-Type: {content_type}"]
+    head = [f"POST {path} HTTP/{version}", "Host: test", *typed, f"Content-Length: {len(body)}", *extra]
     return ("\r\n".join(head) + "\r\n\r\n").encode() + body
 
 
@@ -73,38 +73,21 @@ class _Served:
         return socket.create_connection(("127.0.0.1", self.port), timeout=10)
 
 
-def _serve(app: FastAPI, port: int) -> tuple[uvicorn.Server, threading.Thread]:
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, loop="uvloop", http=ScoringProtocol,
-                            log_level="warning", lifespan="off")  # fmt: skip
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert thread.is_alive(), "uvicorn stopped while starting"
-        assert time.monotonic() < deadline, "uvicorn did not start within 20 s"
-        time.sleep(0.02)
-    return server, thread
-
-
 @pytest.fixture
 def served() -> Iterator[_Served]:
     holder = ModelHolder()
     holder.install(plant_model(1))
     capture = MemoryCapture()
     app = create_app(holder, capture=capture, batcher=MicroBatcher(holder.predict, max_rows=64))
-    port = free_port()
-    server, thread = _serve(app, port)
-    yield _Served(app, capture, port)
-    server.should_exit = True
-    thread.join(20)
+    with serving(app) as port:
+        yield _Served(app, capture, port)
 
 
 def _without_ids(body: bytes) -> Any:
     parsed = orjson.loads(body)
     for p in parsed.get("predictions", []):
         if isinstance(p, dict):
-            p.pop("id")
+            p.pop("id", None)
     return parsed
 
 
@@ -128,12 +111,56 @@ def test_the_protocol_answers_as_the_asgi_path_does(served: _Served) -> None:
             )
             assert {"date", "server"} <= set(headers)
             statuses.append(status)
-    assert statuses == [200, 200, 422, 422, 422]
+    assert statuses == [200, 200, 422, 400, 422]
     ids = [r["prediction_id"] for r in served.capture.records if r["kind"] == "prediction"]
     assert len(ids) == 8  # two requests of two rows over each path: every answer was captured
     metrics = client.get("/metrics").text
     assert 'driftloop_requests_total{path="/v1/predict",status="200"} 2.0' in metrics
     assert 'driftloop_requests_total{path="/v1/predict",status="422"} 4.0' in metrics
+
+
+def test_mlflow_requests_are_read_by_their_content_type_and_answered_as_the_asgi_path_does(
+    served: _Served,
+) -> None:
+    rows = plant_rows(3, seed=6)
+    bad_row = {"dataframe_records": [{**rows[0], "torque_nm": "x"}]}
+    sent = [*mlflow_bodies(rows).values(), ("text/plain", b"a,b"), ("application/json; charset=ascii", b"{}"),
+            ("text/csv", b""), ("application/json", orjson.dumps(bad_row)),
+            ("application/json", b'{"inputs": [], "params": 3}')]  # fmt: skip
+    client = TestClient(served.app)
+    answers = []
+    with served.connect() as sock:
+        responses = _Responses(sock)
+        for content_type, body in sent:
+            sock.sendall(_post("/invocations", body, content_type=content_type))
+            status, headers, payload = responses.next()
+            expected = client.post(
+                "/invocations",
+                content=body,
+                headers={} if content_type is None else {"content-type": content_type},
+            )
+            assert (status, headers["content-type"], payload) == (
+                expected.status_code, expected.headers["content-type"], expected.content
+            )  # fmt: skip
+            answers.append(status)
+    assert answers == [200] * len(mlflow_bodies(rows)) + [415, 415, 400, 400, 400]
+    # Each accepted body was read back by capture as the rows it held, whatever its content type.
+    captured = [r["inputs"] for r in served.capture.records if r["kind"] == "prediction"]
+    assert captured == rows * len(mlflow_bodies(rows)) * 2  # over the protocol, then over ASGI
+
+
+def test_the_content_type_header_is_found_in_any_case_and_the_first_one_counts(served: _Served) -> None:
+    csv = mlflow_bodies(plant_rows(2))["csv"][1]
+    with served.connect() as sock:
+        responses = _Responses(sock)
+        sock.sendall(_post("/invocations", csv, "CONTENT-TYPE: text/csv", content_type=None))
+        assert responses.next()[0] == 200
+        sock.sendall(_post("/invocations", csv, "content-type: application/json", content_type="text/csv"))
+        assert responses.next()[0] == 200
+        sock.sendall(_post("/invocations", csv, content_type=None))  # no header on the next request: JSON
+        status, _, payload = responses.next()
+    assert status == 400
+    assert "valid JSON" in orjson.loads(payload)["message"]
 
 
 def test_pipelined_requests_are_answered_in_order_whatever_their_route(served: _Served) -> None:

@@ -4,12 +4,14 @@ what was answered (decision 0028), and the Parquet rows they become."""
 from __future__ import annotations
 
 import asyncio
+import io
 import struct
 import uuid
 import zlib
 from typing import TYPE_CHECKING, Any
 
 import orjson
+import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -24,23 +26,27 @@ if TYPE_CHECKING:
     from pathlib import Path
 
 TS = "2026-03-01T12:00:00.000000+00:00"
-ROWS = [{"torque_nm": 40.0 + i, "tool_wear_min": i, "product_variant": "LMH"[i % 3]} for i in range(7)]
+ROWS = [{"torque_nm": 40.0 + i, "tool_wear_min": i, "product_variant": "LMH"[i % 3]} for i in range(13)]
 COLUMNS = ["torque_nm", "tool_wear_min", "product_variant"]
 
 
-def _requests() -> list[tuple[str, list[dict[str, Any]], bytes]]:
-    """(endpoint, rows, body) of requests in every format the service reads."""
+def _requests() -> list[tuple[str, list[dict[str, Any]], bytes, str | None]]:
+    """(endpoint, rows, body, content type when not JSON) of requests in every format the service reads."""
     split = {"dataframe_split": {"columns": COLUMNS, "data": [[r[c] for c in COLUMNS] for r in ROWS[3:5]]}}
+    parquet = io.BytesIO()
+    pd.DataFrame(ROWS[9:11]).to_parquet(parquet)
     return [
-        ("/v1/predict", ROWS[:1], orjson.dumps({"instances": ROWS[:1]})),
-        ("/v1/predict", ROWS[1:3], b'{ "instances" : ' + orjson.dumps(ROWS[1:3]) + b', "extra": 1 }'),
-        ("/invocations", ROWS[3:5], orjson.dumps(split)),
-        (
-            "/invocations",
-            ROWS[5:7],
-            orjson.dumps({"inputs": {c: [r[c] for r in ROWS[5:7]] for c in COLUMNS}}),
-        ),
-    ]
+        ("/v1/predict", ROWS[:1], orjson.dumps({"instances": ROWS[:1]}), None),
+        ("/v1/predict", ROWS[1:3], b'{ "instances" : ' + orjson.dumps(ROWS[1:3]) + b', "extra": 1 }', None),
+        ("/invocations", ROWS[3:5], orjson.dumps(split), None),
+        ("/invocations", ROWS[5:7], orjson.dumps({"inputs": {c: [r[c] for r in ROWS[5:7]] for c in COLUMNS}}),
+         None),
+        ("/invocations", ROWS[7:9], pd.DataFrame(ROWS[7:9]).to_csv(index=False).encode(), "text/csv"),
+        ("/invocations", ROWS[9:11], parquet.getvalue(), "application/vnd.apache.parquet"),
+        ("/invocations", ROWS[11:13],
+         orjson.dumps({"instances": {c: [r[c] for r in ROWS[11:13]] for c in COLUMNS}, "params": {"k": 1}}),
+         None),
+    ]  # fmt: skip
 
 
 def request_batch(*, threshold: float | None = 0.5, shadow: bool = False) -> dict[str, Any]:
@@ -49,9 +55,11 @@ def request_batch(*, threshold: float | None = 0.5, shadow: bool = False) -> dic
     record = {
         "kind": "request_batch", "ts": TS, "model_name": "plant", "model_version": 4, "fallback": False,
         "threshold": threshold, "ids": [uuid.uuid4().hex for _ in ROWS],
-        "scores": [0.13 * i for i in range(len(ROWS))], "rows": [len(rows) for _, rows, _ in requests],
-        "latency_ms": [1.5 + i for i in range(len(requests))], "endpoints": [e for e, _, _ in requests],
-        "bodies": [body for _, _, body in requests],
+        "scores": [0.13 * i for i in range(len(ROWS))], "rows": [len(rows) for _, rows, _, _ in requests],
+        "latency_ms": [1.5 + i for i in range(len(requests))], "endpoints": [e for e, _, _, _ in requests],
+        "bodies": [body for _, _, body, _ in requests],
+        # as the service records them when a batch holds a body that is not JSON
+        "content_types": [media or "application/json" for _, _, _, media in requests],
     }  # fmt: skip
     if shadow:
         record["shadow_version"], record["shadow_scores"] = 5, [0.9 - 0.1 * i for i in range(len(ROWS))]
@@ -100,7 +108,21 @@ def test_a_request_batch_becomes_exactly_the_rows_the_per_request_records_gave(
     expanded = expand(record)
     assert [r["inputs"] for r in expanded] == ROWS
     assert [r["prediction_id"] for r in expanded] == record["ids"]
-    assert [r["latency_ms"] for r in expanded] == [1.5, 2.5, 2.5, 3.5, 3.5, 4.5, 4.5]
+    assert [r["latency_ms"] for r in expanded] == [
+        1.5,
+        2.5,
+        2.5,
+        3.5,
+        3.5,
+        4.5,
+        4.5,
+        5.5,
+        5.5,
+        6.5,
+        6.5,
+        7.5,
+        7.5,
+    ]
     assert expanded == [r for batch in per_request(record) for r in expand(batch)]
 
 
@@ -142,6 +164,18 @@ def test_mixed_appends_keep_the_plain_records_in_one_frame_and_each_batch_in_its
     assert records == [plain[0], plain[1], record]
 
 
+def test_a_batch_of_json_bodies_records_no_content_types_and_a_csv_body_needs_its_own() -> None:
+    record = request_batch()
+    csv = record["endpoints"].index("/invocations") + 2  # the CSV request (see _requests)
+    assert record["content_types"][csv] == "text/csv"
+    json_only = {**record, "content_types": None}  # JSON is what a batch without the list holds
+    rows = expand(json_only)
+    assert [r["inputs"] for r in rows[:7]] == ROWS[:7]  # the JSON bodies read alike
+    body = record["bodies"][csv].decode()
+    assert [r["inputs"] for r in rows[7:9]] == [{"unreadable_body": body}] * 2  # a CSV body read as JSON
+    assert [r["inputs"] for r in expand(record)[7:9]] == ROWS[7:9]
+
+
 def test_a_body_that_does_not_give_its_rows_is_kept_whole_rather_than_failing_its_segment() -> None:
     record = request_batch()
     record["bodies"][0] = b'{"instances": "not rows"}'
@@ -178,8 +212,8 @@ def test_request_batches_go_through_the_store_to_parquet(tmp_path: Path, durabil
 
 
 def test_request_rows_reads_each_endpoints_format_and_names_what_is_wrong() -> None:
-    for endpoint, rows, body in _requests():
-        assert request_rows(endpoint, body) == rows
+    for endpoint, rows, body, media in _requests():
+        assert request_rows(endpoint, body, media or "application/json") == rows
     with pytest.raises(RequestFormatError, match="not valid JSON"):
         request_rows("/v1/predict", b"{")
     with pytest.raises(RequestFormatError, match="instances"):

@@ -186,15 +186,24 @@ def test_kill_9_under_load_loses_no_acknowledged_prediction(production: Workspac
 
 
 def test_mlflow_clients_format_on_the_real_server(server: Server) -> None:
+    import pandas as pd
+    from mlflow.pyfunc.scoring_server.client import ScoringServerClient
+
     rows = plant_rows(3, seed=4)
     columns = list(rows[0])
     split = {"dataframe_split": {"columns": columns, "data": [[r[c] for c in columns] for r in rows]}}
     a = httpx.post(f"{server.url}/invocations", json=split).json()["predictions"]
     b = httpx.post(f"{server.url}/invocations", json={"dataframe_records": rows}).json()["predictions"]
-    assert a == b
+    csv = pd.DataFrame(rows).to_csv(index=False)
+    c = httpx.post(f"{server.url}/invocations", content=csv, headers={"content-type": "text/csv"})
+    assert a == b == c.json()["predictions"]
     assert len(a) == 3
+    client = ScoringServerClient("127.0.0.1", int(server.url.rsplit(":", 1)[1]))
+    client.wait_server_ready(timeout=30)
+    assert client.invoke(pd.DataFrame(rows)).get_predictions()[0].tolist() == a
     bad = httpx.post(f"{server.url}/invocations", json={"dataframe_records": [{**rows[0], "torque_nm": "x"}]})
-    assert bad.status_code == 422
+    assert bad.status_code == 400
+    assert bad.json()["error_code"] == "BAD_REQUEST"
     assert bad.json()["detail"][0]["loc"] == ["instances", 0, "torque_nm"]
 
 

@@ -20,7 +20,7 @@ import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from driftloop.core.requests import RequestFormatError, prediction_items, request_rows
+from driftloop.core.requests import JSON, RequestFormatError, prediction_items, request_rows
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -358,12 +358,15 @@ def _requests_record(payload: bytes) -> dict[str, Any]:
 
 def _request_inputs(record: dict[str, Any]) -> list[Any]:
     """Every scored row of a request_batch, in order: each body read back as the service read it
-    (``core.requests``). A body that does not give the rows recorded for it (a bug, never expected) is
-    kept whole rather than failing its segment forever: each of its rows gets ``{"unreadable_body": …}``."""
+    (``core.requests``), by its media type (``content_types``, recorded only when a body is not JSON).
+    A body that does not give the rows recorded for it (a bug, never expected) is kept whole rather than
+    failing its segment forever: each of its rows gets ``{"unreadable_body": …}``."""
     inputs: list[Any] = []
-    for endpoint, body, count in zip(record["endpoints"], record["bodies"], record["rows"], strict=True):
+    bodies = record["bodies"]
+    media = record.get("content_types") or [JSON] * len(bodies)
+    for endpoint, body, count, kind in zip(record["endpoints"], bodies, record["rows"], media, strict=True):
         try:
-            rows = request_rows(endpoint, body)
+            rows = request_rows(endpoint, body, kind)
         except RequestFormatError:
             rows = []
         if len(rows) != count:

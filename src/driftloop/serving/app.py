@@ -1,8 +1,9 @@
 """The prediction service: FastAPI routes over a :class:`ModelHolder` and a capture sink.
 
-Contract (ARCHITECTURE.md): ``POST /v1/predict``, ``POST /invocations`` (MLflow's scoring protocol),
-``POST /v1/feedback``, ``GET /health``, ``GET /ready``, ``GET /v1/model``, ``GET /metrics``; OpenAPI at
-``/docs``. Bad input is a 422 naming each bad field, never a 500. A prediction is acknowledged (the
+Contract (ARCHITECTURE.md): ``POST /v1/predict``, ``POST /invocations`` (MLflow's scoring protocol,
+with MLflow's ``GET /ping`` and ``GET /version``), ``POST /v1/feedback``, ``GET /health``, ``GET /ready``,
+``GET /v1/model``, ``GET /metrics``; OpenAPI at ``/docs``. Bad input is a 422 naming each bad field
+(on the MLflow routes MLflow's 400, naming them too), never a 500. A prediction is acknowledged (the
 response sent) only after its capture record is durable.
 """
 
@@ -11,7 +12,7 @@ from __future__ import annotations
 import logging
 import time
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Protocol, TypeAlias
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, TypeAlias
 
 import orjson
 from fastapi import FastAPI, Request
@@ -20,15 +21,25 @@ from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from driftloop import __version__
-from driftloop.core.requests import RequestFormatError, parse, prediction_items, request_rows
+from driftloop.core.requests import (
+    JSON,
+    RequestFormatError,
+    UnsupportedMediaTypeError,
+    media_type,
+    mlflow_input,
+    parse,
+    prediction_items,
+    request_rows,
+)
 from driftloop.errors import DriftloopError
+from driftloop.serving import mlflow_api
 from driftloop.serving.inputs import FieldError, InvalidInput
 from driftloop.serving.metrics import ServiceMetrics
 from driftloop.serving.stamps import PredictionIds, utc_now_iso
 from driftloop.serving.webhooks import verify
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable, Mapping, Sequence
+    from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
     from contextlib import AbstractAsyncContextManager
 
     from starlette.types import Message, Receive, Scope, Send
@@ -47,6 +58,8 @@ WEBHOOK_SIGNATURE, WEBHOOK_DELIVERY, WEBHOOK_TIMESTAMP = (
 
 # A request's predictions (id, score, fallback, label) and the model that made them.
 _Answer: TypeAlias = "tuple[list[dict[str, Any]], LoadedModel]"
+# What capture needs of a scored request: endpoint, start time, body, its media type (None: JSON).
+_Context: TypeAlias = "tuple[str, float, bytes, str | None]"
 
 
 class CaptureSink(Protocol):
@@ -80,6 +93,13 @@ def _error_body(message: str, errors: list[dict[str, Any]] | None = None) -> byt
     return orjson.dumps(body)
 
 
+def _driftloop_error(
+    status: int, message: str, errors: list[dict[str, Any]] | None = None
+) -> tuple[int, bytes, bytes]:
+    """A failed request to a driftloop route: (status, content type, ``{"error", "detail"}``)."""
+    return status, _APPLICATION_JSON, _error_body(message, errors)
+
+
 def _error(status: int, message: str, errors: list[dict[str, Any]] | None = None) -> Response:
     return Response(_error_body(message, errors), status_code=status, media_type="application/json")
 
@@ -97,6 +117,18 @@ def _rows(endpoint: str, raw: bytes) -> list[Any]:
         return request_rows(endpoint, raw)
     except RequestFormatError as exc:
         raise _BadRequest(422, str(exc)) from None
+
+
+def _mlflow_input(raw: bytes, content_type: str | None) -> tuple[list[Any], dict[str, Any] | None, str]:
+    """An ``/invocations`` body's rows, params and media type (``core.requests``, as capture reads it)."""
+    try:
+        media = media_type(content_type)
+        rows, params = mlflow_input(raw, media)
+    except UnsupportedMediaTypeError as exc:
+        raise _BadRequest(415, str(exc)) from None
+    except RequestFormatError as exc:
+        raise _BadRequest(422, str(exc)) from None
+    return rows, params, media
 
 
 class _BadRequest(Exception):  # noqa: N818 — control flow to a 4xx response
@@ -139,12 +171,17 @@ def create_app(
         batcher.finish = service.finish
     service.monitor_gauges = monitor_gauges
     # The scoring routes are answered ahead of FastAPI's stack (ServiceApp); the routes declared here
-    # give them their OpenAPI entries and answer through the very same handlers.
-    app.fast_routes = {"/v1/predict": service.predict, "/invocations": service.invocations}
-    app.add_api_route("/v1/predict", _routed(service.predict), methods=["POST"], summary="Score raw rows")
+    # give them their OpenAPI entries and answer through the very same handlers. Each renders its
+    # errors its own way: driftloop's {"error", "detail"}, or MLflow's error body on /invocations.
+    predict = Route(service.predict, _driftloop_error)
+    invocations = Route(service.invocations, mlflow_api.error)
+    app.fast_routes = {"/v1/predict": predict, "/invocations": invocations}
+    app.add_api_route("/v1/predict", _routed(predict), methods=["POST"], summary="Score raw rows")
     app.add_api_route(
-        "/invocations", _routed(service.invocations), methods=["POST"], summary="MLflow scoring protocol"
+        "/invocations", _routed(invocations), methods=["POST"], summary="MLflow scoring protocol"
     )
+    app.add_api_route("/ping", service.ping, methods=["GET"], summary="MLflow's health check")
+    app.add_api_route("/version", service.version, methods=["GET"], summary="MLflow's version route")
     app.add_api_route(
         "/v1/feedback", service.feedback, methods=["POST"], summary="Ground truth by prediction id"
     )
@@ -171,17 +208,45 @@ def create_app(
     return app
 
 
-RawHandler: TypeAlias = "Callable[[bytes], Awaitable[bytes]]"  # request body → JSON response body
-_JSON_HEADERS = [(b"content-type", b"application/json")]
+_APPLICATION_JSON = b"application/json"
+# (request body, its content type) → JSON response body; raises _BadRequest or DriftloopError.
+RawHandler: TypeAlias = "Callable[[bytes, str | None], Awaitable[bytes]]"
+# (status, message, field errors) → (status, content type, body) of the failed request.
+ErrorRenderer: TypeAlias = "Callable[[int, str, list[dict[str, Any]] | None], tuple[int, bytes, bytes]]"
 
 
-def _routed(handler: RawHandler) -> Callable[[Request], Awaitable[Response]]:
-    """``handler`` as a FastAPI endpoint (its errors go through the app's exception handlers)."""
+class Route(NamedTuple):
+    """A scoring route answered ahead of FastAPI: its handler, and how it renders its errors."""
+
+    handler: RawHandler
+    error: ErrorRenderer
+
+
+async def _answer(path: str, route: Route, body: bytes, content_type: str | None) -> tuple[int, bytes, bytes]:
+    """``POST path`` with ``body``: (status, content type, body) to send. Never raises for a request's
+    fault or a bug: those are errors in the route's shape, a bug a 500 with the traceback in the log."""
+    try:
+        return 200, _APPLICATION_JSON, await route.handler(body, content_type)
+    except _BadRequest as exc:
+        return route.error(exc.status, str(exc), exc.errors)
+    except DriftloopError as exc:
+        return route.error(exc.http_status, str(exc), None)
+    except Exception:
+        log.exception("unhandled error answering POST %s", path)
+        return route.error(500, "internal server error", None)
+
+
+def _routed(route: Route) -> Callable[[Request], Awaitable[Response]]:
+    """``route`` as a FastAPI endpoint, answering as the fast path does."""
 
     async def endpoint(request: Request) -> Response:
-        return Response(await handler(await request.body()), media_type="application/json")
+        body = await request.body()
+        status, content_type, payload = await _answer(
+            request.url.path, route, body, request.headers.get("content-type")
+        )
+        return Response(payload, status_code=status, media_type=content_type.decode())
 
-    endpoint.__doc__ = handler.__doc__
+    endpoint.__doc__ = route.handler.__doc__
     return endpoint
 
 
@@ -200,7 +265,7 @@ class ServiceApp(FastAPI):
     def __init__(self, *, metrics: ServiceMetrics, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.metrics = metrics
-        self.fast_routes: dict[str, RawHandler] = {}
+        self.fast_routes: dict[str, Route] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Every HTTP request is counted by path and status and timed, on either path."""
@@ -210,8 +275,10 @@ class ServiceApp(FastAPI):
         if scope["method"] == "POST" and scope["path"] in self.fast_routes:
             body = await _read_body(receive)
             if body is not None:  # None: the client left before its body came
-                status, payload = await self.respond(scope["path"], body)
-                headers = [*_JSON_HEADERS, (b"content-length", str(len(payload)).encode())]
+                status, content_type, payload = await self.respond(
+                    scope["path"], body, _content_type(scope["headers"])
+                )
+                headers = [(b"content-type", content_type), (b"content-length", str(len(payload)).encode())]
                 await send({"type": "http.response.start", "status": status, "headers": headers})
                 await send({"type": "http.response.body", "body": payload})
             return
@@ -228,24 +295,28 @@ class ServiceApp(FastAPI):
         finally:
             self.metrics.observe(scope["path"], status, time.perf_counter() - started)
 
-    async def respond(self, path: str, body: bytes) -> tuple[int, bytes]:
-        """``POST path`` (a key of ``fast_routes``) with ``body``: the status and JSON body to send.
+    async def respond(
+        self, path: str, body: bytes, content_type: str | None = None
+    ) -> tuple[int, bytes, bytes]:
+        """``POST path`` (a key of ``fast_routes``) with ``body`` of ``content_type`` (the header's value,
+        None without one): the status, content type and body to send.
 
-        Never raises for a request's fault or a bug: those are JSON errors with their status. Counted
-        and timed in the request metrics. The uvicorn protocol (``serving.protocol``) calls this too.
+        Never raises for a request's fault or a bug: those are errors in the route's shape with their
+        status. Counted and timed in the request metrics. The uvicorn protocol (``serving.protocol``)
+        calls this too.
         """
-        started, status = time.perf_counter(), 200
-        try:
-            payload = await self.fast_routes[path](body)
-        except _BadRequest as exc:
-            status, payload = exc.status, _error_body(str(exc), exc.errors)
-        except DriftloopError as exc:
-            status, payload = exc.http_status, _error_body(str(exc))
-        except Exception:  # a bug: the caller gets a JSON 500 and the log the traceback
-            log.exception("unhandled error answering POST %s", path)
-            status, payload = 500, _error_body("internal server error")
-        self.metrics.observe(path, status, time.perf_counter() - started)
-        return status, payload
+        started = time.perf_counter()
+        answer = await _answer(path, self.fast_routes[path], body, content_type)
+        self.metrics.observe(path, answer[0], time.perf_counter() - started)
+        return answer
+
+
+def _content_type(headers: Iterable[tuple[bytes, bytes]]) -> str | None:
+    """The first ``content-type`` of an ASGI scope's headers (names are lower case), as text."""
+    for name, value in headers:
+        if name == b"content-type":
+            return value.decode("latin-1")
+    return None
 
 
 async def _read_body(receive: Receive) -> bytes | None:
@@ -291,20 +362,40 @@ class _Service:
         self.metrics = metrics
         self.max_rows = max_rows
         self.ids = PredictionIds()
+        self.mlflow_version = mlflow_api.mlflow_version()
+        self.params_ignored = False  # said once in the log, not per request
 
-    async def predict(self, raw: bytes) -> bytes:
+    async def predict(self, raw: bytes, content_type: str | None = None) -> bytes:
         """``{"instances": [{field: value, …}, …]}`` → one prediction (id, score, label) per instance."""
         started = time.perf_counter()
-        out, answered = await self._score(_rows("/v1/predict", raw), "/v1/predict", started, raw)
+        out, answered = await self._score(_rows("/v1/predict", raw), ("/v1/predict", started, raw, None))
         return orjson.dumps(
             {"model": {"name": answered.name, "version": answered.version}, "predictions": out}
         )
 
-    async def invocations(self, raw: bytes) -> bytes:
-        """MLflow's scoring protocol: ``{"predictions": [score, …]}``."""
+    async def invocations(self, raw: bytes, content_type: str | None = None) -> bytes:
+        """MLflow's scoring protocol: a JSON body (dataframe_split, dataframe_records, instances or inputs,
+        and optional params), CSV or Parquet → ``{"predictions": [score, …]}``."""
         started = time.perf_counter()
-        out, _ = await self._score(_rows("/invocations", raw), "/invocations", started, raw)
-        return orjson.dumps({"predictions": [item["score"] for item in out]})
+        rows, params, media = _mlflow_input(raw, content_type)
+        if params and not self.params_ignored:
+            # As MLflow does for a model whose signature has no params schema: accepted, not used.
+            self.params_ignored = True
+            log.warning("params %s ignored: the served model takes no inference parameters (said once)",
+                        sorted(params))  # fmt: skip
+        # The media type is captured with the body only when it is not JSON, the default when reading back.
+        context = ("/invocations", started, raw, None if media == JSON else media)
+        out, _ = await self._score(rows, context)
+        return mlflow_api.predictions([item["score"] for item in out])
+
+    async def ping(self) -> Response:
+        """MLflow's health check: 200 once a model is loaded (404 before, as MLflow's unhealthy answer)."""
+        ready = self.holder.current is not None
+        return Response(b"\n", status_code=200 if ready else 404, media_type="application/json")
+
+    async def version(self) -> Response:
+        """The version of MLflow whose scoring protocol this service speaks, as MLflow's server answers."""
+        return Response(self.mlflow_version, media_type="application/json")
 
     async def feedback(self, request: Request) -> ORJSONResponse:
         """Ground truth for earlier predictions: ``{"labels": [{"prediction_id": …, "label": 0|1}, …]}``."""
@@ -360,7 +451,8 @@ class _Service:
         except DriftloopError as exc:
             log.warning("could not capture a refused request: %s", exc.headline)
 
-    async def _score(self, rows: list[Any], endpoint: str, started: float, raw: bytes) -> _Answer:
+    async def _score(self, rows: list[Any], context: _Context) -> _Answer:
+        endpoint = context[0]
         if not rows:
             raise _BadRequest(422, "no rows to score")
         if len(rows) > self.max_rows:
@@ -378,10 +470,10 @@ class _Service:
             await self._capture_rejection(model.name, endpoint, len(rows), errors)
             raise _BadRequest(422, "invalid input", errors) from None
         if self.batcher is not None:
-            result: _Answer = await self.batcher.submit(rows, (endpoint, started, raw))
+            result: _Answer = await self.batcher.submit(rows, context)
             return result
         prediction = await run_in_threadpool(self.holder.predict, rows)
-        results, durable = self.finish([((endpoint, started, raw), rows)], prediction)
+        results, durable = self.finish([(context, rows)], prediction)
         if durable is not None:
             await durable
         return results[0]
@@ -391,9 +483,10 @@ class _Service:
     ) -> tuple[list[_Answer], Awaitable[None] | None]:
         """The answers of a batch of requests scored in one model call (``MicroBatcher``'s ``finish``),
         and the capture of all of them, which each answer waits for: an acknowledged prediction is
-        durable. ``batch``: per request ((endpoint, start time, body), rows), in the prediction's row
-        order. The capture is one ``request_batch`` record: the request bodies as received plus what
-        the model answered (decision 0028), not a JSON rendering of every row."""
+        durable. ``batch``: per request ((endpoint, start time, body, media type or None for JSON),
+        rows), in the prediction's row order. The capture is one ``request_batch`` record: the request
+        bodies as received plus what the model answered (decision 0028), not a JSON rendering of every
+        row, and the media type of each body when one is not JSON (decision 0033)."""
         answered, fallback = prediction.model, prediction.fallback
         scores = prediction.scores.tolist()
         ids = self.ids.take(len(scores))
@@ -414,10 +507,13 @@ class _Service:
             "kind": "request_batch", "ts": utc_now_iso(), "model_name": answered.name,
             "model_version": answered.version, "fallback": fallback, "threshold": answered.threshold,
             "ids": ids, "scores": scores, "rows": counts,
-            "latency_ms": [(clock - started) * 1000 for (_, started, _), _ in batch],
-            "endpoints": [endpoint for (endpoint, _, _), _ in batch],
-            "bodies": [raw for (_, _, raw), _ in batch],
+            "latency_ms": [(clock - started) * 1000 for (_, started, _, _), _ in batch],
+            "endpoints": [endpoint for (endpoint, _, _, _), _ in batch],
+            "bodies": [raw for (_, _, raw, _), _ in batch],
         }  # fmt: skip
+        types = [media for (_, _, _, media), _ in batch]
+        if any(types):  # a CSV or Parquet body: read back by its type (JSON when the list is absent)
+            record["content_types"] = [media or JSON for media in types]
         if prediction.shadow is not None and prediction.shadow_scores is not None:
             record["shadow_version"] = prediction.shadow.version
             record["shadow_scores"] = prediction.shadow_scores.tolist()

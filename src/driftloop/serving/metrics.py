@@ -20,7 +20,10 @@ if TYPE_CHECKING:
 
 __all__ = ["ServiceMetrics"]
 
-_PATHS = {"/v1/predict", "/invocations", "/v1/feedback", "/health", "/ready", "/v1/model", "/metrics"}
+_PATHS = {
+    "/v1/predict", "/invocations", "/ping", "/version", "/v1/feedback", "/health", "/ready", "/v1/model",
+    "/metrics",
+}  # fmt: skip
 _LATENCY_BUCKETS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
 

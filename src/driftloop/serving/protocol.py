@@ -6,10 +6,10 @@ messages, checks every response header against two regular expressions, and writ
 and headers with one ``send`` system call and the body with another (two TCP segments on loopback,
 two wake-ups of the client). :class:`ScoringProtocol` is ``HttpToolsProtocol`` except for a complete
 ``POST`` to one of ``ServiceApp.fast_routes``: it gathers the body, runs ``ServiceApp.respond`` (the
-same handler, errors and metrics as the ASGI path) in a task and writes the whole response with one
-``transport.write``. Everything else, and anything unusual about a scoring request (``Expect:
-100-continue``, an upgrade, a percent-encoded path, ``limit_concurrency``, a request pipelined behind
-another on the same connection), takes uvicorn's own path unchanged.
+same handler, errors and metrics as the ASGI path, given the request's ``Content-Type``) in a task and
+writes the whole response with one ``transport.write``. Everything else, and anything unusual about a
+scoring request (``Expect: 100-continue``, an upgrade, a percent-encoded path, ``limit_concurrency``, a
+request pipelined behind another on the same connection), takes uvicorn's own path unchanged.
 
 What uvicorn's path does and this one keeps: keep-alive and its timeout, ``Connection: close`` and
 HTTP/1.0, pipelined requests answered in order (a later request waits in uvicorn's queue until this
@@ -38,7 +38,7 @@ def _status_line(status: int) -> bytes:
 
 
 _STATUS_LINES = {status: _status_line(status) for status in range(100, 600)}
-_JSON = b"content-type: application/json\r\ncontent-length: "
+_CONTENT_TYPE = b"content-type"
 
 
 class _NoEvent:
@@ -50,14 +50,16 @@ class _NoEvent:
 
 class _Scoring:
     """A fast-path request in flight: the part of uvicorn's ``RequestResponseCycle`` the protocol reads
-    (``response_complete``, ``keep_alive``, ``disconnected``, ``message_event``) plus the body."""
+    (``response_complete``, ``keep_alive``, ``disconnected``, ``message_event``) plus the body and its
+    content type."""
 
-    __slots__ = ("body", "disconnected", "keep_alive", "path", "response_complete")
+    __slots__ = ("body", "content_type", "disconnected", "keep_alive", "path", "response_complete")
     message_event = _NoEvent()
 
-    def __init__(self, path: str, keep_alive: bool) -> None:
+    def __init__(self, path: str, keep_alive: bool, content_type: bytes | None) -> None:
         self.path = path
         self.keep_alive = keep_alive
+        self.content_type = content_type
         self.body: list[bytes] = []
         self.response_complete = self.disconnected = False
 
@@ -79,14 +81,22 @@ class ScoringProtocol(HttpToolsProtocol):
         self.service = _service_app(self.app)
         self._headers_of: object = None  # the default-headers list last encoded (uvicorn renews it)
         self._headers = b""
+        self._content_type: bytes | None = None  # of the request whose headers are being parsed
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        # /invocations reads its body by its content type. The first header counts, as in Starlette.
+        if self._content_type is None and len(name) == len(_CONTENT_TYPE) and name.lower() == _CONTENT_TYPE:
+            self._content_type = value
+        super().on_header(name, value)
 
     def on_headers_complete(self) -> None:
+        content_type, self._content_type = self._content_type, None  # the next request starts afresh
         path = self._scoring_path()
         if path is None:
             super().on_headers_complete()
             return
         keep_alive = self.parser.get_http_version() != "1.0" and self.parser.should_keep_alive()
-        self.cycle = _Scoring(path, keep_alive)  # type: ignore[assignment]
+        self.cycle = _Scoring(path, keep_alive, content_type)  # type: ignore[assignment]
 
     def _scoring_path(self) -> str | None:
         """The path when this request is a fast-path one (see the module docstring), else None."""
@@ -120,14 +130,16 @@ class ScoringProtocol(HttpToolsProtocol):
     async def _answer(self, cycle: _Scoring) -> None:
         assert self.service is not None
         body = cycle.body[0] if len(cycle.body) == 1 else b"".join(cycle.body)
-        status, payload = await self.service.respond(cycle.path, body)
+        content_type = None if cycle.content_type is None else cycle.content_type.decode("latin-1")
+        status, media, payload = await self.service.respond(cycle.path, body, content_type)
         if self.flow.write_paused and not cycle.disconnected:
             await self.flow.drain()
         if cycle.disconnected or self.transport.is_closing():  # gone: its prediction is captured, that's all
             cycle.response_complete = True
             return
         self.transport.write(
-            b"".join((_STATUS_LINES[status], self._default_headers(), _JSON, b"%d\r\n" % len(payload),
+            b"".join((_STATUS_LINES[status], self._default_headers(), b"content-type: ", media,
+                      b"\r\ncontent-length: %d\r\n" % len(payload),
                       b"\r\n" if cycle.keep_alive else b"connection: close\r\n\r\n", payload))
         )  # fmt: skip
         cycle.response_complete = True
