@@ -5,7 +5,7 @@ request body back into its rows (``docs/decisions/0028-capture-request-bodies.md
 what is captured is exactly what was scored. ``POST /invocations`` speaks MLflow's scoring protocol as
 ``mlflow models serve`` (MLflow 3) reads it: JSON, CSV or Parquet by content type (capture records the
 content type of every body that is not JSON), the four JSON input formats, and ``params``
-(``docs/decisions/0033-mlflow-scoring-protocol.md``).
+(``docs/decisions/0034-mlflow-scoring-protocol.md``).
 """
 
 from __future__ import annotations

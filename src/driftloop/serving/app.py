@@ -486,7 +486,7 @@ class _Service:
         durable. ``batch``: per request ((endpoint, start time, body, media type or None for JSON),
         rows), in the prediction's row order. The capture is one ``request_batch`` record: the request
         bodies as received plus what the model answered (decision 0028), not a JSON rendering of every
-        row, and the media type of each body when one is not JSON (decision 0033)."""
+        row, and the media type of each body when one is not JSON (decision 0034)."""
         answered, fallback = prediction.model, prediction.fallback
         scores = prediction.scores.tolist()
         ids = self.ids.take(len(scores))

@@ -4,7 +4,7 @@ Read from MLflow's own scoring server (``mlflow/pyfunc/scoring_server``) so that
 cannot tell the two apart: the predictions of ``POST /invocations`` as MLflow renders a model's 1-D
 output, its errors as MLflow's JSON error body (415 as MLflow's plain text), ``GET /ping`` and
 ``GET /version``. Request bodies are read in ``driftloop.core.requests``, which capture shares
-(decision 0033 records where driftloop departs from MLflow, and why).
+(decision 0034 records where driftloop departs from MLflow, and why).
 """
 
 from __future__ import annotations
