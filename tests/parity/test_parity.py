@@ -9,6 +9,7 @@ it), and the training evaluation's own hold-out scores. All four agree to 1e-6.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -178,3 +179,95 @@ def test_a_multi_class_target_is_refused_with_one_clear_line(cli, tmp_path: Path
         "error: classification needs a target with two classes, found 3: ['a', 'b', 'c'] "
         "(use --task regression for a numeric target)"
     )
+
+
+class _MlflowServe:
+    """``mlflow models serve`` of a registered version, on loopback, for comparisons."""
+
+    def __init__(self, trained: Trained) -> None:
+        import subprocess
+        import sys
+
+        from tests.conftest import free_port
+
+        self.url = f"http://127.0.0.1:{free_port()}"
+        tracking = f"sqlite:///{trained.directory / '.driftloop' / 'mlflow.db'}"
+        env = {k: v for k, v in os.environ.items() if not k.startswith("DRIFTLOOP_")}
+        env |= {"MLFLOW_TRACKING_URI": tracking, "MLFLOW_DISABLE_TELEMETRY": "true"}
+        env["PATH"] = f"{os.path.dirname(sys.executable)}{os.pathsep}{env.get('PATH', '')}"  # its uvicorn
+        self.log = trained.directory / "mlflow-serve.log"
+        with self.log.open("wb") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "mlflow", "models", "serve", "-m", f"models:/{trained.dataset.name}/1",
+                 "--env-manager", "local", "--host", "127.0.0.1", "-p", self.url.rsplit(":", 1)[1]],
+                cwd=trained.directory, env=env, stdout=log, stderr=subprocess.STDOUT,
+            )  # fmt: skip
+
+    def wait_ready(self) -> None:
+        from mlflow.pyfunc.scoring_server.client import ScoringServerClient
+
+        try:
+            ScoringServerClient("127.0.0.1", int(self.url.rsplit(":", 1)[1])).wait_server_ready(timeout=120)
+        except Exception:
+            raise AssertionError(self.log.read_text()[-3000:]) from None
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(timeout=30)
+
+
+def _bodies(trained: Trained) -> list[tuple[str, str, bytes]]:
+    """(case, content type, body): valid bodies in every MLflow format, and bodies both must refuse."""
+    rows = [
+        {k: v for k, v in row.items() if k in trained.transform.input_names} for row in trained.holdout[:8]
+    ]
+    full = [r for r in rows if all(v is not None for v in r.values())][:3]  # MLflow's tf-serving path
+    columns = trained.transform.input_names  # turns nulls into the text "None"; keep those formats full
+    split = {"columns": columns, "data": [[r[c] for c in columns] for r in rows]}
+    csv = pd.DataFrame(rows, columns=columns).to_csv(index=False).encode()
+    numeric = trained.transform.numeric[0].name
+    bad_type = [{**rows[0], numeric: "not a number"}]
+    missing = [{k: v for k, v in rows[0].items() if k != numeric}]
+    js = "application/json"
+    return [
+        ("split", js, json.dumps({"dataframe_split": split}).encode()),
+        ("records", js, json.dumps({"dataframe_records": rows}).encode()),
+        ("instances", js, json.dumps({"instances": full}).encode()),
+        (
+            "inputs as columns",
+            js,
+            json.dumps({"inputs": {c: [r[c] for r in full] for c in columns}}).encode(),
+        ),
+        ("params", js, json.dumps({"dataframe_split": split, "params": {}}).encode()),
+        ("csv", "text/csv", csv),
+        ("not json", js, b"{not json"),
+        ("two formats", js, json.dumps({"dataframe_split": split, "dataframe_records": rows}).encode()),
+        ("no format", js, json.dumps({"rows": rows}).encode()),
+        ("a missing column", js, json.dumps({"dataframe_records": missing}).encode()),
+        ("text in a number", js, json.dumps({"dataframe_records": bad_type}).encode()),
+        ("unsupported content type", "text/plain", b"hello"),
+    ]
+
+
+def test_mlflow_models_serve_of_the_same_version_answers_the_same_bodies_alike(trained: Trained) -> None:
+    if trained.dataset.name != "churn":
+        pytest.skip("one dataset is enough to compare with mlflow models serve (it takes ~20 s to start)")
+    import httpx
+
+    mlflow_serve = _MlflowServe(trained)
+    try:
+        mlflow_serve.wait_ready()
+        for case, content_type, body in _bodies(trained):
+            ours = trained.client.post("/invocations", content=body, headers={"content-type": content_type})
+            theirs = httpx.post(f"{mlflow_serve.url}/invocations", content=body,
+                                headers={"content-type": content_type}, timeout=60)  # fmt: skip
+            assert ours.status_code == theirs.status_code, (case, ours.text, theirs.text)
+            if theirs.status_code == 200:
+                mine, reference = ours.json()["predictions"], theirs.json()["predictions"]
+                assert len(mine) == len(reference), case
+                np.testing.assert_allclose(mine, reference, atol=TOLERANCE, rtol=0, err_msg=case)
+            elif theirs.status_code == 400:
+                assert {"error_code", "message"} <= set(ours.json()), case
+                assert ours.json()["error_code"] in ("BAD_REQUEST", "INVALID_PARAMETER_VALUE"), case
+    finally:
+        mlflow_serve.stop()
