@@ -8,6 +8,7 @@ it), and the training evaluation's own hold-out scores. All four agree to 1e-6.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ from driftloop.registry import Registry
 from driftloop.serving.app import create_app
 from driftloop.serving.model import ModelHolder, load_version
 from driftloop.settings import load_settings
+from driftloop.storage import store_for
 from driftloop.tracking import Tracker
 from tests.parity.datasets import DATASETS, Dataset, client_rows
 from tests.serving.fakes import MemoryCapture
@@ -271,3 +273,21 @@ def test_mlflow_models_serve_of_the_same_version_answers_the_same_bodies_alike(t
                 assert ours.json()["error_code"] in ("BAD_REQUEST", "INVALID_PARAMETER_VALUE"), case
     finally:
         mlflow_serve.stop()
+
+
+def test_a_bad_byte_costs_its_line_not_the_training(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    csv = DATASETS[0].write(tmp_path)
+    lines = csv.read_bytes().split(b"\n")
+    lines[5] = b"\xff\xfe garbage \x00 from a broken export"
+    lines[9] = lines[9] + b",one field too many"
+    csv.write_bytes(b"\n".join(lines))
+    done = cli("train", "--data", str(csv), "--target", "churned", "--set", "max_epochs=2")
+    assert done.code == 0, done.err
+    assert "2 lines are not CSV rows" in done.err
+    store = store_for(load_settings(cwd=tmp_path))
+    [key] = [i.key for i in store.list("quarantine/") if i.key.endswith("malformed.csv")]
+    quarantined = pd.read_csv(io.BytesIO(store.read_bytes(key)), keep_default_na=False)
+    assert quarantined["line"].tolist() == [6, 10]
+    assert quarantined["text"][0] == "\\xff\\xfe garbage \\x00 from a broken export"
+    assert quarantined["_reasons"][0].startswith("not UTF-8")
+    assert quarantined["_reasons"][1].startswith("malformed CSV line")

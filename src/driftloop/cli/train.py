@@ -68,10 +68,14 @@ def _print_report(st: CliState, report: CsvReport) -> None:
     st.err.print(f"rows: {report.rows_read:,} read, {report.trained_rows:,} used", highlight=False)
     if report.unlabelled:
         st.err.print(f"[yellow]{report.unlabelled:,} rows have no target value: skipped[/]")
+    if report.malformed:
+        st.err.print(f"[yellow]{report.malformed:,} lines are not CSV rows (not text, wrong number of "
+                     "fields): set aside[/]", highlight=False)  # fmt: skip
     if report.rejected:
         reasons = ", ".join(f"{k} ({v})" for k, v in list(report.reasons.items())[:3])
-        st.err.print(f"[yellow]{report.rejected:,} rows rejected: {reasons}; quarantined at "
-                     f"{report.quarantine}[/]", highlight=False)  # fmt: skip
+        st.err.print(f"[yellow]{report.rejected:,} rows rejected: {reasons}[/]", highlight=False, markup=True)
+    if report.quarantine:
+        st.err.print(f"quarantine (with reasons): {report.quarantine}", highlight=False, markup=False)
     st.err.print(f"feature version {report.feature_version[:12]} (driftloop features show "
                  f"{report.feature_version[:12]})", highlight=False)  # fmt: skip
 

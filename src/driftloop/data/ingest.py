@@ -36,6 +36,7 @@ __all__ = [
     "list_partitions",
     "read_labels",
     "read_raw",
+    "read_text_csv",
 ]
 
 SOURCE_COLUMN = "_source"
@@ -111,7 +112,7 @@ def read_raw(
     for part in partitions:
         data = store.read_bytes(part.key)
         hashes[part.key] = hashlib.sha256(data).hexdigest()
-        table, bad, header = _read_strings(data, part.key)
+        table, bad, header = read_text_csv(data, part.key)
         malformed.extend(bad)
         absent = [c for c in columns if c not in header]
         if absent:
@@ -152,7 +153,7 @@ def read_labels(
     for part in partitions:
         data = store.read_bytes(part.key)
         hashes[part.key] = hashlib.sha256(data).hexdigest()
-        table, bad, header = _read_strings(data, part.key)
+        table, bad, header = read_text_csv(data, part.key)
         if on_malformed is not None:
             for line in bad:
                 on_malformed(line)
@@ -192,7 +193,7 @@ def _as_utc(text: pa.ChunkedArray) -> pa.Array:
         return pa.array(naive, pa.timestamp("ms"), from_pandas=True).cast(pa.timestamp("ms", tz="UTC"))
 
 
-def _read_strings(data: bytes, source: str) -> tuple[pa.Table, list[MalformedLine], list[str]]:
+def read_text_csv(data: bytes, source: str) -> tuple[pa.Table, list[MalformedLine], list[str]]:
     """``data`` as string columns named by its header, and the lines that could not be rows.
 
     Lines that are not text are screened out first (:mod:`driftloop.data.screen`); lines with the

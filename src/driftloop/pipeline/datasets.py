@@ -9,7 +9,6 @@ there, so a model trained on a laptop is as reproducible as a pipeline's (``drif
 from __future__ import annotations
 
 import hashlib
-import io
 import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
@@ -17,10 +16,10 @@ from typing import TYPE_CHECKING, Any, Literal
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.csv as pacsv
 
 from driftloop.core.transform import FALSE_TEXTS, TRUE_TEXTS, DroppedColumn, Transform, fit
-from driftloop.data.validate import ValidationResult, validate
+from driftloop.data.ingest import MalformedLine, read_text_csv
+from driftloop.data.validate import REASONS_COLUMN, ValidationResult, validate
 from driftloop.errors import DataError, UsageError
 from driftloop.features import feature_store_for
 from driftloop.pipeline.catalog import to_csv_bytes
@@ -168,7 +167,8 @@ class CsvReport:
     unlabelled: int
     trained_rows: int
     feature_version: str
-    quarantine: str | None = None
+    quarantine: str | None = None  # the folder of rejected.csv and malformed.csv
+    malformed: int = 0  # lines that were not CSV rows
     lineage: dict[str, Any] = field(default_factory=dict)
 
 
@@ -196,12 +196,16 @@ def from_csv(
         raise UsageError(f"cannot read {path}: {exc.strerror}") from None
     if not raw.strip():
         raise DataError(f"{path} is empty")
-    table = _read_text_csv(raw, path)
+    table, malformed = _read_text_csv(raw, path)
     if target not in table.column_names:
         raise UsageError(
             f"target column {target!r} is not in {path.name} (columns: {', '.join(table.column_names)})"
         )
     if table.num_rows == 0:
+        if malformed:
+            first = malformed[0]
+            raise DataError(f"{path} has no readable rows: {len(malformed)} line(s) are not CSV rows "
+                            f"(line {first.line}: {first.reason})")  # fmt: skip
         raise DataError(f"{path} has a header but no rows")
     specs, dropped = infer_columns(
         table, target, categorical=categorical, numeric=numeric, timestamp=timestamp, id_column=id_column
@@ -223,13 +227,15 @@ def from_csv(
         valid[target] = valid[target].astype("int64")
     feature_table = pd.concat([valid[transform.input_names], features, valid[[target]]], axis=1)
     sha256 = hashlib.sha256(raw).hexdigest()
-    quarantine = _quarantine(settings, sha256, result) if len(result.rejected) else None
+    quarantine = (
+        _quarantine(settings, sha256, result, malformed) if len(result.rejected) or malformed else None
+    )
     lineage = {
         "dataset": path.stem, "source": str(path.resolve()), "source_sha256": sha256, "target": target,
         "task": task, "classes": classes, "columns": [s.model_dump(mode="json") for s in specs],
         "validation": {"rows_in": result.rows_in, "rejected": len(result.rejected),
                        "reasons": result.reasons, "unlabelled": int((~labelled).sum()),
-                       "quarantine": quarantine},
+                       "malformed_lines": len(malformed), "quarantine": quarantine},
     }  # fmt: skip
     csv_path = workdir / "features.csv"
     csv_path.write_bytes(to_csv_bytes(feature_table))
@@ -240,32 +246,48 @@ def from_csv(
         rows_read=result.rows_in, inputs=tuple((i.name, i.kind) for i in transform.inputs),
         dropped=transform.dropped, rejected=len(result.rejected), reasons=result.reasons,
         unlabelled=int((~labelled).sum()), trained_rows=len(valid), feature_version=version.id,
-        quarantine=quarantine, lineage=lineage,
+        quarantine=quarantine, malformed=len(malformed), lineage=lineage,
     )  # fmt: skip
     return data, report
 
 
-def _read_text_csv(raw: bytes, path: Path) -> pa.Table:
-    """Every column as text: types are inferred per column, with the rules of :func:`infer_columns`."""
-    try:
-        names = pacsv.open_csv(io.BytesIO(raw)).schema.names
-        return pacsv.read_csv(
-            io.BytesIO(raw),
-            convert_options=pacsv.ConvertOptions(
-                column_types=dict.fromkeys(names, pa.string()), strings_can_be_null=True
-            ),
-        )
-    except pa.ArrowInvalid as exc:
-        message = str(exc).splitlines()[0] if str(exc).strip() else "unreadable"
-        raise DataError(f"cannot read {path} as CSV: {message!r}") from None
+# What pandas reads as missing: a CSV written by pandas, R or a spreadsheet marks nulls with these.
+_NULL_TEXTS = pa.array([
+    "", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN", "<NA>",
+    "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null",
+])  # fmt: skip
 
 
-def _quarantine(settings: Settings, sha256: str, result: ValidationResult) -> str:
-    """Write the rejected rows (original text plus reasons) under ``quarantine/csv-<sha256>/``."""
+def _read_text_csv(raw: bytes, path: Path) -> tuple[pa.Table, list[MalformedLine]]:
+    """Every column as text (types are inferred per column, by :func:`infer_columns`), the common null
+    markers as nulls, and the lines that are not CSV rows (not text, wrong number of fields): those are
+    set aside with their line number and reason, as ingest does, instead of failing the file."""
+    table, malformed, header = read_text_csv(raw, path.name)
+    if not header:
+        raise DataError(f"{path} is empty")
+    columns = []
+    for name in table.column_names:
+        text = table.column(name)
+        columns.append(pc.if_else(pc.is_in(pc.utf8_trim_whitespace(text), value_set=_NULL_TEXTS), None, text))
+    return pa.table(columns, names=table.column_names), malformed
+
+
+def _quarantine(
+    settings: Settings, sha256: str, result: ValidationResult, malformed: list[MalformedLine]
+) -> str:
+    """Write the rejected rows (original text plus reasons) and the lines that were not rows (line
+    number, escaped text, reason) under ``quarantine/csv-<sha256>/``; return that folder's URI."""
     store = store_for(settings)
-    key = f"quarantine/csv-{sha256[:16]}/rejected.csv"
-    store.write_bytes(key, to_csv_bytes(result.rejected))
-    return store.uri(key)
+    folder = f"quarantine/csv-{sha256[:16]}"
+    if len(result.rejected):
+        store.write_bytes(f"{folder}/rejected.csv", to_csv_bytes(result.rejected))
+    if malformed:
+        lines = pd.DataFrame({
+            "line": pd.array([m.line for m in malformed], dtype="Int64"), "text": [m.text for m in malformed],
+            REASONS_COLUMN: [m.reason for m in malformed],
+        })  # fmt: skip
+        store.write_bytes(f"{folder}/malformed.csv", to_csv_bytes(lines))
+    return store.uri(folder)
 
 
 def _labels(column: pa.Array, task: str) -> tuple[pa.Array, list[str] | None]:
