@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -80,6 +81,13 @@ def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     monkeypatch.delenv("AWS_PROFILE", raising=False)
     monkeypatch.chdir(tmp_path)
+
+
+@pytest.fixture(autouse=True)
+def _mlflow_state() -> Iterator[None]:
+    """No test leaves MLflow pointed at its own tracking store for the next one (see mlflow_state_kept)."""
+    with mlflow_state_kept():
+        yield
 
 
 @pytest.fixture(scope="session")
@@ -168,12 +176,34 @@ class Result:
     err: str
 
 
+@contextlib.contextmanager
+def mlflow_state_kept() -> Iterator[None]:
+    """Undo what an in-process driftloop command leaves in MLflow's process-wide state.
+
+    ``mlflow.set_tracking_uri``/``set_registry_uri`` (which driftloop calls) also export
+    ``MLFLOW_TRACKING_URI``/``MLFLOW_REGISTRY_URI``, and a later ``MlflowClient(url)`` in the same
+    process resolves its *registry* from them: without this, a test after an in-process command reads
+    another test's registry.
+    """
+    import mlflow
+
+    saved = {k: v for k, v in os.environ.items() if "MLFLOW" in k}
+    try:
+        yield
+    finally:
+        mlflow.set_tracking_uri(None)  # type: ignore[arg-type]  # None resets it (MLflow's own code path)
+        mlflow.set_registry_uri(None)  # type: ignore[arg-type]
+        for key in [k for k in os.environ if "MLFLOW" in k]:
+            del os.environ[key]
+        os.environ.update(saved)
+
+
 @pytest.fixture
 def cli(capsys: pytest.CaptureFixture[str]) -> Callable[..., Result]:
     """Run ``driftloop ARGS…`` in-process and return its exit code and output."""
 
     def run(*args: str) -> Result:
-        with pytest.raises(SystemExit) as info:
+        with mlflow_state_kept(), pytest.raises(SystemExit) as info:
             main(list(args))
         captured = capsys.readouterr()
         code = info.value.code

@@ -28,6 +28,7 @@ from driftloop.serving.model import ModelHolder, load_version
 from driftloop.settings import load_settings
 from driftloop.storage import store_for
 from driftloop.tracking import Tracker
+from tests.conftest import mlflow_state_kept
 from tests.parity.datasets import DATASETS, Dataset, client_rows
 from tests.serving.fakes import MemoryCapture
 
@@ -77,6 +78,11 @@ def _holdout_frame(dataset: Dataset, csv: Path) -> pd.DataFrame:
 def trained(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Trained]:
     dataset: Dataset = request.param
     directory = tmp_path_factory.mktemp(dataset.name)
+    with mlflow_state_kept():  # the in-process command and the trackers below point MLflow at this dir
+        yield from _trained(dataset, directory)
+
+
+def _trained(dataset: Dataset, directory: Path) -> Iterator[Trained]:
     _train(dataset, directory)
     settings = load_settings(cwd=directory)
     tracker, registry = Tracker(settings), Registry(settings)
