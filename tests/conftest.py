@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import subprocess
@@ -80,6 +81,24 @@ def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     monkeypatch.delenv("AWS_PROFILE", raising=False)
     monkeypatch.chdir(tmp_path)
+
+
+@pytest.fixture(autouse=True)
+def _driftloop_logging() -> Iterator[None]:
+    """Every in-process CLI call configures driftloop's logger (driftloop.logs: its own handler, not
+    propagating to the root, where pytest captures logs); each test starts with it as it was."""
+    logger = logging.getLogger("driftloop")
+    level, propagate, handlers = logger.level, logger.propagate, list(logger.handlers)
+    root = logging.getLogger()
+    root_level, root_handlers = root.level, set(root.handlers)
+    yield
+    logger.setLevel(level)
+    logger.propagate, logger.handlers = propagate, handlers
+    for handler in [
+        h for h in root.handlers if h not in root_handlers and type(h).__module__ == "driftloop.logs"
+    ]:
+        root.removeHandler(handler)
+    root.setLevel(root_level)
 
 
 @pytest.fixture(scope="session")
