@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import socket
 import subprocess
@@ -88,6 +89,24 @@ def _mlflow_state() -> Iterator[None]:
     """No test leaves MLflow pointed at its own tracking store for the next one (see mlflow_state_kept)."""
     with mlflow_state_kept():
         yield
+
+
+@pytest.fixture(autouse=True)
+def _driftloop_logging() -> Iterator[None]:
+    """Every in-process CLI call configures driftloop's logger (driftloop.logs: its own handler, not
+    propagating to the root, where pytest captures logs); each test starts with it as it was."""
+    logger = logging.getLogger("driftloop")
+    level, propagate, handlers = logger.level, logger.propagate, list(logger.handlers)
+    root = logging.getLogger()
+    root_level, root_handlers = root.level, set(root.handlers)
+    yield
+    logger.setLevel(level)
+    logger.propagate, logger.handlers = propagate, handlers
+    for handler in [
+        h for h in root.handlers if h not in root_handlers and type(h).__module__ == "driftloop.logs"
+    ]:
+        root.removeHandler(handler)
+    root.setLevel(root_level)
 
 
 @pytest.fixture(scope="session")

@@ -40,6 +40,7 @@ __all__ = [
     "FeatureDriftTest",
     "KubernetesRunnerSettings",
     "LocalRunnerSettings",
+    "LoggingSettings",
     "MonitoringSettings",
     "PipelineSettings",
     "PolicySettings",
@@ -277,6 +278,11 @@ class ServingSettings(_Section):
     alias: str = "production"  # the registry alias the service follows
     poll_interval_s: float = Field(default=5.0, gt=0)  # how often it checks the alias for a new version
     max_rows: int = Field(default=10_000, ge=1)  # per request
+    # A request body over this is refused with 413 while it is read, never buffered whole: 10,000 rows of
+    # ~400 bytes of JSON (the plant's are ~150); parsing the worst body this size (small unknown keys)
+    # holds the event loop ~0.25 s (decision 0039). A 422 lists the first ``max_field_errors`` bad fields.
+    max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1)
+    max_field_errors: int = Field(default=100, ge=1)
     # MLflow webhooks (POST /v1/registry-events) make the swap immediate; with a secret, deliveries
     # must carry MLflow's HMAC signature. Unset: the endpoint accepts unsigned events (local use).
     webhook_secret: SecretStr | None = None
@@ -323,6 +329,12 @@ class CaptureSettings(_Section):
                 f"retry_initial_s {self.retry_initial_s} is above retry_max_s {self.retry_max_s}"
             )
         return self
+
+
+class LoggingSettings(_Section):
+    """driftloop's own log lines (``driftloop.logs``): the services' level; one-shot commands log warnings."""
+
+    level: Literal["debug", "info", "warning", "error", "critical"] = "info"
 
 
 class PolicySettings(_Section):
@@ -469,6 +481,7 @@ class Settings(BaseSettings):
     capture: CaptureSettings = CaptureSettings()
     monitoring: MonitoringSettings = MonitoringSettings()
     schedule: ScheduleSettings = ScheduleSettings()
+    logging: LoggingSettings = LoggingSettings()
 
     # Where the file came from (None: defaults and environment only). Not a configuration key.
     config_file: Path | None = Field(default=None, exclude=True)

@@ -431,22 +431,24 @@ def test_a_registry_webhook_wakes_the_follower_and_signatures_are_checked() -> N
 
 
 def test_metrics_carry_the_latest_monitoring_gauges(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    from driftloop.serving.server import _MonitorGauges
+    from driftloop.serving.server import monitor_gauges
     from driftloop.settings import load_settings
     from driftloop.storage import store_for
 
     monkeypatch.chdir(tmp_path)
     settings = load_settings()
-    gauges = _MonitorGauges(settings, "plant")
-    assert gauges() == b""  # no monitoring pass yet: nothing added, no error
+    gauges = monitor_gauges(settings, "plant")
+    assert gauges.refresh()  # no monitoring pass yet: nothing added, no error
+    assert gauges().startswith(b"# HELP driftloop_monitor_gauges_age_seconds")
     text = b'driftloop_monitor_drift_share{model="plant",version="1"} 0.25\n'
     store_for(settings).write_bytes("monitoring/plant/latest.prom", text)
-    gauges._read_at = -1e9  # as if ten seconds had passed
+    assert gauges.refresh()  # what the background thread does every 10 s
     holder = ModelHolder()
     holder.install(plant_model(1))
     metrics = TestClient(create_app(holder, monitor_gauges=gauges)).get("/metrics").text
     assert 'driftloop_monitor_drift_share{model="plant",version="1"} 0.25' in metrics
     assert "driftloop_requests_total" in metrics
+    assert float(metrics.split("driftloop_monitor_gauges_age_seconds ")[-1].split()[0]) < 60
 
 
 def test_the_staging_version_is_scored_in_shadow_and_captured_but_never_returned(served) -> None:

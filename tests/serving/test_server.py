@@ -8,6 +8,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -21,7 +22,7 @@ from tests.serving.fakes import plant_rows
 from tests.workspace import Workspace, make_workspace
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterator
 
     from tests.conftest import MlflowServer
 
@@ -29,9 +30,10 @@ if TYPE_CHECKING:
 class Server:
     """``driftloop serve`` in its own process, restartable."""
 
-    def __init__(self, ws: Workspace, port: int, *args: str) -> None:
+    def __init__(self, ws: Workspace, port: int, *args: str, env: dict[str, str] | None = None) -> None:
         self.ws = ws
         self.args = args
+        self.env = {**ws.env, **(env or {})}
         self.url = f"http://127.0.0.1:{port}"
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -40,7 +42,7 @@ class Server:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "driftloop", "serve", "--port", self.url.rsplit(":", 1)[1],
                  *self.args],
-                cwd=self.ws.directory, env=self.ws.env, stdout=log, stderr=subprocess.STDOUT,
+                cwd=self.ws.directory, env=self.env, stdout=log, stderr=subprocess.STDOUT,
             )  # fmt: skip
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
@@ -228,3 +230,106 @@ def test_workers_each_capture_through_their_own_wal(production: Workspace) -> No
     keys = [info.key for info in store_for(settings).list("captures/model=")]
     writers = {key.rsplit("/", 1)[1].split("-seg-")[0] for key in keys}
     assert len(writers) >= 2  # both workers' WALs shipped under their own writer ids
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_sigterm_answers_what_is_in_flight_ships_the_captures_and_exits_0(
+    production: Workspace, workers: str
+) -> None:
+    from driftloop.capture import read_captures
+
+    server = Server(production, free_port(), "--workers", workers)
+    server.start()
+    assert server.proc is not None
+    with Load(server.url, threads=4, reconnect=workers == "2") as load:
+        deadline = time.monotonic() + 30
+        while len(load.acked) < 50:
+            assert time.monotonic() < deadline, "no traffic"
+            time.sleep(0.05)
+        server.proc.send_signal(signal.SIGTERM)  # while requests are in flight
+        code = server.proc.wait(timeout=60)
+    log = (production.directory / "serve.log").read_text()
+    assert code == 0, log[-3000:]  # was -15: uvicorn re-raised SIGTERM once it had shut down
+    assert "Traceback" not in log
+    assert len(load.statuses) >= 50
+    assert set(load.statuses) == {200}  # every answer sent was a whole one
+    shipped = read_captures(store_for(load_settings(cwd=production.directory)), kind="prediction")
+    assert set(load.acked) <= set(shipped.column("prediction_id").to_pylist())  # shipped before it exited
+
+
+def _metric(url: str, name: str) -> float:
+    return float(httpx.get(f"{url}/metrics").text.split(f"\n{name} ")[1].split(maxsplit=1)[0])
+
+
+def _wait(condition: Callable[[], bool], deadline: float, why: Callable[[], str]) -> None:
+    while not condition():
+        assert time.monotonic() < deadline, why()
+        time.sleep(0.1)
+
+
+def test_an_s3_outage_under_traffic_is_one_warning_one_recovery_line_a_metric_and_no_lost_capture(
+    production: Workspace,
+) -> None:
+    from driftloop.capture import read_captures
+    from driftloop.settings import S3Settings
+    from driftloop.storage import open_store
+    from driftloop.storage._s3 import make_client
+    from tests.conftest import MotoServer
+
+    moto = MotoServer()  # its own: stopping it must not disturb other tests' buckets
+    moto.start()
+    try:
+        s3 = S3Settings(endpoint_url=moto.url, access_key_id="testing", secret_access_key="testing")  # type: ignore[arg-type]
+        bucket = f"serve-{uuid.uuid4().hex[:12]}"
+        make_client(s3).create_bucket(Bucket=bucket)
+        env = {
+            "DRIFTLOOP_STORAGE__ROOT": f"s3://{bucket}/root",
+            "DRIFTLOOP_STORAGE__S3__ENDPOINT_URL": moto.url,
+            "DRIFTLOOP_STORAGE__S3__ACCESS_KEY_ID": "testing",
+            "DRIFTLOOP_STORAGE__S3__SECRET_ACCESS_KEY": "x",
+            "DRIFTLOOP_STORAGE__S3__MAX_ATTEMPTS": "1",
+            "DRIFTLOOP_CAPTURE__SEGMENT_MAX_AGE_S": "0.5",
+            "DRIFTLOOP_CAPTURE__RETRY_INITIAL_S": "0.1",
+            "DRIFTLOOP_CAPTURE__RETRY_MAX_S": "0.5",
+        }
+        log_file = production.directory / "serve.log"
+        start = log_file.stat().st_size if log_file.exists() else 0
+        server = Server(production, free_port(), env=env)
+        server.start()
+        url, deadline = server.url, time.monotonic() + 120
+
+        def log() -> str:
+            return log_file.read_text()[start:]
+
+        try:
+            with Load(url) as load:
+                _wait(lambda: _metric(url, "driftloop_capture_shipped_records") >= 20, deadline, log)
+                moto.stop()  # under traffic: retried every 0.1-0.5 s, dozens of failures
+                _wait(lambda: _metric(url, "driftloop_capture_ship_failures") >= 10, deadline, log)
+                during = len(load.acked)  # acknowledged from here on while S3 is certainly down
+                _wait(lambda: len(load.acked) >= during + 50, deadline, log)
+                assert _metric(url, "driftloop_capture_store_reachable") == 0
+                assert _metric(url, "driftloop_capture_store_outages") == 1
+                moto.start()
+                make_client(s3).create_bucket(
+                    Bucket=bucket
+                )  # moto keeps buckets in memory: a restart empties it
+                _wait(lambda: "reachable again" in log(), deadline, log)
+            assert _metric(url, "driftloop_capture_store_reachable") == 1
+        finally:
+            server.stop()
+        assert set(load.statuses) == {200}  # the outage cost no request anything
+        lines = log().splitlines()
+        outage = [line for line in lines if "unreachable, buffering locally" in line]
+        assert len(outage) == 1, lines  # one warning however many attempts failed
+        assert " WARNING driftloop.capture.outage: capture: s3://" in outage[0]
+        recovery = [line for line in lines if "reachable again after" in line]
+        assert len(recovery) == 1, lines
+        assert " INFO    driftloop.capture.outage: capture: s3://" in recovery[0]
+        assert "buffered record(s) shipped" in recovery[0]
+        # What was shipped before the outage went with moto's memory (it keeps buckets in memory); what
+        # was acknowledged during the outage was buffered and shipped once S3 was back.
+        shipped = read_captures(open_store(f"s3://{bucket}/root", s3), kind="prediction")
+        assert set(load.acked[during:]) <= set(shipped.column("prediction_id").to_pylist())
+    finally:
+        moto.stop()

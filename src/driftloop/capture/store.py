@@ -8,13 +8,11 @@ local buffer is full (``capture.max_buffer_bytes``) or the WAL cannot be written
 (:class:`~driftloop.errors.CaptureFullError` or :class:`~driftloop.errors.StorageUnavailableError`,
 both HTTP 503) and the record is not acknowledged; such a record may or may not be captured.
 
-How (docs/capture.md has the details and every failure case): with "fsync" durability one writer thread
-gives whatever is queued one ``write`` and one ``fsync`` (group commit); with "process" durability the
-request path writes and the writer syncs every ``capture.sync_interval_ms``. The WAL is a series of
-segments ``seg-<20-digit sequence>.wal`` of framed records, sealed by size or age. A shipper thread lands
-each sealed segment as it is (compressed) in the object store, deletes it only then, and retries storage
-failures with exponential backoff; once the service is idle it compacts what landed into Parquet
-(:mod:`driftloop.capture.landing`). :meth:`CaptureStore.start` recovers an earlier process's segments.
+How (docs/capture.md has the details and every failure case): the WAL is a series of segments
+``seg-<20-digit sequence>.wal`` of framed records, sealed by size or age; a shipper thread lands each
+sealed segment in the object store, deletes it only then, retries failures with backoff (saying so once
+per outage: :mod:`driftloop.capture.outage`) and compacts what landed into Parquet once the service is
+idle (:mod:`driftloop.capture.landing`). :meth:`CaptureStore.start` recovers an earlier process's segments.
 """
 
 from __future__ import annotations
@@ -31,6 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypedDict
 
 from driftloop.capture.landing import compact, land, landed_objects, landing_key
+from driftloop.capture.outage import ShipperHealth
 from driftloop.capture.records import encode, normalize
 from driftloop.capture.wal import (
     Active,
@@ -78,6 +77,8 @@ class CaptureStats(TypedDict):
     landed_segments: int  # shipped segments not yet compacted into Parquet (docs/capture.md)
     compacted_segments: int
     last_error: str | None  # the most recent shipping failure
+    store_reachable: bool  # the last shipping (or compaction) attempt succeeded
+    outages: int  # times the object store stopped answering the shipper
 
 
 class CaptureStore:
@@ -118,6 +119,7 @@ class CaptureStore:
         self._compact_retry_at = 0.0  # monotonic; after a failed compaction
         self._last_append = 0.0  # monotonic
         self._last_error: str | None = None
+        self._health = ShipperHealth(store.root)  # one log line per outage and one per recovery
         self._groups = LoopGroups(self._write_groups)  # "process" durability, from event loops
 
     def start(self) -> None:
@@ -263,6 +265,8 @@ class CaptureStore:
                 landed_segments=self._landed,
                 compacted_segments=self._compacted,
                 last_error=self._last_error,
+                store_reachable=self._health.reachable,
+                outages=self._health.outages,
             )
 
     def __enter__(self) -> CaptureStore:
@@ -522,11 +526,12 @@ class CaptureStore:
                 count = self._ship_segment(segment)
             except Exception as exc:  # storage down, or a bug: either way the segment stays
                 message = _message(exc)
-                log.warning("capture: cannot ship %s, retrying in %.1fs: %s", segment.path.name, delay,
-                            message, exc_info=not isinstance(exc, DriftloopError | OSError))  # fmt: skip
                 with self._lock:
                     self._failures += 1
-                    self._last_error = message
+                    self._last_error, pending = message, self._pending_bytes()
+                bug = not isinstance(exc, DriftloopError | OSError)
+                self._health.failed(message, pending_bytes=pending, bug=bug)
+                with self._lock:
                     self._ship.wait_for(lambda: self._kick or self._stop_shipper, timeout=delay)
                 delay = min(delay * 2, self._cfg.retry_max_s)
                 continue
@@ -537,6 +542,8 @@ class CaptureStore:
                 self._shipped_records += count
                 self._shipped_segments += 1
                 self._done.notify_all()
+                backlog = len(self._sealed)
+            self._health.succeeded(count, backlog=backlog)
 
     def _ship_segment(self, segment: Segment) -> int:
         """Land the segment as it is (compressed): its conversion to Parquet waits for an idle moment."""
@@ -570,10 +577,11 @@ class CaptureStore:
             done = compact(self._store, writer=self._writer_id, proceed=proceed,
                            convert=lambda data, stem: self._helper(landed_objects, data, stem))  # fmt: skip
         except Exception as exc:  # storage down, or a bug: the landed segments stay; retry later
-            retry = self._cfg.retry_max_s
-            log.warning("capture: cannot compact landed segments; retry in %.1fs: %s", retry, _message(exc))
             with self._lock:
-                self._compact_retry_at, self._last_error = time.monotonic() + retry, _message(exc)
+                self._compact_retry_at = time.monotonic() + self._cfg.retry_max_s
+                self._last_error, pending = _message(exc), self._pending_bytes()
+            bug = not isinstance(exc, DriftloopError | OSError)
+            self._health.failed(f"compacting: {_message(exc)}", pending_bytes=pending, bug=bug)
             return
         with self._lock:
             self._compacted += done.segments
@@ -583,6 +591,8 @@ class CaptureStore:
             if not (self._landed or self._leftovers):
                 self._compact_requested = False
             self._done.notify_all()
+            backlog = len(self._sealed)
+        self._health.succeeded(0, backlog=backlog)
 
 
 def _message(exc: Exception) -> str:

@@ -34,6 +34,7 @@ from driftloop.cli import train as train_cli
 from driftloop.cli import up as up_cli
 from driftloop.cli._state import CliState
 from driftloop.errors import DriftloopError, one_line
+from driftloop.logs import configure_logging
 
 __all__ = ["app", "main"]
 
@@ -90,6 +91,9 @@ def root(
     ),
 ) -> None:
     """driftloop: a closed-loop MLOps platform for PyTorch models."""
+    # Warnings and errors for every command, before anything imports MLflow (driftloop.logs says why);
+    # the services (serve, scheduler) set their own level.
+    configure_logging("warning")
     ctx.obj = CliState(config=config, debug=debug)
 
 

@@ -14,6 +14,7 @@ import typer
 
 from driftloop.cli._state import state
 from driftloop.errors import UsageError
+from driftloop.logs import FORMAT, LOGGER, configure_logging
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -130,20 +131,23 @@ def _stop_on_signals() -> Iterator[threading.Event]:
 
 @contextlib.contextmanager
 def _fire_log(level: str) -> Iterator[None]:
-    """driftloop's log records (fires, syncs, the jobs' own) on stderr while the scheduler runs."""
+    """driftloop's log records (fires, syncs, the jobs' own) on stderr while the scheduler runs, at
+    ``level`` (driftloop.logs), and APScheduler's warnings."""
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+    handler.setFormatter(logging.Formatter(FORMAT))
     # APScheduler's executor logs each fire too, with its traceback; ours say the same once, and the
     # traceback is kept in scheduler_fires.error. Its other warnings (store errors) still show.
     handler.addFilter(lambda record: not record.name.startswith("apscheduler.executors"))
-    levels = {logging.getLogger("driftloop"): level, logging.getLogger("apscheduler"): "WARNING"}
-    saved = {logger: logger.level for logger in levels}
-    for logger, wanted in levels.items():
-        logger.setLevel(wanted)
-        logger.addHandler(handler)
+    driftloop, apscheduler = logging.getLogger(LOGGER), logging.getLogger("apscheduler")
+    saved = driftloop.level, apscheduler.level, apscheduler.propagate
+    configure_logging(level)
+    apscheduler.setLevel("WARNING")
+    apscheduler.addHandler(handler)
+    apscheduler.propagate = False  # not again through the root logger's handler
     try:
         yield
     finally:
-        for logger, previous in saved.items():
-            logger.removeHandler(handler)
-            logger.setLevel(previous)
+        apscheduler.removeHandler(handler)
+        driftloop.setLevel(saved[0])
+        apscheduler.setLevel(saved[1])
+        apscheduler.propagate = saved[2]

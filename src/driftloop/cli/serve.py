@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+import signal
 from typing import Any
 
 import typer
 
 from driftloop.cli._state import state
+from driftloop.errors import UsageError
 
 
 def serve(
@@ -17,7 +19,12 @@ def serve(
     workers: int | None = typer.Option(
         None, "--workers", min=1, help="Worker processes, each with its own capture WAL \\[serving.workers]."
     ),
-    log_level: str = typer.Option("warning", "--log-level", help="uvicorn log level."),
+    log_level: str | None = typer.Option(
+        None,
+        "--log-level",
+        help="Log level of driftloop and uvicorn: critical, error, warning, info, debug, trace "
+        "\\[driftloop: logging.level; uvicorn: warning].",
+    ),
     model: str | None = typer.Option(
         None, "--model", help="Registered model to serve \\[registry.model_name]."
     ),
@@ -25,11 +32,22 @@ def serve(
     """Serve the production model as a JSON prediction service (hot swap, fallback, capture)."""
     import uvicorn
 
+    from driftloop.logs import configure_logging
     from driftloop.serving.protocol import ScoringProtocol
     from driftloop.serving.server import CONFIG_ENV, build_app
 
     st = state(ctx)
     settings = st.settings
+    if log_level is not None:
+        if log_level.lower() not in _LEVELS:
+            raise UsageError(f"invalid --log-level {log_level!r}: choose one of {', '.join(_LEVELS)}")
+        level = "debug" if log_level.lower() == "trace" else log_level.lower()  # trace is uvicorn's
+        os.environ["DRIFTLOOP_LOGGING__LEVEL"] = level  # worker processes read the environment
+        settings = settings.model_copy(
+            update={"logging": settings.logging.model_copy(update={"level": level})}
+        )
+    configure_logging(settings.logging.level)
+    server_level = log_level or "warning"
     if model:
         settings = settings.model_copy(
             update={"registry": settings.registry.model_copy(update={"model_name": model})}
@@ -40,15 +58,28 @@ def serve(
     st.err.print(f"driftloop serve: {settings.registry.model_name}@{settings.serving.alias} on "
                  f"http://{bind_host}:{bind_port} with {n} worker(s) (docs at /docs)")  # fmt: skip
     # Access lines are info-level: formatting them for a logger that drops them costs ~3 % of a request.
-    access_log = log_level.lower() in ("info", "debug", "trace")
+    access_log = server_level.lower() in ("info", "debug", "trace")
     # ScoringProtocol: uvicorn's httptools protocol, answering the scoring routes without ASGI's cost.
-    common: dict[str, Any] = {"host": bind_host, "port": bind_port, "log_level": log_level,
+    common: dict[str, Any] = {"host": bind_host, "port": bind_port, "log_level": server_level,
                               "access_log": access_log, "loop": "uvloop",
                               "http": ScoringProtocol}  # fmt: skip
     if n == 1:
-        uvicorn.run(build_app(settings), **common)
+        app = build_app(settings)
+        # uvicorn shuts down gracefully on SIGTERM (in-flight requests answered, the lifespan closes the
+        # capture store), then restores the handler it found and raises the signal again, which with the
+        # default handler kills the process (exit -15). Finding this one, it returns: serve exits 0.
+        signal.signal(signal.SIGTERM, _terminated)
+        uvicorn.run(app, **common)
         return
     # Several processes: each worker builds its own app from the same configuration file.
     if settings.config_file is not None:
         os.environ[CONFIG_ENV] = str(settings.config_file)
+    # uvicorn's supervisor stops the workers on SIGTERM (each shuts down gracefully) and returns: exit 0.
     uvicorn.run("driftloop.serving.server:app_from_env", factory=True, workers=n, **common)
+
+
+_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
+
+
+def _terminated(signum: int, frame: object) -> None:
+    """SIGTERM once uvicorn has shut down: nothing left to do but return and exit 0."""

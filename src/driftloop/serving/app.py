@@ -34,7 +34,9 @@ from driftloop.core.requests import (
 from driftloop.errors import DriftloopError
 from driftloop.serving import mlflow_api
 from driftloop.serving.inputs import FieldError, InvalidInput
+from driftloop.serving.limits import BodyTooLarge, check_declared, declared_length, limited, read_body
 from driftloop.serving.metrics import ServiceMetrics
+from driftloop.serving.openapi import document, mount_docs
 from driftloop.serving.stamps import PredictionIds, utc_now_iso
 from driftloop.serving.webhooks import verify
 
@@ -50,6 +52,10 @@ if TYPE_CHECKING:
 __all__ = ["CaptureSink", "create_app"]
 
 log = logging.getLogger(__name__)
+# Scoring bodies up to this size are parsed and validated on the event loop (well under a millisecond);
+# bigger ones in a worker thread, so that a big body cannot hold the loop up (a 13 MB body of unknown
+# fields took 10-16 s): the thread gives the GIL back at least every switch interval (5 ms).
+_INLINE_BODY_BYTES = 64 * 1024
 
 WEBHOOK_SIGNATURE, WEBHOOK_DELIVERY, WEBHOOK_TIMESTAMP = (
     "X-MLflow-Signature", "X-MLflow-Delivery-Id", "X-MLflow-Timestamp",
@@ -86,18 +92,20 @@ class ORJSONResponse(JSONResponse):
         return orjson.dumps(content, option=orjson.OPT_SERIALIZE_NUMPY)
 
 
-def _error_body(message: str, errors: list[dict[str, Any]] | None = None) -> bytes:
+def _error_body(message: str, errors: list[dict[str, Any]] | None = None, total: int | None = None) -> bytes:
     body: dict[str, Any] = {"error": message}
     if errors is not None:
         body["detail"] = errors
+        if total is not None and total > len(errors):  # detail lists the first serving.max_field_errors
+            body["invalid_fields"] = total
     return orjson.dumps(body)
 
 
 def _driftloop_error(
-    status: int, message: str, errors: list[dict[str, Any]] | None = None
+    status: int, message: str, errors: list[dict[str, Any]] | None = None, total: int | None = None
 ) -> tuple[int, bytes, bytes]:
     """A failed request to a driftloop route: (status, content type, ``{"error", "detail"}``)."""
-    return status, _APPLICATION_JSON, _error_body(message, errors)
+    return status, _APPLICATION_JSON, _error_body(message, errors, total)
 
 
 def _error(status: int, message: str, errors: list[dict[str, Any]] | None = None) -> Response:
@@ -132,10 +140,13 @@ def _mlflow_input(raw: bytes, content_type: str | None) -> tuple[list[Any], dict
 
 
 class _BadRequest(Exception):  # noqa: N818 — control flow to a 4xx response
-    def __init__(self, status: int, message: str, errors: list[dict[str, Any]] | None = None) -> None:
+    def __init__(
+        self, status: int, message: str, errors: list[dict[str, Any]] | None = None, total: int | None = None
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.errors = errors
+        self.total = total  # of the field errors, when ``errors`` lists only the first ones
 
 
 def create_app(
@@ -143,6 +154,8 @@ def create_app(
     *,
     capture: CaptureSink | None = None,
     max_rows: int = 10_000,
+    max_body_bytes: int = 4 * 1024 * 1024,
+    max_field_errors: int = 100,
     batcher: MicroBatcher | None = None,
     on_registry_event: Callable[[], None] | None = None,
     webhook_secret: str | None = None,
@@ -154,18 +167,22 @@ def create_app(
     With ``batcher`` (built on ``holder.predict``), concurrent requests share model calls. With
     ``on_registry_event``, ``POST /v1/registry-events`` (MLflow webhooks, signed with ``webhook_secret``
     when given) calls it. ``monitor_gauges`` returns the latest monitoring pass's Prometheus text,
-    appended to ``GET /metrics``.
+    appended to ``GET /metrics`` (it must not do I/O: ``serving.gauges`` reads in the background). A body
+    over ``max_body_bytes`` is a 413; a 422 lists the first ``max_field_errors`` bad fields and counts all.
     """
     metrics = ServiceMetrics(holder, capture)
     app = ServiceApp(
         metrics=metrics, title="driftloop prediction service", version=__version__, lifespan=lifespan,
-        default_response_class=ORJSONResponse,
+        default_response_class=ORJSONResponse, docs_url=None, redoc_url=None,
     )  # fmt: skip
+    mount_docs(app, app.title)  # Swagger UI and ReDoc from the package's own files: no CDN
     app.state.holder = holder
     app.state.metrics = metrics
+    app.max_body_bytes = max_body_bytes
     _error_handlers(app)
 
     service = _Service(holder, capture, metrics, max_rows, batcher)
+    service.max_field_errors = max_field_errors
     if batcher is not None:
         batcher.on_batch = metrics.observe_batch
         batcher.finish = service.finish
@@ -211,8 +228,15 @@ def create_app(
 _APPLICATION_JSON = b"application/json"
 # (request body, its content type) → JSON response body; raises _BadRequest or DriftloopError.
 RawHandler: TypeAlias = "Callable[[bytes, str | None], Awaitable[bytes]]"
-# (status, message, field errors) → (status, content type, body) of the failed request.
-ErrorRenderer: TypeAlias = "Callable[[int, str, list[dict[str, Any]] | None], tuple[int, bytes, bytes]]"
+
+
+class ErrorRenderer(Protocol):
+    """(status, message, field errors, their total when only the first are listed) → (status, content
+    type, body) of the failed request."""
+
+    def __call__(
+        self, status: int, message: str, errors: list[dict[str, Any]] | None = None, total: int | None = None
+    ) -> tuple[int, bytes, bytes]: ...
 
 
 class Route(NamedTuple):
@@ -228,7 +252,7 @@ async def _answer(path: str, route: Route, body: bytes, content_type: str | None
     try:
         return 200, _APPLICATION_JSON, await route.handler(body, content_type)
     except _BadRequest as exc:
-        return route.error(exc.status, str(exc), exc.errors)
+        return route.error(exc.status, str(exc), exc.errors, exc.total)
     except DriftloopError as exc:
         return route.error(exc.http_status, str(exc), None)
     except Exception:
@@ -240,10 +264,14 @@ def _routed(route: Route) -> Callable[[Request], Awaitable[Response]]:
     """``route`` as a FastAPI endpoint, answering as the fast path does."""
 
     async def endpoint(request: Request) -> Response:
-        body = await request.body()
-        status, content_type, payload = await _answer(
-            request.url.path, route, body, request.headers.get("content-type")
-        )
+        try:
+            body = await request.body()
+        except BodyTooLarge as exc:  # in the route's own shape, as on the fast path
+            status, content_type, payload = route.error(413, str(exc))
+        else:
+            status, content_type, payload = await _answer(
+                request.url.path, route, body, request.headers.get("content-type")
+            )
         return Response(payload, status_code=status, media_type=content_type.decode())
 
     endpoint.__doc__ = route.handler.__doc__
@@ -266,6 +294,7 @@ class ServiceApp(FastAPI):
         super().__init__(**kwargs)
         self.metrics = metrics
         self.fast_routes: dict[str, Route] = {}
+        self.max_body_bytes = 4 * 1024 * 1024  # serving.max_body_bytes: bigger bodies are a 413
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Every HTTP request is counted by path and status and timed, on either path."""
@@ -273,14 +302,19 @@ class ServiceApp(FastAPI):
             await super().__call__(scope, receive, send)
             return
         if scope["method"] == "POST" and scope["path"] in self.fast_routes:
-            body = await _read_body(receive)
-            if body is not None:  # None: the client left before its body came
-                status, content_type, payload = await self.respond(
-                    scope["path"], body, _content_type(scope["headers"])
-                )
-                headers = [(b"content-type", content_type), (b"content-length", str(len(payload)).encode())]
-                await send({"type": "http.response.start", "status": status, "headers": headers})
-                await send({"type": "http.response.body", "body": payload})
+            try:
+                check_declared(scope["headers"], self.max_body_bytes)
+                body = await read_body(receive, self.max_body_bytes)
+            except BodyTooLarge as exc:
+                answer = self.refuse(scope["path"], exc)
+            else:
+                if body is None:  # the client left before its body came
+                    return
+                answer = await self.respond(scope["path"], body, _content_type(scope["headers"]))
+            status, content_type, payload = answer
+            headers = [(b"content-type", content_type), (b"content-length", str(len(payload)).encode())]
+            await send({"type": "http.response.start", "status": status, "headers": headers})
+            await send({"type": "http.response.body", "body": payload})
             return
         started, status = time.perf_counter(), 500
 
@@ -290,6 +324,8 @@ class ServiceApp(FastAPI):
                 status = message["status"]
             await send(message)
 
+        # Every route that reads its body reads at most the limit (serving.limits).
+        receive = limited(receive, self.max_body_bytes, declared_length(scope["headers"]))
         try:
             await super().__call__(scope, receive, observed)
         finally:
@@ -310,6 +346,19 @@ class ServiceApp(FastAPI):
         self.metrics.observe(path, answer[0], time.perf_counter() - started)
         return answer
 
+    def refuse(self, path: str, exc: BodyTooLarge) -> tuple[int, bytes, bytes]:
+        """``POST path`` (a key of ``fast_routes``) whose body is over ``max_body_bytes``: the 413 to send,
+        in the route's error shape, counted in the request metrics. The uvicorn protocol calls this too."""
+        answer = self.fast_routes[path].error(413, str(exc))
+        self.metrics.observe(path, 413, 0.0)
+        return answer
+
+    def openapi(self) -> dict[str, Any]:
+        """FastAPI's document, with each route's request and response schemas (``serving.openapi``)."""
+        if self.openapi_schema is None:
+            self.openapi_schema = document(super().openapi())
+        return self.openapi_schema
+
 
 def _content_type(headers: Iterable[tuple[bytes, bytes]]) -> str | None:
     """The first ``content-type`` of an ASGI scope's headers (names are lower case), as text."""
@@ -319,21 +368,13 @@ def _content_type(headers: Iterable[tuple[bytes, bytes]]) -> str | None:
     return None
 
 
-async def _read_body(receive: Receive) -> bytes | None:
-    chunks: list[bytes] = []
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            return None
-        chunks.append(message.get("body", b""))
-        if not message.get("more_body", False):
-            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
-
-
 def _error_handlers(app: FastAPI) -> None:
     async def bad_request(_: Request, exc: Exception) -> Response:
         assert isinstance(exc, _BadRequest)
         return _error(exc.status, str(exc), exc.errors)
+
+    async def too_large(_: Request, exc: Exception) -> Response:
+        return _error(413, str(exc))
 
     async def invalid(_: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)
@@ -344,6 +385,7 @@ def _error_handlers(app: FastAPI) -> None:
         return _error(exc.http_status, str(exc))
 
     app.add_exception_handler(_BadRequest, bad_request)
+    app.add_exception_handler(BodyTooLarge, too_large)
     app.add_exception_handler(RequestValidationError, invalid)
     app.add_exception_handler(DriftloopError, known)
 
@@ -361,6 +403,7 @@ class _Service:
         self.capture = capture
         self.metrics = metrics
         self.max_rows = max_rows
+        self.max_field_errors = 100  # a 422 lists the first this many bad fields, and counts them all
         self.ids = PredictionIds()
         self.mlflow_version = mlflow_api.mlflow_version()
         self.params_ignored = False  # said once in the log, not per request
@@ -368,7 +411,9 @@ class _Service:
     async def predict(self, raw: bytes, content_type: str | None = None) -> bytes:
         """``{"instances": [{field: value, …}, …]}`` → one prediction (id, score, label) per instance."""
         started = time.perf_counter()
-        out, answered = await self._score(_rows("/v1/predict", raw), ("/v1/predict", started, raw, None))
+        big = len(raw) > _INLINE_BODY_BYTES
+        rows = await run_in_threadpool(_rows, "/v1/predict", raw) if big else _rows("/v1/predict", raw)
+        out, answered = await self._score(rows, ("/v1/predict", started, raw, None))
         return orjson.dumps(
             {"model": {"name": answered.name, "version": answered.version}, "predictions": out}
         )
@@ -377,7 +422,10 @@ class _Service:
         """MLflow's scoring protocol: a JSON body (dataframe_split, dataframe_records, instances or inputs,
         and optional params), CSV or Parquet → ``{"predictions": [score, …]}``."""
         started = time.perf_counter()
-        rows, params, media = _mlflow_input(raw, content_type)
+        if len(raw) > _INLINE_BODY_BYTES:
+            rows, params, media = await run_in_threadpool(_mlflow_input, raw, content_type)
+        else:
+            rows, params, media = _mlflow_input(raw, content_type)
         if params and not self.params_ignored:
             # As MLflow does for a model whose signature has no params schema: accepted, not used.
             self.params_ignored = True
@@ -413,11 +461,14 @@ class _Service:
             raise _BadRequest(422, "invalid feedback", [e.to_json("labels") for e in errors])
         now = datetime.now(UTC).isoformat()
         if self.capture is not None:
-            await self.capture.append_many_async([
-                {"kind": "feedback", "prediction_id": item["prediction_id"], "ts": now,
-                 "label": float(item["label"]), "source": "api"}
-                for item in labels
-            ])  # fmt: skip
+            try:
+                await self.capture.append_many_async([
+                    {"kind": "feedback", "prediction_id": item["prediction_id"], "ts": now,
+                     "label": float(item["label"]), "source": "api"}
+                    for item in labels
+                ])  # fmt: skip
+            except ValueError as exc:  # a label capture refuses (an empty id) is the caller's, not a 500
+                raise _BadRequest(422, f"invalid feedback: {exc}") from None
         return ORJSONResponse({"accepted": len(labels)})
 
     async def health(self) -> ORJSONResponse:
@@ -435,7 +486,7 @@ class _Service:
     async def prometheus(self) -> Response:
         body, content_type = self.metrics.render()
         if self.monitor_gauges is not None:
-            body += await run_in_threadpool(self.monitor_gauges)  # reads the object store: off the loop
+            body += self.monitor_gauges()  # the last copy read in the background (serving.gauges)
         return Response(body, media_type=content_type)
 
     async def _capture_rejection(
@@ -463,12 +514,20 @@ class _Service:
         if model is None:
             raise _BadRequest(503, "no model loaded yet (see GET /v1/model)")
         try:
-            model.spec.validate(rows)
+            if len(context[2]) > _INLINE_BODY_BYTES:
+                await run_in_threadpool(model.spec.validate, rows, self.max_field_errors)
+            else:
+                model.spec.validate(rows, self.max_field_errors)
         except InvalidInput as exc:
-            self.metrics.invalid_fields.inc(len(exc.errors))
+            self.metrics.invalid_fields.inc(exc.total)
             errors = [e.to_json() for e in exc.errors]
             await self._capture_rejection(model.name, endpoint, len(rows), errors)
-            raise _BadRequest(422, "invalid input", errors) from None
+            message = "invalid input"
+            if exc.total > len(errors):
+                message += (
+                    f": {exc.total} invalid fields, the first {len(errors)} listed (serving.max_field_errors)"
+                )
+            raise _BadRequest(422, message, errors, exc.total) from None
         if self.batcher is not None:
             result: _Answer = await self.batcher.submit(rows, context)
             return result

@@ -106,6 +106,16 @@ class ServiceMetrics:
         self.capture_failures = Gauge(
             "driftloop_capture_ship_failures", "Failed shipping attempts", registry=r
         )
+        self.capture_reachable = Gauge(
+            "driftloop_capture_store_reachable",
+            "1 while the capture shipper reaches the object store, 0 in an outage (captures buffer locally)",
+            registry=r,
+        )
+        self.capture_outages = Gauge(
+            "driftloop_capture_store_outages",
+            "Times the object store stopped answering the shipper",
+            registry=r,
+        )
         self.capture_rejected = Gauge(
             "driftloop_capture_rejected", "Predictions refused (503) because the capture buffer was full",
             registry=r,
@@ -132,4 +142,6 @@ class ServiceMetrics:
             self.capture_landed.set(float(stats.get("landed_segments", 0)))
             self.capture_failures.set(float(stats.get("failures", 0)))
             self.capture_rejected.set(float(stats.get("rejected", 0)))
+            self.capture_reachable.set(float(stats.get("store_reachable", True)))
+            self.capture_outages.set(float(stats.get("outages", 0)))
         return generate_latest(self.registry), CONTENT_TYPE_LATEST

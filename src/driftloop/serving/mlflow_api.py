@@ -41,28 +41,34 @@ def predictions(scores: Sequence[float]) -> bytes:
     return orjson.dumps({"predictions": scores})
 
 
-def error(status: int, message: str, errors: list[dict[str, Any]] | None = None) -> tuple[int, bytes, bytes]:
+def error(
+    status: int, message: str, errors: list[dict[str, Any]] | None = None, total: int | None = None
+) -> tuple[int, bytes, bytes]:
     """A failed MLflow request as MLflow answers it: (status, content type, body).
 
     415 is MLflow's plain-text message. Everything else is ``{"error_code", "message", "sqlstate",
     "error_class"}``; driftloop's 422 (the request cannot be scored as sent) is MLflow's 400
     ``BAD_REQUEST``. Field errors (``errors``: ``{"loc", "type", "msg"}`` each) replace ``message``:
-    the first few are named in it, and all are listed in ``detail``, where driftloop's routes list them.
+    the first few are named in it, and all are listed in ``detail``, where driftloop's routes list them
+    (``total``: how many there are when ``errors`` lists only the first ones, also in ``invalid_fields``).
     """
     if status == 415:
         return status, TEXT, message.encode()
     if status == 422:
         status = 400
     code = _CODES.get(status, "INTERNAL_ERROR")
+    count = len(errors or ()) if total is None else total
     if errors:
         named = "; ".join(f"row {e['loc'][1]}, field {e['loc'][2]!r}: {e['msg']}" for e in errors[:_NAMED])
-        more = f" (and {len(errors) - _NAMED} more, see detail)" if len(errors) > _NAMED else ""
-        message = f"Invalid input. {len(errors)} invalid field(s): {named}{more}"
+        more = f" (and {count - _NAMED} more, see detail)" if count > _NAMED else ""
+        message = f"Invalid input. {count} invalid field(s): {named}{more}"
     body: dict[str, Any] = {"error_code": code, "message": message}
     if code in _CLASSES:
         body["sqlstate"], body["error_class"] = _CLASSES[code]
     if errors:
         body["detail"] = errors
+        if count > len(errors):
+            body["invalid_fields"] = count
     return status, JSON, orjson.dumps(body)
 
 

@@ -15,6 +15,13 @@ What uvicorn's path does and this one keeps: keep-alive and its timeout, ``Conne
 HTTP/1.0, pipelined requests answered in order (a later request waits in uvicorn's queue until this
 response is written), the ``date``/``server`` default headers, write back-pressure, graceful shutdown
 waiting for the request's task, the access log when it is on.
+
+A body over ``serving.max_body_bytes`` (``serving.limits``) is answered 413 as soon as it is known to
+be: at the headers when ``Content-Length`` says so, else at the chunk that crosses the limit; what was
+collected is dropped and the rest of the body is read and discarded, not kept. The answer says
+``connection: close``, and the connection closes once the body has ended, or after uvicorn's keep-alive
+timeout if the client goes on sending (closing at once, with unread data, would reset the connection
+and the client might never read its 413).
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ from typing import Any
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from driftloop.serving.app import ServiceApp
+from driftloop.serving.limits import BodyTooLarge
 
 __all__ = ["ScoringProtocol"]
 
@@ -39,6 +47,7 @@ def _status_line(status: int) -> bytes:
 
 _STATUS_LINES = {status: _status_line(status) for status in range(100, 600)}
 _CONTENT_TYPE = b"content-type"
+_CONTENT_LENGTH = b"content-length"
 
 
 class _NoEvent:
@@ -53,7 +62,16 @@ class _Scoring:
     (``response_complete``, ``keep_alive``, ``disconnected``, ``message_event``) plus the body and its
     content type."""
 
-    __slots__ = ("body", "content_type", "disconnected", "keep_alive", "path", "response_complete")
+    __slots__ = (
+        "body",
+        "content_type",
+        "disconnected",
+        "keep_alive",
+        "path",
+        "refused",
+        "response_complete",
+        "size",
+    )
     message_event = _NoEvent()
 
     def __init__(self, path: str, keep_alive: bool, content_type: bytes | None) -> None:
@@ -61,7 +79,8 @@ class _Scoring:
         self.keep_alive = keep_alive
         self.content_type = content_type
         self.body: list[bytes] = []
-        self.response_complete = self.disconnected = False
+        self.size = 0
+        self.response_complete = self.disconnected = self.refused = False
 
 
 def _service_app(app: Any) -> ServiceApp | None:
@@ -82,21 +101,29 @@ class ScoringProtocol(HttpToolsProtocol):
         self._headers_of: object = None  # the default-headers list last encoded (uvicorn renews it)
         self._headers = b""
         self._content_type: bytes | None = None  # of the request whose headers are being parsed
+        self._content_length: bytes | None = None  # likewise
 
     def on_header(self, name: bytes, value: bytes) -> None:
         # /invocations reads its body by its content type. The first header counts, as in Starlette.
         if self._content_type is None and len(name) == len(_CONTENT_TYPE) and name.lower() == _CONTENT_TYPE:
             self._content_type = value
+        elif len(name) == len(_CONTENT_LENGTH) and name.lower() == _CONTENT_LENGTH:
+            self._content_length = value  # the parser refuses a request with two, or one that is not a number
         super().on_header(name, value)
 
     def on_headers_complete(self) -> None:
         content_type, self._content_type = self._content_type, None  # the next request starts afresh
+        length, self._content_length = self._content_length, None
         path = self._scoring_path()
         if path is None:
             super().on_headers_complete()
             return
         keep_alive = self.parser.get_http_version() != "1.0" and self.parser.should_keep_alive()
-        self.cycle = _Scoring(path, keep_alive, content_type)  # type: ignore[assignment]
+        cycle = self.cycle = _Scoring(path, keep_alive, content_type)  # type: ignore[assignment]
+        assert self.service is not None
+        limit = self.service.max_body_bytes
+        if length is not None and length.isdigit() and int(length) > limit:
+            self._refuse(cycle, BodyTooLarge(limit, int(length)))
 
     def _scoring_path(self) -> str | None:
         """The path when this request is a fast-path one (see the module docstring), else None."""
@@ -113,19 +140,39 @@ class ScoringProtocol(HttpToolsProtocol):
         return path if path in self.service.fast_routes else None
 
     def on_body(self, body: bytes) -> None:
-        if isinstance(self.cycle, _Scoring):
-            self.cycle.body.append(body)
-        else:
+        cycle = self.cycle
+        if not isinstance(cycle, _Scoring):
             super().on_body(body)
+        elif not cycle.refused:  # a refused body is read and dropped
+            cycle.size += len(body)
+            assert self.service is not None
+            if cycle.size > self.service.max_body_bytes:
+                self._refuse(cycle, BodyTooLarge(self.service.max_body_bytes))
+            else:
+                cycle.body.append(body)
 
     def on_message_complete(self) -> None:
         cycle = self.cycle
         if not isinstance(cycle, _Scoring):
             super().on_message_complete()
             return
+        if cycle.refused:  # answered already; the body has ended, so closing now loses the client nothing
+            self.transport.close()
+            return
         task = self.loop.create_task(self._answer(cycle))
         task.add_done_callback(self.tasks.discard)
         self.tasks.add(task)
+
+    def _refuse(self, cycle: _Scoring, exc: BodyTooLarge) -> None:
+        """413 for a body over the limit, now; the rest of the body is discarded (module docstring)."""
+        assert self.service is not None
+        cycle.refused, cycle.body, cycle.keep_alive = True, [], False
+        status, media, payload = self.service.refuse(cycle.path, exc)
+        if not self.transport.is_closing():
+            self._write(cycle, status, media, payload)
+            # The client may go on sending: the connection lingers at most the keep-alive timeout.
+            self.loop.call_later(self.timeout_keep_alive, self.transport.close)
+        cycle.response_complete = True
 
     async def _answer(self, cycle: _Scoring) -> None:
         assert self.service is not None
@@ -137,18 +184,22 @@ class ScoringProtocol(HttpToolsProtocol):
         if cycle.disconnected or self.transport.is_closing():  # gone: its prediction is captured, that's all
             cycle.response_complete = True
             return
+        self._write(cycle, status, media, payload)
+        cycle.response_complete = True
+        if not cycle.keep_alive:
+            self.transport.close()
+        self.on_response_complete()
+
+    def _write(self, cycle: _Scoring, status: int, media: bytes, payload: bytes) -> None:
+        """The whole answer in one write, and its access-log line when that log is on."""
         self.transport.write(
             b"".join((_STATUS_LINES[status], self._default_headers(), b"content-type: ", media,
                       b"\r\ncontent-length: %d\r\n" % len(payload),
                       b"\r\n" if cycle.keep_alive else b"connection: close\r\n\r\n", payload))
         )  # fmt: skip
-        cycle.response_complete = True
         if self.access_log:
             client = f"{self.client[0]}:{self.client[1]}" if self.client else "-"
             self.access_logger.info('%s - "POST %s HTTP/1.1" %d', client, cycle.path, status)
-        if not cycle.keep_alive:
-            self.transport.close()
-        self.on_response_complete()
 
     def _default_headers(self) -> bytes:
         """uvicorn's ``date`` and ``server`` headers, encoded once per renewal (once a second)."""

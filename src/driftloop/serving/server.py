@@ -13,8 +13,6 @@ import contextlib
 import gc
 import logging
 import os
-import threading
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +23,7 @@ from driftloop.errors import ConflictError, StorageUnavailableError
 from driftloop.registry.promotion import ALIASES
 from driftloop.serving.app import create_app
 from driftloop.serving.batching import MicroBatcher
+from driftloop.serving.gauges import MonitorGauges
 from driftloop.serving.model import Follower, LoadedModel, ModelHolder, load_version
 
 if TYPE_CHECKING:
@@ -35,7 +34,7 @@ if TYPE_CHECKING:
     from driftloop.capture import CaptureStore
     from driftloop.settings import Settings
 
-__all__ = ["CONFIG_ENV", "app_from_env", "build_app", "wal_slot"]
+__all__ = ["CONFIG_ENV", "app_from_env", "build_app", "monitor_gauges", "wal_slot"]
 
 log = logging.getLogger(__name__)
 
@@ -45,10 +44,13 @@ CONFIG_ENV = "DRIFTLOOP_SERVE_CONFIG"
 
 def app_from_env() -> FastAPI:
     """The app of one uvicorn worker process (``uvicorn --factory``); settings as the CLI loaded them."""
+    from driftloop.logs import configure_logging
     from driftloop.settings import load_settings
 
     config = os.environ.get(CONFIG_ENV)
-    return build_app(load_settings(Path(config) if config else None), slots=True)
+    settings = load_settings(Path(config) if config else None)
+    configure_logging(settings.logging.level)  # a spawned worker starts with logging as Python leaves it
+    return build_app(settings, slots=True)
 
 
 def wal_slot(wal_dir: Path, k: int) -> Path:
@@ -107,9 +109,11 @@ def build_app(settings: Settings, *, slots: bool = False) -> FastAPI:
         follower.start()
         if shadow is not None:
             shadow.start()
+        gauges.start()
         try:
             yield
         finally:
+            gauges.stop()
             follower.stop()
             if shadow is not None:
                 shadow.stop()
@@ -122,12 +126,22 @@ def build_app(settings: Settings, *, slots: bool = False) -> FastAPI:
             holder.predict, max_rows=cfg.batch_max_rows, max_wait_s=cfg.batch_max_wait_ms / 1000
         )
     secret = cfg.webhook_secret.get_secret_value() if cfg.webhook_secret else None
-    gauges = _MonitorGauges(settings, name)
+    gauges = monitor_gauges(settings, name)
     return create_app(
-        holder, capture=sink, max_rows=cfg.max_rows, batcher=batcher,
+        holder, capture=sink, max_rows=cfg.max_rows, max_body_bytes=cfg.max_body_bytes,
+        max_field_errors=cfg.max_field_errors, batcher=batcher,
         on_registry_event=_both(follower, shadow), webhook_secret=secret, monitor_gauges=gauges,
         lifespan=lifespan,
     )  # fmt: skip
+
+
+def monitor_gauges(settings: Settings, model: str) -> MonitorGauges:
+    """The latest ``driftloop monitor`` pass's gauges for ``model`` (``monitoring/<model>/latest.prom``),
+    re-read every 10 s in the background so that ``GET /metrics`` never waits for the object store."""
+    from driftloop.storage import store_for
+
+    store, key = store_for(settings), f"monitoring/{model}/latest.prom"
+    return MonitorGauges(lambda: store.read_bytes(key), name=f"{store.root}/{key}")
 
 
 def _both(follower: Follower, shadow: Follower | None) -> Callable[[], None]:
@@ -139,30 +153,6 @@ def _both(follower: Follower, shadow: Follower | None) -> Callable[[], None]:
             shadow.wake()
 
     return wake
-
-
-class _MonitorGauges:
-    """The latest ``driftloop monitor`` pass's gauges (``monitoring/<model>/latest.prom``), re-read at
-    most every 10 s, so Prometheus scrapes the decision from the service it already scrapes."""
-
-    def __init__(self, settings: Settings, model: str) -> None:
-        self._settings = settings
-        self._key = f"monitoring/{model}/latest.prom"
-        self._text, self._read_at = b"", -1e9
-        self._lock = threading.Lock()
-
-    def __call__(self) -> bytes:
-        from driftloop.errors import DriftloopError
-        from driftloop.storage import store_for
-
-        with self._lock:
-            if time.monotonic() - self._read_at >= 10:
-                self._read_at = time.monotonic()
-                try:
-                    self._text = store_for(self._settings).read_bytes(self._key)
-                except DriftloopError:  # no pass yet, or storage down: the service's own metrics stand
-                    self._text = b""
-            return self._text
 
 
 class _LazyCapture:

@@ -1,0 +1,300 @@
+"""What the service's OpenAPI document (``/openapi.json``, ``/docs``, ``/redoc``) says of each route.
+
+The scoring routes are answered ahead of FastAPI (decisions 0025, 0026) from raw bytes, so FastAPI
+cannot infer their schemas from a signature, and giving it pydantic parameters would put pydantic
+validation on FastAPI's path for those routes and make it answer differently from the fast path. The
+models here only *describe*: :func:`document` writes each route's responses, by status, and request
+body into the document FastAPI generates (``ServiceApp.openapi``), with the models among its
+components. Nothing here runs per request, and the routes' declarations in ``app`` stay as they are.
+
+Swagger UI and ReDoc are served from the package's own files (``fastapi_offline``'s static copy of
+``swagger-ui-dist`` 5 and ReDoc 2; Swagger UI 4, as the ``swagger-ui-bundle`` package ships it, cannot
+render the OpenAPI 3.1 that FastAPI writes): ``/docs`` works with no network (decision 0039).
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from typing import TYPE_CHECKING, Any, Literal
+
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html, get_swagger_ui_oauth2_redirect_html
+from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.json_schema import models_json_schema
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+    from fastapi.responses import HTMLResponse
+
+__all__ = ["STATIC", "document", "mount_docs"]
+
+STATIC = "/static/docs"  # where the documentation pages' scripts and styles are served
+
+Scalar = str | float | int | bool | None
+
+
+class _Open(BaseModel):
+    model_config = ConfigDict(extra="allow")  # the service ignores keys it does not read
+
+
+class PredictRequest(_Open):
+    """Rows to score: the raw fields of the served model (``GET /v1/model`` lists them as ``inputs``)."""
+
+    instances: list[dict[str, Scalar]] = Field(
+        description="One object per row: field → value. An unknown field, a missing or malformed value "
+        "is a 422 naming it; more than serving.max_rows rows is a 413."
+    )
+
+
+class ModelRef(BaseModel):
+    name: str
+    version: int
+
+
+class Prediction(BaseModel):
+    id: str = Field(description="The prediction's id: give it to POST /v1/feedback with the truth.")
+    score: float
+    fallback: bool = Field(description="Answered by the previous version because the current one failed.")
+    label: Literal[0, 1] | None = Field(
+        default=None, description="score ≥ the model's threshold, when it has one"
+    )
+
+
+class PredictResponse(BaseModel):
+    model: ModelRef
+    predictions: list[Prediction]
+
+
+class FieldProblem(BaseModel):
+    loc: list[str | int] = Field(description='["instances" or "labels", row, field]')
+    type: str = Field(description="missing | type | range | category | unknown")
+    msg: str
+
+
+class ErrorBody(BaseModel):
+    """A refused request: what was wrong, and for invalid rows each bad field."""
+
+    error: str
+    detail: list[FieldProblem] | None = Field(default=None, description="The first serving.max_field_errors")
+    invalid_fields: int | None = Field(default=None, description="All of them, when detail lists only some")
+
+
+class DataframeSplit(BaseModel):
+    columns: list[str]
+    data: list[list[Scalar]]
+    index: list[Scalar] | None = None
+
+
+class InvocationsRequest(_Open):
+    """MLflow's scoring protocol: exactly one of the four inputs, and optionally ``params`` (accepted,
+    unused: the served model takes none)."""
+
+    dataframe_split: DataframeSplit | None = None
+    dataframe_records: list[dict[str, Scalar]] | None = None
+    instances: list[dict[str, Scalar]] | dict[str, Scalar | list[Scalar]] | None = None
+    inputs: list[dict[str, Scalar]] | dict[str, Scalar | list[Scalar]] | None = None
+    params: dict[str, Any] | None = None
+
+
+class InvocationsResponse(BaseModel):
+    predictions: list[float]
+
+
+class MlflowError(BaseModel):
+    """MLflow's error body (``mlflow models serve`` answers the same)."""
+
+    error_code: str
+    message: str
+    sqlstate: str | None = None
+    error_class: str | None = None
+    detail: list[FieldProblem] | None = None
+    invalid_fields: int | None = None
+
+
+class Label(_Open):
+    prediction_id: str
+    label: float
+
+
+class FeedbackRequest(_Open):
+    labels: list[Label]
+
+
+class FeedbackResponse(BaseModel):
+    accepted: int
+
+
+class Status(BaseModel):
+    status: str
+
+
+class Ready(BaseModel):
+    status: str
+    model: ModelRef
+
+
+class Served(BaseModel):
+    name: str
+    version: int
+    run_id: str
+    loaded_at: str
+    inputs: list[str]
+    threshold: float | None
+    engine: str
+    engine_note: str | None
+
+
+class ModelInfo(BaseModel):
+    current: Served | None
+    fallback: Served | None
+    shadow: Served | None
+    swaps: int
+    shadow_failures: int
+    load_failures: int
+    last_error: str | None
+    last_error_at: str | None
+
+
+_REF = "#/components/schemas/{model}"
+
+
+def _json(model: type[BaseModel], description: str) -> dict[str, Any]:
+    content = {"application/json": {"schema": {"$ref": _REF.format(model=model.__name__)}}}
+    return {"description": description, "content": content}
+
+
+def _text(description: str, media: str = "text/plain") -> dict[str, Any]:
+    return {"description": description, "content": {media: {"schema": {"type": "string"}}}}
+
+
+def _body(model: type[BaseModel], *media: str) -> dict[str, Any]:
+    content = _json(model, "")["content"] | {
+        m: {"schema": {"type": "string", "format": "binary"}} for m in media
+    }
+    return {"required": True, "content": content}
+
+
+_TOO_LARGE = "The body is over serving.max_body_bytes, or has more rows than serving.max_rows"
+_UNAVAILABLE = "No model loaded yet, the model and its fallback failed, or the capture buffer is full"
+_ERRORS = {"413": _json(ErrorBody, _TOO_LARGE), "503": _json(ErrorBody, _UNAVAILABLE)}
+_MLFLOW_ERRORS = {
+    "400": _json(MlflowError, "Malformed body or invalid fields (MLflow's BAD_REQUEST)"),
+    "413": _json(MlflowError, _TOO_LARGE),
+    "415": _text("Not JSON, CSV or Parquet, or not UTF-8: MLflow's plain-text answer"),
+    "503": _json(MlflowError, _UNAVAILABLE),
+}
+# MLflow answers /ping and /version with application/json bodies that are not JSON ("\n", "3.17.2"), and
+# so does the service (decision 0034): the content type is declared, a schema would be a lie.
+_MLFLOW_TEXT: dict[str, Any] = {"content": {"application/json": {}}}
+
+# (path, method) → its responses by status, and its request body.
+_ROUTES: dict[tuple[str, str], tuple[dict[str, Any], dict[str, Any] | None]] = {
+    ("/v1/predict", "post"): (
+        {
+            "200": _json(PredictResponse, "One prediction per row"),
+            "422": _json(ErrorBody, "Malformed body, or invalid fields (each named)"),
+            **_ERRORS,
+        },
+        _body(PredictRequest),
+    ),
+    ("/invocations", "post"): (
+        {"200": _json(InvocationsResponse, "One score per row"), **_MLFLOW_ERRORS},
+        _body(InvocationsRequest, "text/csv", "application/vnd.apache.parquet"),
+    ),
+    ("/v1/feedback", "post"): (
+        {
+            "200": _json(FeedbackResponse, "Labels accepted"),
+            "422": _json(ErrorBody, "Malformed body or labels"),
+            **_ERRORS,
+        },
+        _body(FeedbackRequest),
+    ),
+    ("/ping", "get"): (
+        {
+            "200": {"description": "A model is loaded", **_MLFLOW_TEXT},
+            "404": {"description": "No model loaded yet", **_MLFLOW_TEXT},
+        },
+        None,
+    ),
+    ("/version", "get"): ({"200": {"description": "The MLflow version spoken", **_MLFLOW_TEXT}}, None),
+    ("/health", "get"): ({"200": _json(Status, "The process answers")}, None),
+    ("/ready", "get"): (
+        {"200": _json(Ready, "A model is loaded"), "503": _json(ErrorBody, "No model yet")},
+        None,
+    ),
+    ("/v1/model", "get"): ({"200": _json(ModelInfo, "The versions served")}, None),
+    ("/metrics", "get"): ({"200": _text("Prometheus text exposition")}, None),
+    ("/v1/registry-events", "post"): (
+        {
+            "202": _json(Status, "The registry alias is checked now"),
+            "401": _json(ErrorBody, "Bad or missing signature"),
+            "413": _json(ErrorBody, _TOO_LARGE),
+        },
+        None,
+    ),
+}
+_MODELS = (
+    PredictRequest,
+    PredictResponse,
+    ErrorBody,
+    InvocationsRequest,
+    InvocationsResponse,
+    MlflowError,
+    FeedbackRequest,
+    FeedbackResponse,
+    Status,
+    Ready,
+    ModelInfo,
+)
+
+
+def document(schema: dict[str, Any]) -> dict[str, Any]:
+    """``schema`` (FastAPI's document) with each route's responses and request body, and the models they
+    refer to among its components."""
+    _, defs = models_json_schema([(m, "validation") for m in _MODELS], ref_template=_REF)
+    schema.setdefault("components", {}).setdefault("schemas", {}).update(defs.get("$defs", {}))
+    for path, operations in schema.get("paths", {}).items():
+        for method, operation in operations.items():
+            responses, body = _ROUTES.get((path, method), (None, None))
+            if responses is not None:
+                operation["responses"] = responses
+            if body is not None:
+                operation["requestBody"] = body
+    return schema
+
+
+def mount_docs(app: FastAPI, title: str) -> None:
+    """``/docs`` (Swagger UI), its OAuth2 redirect and ``/redoc`` (ReDoc), served with no network: their
+    scripts and styles come from ``STATIC``. ``app`` must be made with ``docs_url=None, redoc_url=None``."""
+    static = resources.files("fastapi_offline") / "static"
+    app.mount(STATIC, StaticFiles(directory=str(static)), name="docs-static")
+    favicon = f"{STATIC}/favicon.png"
+    openapi_url = app.openapi_url or "/openapi.json"
+    redirect = app.swagger_ui_oauth2_redirect_url or "/docs/oauth2-redirect"
+
+    async def swagger() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url=openapi_url,
+            title=f"{title} - Swagger UI",
+            oauth2_redirect_url=redirect,
+            swagger_js_url=f"{STATIC}/swagger-ui-bundle.js",
+            swagger_css_url=f"{STATIC}/swagger-ui.css",
+            swagger_favicon_url=favicon,
+            swagger_ui_parameters={"validatorUrl": None},
+        )
+
+    async def oauth2_redirect() -> HTMLResponse:
+        return get_swagger_ui_oauth2_redirect_html()
+
+    async def redoc() -> HTMLResponse:
+        return get_redoc_html(
+            openapi_url=openapi_url,
+            title=f"{title} - ReDoc",
+            redoc_js_url=f"{STATIC}/redoc.standalone.js",
+            redoc_favicon_url=favicon,
+            with_google_fonts=False,
+        )
+
+    app.add_api_route("/docs", swagger, methods=["GET"], include_in_schema=False)
+    app.add_api_route(redirect, oauth2_redirect, methods=["GET"], include_in_schema=False)
+    app.add_api_route("/redoc", redoc, methods=["GET"], include_in_schema=False)
