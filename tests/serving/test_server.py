@@ -29,9 +29,10 @@ if TYPE_CHECKING:
 class Server:
     """``driftloop serve`` in its own process, restartable."""
 
-    def __init__(self, ws: Workspace, port: int, *args: str) -> None:
+    def __init__(self, ws: Workspace, port: int, *args: str, env: dict[str, str] | None = None) -> None:
         self.ws = ws
         self.args = args
+        self.env = {**ws.env, **(env or {})}
         self.url = f"http://127.0.0.1:{port}"
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -40,7 +41,7 @@ class Server:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "driftloop", "serve", "--port", self.url.rsplit(":", 1)[1],
                  *self.args],
-                cwd=self.ws.directory, env=self.ws.env, stdout=log, stderr=subprocess.STDOUT,
+                cwd=self.ws.directory, env=self.env, stdout=log, stderr=subprocess.STDOUT,
             )  # fmt: skip
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
@@ -228,3 +229,55 @@ def test_workers_each_capture_through_their_own_wal(production: Workspace) -> No
     keys = [info.key for info in store_for(settings).list("captures/model=")]
     writers = {key.rsplit("/", 1)[1].split("-seg-")[0] for key in keys}
     assert len(writers) >= 2  # both workers' WALs shipped under their own writer ids
+
+
+def test_a_real_service_with_auth_on_checks_tokens_roles_rates_and_revocation(production: Workspace) -> None:
+    from driftloop.capture import read_captures
+
+    ws = production
+    root = ws.ok("auth", "create", "ops", "--role", "admin").strip()  # the bootstrap: no admin yet
+    as_admin = {"DRIFTLOOP_TOKEN": root}
+    scorer = ws.run("auth", "create", "scorer", "--role", "predict", extra_env=as_admin).stdout.strip()
+    labeller = ws.run("auth", "create", "labeller", "--role", "label", extra_env=as_admin).stdout.strip()
+    auth = {
+        "DRIFTLOOP_AUTH__ENABLED": "true",
+        "DRIFTLOOP_AUTH__CACHE_S": "1",
+        "DRIFTLOOP_AUTH__ROLE_RATE_LIMITS__LABEL__PER_SECOND": "0.01",
+        "DRIFTLOOP_AUTH__ROLE_RATE_LIMITS__LABEL__BURST": "2",
+    }
+    server = Server(ws, free_port(), env=auth)
+    server.start()  # /ready stays open for probes
+    try:
+        rows = {"instances": plant_rows(1, seed=11)}
+        predict = f"{server.url}/v1/predict"
+        missing = httpx.post(predict, json=rows)
+        assert (missing.status_code, missing.headers["www-authenticate"]) == (401, 'Bearer realm="driftloop"')
+        assert "missing credentials" in missing.json()["error"]
+        assert httpx.post(predict, json=rows, headers=_bearer(labeller)).status_code == 403
+        answered = httpx.post(predict, json=rows, headers=_bearer(scorer))
+        assert answered.status_code == 200
+        pid = answered.json()["predictions"][0]["id"]
+        assert httpx.get(f"{server.url}/v1/model").status_code == 401
+        assert httpx.get(f"{server.url}/v1/model", headers=_bearer(labeller)).status_code == 200  # view
+        labels = {"labels": [{"prediction_id": pid, "label": 1}]}
+        feedback = [
+            httpx.post(f"{server.url}/v1/feedback", json=labels, headers=_bearer(labeller)) for _ in range(3)
+        ]
+        assert [r.status_code for r in feedback] == [200, 200, 429]
+        assert feedback[2].headers["retry-after"] == "100"
+
+        revoked = ws.run("auth", "revoke", "scorer", extra_env=as_admin)
+        assert revoked.returncode == 0, revoked.stderr
+        since = time.monotonic()
+        while httpx.post(predict, json=rows, headers=_bearer(scorer)).status_code == 200:
+            time.sleep(0.02)
+        # Refused within auth.cache_s of the revocation (plus a request's time on a busy host).
+        assert time.monotonic() - since < 1 + 1.0
+    finally:
+        server.stop()  # graceful: ships the capture WAL
+    sources = read_captures(store_for(load_settings(cwd=ws.directory)), kind="feedback").column("source")
+    assert set(sources.to_pylist()) == {"labeller"}  # the identity that sent the labels
+
+
+def _bearer(token: str) -> dict[str, str]:
+    return {"authorization": f"Bearer {token}"}
