@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 
 __all__ = [
+    "AuthenticationError",
     "CaptureFullError",
     "ConfigError",
     "ConflictError",
@@ -18,7 +19,9 @@ __all__ = [
     "DriftloopError",
     "MetadataError",
     "NotFoundError",
+    "PermissionDeniedError",
     "PolicyError",
+    "RateLimitedError",
     "ServiceError",
     "StorageError",
     "StorageUnavailableError",
@@ -125,3 +128,26 @@ class ServiceError(DriftloopError):
     not become ready or died; the headline names it, its exit status and the end of its log."""
 
     http_status = 503
+
+
+class AuthenticationError(DriftloopError):
+    """No credentials where auth is on, or a token that is unknown, revoked or expired (401)."""
+
+    http_status = 401
+
+
+class PermissionDeniedError(DriftloopError):
+    """Valid credentials without the role the operation needs (403)."""
+
+    http_status = 403
+
+
+class RateLimitedError(DriftloopError):
+    """Too many requests for one token (or one client address with auth off): retry after
+    ``retry_after_s`` seconds (429)."""
+
+    http_status = 429
+
+    def __init__(self, headline: str, retry_after_s: float) -> None:
+        super().__init__(headline)
+        self.retry_after_s = retry_after_s

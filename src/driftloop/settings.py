@@ -32,6 +32,9 @@ __all__ = [
     "CONFIG_FILENAME",
     "ENV_PREFIX",
     "PLANT_COLUMNS",
+    "TOKEN_ENV",
+    "AuthRole",
+    "AuthSettings",
     "CaptureSettings",
     "ColumnSpec",
     "ContainerRunnerSettings",
@@ -44,6 +47,7 @@ __all__ = [
     "MonitoringSettings",
     "PipelineSettings",
     "PolicySettings",
+    "RateLimit",
     "RegistrySettings",
     "S3Settings",
     "ScheduleSettings",
@@ -59,6 +63,8 @@ __all__ = [
 
 CONFIG_FILENAME = "driftloop.toml"
 ENV_PREFIX = "DRIFTLOOP_"
+# The token the CLI and SDK act with: a short alias of DRIFTLOOP_AUTH__TOKEN, which wins over it.
+TOKEN_ENV = "DRIFTLOOP_TOKEN"
 _NESTED = "__"
 
 
@@ -261,6 +267,10 @@ class TrackingSettings(_Section):
     experiment: str = "driftloop"
     # Where new experiments keep artifacts; empty: ``<storage root>/mlflow`` (local or S3).
     artifact_root: str = ""
+    # Basic-auth login for an MLflow server that requires one, sent once a password is set
+    # (MLFLOW_TRACKING_USERNAME/PASSWORD); with auth on, `up` starts MLflow with this admin (docs/auth.md).
+    username: str = "admin"
+    password: SecretStr | None = None
 
 
 class RegistrySettings(_Section):
@@ -456,6 +466,30 @@ class ScheduleSettings(_Section):
     misfire_grace_s: float = Field(default=300.0, gt=0)  # a fire missed by less than this still runs
 
 
+AuthRole = Literal["view", "predict", "label", "promote", "approve", "admin"]
+
+
+class RateLimit(_Section):
+    """A token bucket: ``per_second`` requests sustained, bursts of up to ``burst`` (0: a second's worth)."""
+
+    per_second: float = Field(gt=0)
+    burst: int = Field(default=0, ge=0)
+
+
+class AuthSettings(_Section):
+    """Tokens and roles for the service and the CLI, and per-token rate limits (docs/auth.md)."""
+
+    enabled: bool = False
+    token: SecretStr | None = None  # what the CLI/SDK acts with (also DRIFTLOOP_TOKEN)
+    # The service trusts a verified token this long before asking the database again: a revoked token
+    # is refused at most this much later. 0: every request asks the database.
+    cache_s: float = Field(default=5.0, ge=0, le=300)
+    # Per token (per client address with auth off), per service process; a role's own limit replaces it
+    # on the routes that need that role.
+    rate_limit: RateLimit | None = None
+    role_rate_limits: dict[AuthRole, RateLimit] = Field(default_factory=dict)
+
+
 class Settings(BaseSettings):
     """The effective configuration. Build it with :func:`load_settings`."""
 
@@ -482,6 +516,7 @@ class Settings(BaseSettings):
     monitoring: MonitoringSettings = MonitoringSettings()
     schedule: ScheduleSettings = ScheduleSettings()
     logging: LoggingSettings = LoggingSettings()
+    auth: AuthSettings = AuthSettings()
 
     # Where the file came from (None: defaults and environment only). Not a configuration key.
     config_file: Path | None = Field(default=None, exclude=True)
@@ -535,6 +570,9 @@ def load_settings(config: Path | None = None, *, cwd: Path | None = None) -> Set
     path = _find_config(config, cwd)
     values: dict[str, Any] = _read_toml(path) if path else {}
     _reject_unknown_env_sections(os.environ)
+    token = os.environ.get(TOKEN_ENV)
+    if token and isinstance(values.get("auth", {}), dict):  # a non-table [auth] fails validation below
+        values["auth"] = {**values.get("auth", {}), "token": token}
     try:
         settings = Settings(**values, config_file=path)
     except ValidationError as exc:

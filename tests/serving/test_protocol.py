@@ -267,3 +267,46 @@ def test_each_scoring_answer_is_one_write_and_other_routes_are_uvicorns() -> Non
     assert len(orjson.loads(body)["predictions"]) == 2
     slow = asyncio.run(exchange(b"GET /health HTTP/1.1\r\nHost: test\r\n\r\n"))
     assert len(slow) == 2  # FastAPI's routes go through uvicorn's RequestResponseCycle, as before
+
+
+def test_tokens_roles_and_rate_limits_hold_on_the_protocols_path(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The protocol reads the ``Authorization`` header as it reads the content type: in any case, the
+    first one counting, never carried over to the next request on the connection; refusals are one write
+    with their challenge or ``Retry-After``."""
+    from driftloop.auth import Gate, RateLimiter, TokenStore, TokenVerifier
+    from driftloop.settings import RateLimit
+    from driftloop.storage.metadata import open_metadata
+
+    store = TokenStore(open_metadata(f"sqlite:///{tmp_path / 'meta.db'}"))
+    scorer = store.create("scorer", ["predict"], created_by="t")[1]
+    labeller = store.create("labeller", ["label"], created_by="t")[1]
+    limiter = RateLimiter(None, {"predict": RateLimit(per_second=0.01, burst=3)})
+    holder = ModelHolder()
+    holder.install(plant_model(1))
+    capture = MemoryCapture()
+    app = create_app(holder, capture=capture, gate=Gate(TokenVerifier(store.lookup, 5.0), limiter))
+    body = orjson.dumps(ROWS)
+    with serving(app) as port, socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        responses = _Responses(sock)
+        answers = []
+        for extra in [
+            (),  # no credentials
+            (f"AUTHORIZATION: Bearer {scorer}",),
+            (f"authorization: Bearer {labeller}",),  # a valid token without the predict role
+            (),  # the header of the request before does not carry over
+            (f"Authorization: Bearer {scorer}", f"Authorization: Bearer {labeller}"),  # the first counts
+            (f"Authorization: bearer {scorer}",),
+            (f"Authorization: Bearer {scorer}",),  # over the rate: three per 100 s
+        ]:
+            sock.sendall(_post("/invocations" if len(answers) % 2 else "/v1/predict", body, *extra))
+            answers.append(responses.next())
+    assert [status for status, _, _ in answers] == [401, 200, 403, 401, 200, 200, 429]
+    assert answers[0][1]["www-authenticate"] == 'Bearer realm="driftloop"'
+    assert orjson.loads(answers[0][2]) == {
+        "error": 'missing credentials: this service has auth on; send "Authorization: Bearer <token>"'
+    }
+    assert orjson.loads(answers[3][2])["error_code"] == "UNAUTHENTICATED"  # /invocations: MLflow's body
+    assert "lacks the predict role" in orjson.loads(answers[2][2])["error"]
+    assert answers[6][1]["retry-after"] == "100"
+    assert "www-authenticate" not in answers[1][1]
+    assert len([r for r in capture.records if r["kind"] == "prediction"]) == 3 * len(ROWS["instances"])

@@ -333,3 +333,55 @@ def test_an_s3_outage_under_traffic_is_one_warning_one_recovery_line_a_metric_an
         assert set(load.acked[during:]) <= set(shipped.column("prediction_id").to_pylist())
     finally:
         moto.stop()
+
+
+def test_a_real_service_with_auth_on_checks_tokens_roles_rates_and_revocation(production: Workspace) -> None:
+    from driftloop.capture import read_captures
+
+    ws = production
+    root = ws.ok("auth", "create", "ops", "--role", "admin").strip()  # the bootstrap: no admin yet
+    as_admin = {"DRIFTLOOP_TOKEN": root}
+    scorer = ws.run("auth", "create", "scorer", "--role", "predict", extra_env=as_admin).stdout.strip()
+    labeller = ws.run("auth", "create", "labeller", "--role", "label", extra_env=as_admin).stdout.strip()
+    auth = {
+        "DRIFTLOOP_AUTH__ENABLED": "true",
+        "DRIFTLOOP_AUTH__CACHE_S": "1",
+        "DRIFTLOOP_AUTH__ROLE_RATE_LIMITS__LABEL__PER_SECOND": "0.01",
+        "DRIFTLOOP_AUTH__ROLE_RATE_LIMITS__LABEL__BURST": "2",
+    }
+    server = Server(ws, free_port(), env=auth)
+    server.start()  # /ready stays open for probes
+    try:
+        rows = {"instances": plant_rows(1, seed=11)}
+        predict = f"{server.url}/v1/predict"
+        missing = httpx.post(predict, json=rows)
+        assert (missing.status_code, missing.headers["www-authenticate"]) == (401, 'Bearer realm="driftloop"')
+        assert "missing credentials" in missing.json()["error"]
+        assert httpx.post(predict, json=rows, headers=_bearer(labeller)).status_code == 403
+        answered = httpx.post(predict, json=rows, headers=_bearer(scorer))
+        assert answered.status_code == 200
+        pid = answered.json()["predictions"][0]["id"]
+        assert httpx.get(f"{server.url}/v1/model").status_code == 401
+        assert httpx.get(f"{server.url}/v1/model", headers=_bearer(labeller)).status_code == 200  # view
+        labels = {"labels": [{"prediction_id": pid, "label": 1}]}
+        feedback = [
+            httpx.post(f"{server.url}/v1/feedback", json=labels, headers=_bearer(labeller)) for _ in range(3)
+        ]
+        assert [r.status_code for r in feedback] == [200, 200, 429]
+        assert feedback[2].headers["retry-after"] == "100"
+
+        revoked = ws.run("auth", "revoke", "scorer", extra_env=as_admin)
+        assert revoked.returncode == 0, revoked.stderr
+        since = time.monotonic()
+        while httpx.post(predict, json=rows, headers=_bearer(scorer)).status_code == 200:
+            time.sleep(0.02)
+        # Refused within auth.cache_s of the revocation (plus a request's time on a busy host).
+        assert time.monotonic() - since < 1 + 1.0
+    finally:
+        server.stop()  # graceful: ships the capture WAL
+    sources = read_captures(store_for(load_settings(cwd=ws.directory)), kind="feedback").column("source")
+    assert set(sources.to_pylist()) == {"labeller"}  # the identity that sent the labels
+
+
+def _bearer(token: str) -> dict[str, str]:
+    return {"authorization": f"Bearer {token}"}

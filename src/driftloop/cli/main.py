@@ -17,6 +17,7 @@ import typer
 from typer._click.exceptions import ClickException, NoArgsIsHelpError
 
 import driftloop
+from driftloop.cli import auth as auth_cli
 from driftloop.cli import capture as capture_cli
 from driftloop.cli import config as config_cli
 from driftloop.cli import db as db_cli
@@ -46,6 +47,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
+app.add_typer(auth_cli.app, name="auth")
 app.add_typer(capture_cli.app, name="capture")
 app.add_typer(config_cli.app, name="config")
 app.add_typer(db_cli.app, name="db")

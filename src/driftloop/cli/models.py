@@ -12,6 +12,8 @@ from rich.table import Column, Table
 from driftloop.cli._state import CliState, state
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     from driftloop.core.models import ModelVersion
 
 app = typer.Typer(help="Model registry: versions, stages, metrics, lineage.", no_args_is_help=True)
@@ -115,29 +117,45 @@ def history(
     version: int | None = typer.Option(None, "--version", help="Only this version."),
     checks: bool = typer.Option(False, "--checks", help="List each check and its evidence."),
 ) -> None:
-    """Every stage transition — who, when, from → to, outcome, reasons, check results."""
+    """Every stage transition and approval — who, when, from → to, outcome, reasons, check results."""
     from driftloop.registry.audit import AuditLog
     from driftloop.storage.metadata import open_metadata
 
     st = state(ctx)
     model = name or st.settings.registry.model_name
     db = open_metadata(st.settings.database_url, echo=st.settings.database.echo)
-    entries = AuditLog(db).history(model, version=version)
-    if not entries:
+    ctx.call_on_close(db.dispose)
+    audit = AuditLog(db)
+    entries = audit.history(model, version=version)
+    approvals = audit.approvals(model, version)
+    if not entries and not approvals:
         st.out.print(f"no transitions recorded for {model}")
         return
-    # One line per entry (soft-wrapped, never folded): greppable, and readable at any width.
-    st.out.print(f"[bold]{model}[/] history ({len(entries)} entries, oldest first)")
+    # One line per entry (soft-wrapped, never folded): greppable, and readable at any width. Approvals
+    # are interleaved by time: who approved is part of how a version got where it is.
+    count = f"{len(entries)} entries" + (f", {len(approvals)} approvals" if approvals else "")
+    st.out.print(f"[bold]{model}[/] history ({count}, oldest first)")
+    lines: list[tuple[datetime, str]] = []
     for t in entries:
         outcome = "[green]done[/]   " if t.outcome == "done" else "[red]refused[/]"
         passed = sum(c.passed for c in t.checks)
         evidence = f" [{passed}/{len(t.checks)} checks passed]" if t.checks else ""
         comment = f" — {t.comment}" if t.comment else ""
         move = f"{t.from_stage.value} → {t.to_stage.value}"
-        st.out.print(
+        line = (
             f"#{t.id:<4} {t.at:%Y-%m-%d %H:%M:%S}  v{t.version:<3} {t.action:<8} {move:<24} {outcome} "
             f"by {t.actor}: {'; '.join(t.reasons)}{evidence}{comment}"
         )
+        lines.append((t.at, line))
+    for a in approvals:
+        target = f"for {a.stage.value}"
+        line = (
+            f"{'':5} {a.at:%Y-%m-%d %H:%M:%S}  v{a.version:<3} {'approve':<8} {target:<24} [green]given[/]   "
+            f"by {a.actor}: {a.comment}"
+        )
+        lines.append((a.at, line))
+    for _, line in sorted(lines, key=lambda item: item[0]):
+        st.out.print(line)
     if checks:
         for t in entries:
             for c in t.checks:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import getpass
 from typing import TYPE_CHECKING
 
 import typer
@@ -12,6 +11,7 @@ from driftloop.errors import UsageError
 
 if TYPE_CHECKING:
     from driftloop.registry.promotion import Promoter
+    from driftloop.storage.metadata import Database
     from driftloop.tracking import Tracker
 
 
@@ -24,21 +24,24 @@ def _stage(text: str) -> object:
     return stages[text.lower()]
 
 
-def _promoter(st: CliState) -> tuple[Promoter, Tracker]:
+def _promoter(st: CliState, db: Database) -> tuple[Promoter, Tracker]:
     from driftloop.registry.promotion import Promoter
-    from driftloop.storage.metadata import open_metadata
     from driftloop.tracking import Tracker
 
     tracker = Tracker(st.settings)
-    db = open_metadata(st.settings.database_url, echo=st.settings.database.echo)
     return Promoter(st.settings, db, tracker=tracker), tracker
 
 
-def _actor(by: str | None) -> str:
-    try:
-        return by or getpass.getuser()
-    except (KeyError, OSError):
-        return "unknown"
+def _actor(ctx: typer.Context, role: str, by: str | None) -> tuple[str, Database]:
+    """Who acts (with auth on: the verified token's identity, which needs ``role``), checked before any
+    work is done, and the metadata database it was checked in (closed with the command)."""
+    from driftloop.auth import acting_identity
+    from driftloop.storage.metadata import open_metadata
+
+    st = state(ctx)
+    db = open_metadata(st.settings.database_url, echo=st.settings.database.echo)
+    ctx.call_on_close(db.dispose)
+    return acting_identity(st.settings, db, role, by=by), db
 
 
 def promote(
@@ -48,10 +51,14 @@ def promote(
     to: str = typer.Option(
         ..., "--to", help="staging (runs the compliance checks) or production (compares)."
     ),
-    by: str | None = typer.Option(None, "--by", help="Who is promoting \\[current user]."),
+    by: str | None = typer.Option(
+        None, "--by", help="Who is promoting \\[current user]; with auth on, the token's identity."
+    ),
     comment: str = typer.Option("", "--comment", help="Why, for the audit history."),
 ) -> None:
-    """Promote a version: None → Staging (compliance checks) → Production (approval + comparison)."""
+    """Promote a version: None → Staging (compliance checks) → Production (approval + comparison).
+
+    With auth on, acts as the token in DRIFTLOOP_TOKEN, which needs the promote role."""
     from driftloop.core.models import Stage
     from driftloop.pipeline.promotion import promote as run_promote
     from driftloop.registry import Registry
@@ -59,11 +66,12 @@ def promote(
     st = state(ctx)
     stage = _stage(to)
     assert isinstance(stage, Stage)
-    promoter, tracker = _promoter(st)
+    actor, db = _actor(ctx, "promote", by)
+    promoter, tracker = _promoter(st, db)
     with st.err.status(f"promoting {name}/{version} to {stage.value}: checks and evidence…"):
         result = run_promote(
             promoter, st.settings, tracker, Registry(st.settings), name=name, version=version, to=stage,
-            actor=_actor(by), comment=comment,
+            actor=actor, comment=comment,
         )  # fmt: skip
     for check in result.checks:
         mark = "[green]✓[/]" if check.passed else ("[red]✗[/]" if check.required else "[yellow]![/]")
@@ -79,31 +87,45 @@ def approve(
     ctx: typer.Context,
     name: str = typer.Argument(..., help="Registered model."),
     version: int = typer.Argument(..., help="Version number."),
-    by: str = typer.Option(..., "--by", help="Who approves (recorded)."),
+    by: str | None = typer.Option(
+        None, "--by", help="Who approves (recorded); with auth on, the token's identity."
+    ),
     comment: str = typer.Option(..., "--comment", help="Why (recorded)."),
     to: str = typer.Option("production", "--to", help="The stage approved for."),
 ) -> None:
-    """Record a person's approval of a version for a stage (policy.require_approval_for)."""
+    """Record a person's approval of a version for a stage (policy.require_approval_for).
+
+    With auth on, the approver is the token in DRIFTLOOP_TOKEN, which needs the approve role."""
     from driftloop.core.models import Stage
 
     st = state(ctx)
     stage = _stage(to)
     assert isinstance(stage, Stage)
-    promoter, _ = _promoter(st)
-    approval = promoter.approve(name, version, stage, actor=by, comment=comment)
+    if by is None and not st.settings.auth.enabled:
+        raise UsageError(
+            "approve needs --by WHO: the approver is recorded (with auth on: the token's identity)"
+        )
+    actor, db = _actor(ctx, "approve", by)
+    promoter, _ = _promoter(st, db)
+    approval = promoter.approve(name, version, stage, actor=actor, comment=comment)
     st.out.print(f"approved {name}/{version} for {stage.value} by {approval.actor}: {approval.comment}")
 
 
 def rollback(
     ctx: typer.Context,
     name: str = typer.Argument(..., help="Registered model."),
-    by: str | None = typer.Option(None, "--by", help="Who rolls back \\[current user]."),
+    by: str | None = typer.Option(
+        None, "--by", help="Who rolls back \\[current user]; with auth on, the token's identity."
+    ),
     comment: str = typer.Option("", "--comment", help="Why, for the audit history."),
 ) -> None:
-    """Return production to the version the current one replaced (the current one is archived)."""
+    """Return production to the version the current one replaced (the current one is archived).
+
+    With auth on, acts as the token in DRIFTLOOP_TOKEN, which needs the promote role."""
     st = state(ctx)
-    promoter, _ = _promoter(st)
-    result = promoter.rollback(name, actor=_actor(by), comment=comment)
+    actor, db = _actor(ctx, "promote", by)
+    promoter, _ = _promoter(st, db)
+    result = promoter.rollback(name, actor=actor, comment=comment)
     st.out.print(f"[bold]{name}/{result.version}[/] is Production again; {name}/{result.replaced} archived")
 
 

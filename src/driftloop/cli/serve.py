@@ -8,6 +8,7 @@ from typing import Any
 
 import typer
 
+from driftloop.cli._exposure import warn_if_exposed
 from driftloop.cli._state import state
 from driftloop.errors import UsageError
 
@@ -55,6 +56,7 @@ def serve(
         os.environ["DRIFTLOOP_REGISTRY__MODEL_NAME"] = model  # worker processes read the environment
     bind_host, bind_port = host or settings.serving.host, port or settings.serving.port
     n = workers or settings.serving.workers
+    warn_if_exposed(st, bind_host, "driftloop serve listens")
     st.err.print(f"driftloop serve: {settings.registry.model_name}@{settings.serving.alias} on "
                  f"http://{bind_host}:{bind_port} with {n} worker(s) (docs at /docs)")  # fmt: skip
     # Access lines are info-level: formatting them for a logger that drops them costs ~3 % of a request.

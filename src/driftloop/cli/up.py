@@ -3,17 +3,22 @@
 Starts, one after another and each once the previous answers: the MLflow server with its UI (over the
 same store the other commands use), the prediction service (``driftloop serve``) and the scheduler
 (``driftloop scheduler``). Ctrl-C or SIGTERM stops them, last started first, and exits 0; a service that
-fails to start or dies stops the rest and exits 1 with one line naming it.
+fails to start or dies stops the rest and exits 1 with one line naming it. With ``auth.enabled`` the
+MLflow server runs MLflow's basic-auth app (docs/auth.md), so its REST API and UI need a login.
 """
 
 from __future__ import annotations
 
+import base64
 import errno
 import os
 import re
+import secrets
 import signal
 import socket
 import sys
+import urllib.error
+import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -21,9 +26,10 @@ from typing import TYPE_CHECKING
 import typer
 from rich.table import Table
 
+from driftloop.cli._exposure import warn_if_exposed
 from driftloop.cli._state import state
 from driftloop.core.processes import InstanceLock, ServiceSpec, Supervisor
-from driftloop.errors import ConflictError, UsageError
+from driftloop.errors import ConfigError, ConflictError, ServiceError, UsageError
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -63,6 +69,7 @@ def up(
     ports = {SERVICE: service_port} if external_mlflow else {MLFLOW: mlflow_port, SERVICE: service_port}
     if len(set(ports.values())) < len(ports):
         raise UsageError(f"--port and --mlflow-port are both {service_port}: give them different ports")
+    warn_if_exposed(st, host, "driftloop up serves the prediction service and MLflow (registry writes)")
     lock = InstanceLock(settings.home / "up.lock")
     lock.acquire()  # before the port check: a second `up` here should hear about the first, not a port
     try:
@@ -87,6 +94,9 @@ def _run(st: CliState, specs: list[ServiceSpec], lock: InstanceLock) -> None:
                     started[spec.name] = supervisor.start(spec, timeout_s=_READY_TIMEOUT_S)
                 if supervisor.stop_requested:
                     break
+                if spec.name == MLFLOW and settings.auth.enabled:
+                    assert spec.ready_url is not None
+                    _check_mlflow_login(settings, _site(spec.ready_url))
                 st.err.print(f"{spec.name} is up (pid {started[spec.name].pid})")
             else:
                 urls = {s.name: _site(s.ready_url) for s in specs if s.ready_url}
@@ -130,8 +140,13 @@ def _specs(
             "--host", host, "--port", str(mlflow_port), "--workers", "1",
             *_mlflow_security(host, mlflow_port),
         ]  # fmt: skip
+        env = _mlflow_env(settings)
+        if settings.auth.enabled:
+            # MLflow's own login in front of its REST API and UI; /health stays open for the probe.
+            mlflow += ["--app-name", "basic-auth"]
+            env |= _mlflow_basic_auth(settings)
         url = f"http://{_url_host(probe)}:{mlflow_port}"
-        specs.append(ServiceSpec(MLFLOW, mlflow, ready_url=f"{url}/health", env=_mlflow_env(settings)))
+        specs.append(ServiceSpec(MLFLOW, mlflow, ready_url=f"{url}/health", env=env))
     # The children load the same configuration: the same file, and the environment they inherit.
     driftloop = [sys.executable, "-m", "driftloop"]
     if settings.config_file is not None:
@@ -163,6 +178,60 @@ def _mlflow_env(settings: Settings) -> dict[str, str]:
     # MLflow's job runner (GenAI judges, trace rollups) starts seven more processes driftloop never uses.
     env.setdefault("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
     return env
+
+
+def _mlflow_basic_auth(settings: Settings) -> dict[str, str]:
+    """The environment of MLflow's basic-auth app: its configuration file (written under
+    ``<home>/mlflow-auth/``, with its own user store there), the admin user ``tracking.username`` and,
+    only in the environment, its password ``tracking.password``. MLflow creates that admin the first
+    time it starts on an empty user store; afterwards the password is the store's (docs/auth.md)."""
+    password = settings.tracking.password.get_secret_value() if settings.tracking.password else ""
+    if len(password) < 12:
+        raise ConfigError(
+            "auth is on, so the MLflow server up starts needs a login: set tracking.password "
+            "(DRIFTLOOP_TRACKING__PASSWORD, at least 12 characters) for the admin user tracking.username"
+        )
+    directory = settings.home / "mlflow-auth"
+    directory.mkdir(parents=True, exist_ok=True)
+    config = directory / "basic_auth.ini"
+    config.write_text(
+        "[mlflow]\n"
+        "default_permission = READ\n"
+        f"database_uri = sqlite:///{directory / 'users.db'}\n"
+        f"admin_username = {settings.tracking.username}\n"
+        "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
+    )
+    return {
+        "MLFLOW_AUTH_CONFIG_PATH": str(config),
+        "MLFLOW_AUTH_ADMIN_USERNAME": settings.tracking.username,
+        "MLFLOW_AUTH_ADMIN_PASSWORD": password,
+        # The app's CSRF protection needs a static key; one per start is enough for one server.
+        "MLFLOW_FLASK_SERVER_SECRET_KEY": os.environ.get("MLFLOW_FLASK_SERVER_SECRET_KEY")
+        or secrets.token_hex(32),
+    }
+
+
+def _check_mlflow_login(settings: Settings, site: str) -> None:
+    """Fail with one line when the started MLflow refuses tracking.username/password: its user store
+    was created with another password, and every driftloop client of that server would be refused."""
+    assert settings.tracking.password is not None
+    user = settings.tracking.username
+    login = base64.b64encode(f"{user}:{settings.tracking.password.get_secret_value()}".encode()).decode()
+    request = urllib.request.Request(
+        f"{site}/api/2.0/mlflow/experiments/search?max_results=1", headers={"Authorization": f"Basic {login}"}
+    )
+    try:
+        with urllib.request.build_opener(urllib.request.ProxyHandler({})).open(request, timeout=30):
+            return
+    except urllib.error.HTTPError as exc:
+        if exc.code not in (401, 403):
+            raise ServiceError(f"the MLflow server at {site} answered {exc.code} to a login check") from None
+    users = settings.home / "mlflow-auth" / "users.db"
+    raise ConfigError(
+        f"the MLflow server refuses user {user!r} with tracking.password: its users in {users} were "
+        "created with another password; use that one, change it with MLflow's update-password API, or "
+        "delete that file to start its users afresh"
+    )
 
 
 def _mlflow_security(host: str, port: int) -> list[str]:

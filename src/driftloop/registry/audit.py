@@ -134,12 +134,12 @@ class AuditLog:
             )
         return Approval(model=model, version=version, stage=stage, actor=actor, comment=comment, at=now)
 
-    def approvals(self, model: str, version: int) -> list[Approval]:
-        stmt = (
-            sa.select(ModelApprovalRow)
-            .where(ModelApprovalRow.model == model, ModelApprovalRow.version == version)
-            .order_by(ModelApprovalRow.id)
-        )
+    def approvals(self, model: str, version: int | None = None) -> list[Approval]:
+        """The approvals of ``model`` (or one version), oldest first."""
+        stmt = sa.select(ModelApprovalRow).where(ModelApprovalRow.model == model)
+        if version is not None:
+            stmt = stmt.where(ModelApprovalRow.version == version)
+        stmt = stmt.order_by(ModelApprovalRow.id)
         with self._db.session() as session:
             return [
                 Approval(r.model, r.version, Stage(r.stage), r.actor, r.comment, r.created_at)

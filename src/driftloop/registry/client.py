@@ -15,7 +15,7 @@ from mlflow.tracking import MlflowClient
 
 from driftloop.core.models import STAGE_TAG, ModelVersion, Stage
 from driftloop.errors import NotFoundError, StorageError, StorageUnavailableError
-from driftloop.tracking import configure_mlflow
+from driftloop.tracking import configure_mlflow, login_refused
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Mapping
@@ -95,7 +95,10 @@ class Registry:
         except MlflowException as exc:
             if "not found" in str(exc).lower() or "RESOURCE_DOES_NOT_EXIST" in str(exc):
                 return None
-            raise StorageError(f"cannot read alias {alias!r} of {name}: {str(exc).splitlines()[0]}") from exc
+            first = str(exc).splitlines()[0]
+            raise StorageError(
+                f"cannot read alias {alias!r} of {name}: {login_refused(first, self._uri) or first}"
+            ) from exc
         return _version(mv)
 
     def set_alias(self, name: str, alias: str, version: int) -> None:
@@ -121,7 +124,7 @@ class Registry:
                 raise StorageUnavailableError(
                     f"cannot {action}: MLflow at {self._uri} is unreachable"
                 ) from exc
-            raise StorageError(f"cannot {action}: {message}") from exc
+            raise StorageError(f"cannot {action}: {login_refused(message, self._uri) or message}") from exc
 
 
 def _version(mv: Any, aliases: list[str] | None = None) -> ModelVersion:

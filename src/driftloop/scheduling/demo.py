@@ -84,6 +84,8 @@ class DemoPlan:
         """The configuration the demo runs under (as environment, so every subprocess shares it)."""
         return {
             "DRIFTLOOP_HOME": str(home),
+            # Self-contained on loopback, with its own home and database: no tokens exist there.
+            "DRIFTLOOP_AUTH__ENABLED": "false",
             "DRIFTLOOP_POLICY__REQUIRE_APPROVAL_FOR": "[]",  # the loop closes without a human
             "DRIFTLOOP_POLICY__ADVISORY_CHECKS": '["reproducibility"]',  # any checkout, dirty or not
             "DRIFTLOOP_POLICY__COMPARISON_DAYS": "3",

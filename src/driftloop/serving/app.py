@@ -33,6 +33,7 @@ from driftloop.core.requests import (
 )
 from driftloop.errors import DriftloopError
 from driftloop.serving import mlflow_api
+from driftloop.serving.access import content_type_and_authorization, refusal_headers
 from driftloop.serving.inputs import FieldError, InvalidInput
 from driftloop.serving.limits import BodyTooLarge, check_declared, declared_length, limited, read_body
 from driftloop.serving.metrics import ServiceMetrics
@@ -41,15 +42,17 @@ from driftloop.serving.stamps import PredictionIds, utc_now_iso
 from driftloop.serving.webhooks import verify
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+    from collections.abc import Awaitable, Callable, Mapping, Sequence
     from contextlib import AbstractAsyncContextManager
 
     from starlette.types import Message, Receive, Scope, Send
 
+    from driftloop.auth import Gate, Principal
+    from driftloop.serving.access import Headers
     from driftloop.serving.batching import MicroBatcher
     from driftloop.serving.model import LoadedModel, ModelHolder, Prediction
 
-__all__ = ["CaptureSink", "create_app"]
+__all__ = ["CaptureSink", "Reply", "create_app"]
 
 log = logging.getLogger(__name__)
 # Scoring bodies up to this size are parsed and validated on the event loop (well under a millisecond);
@@ -108,8 +111,15 @@ def _driftloop_error(
     return status, _APPLICATION_JSON, _error_body(message, errors, total)
 
 
-def _error(status: int, message: str, errors: list[dict[str, Any]] | None = None) -> Response:
-    return Response(_error_body(message, errors), status_code=status, media_type="application/json")
+def _error(
+    status: int, message: str, errors: list[dict[str, Any]] | None = None, headers: Headers = ()
+) -> Response:
+    return Response(
+        _error_body(message, errors),
+        status_code=status,
+        media_type="application/json",
+        headers={name.decode(): value.decode() for name, value in headers},
+    )
 
 
 def _json_body(raw: bytes) -> Any:
@@ -161,6 +171,7 @@ def create_app(
     webhook_secret: str | None = None,
     monitor_gauges: Callable[[], bytes] | None = None,
     lifespan: Callable[[FastAPI], AbstractAsyncContextManager[None]] | None = None,
+    gate: Gate | None = None,
 ) -> FastAPI:
     """The service around ``holder`` (already following the registry) and ``capture``.
 
@@ -169,6 +180,8 @@ def create_app(
     when given) calls it. ``monitor_gauges`` returns the latest monitoring pass's Prometheus text,
     appended to ``GET /metrics`` (it must not do I/O: ``serving.gauges`` reads in the background). A body
     over ``max_body_bytes`` is a 413; a 422 lists the first ``max_field_errors`` bad fields and counts all.
+    ``gate`` admits requests to the protected routes (tokens, roles, rate limits: docs/auth.md); without
+    one every route is open, as with auth off.
     """
     metrics = ServiceMetrics(holder, capture)
     app = ServiceApp(
@@ -179,9 +192,10 @@ def create_app(
     app.state.holder = holder
     app.state.metrics = metrics
     app.max_body_bytes = max_body_bytes
+    app.gate = gate
     _error_handlers(app)
 
-    service = _Service(holder, capture, metrics, max_rows, batcher)
+    service = _Service(holder, capture, metrics, max_rows, batcher, gate=gate)
     service.max_field_errors = max_field_errors
     if batcher is not None:
         batcher.on_batch = metrics.observe_batch
@@ -190,12 +204,12 @@ def create_app(
     # The scoring routes are answered ahead of FastAPI's stack (ServiceApp); the routes declared here
     # give them their OpenAPI entries and answer through the very same handlers. Each renders its
     # errors its own way: driftloop's {"error", "detail"}, or MLflow's error body on /invocations.
-    predict = Route(service.predict, _driftloop_error)
-    invocations = Route(service.invocations, mlflow_api.error)
+    predict = Route(service.predict, _driftloop_error, "predict")
+    invocations = Route(service.invocations, mlflow_api.error, "predict")
     app.fast_routes = {"/v1/predict": predict, "/invocations": invocations}
-    app.add_api_route("/v1/predict", _routed(predict), methods=["POST"], summary="Score raw rows")
+    app.add_api_route("/v1/predict", _routed(predict, gate), methods=["POST"], summary="Score raw rows")
     app.add_api_route(
-        "/invocations", _routed(invocations), methods=["POST"], summary="MLflow scoring protocol"
+        "/invocations", _routed(invocations, gate), methods=["POST"], summary="MLflow scoring protocol"
     )
     app.add_api_route("/ping", service.ping, methods=["GET"], summary="MLflow's health check")
     app.add_api_route("/version", service.version, methods=["GET"], summary="MLflow's version route")
@@ -211,8 +225,16 @@ def create_app(
 
         async def registry_event(request: Request) -> ORJSONResponse:
             """An MLflow registry webhook: check the alias now instead of at the next poll."""
+            # With auth on, a delivery signed with the webhook secret needs no token (MLflow sends no
+            # Authorization header); anything else needs a token with the promote role.
+            signed = webhook_secret is not None and (
+                WEBHOOK_SIGNATURE in request.headers or gate is None or not gate.auth
+            )
+            if not signed:
+                await service.admit(request, "promote")
             body = await request.body()
-            if webhook_secret is not None:
+            if signed:
+                assert webhook_secret is not None
                 verify(webhook_secret, body, signature=request.headers.get(WEBHOOK_SIGNATURE),
                        delivery_id=request.headers.get(WEBHOOK_DELIVERY), timestamp=request.headers.get(
                            WEBHOOK_TIMESTAMP))  # fmt: skip
@@ -240,27 +262,50 @@ class ErrorRenderer(Protocol):
 
 
 class Route(NamedTuple):
-    """A scoring route answered ahead of FastAPI: its handler, and how it renders its errors."""
+    """A scoring route answered ahead of FastAPI: its handler, how it renders its errors, and the role a
+    token needs to call it (when auth is on)."""
 
     handler: RawHandler
     error: ErrorRenderer
+    role: str
 
 
-async def _answer(path: str, route: Route, body: bytes, content_type: str | None) -> tuple[int, bytes, bytes]:
-    """``POST path`` with ``body``: (status, content type, body) to send. Never raises for a request's
-    fault or a bug: those are errors in the route's shape, a bug a 500 with the traceback in the log."""
+class Reply(NamedTuple):
+    """What a scoring route answers: status, content type, body and any extra headers."""
+
+    status: int
+    content_type: bytes
+    body: bytes
+    headers: Headers = ()
+
+
+async def _answer(
+    path: str,
+    route: Route,
+    body: bytes,
+    content_type: str | None,
+    *,
+    gate: Gate | None = None,
+    authorization: str | None = None,
+    client: str | None = None,
+) -> Reply:
+    """``POST path`` with ``body``, admitted by ``gate`` first (its ``Authorization`` header and client
+    address): what to send. Never raises for a request's fault or a bug: those are errors in the route's
+    shape, a bug a 500 with the traceback in the log."""
     try:
-        return 200, _APPLICATION_JSON, await route.handler(body, content_type)
+        if gate is not None:
+            await gate.admit(route.role, authorization, client)
+        return Reply(200, _APPLICATION_JSON, await route.handler(body, content_type))
     except _BadRequest as exc:
-        return route.error(exc.status, str(exc), exc.errors, exc.total)
+        return Reply(*route.error(exc.status, str(exc), exc.errors, exc.total))
     except DriftloopError as exc:
-        return route.error(exc.http_status, str(exc), None)
+        return Reply(*route.error(exc.http_status, str(exc), None), refusal_headers(exc))
     except Exception:
         log.exception("unhandled error answering POST %s", path)
-        return route.error(500, "internal server error", None)
+        return Reply(*route.error(500, "internal server error", None))
 
 
-def _routed(route: Route) -> Callable[[Request], Awaitable[Response]]:
+def _routed(route: Route, gate: Gate | None) -> Callable[[Request], Awaitable[Response]]:
     """``route`` as a FastAPI endpoint, answering as the fast path does."""
 
     async def endpoint(request: Request) -> Response:
@@ -268,11 +313,22 @@ def _routed(route: Route) -> Callable[[Request], Awaitable[Response]]:
             body = await request.body()
         except BodyTooLarge as exc:  # in the route's own shape, as on the fast path
             status, content_type, payload = route.error(413, str(exc))
-        else:
-            status, content_type, payload = await _answer(
-                request.url.path, route, body, request.headers.get("content-type")
-            )
-        return Response(payload, status_code=status, media_type=content_type.decode())
+            return Response(payload, status_code=status, media_type=content_type.decode())
+        status, content_type, payload, headers = await _answer(
+            request.url.path,
+            route,
+            body,
+            request.headers.get("content-type"),
+            gate=gate,
+            authorization=request.headers.get("authorization"),
+            client=request.client.host if request.client else None,
+        )
+        return Response(
+            payload,
+            status_code=status,
+            media_type=content_type.decode(),
+            headers={name.decode(): value.decode() for name, value in headers},
+        )
 
     endpoint.__doc__ = route.handler.__doc__
     return endpoint
@@ -295,6 +351,7 @@ class ServiceApp(FastAPI):
         self.metrics = metrics
         self.fast_routes: dict[str, Route] = {}
         self.max_body_bytes = 4 * 1024 * 1024  # serving.max_body_bytes: bigger bodies are a 413
+        self.gate: Gate | None = None  # admits requests to the protected routes (None: all open)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Every HTTP request is counted by path and status and timed, on either path."""
@@ -306,15 +363,22 @@ class ServiceApp(FastAPI):
                 check_declared(scope["headers"], self.max_body_bytes)
                 body = await read_body(receive, self.max_body_bytes)
             except BodyTooLarge as exc:
-                answer = self.refuse(scope["path"], exc)
+                answer = Reply(*self.refuse(scope["path"], exc))
             else:
                 if body is None:  # the client left before its body came
                     return
-                answer = await self.respond(scope["path"], body, _content_type(scope["headers"]))
-            status, content_type, payload = answer
-            headers = [(b"content-type", content_type), (b"content-length", str(len(payload)).encode())]
-            await send({"type": "http.response.start", "status": status, "headers": headers})
-            await send({"type": "http.response.body", "body": payload})
+                content_type, authorization = content_type_and_authorization(scope["headers"])
+                client = scope.get("client")
+                answer = await self.respond(
+                    scope["path"], body, content_type, authorization, client[0] if client else None
+                )
+            headers = [
+                (b"content-type", answer.content_type),
+                (b"content-length", str(len(answer.body)).encode()),
+                *answer.headers,
+            ]
+            await send({"type": "http.response.start", "status": answer.status, "headers": headers})
+            await send({"type": "http.response.body", "body": answer.body})
             return
         started, status = time.perf_counter(), 500
 
@@ -332,18 +396,32 @@ class ServiceApp(FastAPI):
             self.metrics.observe(scope["path"], status, time.perf_counter() - started)
 
     async def respond(
-        self, path: str, body: bytes, content_type: str | None = None
-    ) -> tuple[int, bytes, bytes]:
+        self,
+        path: str,
+        body: bytes,
+        content_type: str | None = None,
+        authorization: str | None = None,
+        client: str | None = None,
+    ) -> Reply:
         """``POST path`` (a key of ``fast_routes``) with ``body`` of ``content_type`` (the header's value,
-        None without one): the status, content type and body to send.
+        None without one), from ``client`` (its address) with ``authorization`` (that header's value):
+        the status, content type, body and extra headers to send.
 
         Never raises for a request's fault or a bug: those are errors in the route's shape with their
-        status. Counted and timed in the request metrics. The uvicorn protocol (``serving.protocol``)
-        calls this too.
+        status; a request the gate refuses is a 401, 403 or 429 before the handler runs. Counted and
+        timed in the request metrics. The uvicorn protocol (``serving.protocol``) calls this too.
         """
         started = time.perf_counter()
-        answer = await _answer(path, self.fast_routes[path], body, content_type)
-        self.metrics.observe(path, answer[0], time.perf_counter() - started)
+        answer = await _answer(
+            path,
+            self.fast_routes[path],
+            body,
+            content_type,
+            gate=self.gate,
+            authorization=authorization,
+            client=client,
+        )
+        self.metrics.observe(path, answer.status, time.perf_counter() - started)
         return answer
 
     def refuse(self, path: str, exc: BodyTooLarge) -> tuple[int, bytes, bytes]:
@@ -360,14 +438,6 @@ class ServiceApp(FastAPI):
         return self.openapi_schema
 
 
-def _content_type(headers: Iterable[tuple[bytes, bytes]]) -> str | None:
-    """The first ``content-type`` of an ASGI scope's headers (names are lower case), as text."""
-    for name, value in headers:
-        if name == b"content-type":
-            return value.decode("latin-1")
-    return None
-
-
 def _error_handlers(app: FastAPI) -> None:
     async def bad_request(_: Request, exc: Exception) -> Response:
         assert isinstance(exc, _BadRequest)
@@ -382,7 +452,7 @@ def _error_handlers(app: FastAPI) -> None:
 
     async def known(_: Request, exc: Exception) -> Response:
         assert isinstance(exc, DriftloopError)
-        return _error(exc.http_status, str(exc))
+        return _error(exc.http_status, str(exc), headers=refusal_headers(exc))
 
     app.add_exception_handler(_BadRequest, bad_request)
     app.add_exception_handler(BodyTooLarge, too_large)
@@ -395,9 +465,10 @@ class _Service:
 
     def __init__(
         self, holder: ModelHolder, capture: CaptureSink | None, metrics: ServiceMetrics, max_rows: int,
-        batcher: MicroBatcher | None,
+        batcher: MicroBatcher | None, *, gate: Gate | None,
     ) -> None:  # fmt: skip
         self.holder = holder
+        self.gate = gate
         self.batcher = batcher
         self.monitor_gauges: Callable[[], bytes] | None = None
         self.capture = capture
@@ -407,6 +478,14 @@ class _Service:
         self.ids = PredictionIds()
         self.mlflow_version = mlflow_api.mlflow_version()
         self.params_ignored = False  # said once in the log, not per request
+
+    async def admit(self, request: Request, role: str) -> Principal | None:
+        """The principal a FastAPI route's request acts as (None when nothing is checked); raises the
+        gate's 401/403/429 (rendered by the error handlers)."""
+        if self.gate is None:
+            return None
+        client = request.client.host if request.client else None
+        return await self.gate.admit(role, request.headers.get("authorization"), client)
 
     async def predict(self, raw: bytes, content_type: str | None = None) -> bytes:
         """``{"instances": [{field: value, …}, …]}`` → one prediction (id, score, label) per instance."""
@@ -447,6 +526,9 @@ class _Service:
 
     async def feedback(self, request: Request) -> ORJSONResponse:
         """Ground truth for earlier predictions: ``{"labels": [{"prediction_id": …, "label": 0|1}, …]}``."""
+        principal = await self.admit(request, "label")
+        # The identity that sent the labels (its token's name) is their source; "api" with auth off.
+        source = principal.name if principal is not None else "api"
         body = _json_body(await request.body())
         labels = body.get("labels") if isinstance(body, dict) else None
         if not isinstance(labels, list) or not labels:
@@ -464,7 +546,7 @@ class _Service:
             try:
                 await self.capture.append_many_async([
                     {"kind": "feedback", "prediction_id": item["prediction_id"], "ts": now,
-                     "label": float(item["label"]), "source": "api"}
+                     "label": float(item["label"]), "source": source}
                     for item in labels
                 ])  # fmt: skip
             except ValueError as exc:  # a label capture refuses (an empty id) is the caller's, not a 500
@@ -480,10 +562,12 @@ class _Service:
             return _error(503, "no model loaded yet")
         return ORJSONResponse({"status": "ready", "model": {"name": model.name, "version": model.version}})
 
-    async def model_info(self) -> ORJSONResponse:
+    async def model_info(self, request: Request) -> ORJSONResponse:
+        await self.admit(request, "view")
         return ORJSONResponse(self.holder.describe())
 
-    async def prometheus(self) -> Response:
+    async def prometheus(self, request: Request) -> Response:
+        await self.admit(request, "view")
         body, content_type = self.metrics.render()
         if self.monitor_gauges is not None:
             body += self.monitor_gauges()  # the last copy read in the background (serving.gauges)

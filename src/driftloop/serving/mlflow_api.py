@@ -24,9 +24,18 @@ TEXT = b"text/plain; charset=utf-8"  # what Starlette makes of MLflow's "text/pl
 
 # MLflow's error_code for each status driftloop answers an MLflow route with, and the error_class and
 # sqlstate MlflowException derives from that code (mlflow/error_classification.py).
-_CODES = {400: "BAD_REQUEST", 413: "BAD_REQUEST", 500: "INTERNAL_ERROR", 503: "TEMPORARILY_UNAVAILABLE"}
+_CODES = {
+    400: "BAD_REQUEST",
+    401: "UNAUTHENTICATED",
+    403: "PERMISSION_DENIED",
+    413: "BAD_REQUEST",
+    429: "REQUEST_LIMIT_EXCEEDED",
+    500: "INTERNAL_ERROR",
+    503: "TEMPORARILY_UNAVAILABLE",
+}
 _CLASSES = {
     "BAD_REQUEST": ("KAM00", "INVALID_PARAMETER_VALUE"),
+    "PERMISSION_DENIED": ("KAM00", "PERMISSION_DENIED"),
     "INTERNAL_ERROR": ("XXM00", "CLIENT_INTERNAL_ERROR"),
     "TEMPORARILY_UNAVAILABLE": ("XXM00", "CLIENT_INTERNAL_ERROR"),
 }

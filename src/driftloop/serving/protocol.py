@@ -6,8 +6,9 @@ messages, checks every response header against two regular expressions, and writ
 and headers with one ``send`` system call and the body with another (two TCP segments on loopback,
 two wake-ups of the client). :class:`ScoringProtocol` is ``HttpToolsProtocol`` except for a complete
 ``POST`` to one of ``ServiceApp.fast_routes``: it gathers the body, runs ``ServiceApp.respond`` (the
-same handler, errors and metrics as the ASGI path, given the request's ``Content-Type``) in a task and
-writes the whole response with one ``transport.write``. Everything else, and anything unusual about a
+same handler, errors and metrics as the ASGI path, given the request's ``Content-Type``, its
+``Authorization`` and the client's address, so tokens, roles and rate limits hold here too) in a task
+and writes the whole response with one ``transport.write``. Everything else, and anything unusual about a
 scoring request (``Expect: 100-continue``, an upgrade, a percent-encoded path, ``limit_concurrency``, a
 request pipelined behind another on the same connection), takes uvicorn's own path unchanged.
 
@@ -27,12 +28,15 @@ and the client might never read its 413).
 from __future__ import annotations
 
 import http
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from driftloop.serving.app import ServiceApp
 from driftloop.serving.limits import BodyTooLarge
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 __all__ = ["ScoringProtocol"]
 
@@ -48,6 +52,7 @@ def _status_line(status: int) -> bytes:
 _STATUS_LINES = {status: _status_line(status) for status in range(100, 600)}
 _CONTENT_TYPE = b"content-type"
 _CONTENT_LENGTH = b"content-length"
+_AUTHORIZATION = b"authorization"
 
 
 class _NoEvent:
@@ -59,10 +64,11 @@ class _NoEvent:
 
 class _Scoring:
     """A fast-path request in flight: the part of uvicorn's ``RequestResponseCycle`` the protocol reads
-    (``response_complete``, ``keep_alive``, ``disconnected``, ``message_event``) plus the body and its
-    content type."""
+    (``response_complete``, ``keep_alive``, ``disconnected``, ``message_event``) plus the body, its
+    content type and the request's credentials."""
 
     __slots__ = (
+        "authorization",
         "body",
         "content_type",
         "disconnected",
@@ -74,10 +80,13 @@ class _Scoring:
     )
     message_event = _NoEvent()
 
-    def __init__(self, path: str, keep_alive: bool, content_type: bytes | None) -> None:
+    def __init__(
+        self, path: str, keep_alive: bool, content_type: bytes | None, authorization: bytes | None
+    ) -> None:
         self.path = path
         self.keep_alive = keep_alive
         self.content_type = content_type
+        self.authorization = authorization
         self.body: list[bytes] = []
         self.size = 0
         self.response_complete = self.disconnected = self.refused = False
@@ -102,24 +111,33 @@ class ScoringProtocol(HttpToolsProtocol):
         self._headers = b""
         self._content_type: bytes | None = None  # of the request whose headers are being parsed
         self._content_length: bytes | None = None  # likewise
+        self._authorization: bytes | None = None  # likewise
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        # /invocations reads its body by its content type. The first header counts, as in Starlette.
-        if self._content_type is None and len(name) == len(_CONTENT_TYPE) and name.lower() == _CONTENT_TYPE:
-            self._content_type = value
-        elif len(name) == len(_CONTENT_LENGTH) and name.lower() == _CONTENT_LENGTH:
-            self._content_length = value  # the parser refuses a request with two, or one that is not a number
+        # /invocations reads its body by its content type; a body's declared length may be refused at
+        # once; a protected route needs the bearer token. The first of each header counts, as in Starlette.
+        size = len(name)
+        if size == len(_CONTENT_TYPE):
+            if self._content_type is None and name.lower() == _CONTENT_TYPE:
+                self._content_type = value
+        elif size == len(_CONTENT_LENGTH):
+            if name.lower() == _CONTENT_LENGTH:  # the parser refuses two, or one that is not a number
+                self._content_length = value
+        elif size == len(_AUTHORIZATION) and self._authorization is None and name.lower() == _AUTHORIZATION:
+            self._authorization = value
         super().on_header(name, value)
 
     def on_headers_complete(self) -> None:
-        content_type, self._content_type = self._content_type, None  # the next request starts afresh
+        # The next request on this connection starts afresh: no header of this one carries over.
+        content_type, self._content_type = self._content_type, None
         length, self._content_length = self._content_length, None
+        authorization, self._authorization = self._authorization, None
         path = self._scoring_path()
         if path is None:
             super().on_headers_complete()
             return
         keep_alive = self.parser.get_http_version() != "1.0" and self.parser.should_keep_alive()
-        cycle = self.cycle = _Scoring(path, keep_alive, content_type)  # type: ignore[assignment]
+        cycle = self.cycle = _Scoring(path, keep_alive, content_type, authorization)  # type: ignore[assignment]
         assert self.service is not None
         limit = self.service.max_body_bytes
         if length is not None and length.isdigit() and int(length) > limit:
@@ -178,22 +196,34 @@ class ScoringProtocol(HttpToolsProtocol):
         assert self.service is not None
         body = cycle.body[0] if len(cycle.body) == 1 else b"".join(cycle.body)
         content_type = None if cycle.content_type is None else cycle.content_type.decode("latin-1")
-        status, media, payload = await self.service.respond(cycle.path, body, content_type)
+        authorization = None if cycle.authorization is None else cycle.authorization.decode("latin-1")
+        status, media, payload, extra = await self.service.respond(
+            cycle.path, body, content_type, authorization, self.client[0] if self.client else None
+        )
         if self.flow.write_paused and not cycle.disconnected:
             await self.flow.drain()
         if cycle.disconnected or self.transport.is_closing():  # gone: its prediction is captured, that's all
             cycle.response_complete = True
             return
-        self._write(cycle, status, media, payload)
+        self._write(cycle, status, media, payload, extra)
         cycle.response_complete = True
         if not cycle.keep_alive:
             self.transport.close()
         self.on_response_complete()
 
-    def _write(self, cycle: _Scoring, status: int, media: bytes, payload: bytes) -> None:
-        """The whole answer in one write, and its access-log line when that log is on."""
+    def _write(
+        self,
+        cycle: _Scoring,
+        status: int,
+        media: bytes,
+        payload: bytes,
+        extra: Sequence[tuple[bytes, bytes]] = (),
+    ) -> None:
+        """The whole answer in one write, and its access-log line when that log is on. ``extra``: a
+        refusal's own headers (``WWW-Authenticate``, ``Retry-After``); a scoring answer has none."""
+        extra_lines = b"".join(name + b": " + value + b"\r\n" for name, value in extra) if extra else b""
         self.transport.write(
-            b"".join((_STATUS_LINES[status], self._default_headers(), b"content-type: ", media,
+            b"".join((_STATUS_LINES[status], self._default_headers(), extra_lines, b"content-type: ", media,
                       b"\r\ncontent-length: %d\r\n" % len(payload),
                       b"\r\n" if cycle.keep_alive else b"connection: close\r\n\r\n", payload))
         )  # fmt: skip

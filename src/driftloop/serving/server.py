@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from driftloop.auth import gate_for
 from driftloop.core.models import Stage
 from driftloop.errors import ConflictError, StorageUnavailableError
 from driftloop.registry.promotion import ALIASES
@@ -131,7 +132,7 @@ def build_app(settings: Settings, *, slots: bool = False) -> FastAPI:
         holder, capture=sink, max_rows=cfg.max_rows, max_body_bytes=cfg.max_body_bytes,
         max_field_errors=cfg.max_field_errors, batcher=batcher,
         on_registry_event=_both(follower, shadow), webhook_secret=secret, monitor_gauges=gauges,
-        lifespan=lifespan,
+        lifespan=lifespan, gate=gate_for(settings),
     )  # fmt: skip
 
 

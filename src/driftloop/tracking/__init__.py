@@ -1,5 +1,5 @@
 """MLflow tracking behind driftloop types: runs, parameters, metrics, artifacts, models, datasets."""
 
-from driftloop.tracking.tracker import Tracker, configure_mlflow
+from driftloop.tracking.tracker import Tracker, configure_mlflow, login_refused
 
-__all__ = ["Tracker", "configure_mlflow"]
+__all__ = ["Tracker", "configure_mlflow", "login_refused"]

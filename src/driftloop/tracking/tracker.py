@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from driftloop.core.transform import Transform
     from driftloop.settings import Settings
 
-__all__ = ["Scorer", "Tracker", "configure_mlflow"]
+__all__ = ["Scorer", "Tracker", "configure_mlflow", "login_refused"]
 
 MODEL_ARTIFACT = "model"
 
@@ -56,10 +56,27 @@ def configure_mlflow(settings: Settings) -> None:
         os.environ["AWS_ACCESS_KEY_ID"] = s3.access_key_id
         os.environ["AWS_SECRET_ACCESS_KEY"] = s3.secret_access_key.get_secret_value()
     os.environ.setdefault("AWS_DEFAULT_REGION", s3.region)
+    # A server with MLflow's basic auth (e.g. the one `driftloop up` starts with auth on): MLflow's REST
+    # client sends these with every request.
+    if settings.tracking.username and settings.tracking.password is not None:
+        os.environ["MLFLOW_TRACKING_USERNAME"] = settings.tracking.username
+        os.environ["MLFLOW_TRACKING_PASSWORD"] = settings.tracking.password.get_secret_value()
     # Nothing in driftloop needs MLflow's background telemetry or its git probing of the caller.
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     # MLflow draws a progress bar on stderr for every artifact download; driftloop reports its own progress.
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+
+
+def login_refused(message: str, uri: str) -> str | None:
+    """What to say when MLflow refused a request for want of a login (basic auth): None otherwise."""
+    if "error code 401" in message:
+        return (
+            f"MLflow at {uri} needs a login: set tracking.username and tracking.password "
+            "(DRIFTLOOP_TRACKING__PASSWORD)"
+        )
+    if "error code 403" in message:
+        return f"MLflow at {uri} does not permit this to tracking.username (403)"
+    return None
 
 
 class Tracker:
@@ -296,7 +313,9 @@ class Tracker:
                 raise StorageUnavailableError(
                     f"cannot {action}: MLflow at {self.tracking_uri} is unreachable"
                 ) from exc
-            raise StorageError(f"cannot {action}: {message}") from exc
+            raise StorageError(
+                f"cannot {action}: {login_refused(message, self.tracking_uri) or message}"
+            ) from exc
         except OSError as exc:
             raise StorageUnavailableError(f"cannot {action}: {exc}") from exc
 

@@ -2,6 +2,7 @@
 
 from driftloop.storage.metadata.database import Database, open_metadata
 from driftloop.storage.metadata.tables import (
+    ApiTokenRow,
     Base,
     GuardRow,
     ModelApprovalRow,
@@ -15,6 +16,7 @@ from driftloop.storage.metadata.tables import (
 )
 
 __all__ = [
+    "ApiTokenRow",
     "Base",
     "Database",
     "GuardRow",

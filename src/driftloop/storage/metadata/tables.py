@@ -13,6 +13,7 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 __all__ = [
+    "ApiTokenRow",
     "Base",
     "GuardRow",
     "JSONType",
@@ -259,3 +260,22 @@ class GuardRow(Base):
     started_at: Mapped[dt.datetime]
     until: Mapped[dt.datetime]
     updated_at: Mapped[dt.datetime]
+
+
+class ApiTokenRow(Base):
+    """An API token: its identity (``name``) and roles. Only the SHA-256 of the token is kept (the token is
+    shown once, at creation); ``prefix`` is its first characters, to recognise it in a list."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[str] = mapped_column(sa.String(32), primary_key=True)
+    name: Mapped[str] = mapped_column(sa.String(200), index=True)
+    token_hash: Mapped[str] = mapped_column(sa.String(64), unique=True, index=True)
+    prefix: Mapped[str] = mapped_column(sa.String(16))
+    roles: Mapped[list[Any]]
+    created_at: Mapped[dt.datetime]
+    created_by: Mapped[str] = mapped_column(sa.String(200))
+    expires_at: Mapped[dt.datetime | None]
+    last_used_at: Mapped[dt.datetime | None]
+    revoked_at: Mapped[dt.datetime | None]
+    revoked_by: Mapped[str | None] = mapped_column(sa.String(200))
