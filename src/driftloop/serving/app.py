@@ -33,7 +33,8 @@ from driftloop.core.requests import (
 )
 from driftloop.errors import DriftloopError
 from driftloop.serving import mlflow_api
-from driftloop.serving.inputs import FieldError, InvalidInput
+from driftloop.serving.feedback import FeedbackCounters, InvalidFeedback, check_feedback, feedback_records
+from driftloop.serving.inputs import InvalidInput
 from driftloop.serving.metrics import ServiceMetrics
 from driftloop.serving.stamps import PredictionIds, utc_now_iso
 from driftloop.serving.webhooks import verify
@@ -46,6 +47,7 @@ if TYPE_CHECKING:
 
     from driftloop.serving.batching import MicroBatcher
     from driftloop.serving.model import LoadedModel, ModelHolder, Prediction
+    from driftloop.serving.stamps import IdKeys
 
 __all__ = ["CaptureSink", "create_app"]
 
@@ -148,13 +150,17 @@ def create_app(
     webhook_secret: str | None = None,
     monitor_gauges: Callable[[], bytes] | None = None,
     lifespan: Callable[[FastAPI], AbstractAsyncContextManager[None]] | None = None,
+    id_keys: IdKeys | None = None,
+    max_feedback_rows: int = 10_000,
 ) -> FastAPI:
     """The service around ``holder`` (already following the registry) and ``capture``.
 
     With ``batcher`` (built on ``holder.predict``), concurrent requests share model calls. With
     ``on_registry_event``, ``POST /v1/registry-events`` (MLflow webhooks, signed with ``webhook_secret``
     when given) calls it. ``monitor_gauges`` returns the latest monitoring pass's Prometheus text,
-    appended to ``GET /metrics``.
+    appended to ``GET /metrics``. Prediction ids are tagged with ``id_keys`` (default: a random key of
+    this app's own), and ``POST /v1/feedback`` accepts labels for ids those keys recognise, at most
+    ``max_feedback_rows`` per request.
     """
     metrics = ServiceMetrics(holder, capture)
     app = ServiceApp(
@@ -170,6 +176,9 @@ def create_app(
         batcher.on_batch = metrics.observe_batch
         batcher.finish = service.finish
     service.monitor_gauges = monitor_gauges
+    if id_keys is not None:
+        service.ids = PredictionIds(id_keys)
+    service.max_feedback_rows = max_feedback_rows
     # The scoring routes are answered ahead of FastAPI's stack (ServiceApp); the routes declared here
     # give them their OpenAPI entries and answer through the very same handlers. Each renders its
     # errors its own way: driftloop's {"error", "detail"}, or MLflow's error body on /invocations.
@@ -351,6 +360,8 @@ def _error_handlers(app: FastAPI) -> None:
 class _Service:
     """The route handlers and what they share."""
 
+    max_feedback_rows: int  # labels per POST /v1/feedback (create_app sets it)
+
     def __init__(
         self, holder: ModelHolder, capture: CaptureSink | None, metrics: ServiceMetrics, max_rows: int,
         batcher: MicroBatcher | None,
@@ -361,7 +372,8 @@ class _Service:
         self.capture = capture
         self.metrics = metrics
         self.max_rows = max_rows
-        self.ids = PredictionIds()
+        self.ids = PredictionIds()  # tagged with a key of its own unless create_app is given keys
+        self.feedback_counters = FeedbackCounters(metrics.registry)
         self.mlflow_version = mlflow_api.mlflow_version()
         self.params_ignored = False  # said once in the log, not per request
 
@@ -398,26 +410,20 @@ class _Service:
         return Response(self.mlflow_version, media_type="application/json")
 
     async def feedback(self, request: Request) -> ORJSONResponse:
-        """Ground truth for earlier predictions: ``{"labels": [{"prediction_id": …, "label": 0|1}, …]}``."""
+        """Ground truth for earlier predictions: ``{"labels": [{"prediction_id": …, "label": 0|1}, …]}``;
+        all or nothing, every label checked (:mod:`driftloop.serving.feedback`)."""
         body = _json_body(await request.body())
-        labels = body.get("labels") if isinstance(body, dict) else None
-        if not isinstance(labels, list) or not labels:
-            raise _BadRequest(422, 'the body must be {"labels": [{"prediction_id": "...", "label": 1}, ...]}')
-        errors = []
-        for i, item in enumerate(labels):
-            if not isinstance(item, dict) or not isinstance(item.get("prediction_id"), str):
-                errors.append(FieldError(i, "prediction_id", "missing", "prediction_id (string) is required"))
-            elif isinstance(item.get("label"), bool) or not isinstance(item.get("label"), int | float):
-                errors.append(FieldError(i, "label", "type", "label must be a number"))
-        if errors:
-            raise _BadRequest(422, "invalid feedback", [e.to_json("labels") for e in errors])
-        now = datetime.now(UTC).isoformat()
+        model = self.holder.current
+        try:
+            spec = model.labels if model is not None else None
+            labels = check_feedback(body, ids=self.ids, spec=spec, max_rows=self.max_feedback_rows)
+        except InvalidFeedback as exc:
+            self.feedback_counters.refuse(exc.refused)
+            raise _BadRequest(exc.status, str(exc), exc.errors) from None
         if self.capture is not None:
-            await self.capture.append_many_async([
-                {"kind": "feedback", "prediction_id": item["prediction_id"], "ts": now,
-                 "label": float(item["label"]), "source": "api"}
-                for item in labels
-            ])  # fmt: skip
+            now = datetime.now(UTC).isoformat()
+            await self.capture.append_many_async(feedback_records(labels, source="api", ts=now))
+        self.feedback_counters.accepted.inc(len(labels))
         return ORJSONResponse({"accepted": len(labels)})
 
     async def health(self) -> ORJSONResponse:

@@ -25,6 +25,7 @@ from driftloop.errors import ConflictError, StorageUnavailableError
 from driftloop.registry.promotion import ALIASES
 from driftloop.serving.app import create_app
 from driftloop.serving.batching import MicroBatcher
+from driftloop.serving.id_keys import prediction_id_keys
 from driftloop.serving.model import Follower, LoadedModel, ModelHolder, load_version
 
 if TYPE_CHECKING:
@@ -126,7 +127,7 @@ def build_app(settings: Settings, *, slots: bool = False) -> FastAPI:
     return create_app(
         holder, capture=sink, max_rows=cfg.max_rows, batcher=batcher,
         on_registry_event=_both(follower, shadow), webhook_secret=secret, monitor_gauges=gauges,
-        lifespan=lifespan,
+        lifespan=lifespan, id_keys=prediction_id_keys(settings), max_feedback_rows=cfg.max_feedback_rows,
     )  # fmt: skip
 
 
