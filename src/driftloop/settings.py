@@ -14,6 +14,7 @@ the key both as it is written in TOML and as an environment variable.
 
 from __future__ import annotations
 
+import math
 import os
 import tomllib
 from pathlib import Path
@@ -304,6 +305,32 @@ class ServingSettings(_Section):
     shadow: bool = True  # score the staging version in shadow beside production (promotion evidence)
     batch_max_rows: int = Field(default=256, ge=1)
     batch_max_wait_ms: float = Field(default=0.0, ge=0)
+    # POST /v1/feedback (docs/serving.md): labels per request, beyond which the request is a 413.
+    max_feedback_rows: int = Field(default=10_000, ge=1)
+    # Prediction ids carry a tag computed with this secret, so every replica sharing it recognises the
+    # ids any of them issued, across restarts, without a lookup (decision 0041). Unset: a key generated
+    # once under <home>, which the workers and restarts of one host share, but not other hosts.
+    id_secret: SecretStr | None = None
+    # Secrets of earlier ids still accepted after a rotation (labels arrive a day or more later).
+    id_previous_secrets: tuple[SecretStr, ...] = ()
+    # The band a regression model's labels must fall in, per model name, else for any model; default:
+    # derived from the training target (driftloop.core.labels). Classification labels are 0 or 1.
+    label_range: tuple[float, float] | None = None
+    label_ranges: dict[str, tuple[float, float]] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _feedback(self) -> ServingSettings:
+        named = [("label_range", self.label_range)] if self.label_range is not None else []
+        named += [(f"label_ranges.{model}", band) for model, band in self.label_ranges.items()]
+        for key, (low, high) in named:
+            if not (math.isfinite(low) and math.isfinite(high) and low < high):
+                raise ValueError(f"{key} must be two finite numbers, the lower first, got [{low}, {high}]")
+        secrets = [("id_secret", self.id_secret)] if self.id_secret is not None else []
+        secrets += [("id_previous_secrets", secret) for secret in self.id_previous_secrets]
+        for key, secret in secrets:
+            if len(secret.get_secret_value()) < 16:
+                raise ValueError(f"{key}: a secret needs at least 16 characters")
+        return self
 
 
 class CaptureSettings(_Section):
@@ -444,6 +471,10 @@ class MonitoringSettings(_Section):
     min_labels: int = Field(default=200, ge=1)
     decay_metric: str = "roc_auc"
     decay_margin: float = Field(default=0.05, ge=0)
+    # A label source whose labels contradict the model wholesale (worse than chance, or no better than
+    # chance while the other sources agree with it) by this many standard errors is suspicious: its
+    # labels are left out of the decay judgement (docs/monitoring.md, decision 0042).
+    suspicious_z: float = Field(default=3.0, gt=0)
     chunk_rows: int = Field(default=200_000, ge=1)  # rows per streamed chunk of captures
 
 

@@ -13,7 +13,8 @@ from driftloop.capture.records import normalize, parquet_objects
 from driftloop.core.profile import build_profile
 from driftloop.errors import DataError
 from driftloop.monitoring.assess import Assessment, assess
-from driftloop.monitoring.window import CaptureChunk, iter_captures, read_labels
+from driftloop.monitoring.labels import read_labels
+from driftloop.monitoring.window import CaptureChunk, iter_captures
 from driftloop.settings import PLANT_COLUMNS, ColumnSpec, MonitoringSettings
 from tests.monitoring.conftest import PLANT_MONITORING, SENSORS, WINDOW
 

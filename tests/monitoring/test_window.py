@@ -15,7 +15,8 @@ import pytest
 from driftloop.capture import PREDICTION_SCHEMA, CaptureStore
 from driftloop.capture.records import normalize, parquet_objects
 from driftloop.errors import DataError, UsageError
-from driftloop.monitoring.window import CaptureChunk, decode_fields, iter_captures, read_labels
+from driftloop.monitoring.labels import read_label_book, read_labels
+from driftloop.monitoring.window import CaptureChunk, decode_fields, iter_captures
 from driftloop.settings import CaptureSettings, ColumnSpec
 from driftloop.storage import open_store
 
@@ -243,7 +244,7 @@ def _feedback(prediction_id: str, ts: datetime, label: float) -> dict[str, Any]:
     )
 
 
-def test_feedback_labels_latest_wins_within_the_period(tmp_path: Path) -> None:
+def test_feedback_labels_first_wins_within_the_period_and_later_ones_are_conflicts(tmp_path: Path) -> None:
     store = open_store(str(tmp_path / "store"))
     _ship(store, [
         _feedback("a", T0 - timedelta(hours=1), 1.0),  # before the window: not for its predictions
@@ -251,15 +252,20 @@ def test_feedback_labels_latest_wins_within_the_period(tmp_path: Path) -> None:
         _feedback("c", T0 + timedelta(hours=3), 1.0),
     ], "w1-seg-00000000000000000001")  # fmt: skip
     _ship(store, [
-        _feedback("b", T0 + timedelta(days=1, hours=1), 1.0),  # a correction, shipped later: wins
-        _feedback("c", T0 + timedelta(days=1, hours=2), 0.0),
+        _feedback("b", T0 + timedelta(days=1, hours=1), 1.0),  # a second label, shipped later: a conflict
+        _feedback("c", T0 + timedelta(days=1, hours=2), 1.0),  # the same label again: a duplicate
         _feedback("d", T0 + timedelta(days=3), 1.0),  # after as_of: not known yet
     ], "w1-seg-00000000000000000002")  # fmt: skip
     as_of = T0 + timedelta(days=2)
-    labels = read_labels(store, T0, T0 + timedelta(days=1), as_of=as_of)
-    assert labels == {"b": 1.0, "c": 0.0}
-    earlier = read_labels(store, T0, T0 + timedelta(days=1), as_of=T0 + timedelta(hours=12))
-    assert earlier == {"b": 0.0, "c": 1.0}
+    assert read_labels(store, T0, T0 + timedelta(days=1), as_of=as_of) == {"b": 0.0, "c": 1.0}
+    book = read_label_book(store, T0, T0 + timedelta(days=1), as_of=as_of)
+    assert book.conflicts == {("api", "api"): 1}
+    assert book.duplicates == 1
+    [example] = book.examples
+    assert (example["prediction_id"], example["first_label"], example["later_label"]) == ("b", 0.0, 1.0)
+    earlier = read_label_book(store, T0, T0 + timedelta(days=1), as_of=T0 + timedelta(hours=12))
+    assert earlier.merged() == {"b": 0.0, "c": 1.0}
+    assert earlier.conflict_count == 0
 
 
 def test_label_files_by_record_id(tmp_path: Path) -> None:

@@ -385,3 +385,43 @@ def test_a_real_service_with_auth_on_checks_tokens_roles_rates_and_revocation(pr
 
 def _bearer(token: str) -> dict[str, str]:
     return {"authorization": f"Bearer {token}"}
+
+
+CLOSE = {"connection": "close"}  # a new connection per request: spread over the workers
+
+
+def test_feedback_on_the_real_server_any_worker_and_after_a_restart(production: Workspace) -> None:
+    """Ids are checked without a lookup: a label may reach another worker than its prediction did, or
+    the service after a restart; labels are checked against the served model's label set (its run's
+    ``driftloop.task``: classification), and every refusal is a JSON 4xx."""
+    from driftloop.capture import read_captures
+
+    settings = load_settings(cwd=production.directory)
+    server = Server(production, free_port(), "--workers", "2")
+    server.start()
+    try:
+        ids = []
+        for seed in range(12):  # a connection each: spread over both workers
+            body = {"instances": plant_rows(2, seed=seed)}
+            answer = httpx.post(f"{server.url}/v1/predict", json=body, headers=CLOSE, timeout=30)
+            ids += [p["id"] for p in answer.json()["predictions"]]
+        server.stop()
+        server.start()
+        for i, pid in enumerate(ids):
+            body = {"labels": [{"prediction_id": pid, "label": i % 2}]}
+            response = httpx.post(f"{server.url}/v1/feedback", json=body, headers=CLOSE, timeout=30)
+            assert response.status_code == 200, response.text
+        refusals = [
+            ([{"prediction_id": ids[0], "label": 7}], "category"),
+            ([{"prediction_id": "", "label": 1}], "format"),
+            ([{"prediction_id": "0" * 48, "label": 1}], "unknown_id"),
+        ]
+        for labels, kind in refusals:
+            response = httpx.post(f"{server.url}/v1/feedback", json={"labels": labels}, timeout=30)
+            assert response.status_code == 422, response.text
+            assert response.json()["detail"][0]["type"] == kind
+    finally:
+        server.stop()
+    feedback = read_captures(store_for(settings), kind="feedback").to_pylist()
+    assert sorted(r["prediction_id"] for r in feedback) == sorted(ids)
+    assert {r["source"] for r in feedback} == {"api"}

@@ -10,6 +10,9 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
+from driftloop.serving.model import label_spec
+from driftloop.settings import load_settings
+from driftloop.tracking import Tracker
 from tests.tracking.conftest import churn_csv
 
 if TYPE_CHECKING:
@@ -67,6 +70,15 @@ def test_regression_on_a_csv(cli, tracked: str, tmp_path: Path, mlflow_server: M
     metrics = MlflowClient(mlflow_server.url).get_run(run_id).data.metrics
     assert metrics["holdout_r2"] > 0.8
     assert "slice_kind_x_rmse" in metrics
+    # The labels the service and the monitor accept for it: the training target's range, widened by
+    # its width on each side (driftloop.core.labels).
+    settings = load_settings(tmp_path / "driftloop.toml")
+    task = MlflowClient(mlflow_server.url).get_run(run_id).data.tags["driftloop.task"]
+    spec = label_spec(settings, Tracker(settings), tracked, run_id, task)
+    low, high = frame["load"].min(), frame["load"].max()
+    assert (spec.task, spec.low, spec.high) == pytest.approx(("regression", 2 * low - high, 2 * high - low))
+    assert spec.coerce(float(high) + 1.0) == float(high) + 1.0
+    assert spec.coerce(1e300) is None
 
 
 @pytest.mark.parametrize(

@@ -93,6 +93,8 @@ def test_pipeline_registers_a_version_with_everything_tracked(
     assert set(profile["features"]) >= {"torque_nm", "air_temperature_k", "product_variant"}
     assert len(profile["features"]["torque_nm"]["percentiles"]) == 101
     assert "prediction" in profile
+    # The training target's range: the band a regression model's labels are checked against.
+    assert (profile["target"]["min"], profile["target"]["max"]) == (0.0, 1.0)
 
 
 def test_pyfunc_model_predicts_what_the_trained_module_predicts(

@@ -3,7 +3,8 @@
 Computed at training time on the evaluation data and stored with the model, so the monitor never needs
 the raw reference data: numeric features keep quantile bin edges with their counts, 101 percentiles
 (enough for Kolmogorov–Smirnov and Wasserstein estimates), moments and null share; categorical features
-keep category shares; the prediction score keeps a fixed 0–1 histogram and its percentiles.
+keep category shares; the prediction score keeps a fixed 0–1 histogram and its percentiles. The
+training target's summary (``target``) bounds the labels a regression model accepts (``core.labels``).
 """
 
 from __future__ import annotations
@@ -16,9 +17,17 @@ import pandas as pd
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
 
-__all__ = ["PROFILE_VERSION", "bin_counts", "build_profile", "categorical_profile", "numeric_profile"]
+__all__ = [
+    "PROFILE_ARTIFACT",
+    "PROFILE_VERSION",
+    "bin_counts",
+    "build_profile",
+    "categorical_profile",
+    "numeric_profile",
+]
 
 PROFILE_VERSION = 1
+PROFILE_ARTIFACT = "reference_profile.json"  # the training run's artifact holding the profile
 _PERCENTILES = np.linspace(0, 100, 101)
 
 
@@ -83,9 +92,11 @@ def build_profile(
     numeric: Sequence[str],
     categorical: Sequence[str],
     scores: np.ndarray | None = None,
+    target: np.ndarray | None = None,
     bins: int = 10,
 ) -> dict[str, Any]:
-    """The reference profile of ``columns`` (raw model inputs) and, when given, the prediction scores."""
+    """The reference profile of ``columns`` (raw model inputs) and, when given, the prediction scores and
+    the training target (``target``: its moments, range and percentiles)."""
     features: dict[str, Any] = {name: numeric_profile(columns[name], bins=bins) for name in numeric}
     features |= {name: categorical_profile(columns[name]) for name in categorical}
     rows = int(next(iter(columns.values())).shape[0]) if columns else 0
@@ -93,4 +104,6 @@ def build_profile(
     if scores is not None:
         fixed = np.linspace(0, 1, bins + 1)[1:-1].tolist()
         profile["prediction"] = numeric_profile(np.asarray(scores, dtype=np.float64), edges=fixed)
+    if target is not None:
+        profile["target"] = numeric_profile(np.asarray(target, dtype=np.float64), bins=bins)
     return profile

@@ -4,9 +4,11 @@
 scores), joins the labels it is given, and decides:
 
 - ``DECAY``: with enough labels (``monitoring.min_labels``, both classes present), the decay metric is
-  worse than the model's evaluation by more than ``monitoring.decay_margin``;
+  worse than the model's evaluation by more than ``monitoring.decay_margin``, judged without the labels
+  of suspicious sources (:mod:`driftloop.monitoring.decay`);
 - ``DRIFT``: the dataset drifts (share of drifted features) or the score distribution does;
-- ``WARN``: some features drifted, but not enough for the dataset, or a data-quality alarm;
+- ``WARN``: some features drifted, but not enough for the dataset, a data-quality alarm, a suspicious
+  label source, label conflicts or labels outside the model's label set;
 - ``OK``: none of these.
 
 Values that break the schema (outside ``min``/``max``, a category not in ``allowed``, a value of the
@@ -24,8 +26,11 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import pandas as pd
 
+from driftloop.core.labels import LabelSpec
 from driftloop.core.transform import OTHER_LEVEL
 from driftloop.errors import DataError
+from driftloop.monitoring.decay import LabelledRows, judge_sources, performance
+from driftloop.monitoring.labels import LabelBook
 from driftloop.monitoring.stats import (
     CategoricalAccumulator,
     DatasetDrift,
@@ -35,7 +40,7 @@ from driftloop.monitoring.stats import (
     feature_drift,
     prediction_drift,
 )
-from driftloop.training.metrics import calibration, classification_metrics, higher_is_better
+from driftloop.training.metrics import higher_is_better
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping, Sequence
@@ -58,7 +63,10 @@ class Assessment:
     ``features`` are the tested features (a feature without a valid value in the window cannot be
     tested: it is listed in ``untested`` and shows up as a data-quality alarm). ``quality`` has the
     window's counts and ``alarms``; ``performance`` is None without labels, else the metrics on the
-    labelled predictions and whether decay was judged (``judged``) and found (``decayed``).
+    labelled predictions and whether decay was judged (``judged``) and found (``decayed``);
+    ``label_audit`` is None without labels, else each source's agreement with the model and verdict
+    (``sources``), the ``suspicious`` ones, labels ``left_out`` with them, conflicts, duplicates and
+    labels outside the model's label set (``invalid``).
     """
 
     decision: Decision
@@ -72,6 +80,7 @@ class Assessment:
     untested: tuple[str, ...] = ()
     start: datetime | None = None  # the first and last prediction time seen (None when unknown)
     end: datetime | None = None
+    label_audit: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-serialisable dict (plain str, int, float, bool, None, lists and dicts)."""
@@ -89,6 +98,7 @@ class Assessment:
             "prediction": self.prediction.to_json() if self.prediction else None,
             "quality": self.quality,
             "performance": self.performance,
+            "label_audit": self.label_audit,
         }
 
 
@@ -152,19 +162,23 @@ def assess(
     schema: Sequence[ColumnSpec],
     cfg: MonitoringSettings,
     levels: Mapping[str, Iterable[str]] | None = None,
-    labels: Mapping[str, float] | None = None,
+    labels: Mapping[str, float] | LabelBook | None = None,
     evaluation: Mapping[str, Any] | None = None,
     invalid_requests: int = 0,
+    label_spec: LabelSpec | None = None,
 ) -> Assessment:
     """Assess a window of predictions against the model's reference ``profile``.
 
     ``chunks`` are streamed once (:func:`~driftloop.monitoring.window.iter_captures`, or
     :meth:`CaptureChunk.from_columns` for data that was never captured). ``schema`` gives each feature's
     range and allowed values and names the id column (``role = "id"``); ``levels`` the category levels
-    the model knows (its transform's), outside which a value is counted as unknown. ``labels`` maps a
-    prediction id — or, failing that, the value of the id column in the captured inputs — to its ground truth;
-    ``evaluation`` is the model's hold-out metrics (with its ``threshold``); ``invalid_requests`` counts
-    requests refused as invalid (the service's 422s) in the window.
+    the model knows (its transform's), outside which a value is counted as unknown. ``labels`` holds
+    the ground truth by source (:func:`~driftloop.monitoring.labels.read_label_book`), or maps a
+    prediction id — or, failing that, the value of the id column in the captured inputs — to it (one
+    source, ``labels``); ``evaluation`` is the model's hold-out metrics (with its ``threshold``);
+    ``invalid_requests`` counts requests refused as invalid (the service's 422s) in the window.
+    ``label_spec`` is the model's label set and task (default: classification): labels outside it are
+    left out and counted.
 
     Raises :class:`DataError` when the window has no predictions, or the profile no features.
     """
@@ -178,8 +192,9 @@ def assess(
         _Feature(name, ref, specs.get(name), model_levels.get(name)) for name, ref in references.items()
     ]
     scores = NumericAccumulator(profile["prediction"]) if "prediction" in profile else None
-    joined_y: list[npt.NDArray[np.float64]] = []
-    joined_s: list[npt.NDArray[np.float64]] = []
+    spec = label_spec or LabelSpec()
+    book = LabelBook.of(labels, spec) if labels is not None and not isinstance(labels, LabelBook) else labels
+    labelled = LabelledRows(book) if book is not None else None
     rows = malformed = fallback = no_score = 0
     first: np.datetime64 | None = None
     last: np.datetime64 | None = None
@@ -197,11 +212,11 @@ def assess(
         no_score += int(np.count_nonzero(~chunk.fallback & ~np.isfinite(chunk.score)))
         if scores is not None:
             scores.update(chunk.score[scored])
-        if labels:
-            y = _join(labels, chunk, id_column)
-            keep = scored & np.isfinite(y)
-            joined_y.append(y[keep])
-            joined_s.append(chunk.score[keep])
+        if labelled is not None:
+            ids = chunk.columns.get(id_column) if id_column is not None else None
+            labelled.add(
+                chunk.prediction_id[scored], ids[scored] if ids is not None else None, chunk.score[scored]
+            )
         known = chunk.ts[~np.isnat(chunk.ts)]
         if known.size:
             first = known.min() if first is None else min(first, known.min())
@@ -223,19 +238,16 @@ def assess(
         features, rows=rows, malformed=malformed, invalid_requests=invalid_requests, fallback=fallback,
         no_score=no_score, cfg=cfg,
     )  # fmt: skip
-    performance = None
-    if labels is not None:
-        y = np.concatenate(joined_y) if joined_y else np.zeros(0)
-        s = np.concatenate(joined_s) if joined_s else np.zeros(0)
-        performance = _performance(y, s, evaluation or {}, cfg)
+    judged_labels = _judge_labels(book, labelled, evaluation or {}, cfg, spec)
+    performance, audit = judged_labels if judged_labels is not None else (None, None)
     decision, reasons = _decide(
         results, untested=untested, dataset=dataset, prediction=prediction, quality=quality,
-        performance=performance, rows=rows,
+        performance=performance, rows=rows, labels=audit,
     )  # fmt: skip
     return Assessment(
         decision=decision, reasons=tuple(reasons), rows=rows, features=tuple(results), dataset=dataset,
         prediction=prediction, quality=quality, performance=performance, untested=untested,
-        start=_datetime(first), end=_datetime(last),
+        start=_datetime(first), end=_datetime(last), label_audit=audit,
     )  # fmt: skip
 
 
@@ -243,17 +255,29 @@ def _testable(acc: NumericAccumulator | CategoricalAccumulator) -> bool:
     return acc.n > 0 and acc.reference_n > 0
 
 
-def _join(labels: Mapping[str, float], chunk: CaptureChunk, id_column: str | None) -> npt.NDArray[np.float64]:
-    """Each row's label: by prediction id, else by the id column of its inputs; NaN when unknown."""
-    get = labels.get
-    found = [get(pid) for pid in chunk.prediction_id]
-    ids = chunk.columns.get(id_column) if id_column is not None else None
-    if ids is not None:
-        found = [
-            v if v is not None else (get(rid) if isinstance(rid, str) else None)
-            for v, rid in zip(found, ids, strict=True)
-        ]
-    return np.array([np.nan if v is None else v for v in found], dtype=np.float64)
+def _judge_labels(
+    book: LabelBook | None,
+    labelled: LabelledRows | None,
+    evaluation: Mapping[str, Any],
+    cfg: MonitoringSettings,
+    spec: LabelSpec,
+) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    """Performance on the labels of the sources not found suspicious, and the label audit."""
+    if book is None or labelled is None:
+        return None
+    verdicts, suspicious = judge_sources(labelled, evaluation, cfg, spec.task)
+    y = labelled.winners(exclude=suspicious)
+    kept = np.isfinite(y)
+    result = performance(y[kept], labelled.scores[kept], evaluation, cfg, spec.task)
+    left_out = int(np.count_nonzero(~kept))
+    if suspicious:
+        result["left_out"] = left_out
+        if result["why"] is not None:
+            result["why"] += (
+                f" (after leaving out {left_out:,} predictions labelled only by suspicious sources)"
+            )
+    audit = {"label_set": spec.expected, "sources": verdicts, "suspicious": suspicious, "left_out": left_out}
+    return result, audit | book.audit()
 
 
 def _quality(
@@ -320,42 +344,6 @@ def _quality(
     }  # fmt: skip
 
 
-def _performance(
-    y: npt.NDArray[np.float64],
-    s: npt.NDArray[np.float64],
-    evaluation: Mapping[str, Any],
-    cfg: MonitoringSettings,
-) -> dict[str, Any]:
-    """Metrics on the labelled predictions; decay judged against the evaluation when there are enough."""
-    metric = cfg.decay_metric
-    n, positives = int(y.size), int(np.sum(y >= 0.5))
-    out: dict[str, Any] = {"labelled": n, "positives": positives, "metric": metric, "judged": False,
-                           "decayed": False, "why": None}  # fmt: skip
-    if n < cfg.min_labels:
-        out["why"] = f"{n} labelled predictions, fewer than monitoring.min_labels = {cfg.min_labels}"
-        return out
-    if positives in (0, n):
-        out["why"] = f"all {n} labelled predictions are of one class"
-        return out
-    threshold = evaluation.get("threshold")
-    threshold = float(threshold) if isinstance(threshold, int | float) else 0.5
-    metrics = classification_metrics(y, s, threshold)
-    out["metrics"] = metrics
-    out["calibration"] = calibration(y, s)["bins"]
-    current, reference = metrics.get(metric), evaluation.get(metric)
-    out["current"], out["reference"] = current, reference
-    if not isinstance(current, int | float) or not isinstance(reference, int | float):
-        missing = "the window" if not isinstance(current, int | float) else "the model's evaluation"
-        out["why"] = f"{metric} is not available for {missing}"
-        return out
-    higher = higher_is_better(metric)
-    bar = float(reference) - cfg.decay_margin if higher else float(reference) + cfg.decay_margin
-    out["bar"] = bar
-    out["judged"] = True
-    out["decayed"] = bool(current < bar) if higher else bool(current > bar)
-    return out
-
-
 def _decide(
     results: Sequence[FeatureDrift],
     *,
@@ -365,6 +353,7 @@ def _decide(
     quality: Mapping[str, Any],
     performance: Mapping[str, Any] | None,
     rows: int,
+    labels: Mapping[str, Any] | None = None,
 ) -> tuple[Decision, list[str]]:
     """The decision and every reason behind it, the most serious first."""
     reasons: list[str] = []
@@ -388,16 +377,45 @@ def _decide(
     if prediction is not None and prediction.drifted:
         decision = "DRIFT" if decision == "OK" else decision
         reasons.append(f"prediction drift: {_describe(prediction)}")
+    about_labels = _label_reasons(labels) if labels is not None else []
+    reasons += about_labels
     reasons += [f"feature drift: {_describe(r)}" for r in drifted]
     reasons += [f"{name}: no valid value in the window, its drift cannot be tested" for name in untested]
     reasons += list(quality["alarms"])
-    if decision == "OK" and (drifted or untested or quality["alarms"]):
+    if decision == "OK" and (drifted or untested or quality["alarms"] or about_labels):
         decision = "WARN"
     if decision == "OK":
         reasons.append(
             f"no drift, decay or data-quality alarm in {rows} predictions ({len(results)} features tested)"
         )
     return decision, reasons
+
+
+def _label_reasons(labels: Mapping[str, Any]) -> list[str]:
+    """Suspicious sources, conflicts and labels outside the label set: each needs a person, never a
+    retraining."""
+    reasons = [
+        f"suspicious labels from source {entry['source']!r}: {entry['why']}; its labels are left out of "
+        "the decay judgement, so they cannot start a retraining: check the source"
+        for entry in labels["sources"]
+        if entry["suspicious"]
+    ]
+    if labels["conflicts"]:
+        pairs = "; ".join(
+            f"{c['first']!r} then {c['later']!r}: {c['count']:,}" for c in labels["conflicts_by_source"][:3]
+        )
+        reasons.append(
+            f"label conflicts: {labels['conflicts']:,} prediction ids were labelled again with a different "
+            f"label, the first label kept ({pairs})"
+        )
+    invalid = sum(labels["invalid"].values())
+    if invalid:
+        by_source = ", ".join(f"{source!r} {count:,}" for source, count in labels["invalid"].items())
+        reasons.append(
+            f"invalid labels: {invalid:,} labels are not {labels['label_set']} and were left out "
+            f"({by_source})"
+        )
+    return reasons
 
 
 def _describe(result: FeatureDrift) -> str:

@@ -1,7 +1,7 @@
 """Live evidence from captured traffic: the shadow comparison, the rollback guard, live performance.
 
 All three join the captured predictions of a time range with the labels known for them (``/v1/feedback``
-and the delayed label files, :func:`~driftloop.monitoring.window.read_labels`) and score them with the
+and the delayed label files, :func:`~driftloop.monitoring.labels.read_labels`) and score them with the
 training metrics, so "live ROC AUC" means the same thing as the evaluation's ROC AUC.
 """
 
@@ -20,7 +20,8 @@ import pyarrow.parquet as pq
 
 from driftloop.capture.records import PREDICTION_SCHEMA, conform
 from driftloop.core.promotion import CheckResult
-from driftloop.monitoring.window import as_utc, in_window, partition_keys, read_labels
+from driftloop.monitoring.labels import read_labels
+from driftloop.monitoring.window import as_utc, in_window, partition_keys
 from driftloop.training import metrics as m
 
 if TYPE_CHECKING:

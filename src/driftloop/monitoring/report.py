@@ -51,6 +51,8 @@ def summarize(assessment: Assessment) -> dict[str, Any]:
         }
         if assessment.performance is not None
         else None,
+        "suspicious_sources": list((assessment.label_audit or {}).get("suspicious", [])),
+        "label_conflicts": (assessment.label_audit or {}).get("conflicts", 0),
     }
 
 
@@ -82,6 +84,16 @@ def prometheus_text(assessment: Assessment, *, model: str, version: int, at: dat
         ),
         "driftloop_monitor_timestamp_seconds": ("When the pass ran (Unix time).", at.timestamp()),
     }
+    if assessment.label_audit is not None:
+        audit = assessment.label_audit
+        gauges["driftloop_monitor_suspicious_sources"] = (
+            "Label sources whose labels were left out of the decay judgement as suspicious.",
+            float(len(audit["suspicious"])),
+        )
+        gauges["driftloop_monitor_label_conflicts"] = (
+            "Prediction ids labelled again with a different label (the first label kept).",
+            float(audit["conflicts"]),
+        )
     for name, (text, value) in gauges.items():
         Gauge(name, text, list(labels), registry=registry).labels(**labels).set(value)
     score = Gauge(
@@ -130,7 +142,12 @@ def render_html(
         parts.append(f"<p>Not tested (no valid value in the window): {_e(', '.join(a.untested))}</p>")
     if a.prediction is not None:
         parts += ["<h2>Prediction scores</h2>", _feature_section(a.prediction, css="prediction-chart")]
-    parts += [_quality(a.quality), _performance(a.performance), "</body></html>"]
+    parts += [
+        _quality(a.quality),
+        _performance(a.performance),
+        _label_sources(a.label_audit),
+        "</body></html>",
+    ]
     return "\n".join(parts)
 
 
@@ -341,3 +358,35 @@ def _performance(performance: Mapping[str, Any] | None) -> str:
     metrics = p.get("metrics") or {}
     body = "".join(f"<tr><td>{_e(k)}</td><td>{_num(v)}</td></tr>" for k, v in metrics.items())
     return head + (f"<table><tr><th>metric</th><th>window</th></tr>{body}</table>" if body else "")
+
+
+def _label_sources(audit: Mapping[str, Any] | None) -> str:
+    """Each label source's agreement with the model and verdict; conflicts and refused labels."""
+    if audit is None:
+        return ""
+    rows = []
+    for entry in audit["sources"]:
+        verdict = '<span class="drifted">suspicious: left out</span>' if entry["suspicious"] else "kept"
+        if not entry["judged"]:
+            verdict = "kept (too few labels to judge)"
+        rows.append(
+            f"<tr><td>{_e(entry['source'])}</td><td>{_num(entry['labelled'])}</td>"
+            f"<td>{_e(entry['statistic'] or '–')}</td><td>{_num(entry['value'])}</td>"
+            f"<td>{_num(entry['z'])}</td><td>{verdict}</td></tr>"
+        )
+    why = "".join(
+        f"<li>{_e(entry['source'])}: {_e(entry['why'])}</li>" for entry in audit["sources"] if entry["why"]
+    )
+    conflicts = "".join(
+        f"<li>{_e(c['first'])} first, {_e(c['later'])} later: {_num(c['count'])}</li>"
+        for c in audit["conflicts_by_source"]
+    )
+    invalid = ", ".join(f"{_e(source)} {_num(count)}" for source, count in audit["invalid"].items()) or "none"
+    return (
+        "<h2>Label sources</h2><table><tr><th>source</th><th>labelled</th><th>agreement</th><th>value</th>"
+        f"<th>z against chance</th><th>verdict</th></tr>{''.join(rows)}</table>"
+        + (f"<ul>{why}</ul>" if why else "")
+        + f"<p>{_num(audit['conflicts'])} conflicting labels (a prediction labelled again differently; the "
+        f"first label kept), {_num(audit['duplicates'])} repeated labels; labels must be "
+        f"{_e(audit['label_set'])}, refused: {invalid}.</p>" + (f"<ul>{conflicts}</ul>" if conflicts else "")
+    )

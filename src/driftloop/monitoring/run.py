@@ -23,12 +23,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from driftloop.core.labels import TASK_TAG, LabelSpec
 from driftloop.core.transform import NumericInput, Transform
 from driftloop.errors import DriftloopError, NotFoundError, UsageError
 from driftloop.monitoring.assess import assess
 from driftloop.monitoring.history import decision_history, record_decision
+from driftloop.monitoring.labels import read_label_book
 from driftloop.monitoring.report import prometheus_text, render_html, summarize
-from driftloop.monitoring.window import as_utc, count_rejections, iter_captures, read_labels
+from driftloop.monitoring.window import as_utc, count_rejections, iter_captures
 from driftloop.registry import Registry
 from driftloop.settings import ColumnSpec
 from driftloop.storage import store_for
@@ -94,7 +96,14 @@ def monitor_once(
             f"{name}/{version.version} (run {run_id}) has no {PROFILE_ARTIFACT}; retrain it with this "
             "driftloop to monitor it"
         ) from None
-    evaluation = _evaluation(tracker.get_run(run_id).metrics)
+    run = tracker.get_run(run_id)
+    evaluation = _evaluation(run.metrics)
+    # The labels the service accepts for this model are the ones the monitor believes: 0/1, or the
+    # regression band (configured, else derived from the training target in the profile).
+    serving = settings.serving
+    spec = LabelSpec.derive(
+        run.tags.get(TASK_TAG), profile, serving.label_ranges.get(name, serving.label_range)
+    )
 
     store = store_for(settings)
     cfg = settings.monitoring
@@ -102,17 +111,18 @@ def monitor_once(
     # monitored on its inputs, its category levels and its id column.
     transform = Transform.from_json(tracker.read_bytes(run_id, "transform.json"))
     columns = monitoring_schema(transform)
-    labels = read_labels(
+    labels = read_label_book(
         store, start, end, as_of=as_of, dataset=_label_dataset(store, settings.data.dataset),
-        id_column=transform.id_column, target=transform.target or settings.data.target,
+        id_column=transform.id_column, target=transform.target or settings.data.target, spec=spec,
     )  # fmt: skip
     chunks = iter_captures(store, model=name, start=start, end=end, chunk_rows=cfg.chunk_rows, fields=columns)
     refused = count_rejections(store, model=name, start=start, end=end)  # the service's 422s
     assessment = assess(
         profile, chunks, schema=columns, cfg=cfg, labels=labels, evaluation=evaluation,
-        invalid_requests=refused, levels={c.name: c.levels for c in transform.categorical},
+        invalid_requests=refused, levels={c.name: c.levels for c in transform.categorical}, label_spec=spec,
     )  # fmt: skip
 
+    labelled = len(labels.merged())
     created = datetime.now(UTC)
     db = open_metadata(settings.database_url, echo=settings.database.echo)
     try:
@@ -121,7 +131,7 @@ def monitor_once(
         document = {
             "model": name, "version": version.version, "run_id": run_id, "window": {
                 "start": start.isoformat(), "end": end.isoformat(), "as_of": as_of.isoformat()},
-            "created_at": created.isoformat(), "labels": len(labels), **assessment.to_json(),
+            "created_at": created.isoformat(), "labels": labelled, **assessment.to_json(),
         }  # fmt: skip
         report_json = json.dumps(_finite(document), indent=2, sort_keys=True, default=str).encode()
         title = f"{name} v{version.version} — {start:%Y-%m-%d %H:%M} → {end:%Y-%m-%d %H:%M} UTC"
@@ -144,7 +154,7 @@ def monitor_once(
     return MonitorResult(
         assessment=assessment, decision=decision, report_uri=store.uri(f"{prefix}/report.html"),
         json_uri=store.uri(f"{prefix}/report.json"), prometheus_uri=store.uri(prom_key),
-        mlflow_run_id=mlflow_run, labels=len(labels), warnings=tuple(warnings),
+        mlflow_run_id=mlflow_run, labels=labelled, warnings=tuple(warnings),
     )  # fmt: skip
 
 

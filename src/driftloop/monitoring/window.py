@@ -1,4 +1,4 @@
-"""A time window of captured predictions, streamed from the object store in bounded chunks, and its labels.
+"""A time window of captured predictions, streamed from the object store in bounded chunks.
 
 Predictions are the Parquet objects the capture store ships under
 ``captures/model=<name>/date=<YYYY-MM-DD>/`` (:mod:`driftloop.capture.records`). Only the date partitions
@@ -13,7 +13,6 @@ one array per requested field, counting values of the wrong type as invalid.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -25,10 +24,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from driftloop.capture.landing import compact
-from driftloop.capture.records import FEEDBACK_SCHEMA
 from driftloop.core.transform import INVALID, canonical_category
-from driftloop.data.ingest import list_partitions
-from driftloop.data.ingest import read_labels as read_label_files
 from driftloop.errors import UsageError
 
 if TYPE_CHECKING:
@@ -41,7 +37,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CaptureChunk", "as_utc", "count_rejections", "decode_fields", "in_window", "iter_captures",
-    "partition_keys", "read_labels",
+    "partition_keys",
 ]  # fmt: skip
 
 _COLUMNS = ["prediction_id", "ts", "model_version", "inputs", "score", "fallback"]
@@ -155,47 +151,6 @@ def iter_captures(
                     pending, buffered = ([rest], rest.num_rows) if rest.num_rows else ([], 0)
     if buffered:
         yield _chunk(pa.concat_tables(pending), fields)
-
-
-def read_labels(
-    store: ObjectStore,
-    start: datetime,
-    end: datetime,
-    *,
-    as_of: datetime | None = None,
-    dataset: str | None = None,
-    id_column: str | None = "record_id",
-    target: str = "machine_failure",
-) -> dict[str, float]:
-    """Ground truth known by ``as_of`` (default: now) for predictions made in ``[start, end)``.
-
-    Keys are prediction ids, from the labels sent to ``/v1/feedback`` (``captures/feedback/``) after
-    ``start``; with ``dataset`` and ``id_column``, also the ``id_column`` values of the delayed label
-    files under ``labels/<dataset>/`` (the simulator's), for predictions whose captured inputs carry
-    that id. The latest label of a key wins; feedback wins over a label file. Labels that are not
-    numbers, and lines of label files that cannot be read (not text, wrong number of fields), are
-    skipped. Labels arrive after their predictions, so ``start`` and ``as_of`` bound what is read;
-    labels of later predictions are returned too (they do not join). All of it is kept in memory, one
-    float per labelled prediction. Raises :class:`UsageError` when ``end`` is not after ``start``, and
-    :class:`DataError` naming the file and the column when a label file lacks ``id_column``,
-    ``target`` or ``available_at``.
-    """
-    start, end = as_utc(start), as_utc(end)
-    if end <= start:
-        raise UsageError(f"empty label window: {start.isoformat()} is not before {end.isoformat()}")
-    as_of = as_utc(as_of) if as_of is not None else datetime.now(UTC)
-    labels: dict[str, float] = {}
-    if dataset is not None and id_column is not None:
-        parts = list_partitions(store, f"labels/{dataset}", start.date(), as_of.date())
-        table, _ = read_label_files(store, parts, id_column, target, as_of)
-        for key, text in zip(
-            table.column(id_column).to_pylist(), table.column(target).to_pylist(), strict=True
-        ):
-            value = _label(text)
-            if key is not None and value is not None:
-                labels[key] = value
-    labels.update(_feedback(store, start, as_of))
-    return labels
 
 
 def decode_fields(
@@ -342,30 +297,3 @@ def _chunk(table: pa.Table, fields: Sequence[ColumnSpec]) -> CaptureChunk:
         invalid=invalid,
         malformed=malformed,
     )
-
-
-def _label(text: str | None) -> float | None:
-    try:
-        value = float(text) if text is not None else math.nan
-    except ValueError:
-        return None
-    return value if math.isfinite(value) else None
-
-
-def _feedback(store: ObjectStore, start: datetime, as_of: datetime) -> dict[str, float]:
-    """Feedback labels received in ``[start, as_of]``, the latest per prediction id."""
-    if as_of < start:
-        return {}
-    tables = []
-    for key in partition_keys(store, "captures/feedback", start, as_of + timedelta(microseconds=1)):
-        table = pq.read_table(pa.BufferReader(store.read_bytes(key)), schema=FEEDBACK_SCHEMA)
-        ts = table.column("ts")
-        mask = pc.and_(
-            pc.greater_equal(ts, pa.scalar(start, _TS_TYPE)), pc.less_equal(ts, pa.scalar(as_of, _TS_TYPE))
-        )
-        tables.append(table.filter(pc.fill_null(mask, False)).select(["prediction_id", "ts", "label"]))
-    if not tables:
-        return {}
-    table = pa.concat_tables(tables).sort_by([("ts", "ascending")])
-    ids, values = table.column("prediction_id").to_pylist(), table.column("label").to_pylist()
-    return {k: float(v) for k, v in zip(ids, values, strict=True) if v is not None and math.isfinite(v)}

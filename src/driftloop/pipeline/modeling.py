@@ -307,7 +307,9 @@ def evaluate_and_log(
     numeric = [n.name for n in data.transform.numeric]
     columns = {name: holdout[name].to_numpy(dtype=np.float64) for name in numeric}
     columns |= {name: data.transform.canonical(name, holdout[name]) for name in categorical}
-    profile = build_profile(columns, numeric=numeric, categorical=categorical, scores=scores)
+    # The target of every row the feature version holds: the band a regression model's labels must
+    # fall in is derived from it (core.labels).
+    profile = build_profile(columns, numeric=numeric, categorical=categorical, scores=scores, target=data.y)
     tracker.log_json(run_id, "reference_profile.json", profile)
     return {"overall": overall, "slices": slices}
 

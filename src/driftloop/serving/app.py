@@ -34,7 +34,8 @@ from driftloop.core.requests import (
 from driftloop.errors import DriftloopError
 from driftloop.serving import mlflow_api
 from driftloop.serving.access import content_type_and_authorization, refusal_headers
-from driftloop.serving.inputs import FieldError, InvalidInput
+from driftloop.serving.feedback import FeedbackCounters, InvalidFeedback, check_feedback, feedback_records
+from driftloop.serving.inputs import InvalidInput
 from driftloop.serving.limits import BodyTooLarge, check_declared, declared_length, limited, read_body
 from driftloop.serving.metrics import ServiceMetrics
 from driftloop.serving.openapi import document, mount_docs
@@ -51,6 +52,7 @@ if TYPE_CHECKING:
     from driftloop.serving.access import Headers
     from driftloop.serving.batching import MicroBatcher
     from driftloop.serving.model import LoadedModel, ModelHolder, Prediction
+    from driftloop.serving.stamps import IdKeys
 
 __all__ = ["CaptureSink", "Reply", "create_app"]
 
@@ -172,6 +174,8 @@ def create_app(
     monitor_gauges: Callable[[], bytes] | None = None,
     lifespan: Callable[[FastAPI], AbstractAsyncContextManager[None]] | None = None,
     gate: Gate | None = None,
+    id_keys: IdKeys | None = None,
+    max_feedback_rows: int = 10_000,
 ) -> FastAPI:
     """The service around ``holder`` (already following the registry) and ``capture``.
 
@@ -181,7 +185,9 @@ def create_app(
     appended to ``GET /metrics`` (it must not do I/O: ``serving.gauges`` reads in the background). A body
     over ``max_body_bytes`` is a 413; a 422 lists the first ``max_field_errors`` bad fields and counts all.
     ``gate`` admits requests to the protected routes (tokens, roles, rate limits: docs/auth.md); without
-    one every route is open, as with auth off.
+    one every route is open, as with auth off. Prediction ids are tagged with ``id_keys`` (default: a
+    random key of this app's own), and ``POST /v1/feedback`` accepts labels for ids those keys
+    recognise, at most ``max_feedback_rows`` per request.
     """
     metrics = ServiceMetrics(holder, capture)
     app = ServiceApp(
@@ -201,6 +207,9 @@ def create_app(
         batcher.on_batch = metrics.observe_batch
         batcher.finish = service.finish
     service.monitor_gauges = monitor_gauges
+    if id_keys is not None:
+        service.ids = PredictionIds(id_keys)
+    service.max_feedback_rows = max_feedback_rows
     # The scoring routes are answered ahead of FastAPI's stack (ServiceApp); the routes declared here
     # give them their OpenAPI entries and answer through the very same handlers. Each renders its
     # errors its own way: driftloop's {"error", "detail"}, or MLflow's error body on /invocations.
@@ -463,6 +472,8 @@ def _error_handlers(app: FastAPI) -> None:
 class _Service:
     """The route handlers and what they share."""
 
+    max_feedback_rows: int  # labels per POST /v1/feedback (create_app sets it)
+
     def __init__(
         self, holder: ModelHolder, capture: CaptureSink | None, metrics: ServiceMetrics, max_rows: int,
         batcher: MicroBatcher | None, *, gate: Gate | None,
@@ -475,7 +486,8 @@ class _Service:
         self.metrics = metrics
         self.max_rows = max_rows
         self.max_field_errors = 100  # a 422 lists the first this many bad fields, and counts them all
-        self.ids = PredictionIds()
+        self.ids = PredictionIds()  # tagged with a key of its own unless create_app is given keys
+        self.feedback_counters = FeedbackCounters(metrics.registry)
         self.mlflow_version = mlflow_api.mlflow_version()
         self.params_ignored = False  # said once in the log, not per request
 
@@ -525,32 +537,23 @@ class _Service:
         return Response(self.mlflow_version, media_type="application/json")
 
     async def feedback(self, request: Request) -> ORJSONResponse:
-        """Ground truth for earlier predictions: ``{"labels": [{"prediction_id": …, "label": 0|1}, …]}``."""
+        """Ground truth for earlier predictions: ``{"labels": [{"prediction_id": …, "label": 0|1}, …]}``;
+        all or nothing, every label checked (:mod:`driftloop.serving.feedback`)."""
         principal = await self.admit(request, "label")
         # The identity that sent the labels (its token's name) is their source; "api" with auth off.
         source = principal.name if principal is not None else "api"
         body = _json_body(await request.body())
-        labels = body.get("labels") if isinstance(body, dict) else None
-        if not isinstance(labels, list) or not labels:
-            raise _BadRequest(422, 'the body must be {"labels": [{"prediction_id": "...", "label": 1}, ...]}')
-        errors = []
-        for i, item in enumerate(labels):
-            if not isinstance(item, dict) or not isinstance(item.get("prediction_id"), str):
-                errors.append(FieldError(i, "prediction_id", "missing", "prediction_id (string) is required"))
-            elif isinstance(item.get("label"), bool) or not isinstance(item.get("label"), int | float):
-                errors.append(FieldError(i, "label", "type", "label must be a number"))
-        if errors:
-            raise _BadRequest(422, "invalid feedback", [e.to_json("labels") for e in errors])
-        now = datetime.now(UTC).isoformat()
+        model = self.holder.current
+        try:
+            spec = model.labels if model is not None else None
+            labels = check_feedback(body, ids=self.ids, spec=spec, max_rows=self.max_feedback_rows)
+        except InvalidFeedback as exc:
+            self.feedback_counters.refuse(exc.refused)
+            raise _BadRequest(exc.status, str(exc), exc.errors) from None
         if self.capture is not None:
-            try:
-                await self.capture.append_many_async([
-                    {"kind": "feedback", "prediction_id": item["prediction_id"], "ts": now,
-                     "label": float(item["label"]), "source": source}
-                    for item in labels
-                ])  # fmt: skip
-            except ValueError as exc:  # a label capture refuses (an empty id) is the caller's, not a 500
-                raise _BadRequest(422, f"invalid feedback: {exc}") from None
+            now = datetime.now(UTC).isoformat()
+            await self.capture.append_many_async(feedback_records(labels, source=source, ts=now))
+        self.feedback_counters.accepted.inc(len(labels))
         return ORJSONResponse({"accepted": len(labels)})
 
     async def health(self) -> ORJSONResponse:

@@ -9,6 +9,7 @@ answers and the response says so (fallback).
 from __future__ import annotations
 
 import gc
+import json
 import logging
 import threading
 import time
@@ -18,6 +19,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from driftloop.core.labels import TASK_TAG, LabelSpec
+from driftloop.core.profile import PROFILE_ARTIFACT
 from driftloop.core.transform import Transform
 from driftloop.errors import DriftloopError, NotFoundError
 from driftloop.serving.inputs import InputSpec
@@ -56,6 +59,7 @@ class LoadedModel:
     # The ONNX Runtime fast path (same scores within 1e-5, checked when built); None: torch only.
     fast: Callable[[np.ndarray], np.ndarray] | None = field(default=None, repr=False)
     fast_error: str | None = None  # why the fast path is off, when it was tried
+    labels: LabelSpec = field(default_factory=LabelSpec)  # what POST /v1/feedback accepts as its labels
 
     @property
     def engine(self) -> str:
@@ -117,15 +121,31 @@ def load_version(
     transform = Transform.from_json(tracker.read_bytes(mv.run_id, "transform.json"))
     module = tracker.load_torch_model(mv.source)
     module.eval()
-    threshold = tracker.get_run(mv.run_id).metrics.get("threshold")
+    run = tracker.get_run(mv.run_id)
     model = LoadedModel(
         name=name, version=version, run_id=mv.run_id, spec=InputSpec.build(transform), module=module,
-        threshold=threshold,
+        threshold=run.metrics.get("threshold"),
+        labels=label_spec(settings, tracker, name, mv.run_id, run.tags.get(TASK_TAG)),
     )  # fmt: skip
     if settings.serving.onnx:
         model.accelerate()
     model.warm_up()
     return model
+
+
+def label_spec(settings: Settings, tracker: Tracker, name: str, run_id: str, task: str | None) -> LabelSpec:
+    """The label set of model ``name`` trained in ``run_id`` for ``task``: for regression, the band
+    configured for it (``serving.label_ranges``, ``serving.label_range``) or derived from its reference
+    profile (``driftloop.core.labels``)."""
+    cfg = settings.serving
+    configured = cfg.label_ranges.get(name, cfg.label_range)
+    profile = None
+    if task == "regression" and configured is None:
+        try:
+            profile = json.loads(tracker.read_bytes(run_id, PROFILE_ARTIFACT))
+        except NotFoundError:  # trained before profiles existed: any finite label
+            profile = None
+    return LabelSpec.derive(task, profile, configured)
 
 
 @dataclass(frozen=True)

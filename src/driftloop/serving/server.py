@@ -25,6 +25,7 @@ from driftloop.registry.promotion import ALIASES
 from driftloop.serving.app import create_app
 from driftloop.serving.batching import MicroBatcher
 from driftloop.serving.gauges import MonitorGauges
+from driftloop.serving.id_keys import prediction_id_keys
 from driftloop.serving.model import Follower, LoadedModel, ModelHolder, load_version
 
 if TYPE_CHECKING:
@@ -132,7 +133,8 @@ def build_app(settings: Settings, *, slots: bool = False) -> FastAPI:
         holder, capture=sink, max_rows=cfg.max_rows, max_body_bytes=cfg.max_body_bytes,
         max_field_errors=cfg.max_field_errors, batcher=batcher,
         on_registry_event=_both(follower, shadow), webhook_secret=secret, monitor_gauges=gauges,
-        lifespan=lifespan, gate=gate_for(settings),
+        lifespan=lifespan, gate=gate_for(settings), id_keys=prediction_id_keys(settings),
+        max_feedback_rows=cfg.max_feedback_rows,
     )  # fmt: skip
 
 
