@@ -63,8 +63,9 @@ def test_serve_beyond_loopback_with_auth_on_is_silent(
 def test_the_warning_is_logged_too_where_logging_is_configured(
     cli: Callable[..., Result], served: list[dict[str, Any]], caplog: pytest.LogCaptureFixture
 ) -> None:
-    with caplog.at_level(logging.WARNING, logger="driftloop"):
-        result = cli("serve", "--host", "0.0.0.0")
+    # driftloop's logger has its own handler and does not propagate (driftloop.logs): listen on it.
+    logging.getLogger("driftloop").addHandler(caplog.handler)  # the autouse fixture restores handlers
+    result = cli("serve", "--host", "0.0.0.0")
     assert result.err.count("WARNING:") == 1
     [record] = [r for r in caplog.records if r.name == "driftloop.cli._exposure"]
     assert record.getMessage().startswith("driftloop serve listens on 0.0.0.0 with auth off")
