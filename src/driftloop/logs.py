@@ -18,7 +18,10 @@ from __future__ import annotations
 
 import logging
 import sys
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
 
 __all__ = ["FORMAT", "LOGGER", "configure_logging"]
 
@@ -51,3 +54,21 @@ def configure_logging(level: str | int = "warning") -> None:
     if not logging.root.handlers:
         logging.root.addHandler(_Stderr())
         logging.root.setLevel(logging.WARNING)
+
+
+def notify(url: str, payload: Mapping[str, object]) -> None:
+    """POST ``payload`` (plus ``at``) as JSON to the notification webhook ``url`` (empty: nothing). A
+    dead webhook is a warning, never an exception: notifying must not stop what it reports on."""
+    if not url:
+        return
+    import json
+    import urllib.request
+    from datetime import UTC, datetime
+
+    body = json.dumps({**payload, "at": datetime.now(UTC).isoformat()}).encode()
+    request = urllib.request.Request(url, body, {"Content-Type": "application/json"}, method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=5):
+            pass
+    except OSError as exc:
+        logging.getLogger(LOGGER).warning("notification webhook %s failed: %s", url, exc)

@@ -404,6 +404,9 @@ class PolicySettings(_Section):
     # The freshest labelled window both versions are scored on, in days.
     comparison_days: int = Field(default=7, ge=1)
     comparison_min_rows: int = Field(default=500, ge=1)
+    # An alias moved outside driftloop (MLflow's API or UI) is always recorded, alerted and never served;
+    # on (the default), it is also put back on the audited version (docs/promotion.md, "Gates").
+    revert_out_of_band: bool = True
     # Online evidence for an automated promotion: the service scores the staging version in shadow;
     # once this many shadow-scored predictions have labels, both scores are compared (0: no shadow stage).
     shadow_min_labels: int = Field(default=200, ge=0)

@@ -19,6 +19,9 @@ if TYPE_CHECKING:
 app = typer.Typer(help="Model registry: versions, stages, metrics, lineage.", no_args_is_help=True)
 
 _KEY_METRICS = ("roc_auc", "pr_auc", "f1", "rmse")
+# Padded to one width: the history's columns line up.
+_OUTCOMES = {"done": "[green]done[/]     ", "refused": "[red]refused[/]  ", "unchanged": "unchanged",
+             "detected": "[red]detected[/] "}  # fmt: skip
 
 
 @app.command("list")
@@ -26,27 +29,52 @@ def list_(
     ctx: typer.Context,
     name: str | None = typer.Argument(None, help="Registered model \\[registry.model_name]."),
 ) -> None:
-    """A model's versions, newest first: stage, aliases, key metrics, created."""
+    """A model's versions, newest first: stage (by the audit), aliases, key metrics, created.
+
+    The stage is what driftloop's audit recorded; an MLflow alias or stage tag moved by hand is shown
+    and flagged, never counted as a second production version.
+    """
+    from driftloop.core.models import Stage
     from driftloop.registry import Registry
+    from driftloop.registry.changes import ALIASES, Changes
+    from driftloop.storage.metadata import open_metadata
 
     st = state(ctx)
     model = name or st.settings.registry.model_name
-    versions = Registry(st.settings).versions(model)
+    registry = Registry(st.settings)
+    db = open_metadata(st.settings.database_url, echo=st.settings.database.echo)
+    ctx.call_on_close(db.dispose)
+    changes = Changes(db, registry)
+    for interrupted in changes.recover():
+        st.err.print(f"finished an interrupted stage change of {interrupted} (see: driftloop models history)")
+    versions = registry.versions(model)
+    changes.holder(model, Stage.PRODUCTION)  # a model the audit never saw: its aliases are adopted once
+    audited = changes.audit.stages(model)
     table = Table(
         Column("v", justify="right"), Column("stage", no_wrap=True), Column("aliases", no_wrap=True),
         *(Column(k, no_wrap=True) for k in _KEY_METRICS[:3]), Column("created", no_wrap=True),
         title=model, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False,
     )  # fmt: skip
+    flagged = []
     for v in versions:
+        stage = audited.get(v.version, Stage.NONE)
+        expected = {a for s, a in ALIASES.items() if s == stage}
+        if v.stage != stage or set(v.aliases) & set(ALIASES.values()) != expected:
+            flagged.append(v.version)
         metrics = [v.tags.get(f"driftloop.metric.{k}", "-")[:6] for k in _KEY_METRICS[:3]]
         table.add_row(
             str(v.version),
-            v.stage.value,
+            stage.value + (" [red]![/]" if v.version in flagged else ""),
             ",".join(v.aliases) or "-",
             *metrics,
             f"{v.created_at:%Y-%m-%d %H:%M}",
         )
     st.out.print(table)
+    for number in flagged:
+        st.err.print(
+            f"[red]![/] v{number}: MLflow's stage tag or aliases differ from the audit (changed outside "
+            "driftloop; the service follows the audit and puts them back: see driftloop models history)"
+        )
 
 
 def resolve_and_print(st: CliState, ref: str) -> ModelVersion:
@@ -137,21 +165,21 @@ def history(
     st.out.print(f"[bold]{model}[/] history ({count}, oldest first)")
     lines: list[tuple[datetime, str]] = []
     for t in entries:
-        outcome = "[green]done[/]   " if t.outcome == "done" else "[red]refused[/]"
+        outcome = _OUTCOMES.get(t.outcome, t.outcome)
         passed = sum(c.passed for c in t.checks)
         evidence = f" [{passed}/{len(t.checks)} checks passed]" if t.checks else ""
         comment = f" — {t.comment}" if t.comment else ""
         move = f"{t.from_stage.value} → {t.to_stage.value}"
         line = (
-            f"#{t.id:<4} {t.at:%Y-%m-%d %H:%M:%S}  v{t.version:<3} {t.action:<8} {move:<24} {outcome} "
+            f"#{t.id:<4} {t.at:%Y-%m-%d %H:%M:%S}  v{t.version:<3} {t.action:<11} {move:<24} {outcome} "
             f"by {t.actor}: {'; '.join(t.reasons)}{evidence}{comment}"
         )
         lines.append((t.at, line))
     for a in approvals:
         target = f"for {a.stage.value}"
         line = (
-            f"{'':5} {a.at:%Y-%m-%d %H:%M:%S}  v{a.version:<3} {'approve':<8} {target:<24} [green]given[/]   "
-            f"by {a.actor}: {a.comment}"
+            f"{'':5} {a.at:%Y-%m-%d %H:%M:%S}  v{a.version:<3} {'approve':<11} {target:<24} "
+            f"[green]given[/]     by {a.actor}: {a.comment}"
         )
         lines.append((a.at, line))
     for _, line in sorted(lines, key=lambda item: item[0]):

@@ -29,7 +29,10 @@ def _promoter(st: CliState, db: Database) -> tuple[Promoter, Tracker]:
     from driftloop.tracking import Tracker
 
     tracker = Tracker(st.settings)
-    return Promoter(st.settings, db, tracker=tracker), tracker
+    promoter = Promoter(st.settings, db, tracker=tracker)
+    for model in promoter.recover():  # a promotion killed half-way is finished first (and said so)
+        st.err.print(f"finished an interrupted stage change of {model} (see: driftloop models history)")
+    return promoter, tracker
 
 
 def _actor(ctx: typer.Context, role: str, by: str | None) -> tuple[str, Database]:

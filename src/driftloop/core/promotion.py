@@ -53,8 +53,8 @@ class CheckResult:
         )
 
 
-Action = Literal["promote", "demote", "rollback"]
-Outcome = Literal["done", "refused"]
+Action = Literal["promote", "demote", "rollback", "adopt", "out_of_band", "revert"]
+Outcome = Literal["done", "refused", "unchanged", "detected"]
 
 
 @dataclass(frozen=True)

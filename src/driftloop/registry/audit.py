@@ -1,115 +1,94 @@
-"""The registry's audit trail and its lock, in driftloop's metadata database (MLflow keeps neither).
+"""The registry's audit trail, in driftloop's metadata database (MLflow keeps none).
 
-Every promotion, refusal, archive and rollback is a :class:`~driftloop.core.promotion.Transition` row
-(mlflow/mlflow#2169 asks for exactly this). :meth:`AuditLog.locked` serialises the stage changes of one
-model across processes with the database itself: a row lock on PostgreSQL (``SELECT … FOR UPDATE``) and
-the database write lock on SQLite, both held until the transaction ends — never a sleep.
+Every promotion, refusal, repeat, archive, rollback and out-of-band change is a
+:class:`~driftloop.core.promotion.Transition` row (mlflow/mlflow#2169 asks for exactly this). The audit
+is the authority on stages: :meth:`AuditLog.stages` replays the completed changes, and the service and
+``models list`` believe it over MLflow's aliases and tags, which anyone with registry access can move
+(driftloop.registry.gates). Stage changes are serialised and made crash-safe by driftloop.registry.lease.
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
-import socket
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
 from driftloop.core.models import Stage
 from driftloop.core.promotion import Approval, CheckResult, Transition
-from driftloop.storage.metadata import ModelApprovalRow, ModelTransitionRow, RegistryLockRow
+from driftloop.registry.lease import entry_row
+from driftloop.storage.metadata import ModelApprovalRow, ModelTransitionRow
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator, Sequence
-
-    from sqlalchemy.orm import Session
-
-    from driftloop.core.promotion import Action, Outcome
     from driftloop.storage.metadata import Database
 
-__all__ = ["AuditLog", "Locked"]
+__all__ = ["AuditLog"]
 
-
-class Locked:
-    """What may be done while a model's lock is held: record transitions in the same transaction."""
-
-    def __init__(self, session: Session, model: str) -> None:
-        self._session = session
-        self.model = model
-
-    def record(
-        self,
-        *,
-        version: int,
-        action: Action,
-        from_stage: Stage,
-        to_stage: Stage,
-        outcome: Outcome,
-        actor: str,
-        comment: str = "",
-        reasons: Sequence[str] = (),
-        checks: Sequence[CheckResult] = (),
-        replaced_version: int | None = None,
-    ) -> None:
-        self._session.add(
-            ModelTransitionRow(
-                model=self.model, version=version, action=action, from_stage=from_stage.value,
-                to_stage=to_stage.value, outcome=outcome, actor=actor, comment=comment, reasons=list(reasons),
-                checks=[c.to_json() for c in checks], replaced_version=replaced_version,
-                created_at=datetime.now(UTC),
-            )
-        )  # fmt: skip
-        self._session.flush()
-
-    def last_promotion_to_production(self, version: int) -> Transition | None:
-        """The latest completed promotion that made ``version`` production (rollbacks excluded)."""
-        row = self._session.scalars(
-            sa.select(ModelTransitionRow)
-            .where(
-                ModelTransitionRow.model == self.model,
-                ModelTransitionRow.version == version,
-                ModelTransitionRow.to_stage == Stage.PRODUCTION.value,
-                ModelTransitionRow.outcome == "done",
-                ModelTransitionRow.action == "promote",
-            )
-            .order_by(ModelTransitionRow.id.desc())
-            .limit(1)
-        ).first()
-        return _transition(row) if row is not None else None
+# The actions that change a version's stage (out-of-band detections and reverts of them do not).
+_STAGE_ACTIONS = ("promote", "demote", "rollback", "adopt")
 
 
 class AuditLog:
-    """Transitions and approvals of registered models."""
+    """Transitions and approvals of registered models; the stage each version holds by the audit."""
 
     def __init__(self, db: Database) -> None:
         self._db = db
 
-    @contextlib.contextmanager
-    def locked(self, model: str) -> Iterator[Locked]:
-        """Hold ``model``'s promotion lock for the block; what is recorded commits with it.
+    def record(self, model: str, entry: dict[str, Any]) -> None:
+        """One audit entry (see :func:`driftloop.registry.lease.entry_row`), committed now: refusals and
+        repeats are recorded whatever happens next."""
+        with self._db.session() as session:
+            session.add(entry_row(model, entry))
 
-        A second process blocks here until the first commits or rolls back (PostgreSQL row lock;
-        SQLite's write lock, waited for up to the connection's 30 s busy timeout).
+    def stages(self, model: str) -> dict[int, Stage]:
+        """Each version's stage as the audit's completed changes left it (versions never changed: absent).
+
+        Out-of-band detections are not changes; reverts restore what the audit already says.
         """
+        stmt = (
+            sa.select(ModelTransitionRow.version, ModelTransitionRow.to_stage)
+            .where(
+                ModelTransitionRow.model == model,
+                ModelTransitionRow.outcome == "done",
+                ModelTransitionRow.action.in_(_STAGE_ACTIONS),
+            )
+            .order_by(ModelTransitionRow.id)
+        )
         with self._db.session() as session:
-            if session.get(RegistryLockRow, model) is None:
-                with contextlib.suppress(sa.exc.IntegrityError), session.begin_nested():
-                    session.add(RegistryLockRow(model=model, holder="", acquired_at=None))
-            stmt = sa.select(RegistryLockRow).where(RegistryLockRow.model == model)
-            if self._db.dialect == "postgresql":
-                stmt = stmt.with_for_update()
-            lock = session.scalars(stmt).one()
-            # On SQLite this write takes the database write lock; on PostgreSQL the row is already locked.
-            lock.holder = f"{socket.gethostname()}:{os.getpid()}"
-            lock.acquired_at = datetime.now(UTC)
-            session.flush()
-            yield Locked(session, model)
+            return {version: Stage(stage) for version, stage in session.execute(stmt)}
 
-    def record(self, model: str, **entry: object) -> None:
-        """An audit entry outside a lock (e.g. a refusal decided before any change was attempted)."""
+    def holder(self, model: str, stage: Stage) -> int | None:
+        """The version the audit says holds ``stage`` (Staging or Production), if any."""
+        held = [v for v, s in self.stages(model).items() if s == stage]
+        return max(held) if held else None  # one by construction; max() is only a tie-break
+
+    def last_promotion_to_production(self, model: str, version: int) -> Transition | None:
+        """The latest completed promotion that made ``version`` production (rollbacks excluded)."""
         with self._db.session() as session:
-            Locked(session, model).record(**entry)  # type: ignore[arg-type]
+            row = session.scalars(
+                sa.select(ModelTransitionRow)
+                .where(
+                    ModelTransitionRow.model == model,
+                    ModelTransitionRow.version == version,
+                    ModelTransitionRow.to_stage == Stage.PRODUCTION.value,
+                    ModelTransitionRow.outcome == "done",
+                    ModelTransitionRow.action == "promote",
+                )
+                .order_by(ModelTransitionRow.id.desc())
+                .limit(1)
+            ).first()
+            return _transition(row) if row is not None else None
+
+    def last(self, model: str) -> Transition | None:
+        """The newest entry of ``model``."""
+        with self._db.session() as session:
+            row = session.scalars(
+                sa.select(ModelTransitionRow)
+                .where(ModelTransitionRow.model == model)
+                .order_by(ModelTransitionRow.id.desc())
+                .limit(1)
+            ).first()
+            return _transition(row) if row is not None else None
 
     def history(self, model: str, *, version: int | None = None) -> list[Transition]:
         """Every transition of ``model`` (or one version), oldest first."""

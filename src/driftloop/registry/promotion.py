@@ -1,9 +1,10 @@
 """Promotion policy (seeds 4–6): None → Staging → Production with checks, approval, evidence, audit.
 
-Stages live on MLflow: the aliases ``staging`` and ``production`` (unique per model by construction)
-and the version tag ``driftloop.stage``. Every attempt — done or refused — is an audit entry in the
-metadata database. Stage changes of one model happen under its database lock, after re-reading the
-current holders, so two racing promotions leave one production version and two history entries.
+Stages live in driftloop's audit (the authority) and are mirrored on MLflow: the aliases ``staging``
+and ``production`` and the version tag ``driftloop.stage``. Every attempt — done, refused or already
+true — is an audit entry. Stage changes of one model are serialised by its lease and carried out
+crash-safely (driftloop.registry.changes): two racing promotions leave one production version and
+every attempt in the history; ``kill -9`` at any step leaves a change the next command completes.
 
 Evidence for Staging → Production arrives as :class:`CheckResult` objects named in
 ``policy.production_evidence``: the offline comparison today, the service's shadow comparison later.
@@ -15,28 +16,28 @@ import os
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from driftloop.core.models import STAGE_TAG, Stage
+from driftloop.core.models import Stage
 from driftloop.core.promotion import CHECK_TAG_PREFIX, CheckResult
 from driftloop.errors import NotFoundError, PolicyError, UsageError
-from driftloop.registry.audit import AuditLog
+from driftloop.registry.changes import ALIASES, Changes, alias_op, stage_op
 from driftloop.registry.checks import CheckContext, run_checks
 from driftloop.registry.client import Registry
+from driftloop.registry.lease import Plan
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from driftloop.core.models import ModelVersion
-    from driftloop.core.promotion import Approval, Outcome, Transition
-    from driftloop.registry.audit import Locked
+    from driftloop.core.promotion import Action, Approval, Outcome, Transition
+    from driftloop.registry.lease import Lease
     from driftloop.settings import Settings
     from driftloop.storage.metadata import Database
     from driftloop.tracking import Tracker
 
 __all__ = ["ALIASES", "Promoter", "PromotionResult"]
 
-ALIASES = {Stage.STAGING: "staging", Stage.PRODUCTION: "production"}
 # Test hook: hold the lock this long so a test can make two promotions overlap for real.
 _HOLD_ENV = "DRIFTLOOP_TEST_LOCK_HOLD_S"
 
@@ -62,7 +63,8 @@ class Promoter:
         self._policy = settings.policy
         self._tracker = tracker
         self._registry = registry or Registry(settings)
-        self.audit = AuditLog(db)
+        self.changes = Changes(db, self._registry)
+        self.audit = self.changes.audit
 
     def compliance(self, version: ModelVersion) -> list[CheckResult]:
         """Run the configured checks on ``version`` (no stage change, nothing recorded)."""
@@ -87,129 +89,130 @@ class Promoter:
                 "promote to staging or production (rollback and newer versions archive the rest)"
             )
         current = self._registry.get(name, version)
-        if current.stage == to:
-            return PromotionResult(name, version, to, to, (), changed=False)
-        if to == Stage.STAGING and current.stage == Stage.PRODUCTION:
-            # Already past Staging: the state asked for holds (idempotent, as a re-run demo expects).
-            return PromotionResult(name, version, current.stage, current.stage, (), changed=False)
+        seen = self.changes.stage(name, version)  # the audit's, never the tag anyone may set
+        attempt = _Attempt(name, version, seen, to, actor, comment, ())
+        if seen == to or (to == Stage.STAGING and seen == Stage.PRODUCTION):
+            # Already there (or, for Staging, past it): the state asked for holds — idempotent, recorded.
+            self.audit.record(name, attempt.entry(seen, "unchanged", [f"already in {seen.value}"]))
+            return PromotionResult(name, version, seen, seen, (), changed=False)
         if to == Stage.STAGING:
             checks = tuple(self.compliance(current))
             self._publish(current, checks, "staging")
             reasons = [f"check {c.name} failed: {c.detail}" for c in checks if c.blocking]
         else:
             checks = tuple(evidence)
-            reasons = self._production_reasons(current, checks)
+            reasons = self._production_reasons(current, seen, checks)
             self._publish(current, checks, "production", tags=False)
         reasons += self._approval_reasons(name, version, to)
-        attempt = _Attempt(name, version, current.stage, to, actor, comment, checks)
+        attempt = _Attempt(name, version, seen, to, actor, comment, checks)
         if reasons:
-            with self.audit.locked(name) as locked:
-                attempt.record(locked, current.stage, "refused", reasons)
+            self.audit.record(name, attempt.entry(seen, "refused", reasons))
             raise attempt.refused(reasons)
-        with self.audit.locked(name) as locked:
+        with self.changes.held(name) as lease:
             _hold()
-            return self._apply(locked, attempt)
+            return self._apply(lease, attempt)
 
     def rollback(self, name: str, *, actor: str, comment: str = "") -> PromotionResult:
         """Production back to the version the current one replaced; the current one is archived."""
-        with self.audit.locked(name) as locked:
+        with self.changes.held(name) as lease:
             _hold()
-            champion = self._registry.by_alias(name, ALIASES[Stage.PRODUCTION])
+            champion = self.audit.holder(name, Stage.PRODUCTION)
             if champion is None:
                 raise NotFoundError(f"{name} has no production version to roll back")
-            made = locked.last_promotion_to_production(champion.version)
+            made = self.audit.last_promotion_to_production(name, champion)
             previous = made.replaced_version if made is not None else None
             if previous is None:
-                locked.record(
-                    version=champion.version, action="rollback", from_stage=Stage.PRODUCTION,
-                    to_stage=Stage.ARCHIVED, outcome="refused", actor=actor, comment=comment,
-                    reasons=["no previous production version to return to"],
-                )  # fmt: skip
+                self.audit.record(name, _entry(
+                    champion, "rollback", (Stage.PRODUCTION, Stage.ARCHIVED), "refused", actor=actor,
+                    comment=comment, reasons=["no previous production version to return to"],
+                ))  # fmt: skip
                 raise PolicyError(
-                    f"cannot roll back {name}: {name}/{champion.version} is the first production version "
+                    f"cannot roll back {name}: {name}/{champion} is the first production version "
                     "(there is no previous one to return to)"
                 )
-            self._registry.set_alias(name, ALIASES[Stage.PRODUCTION], previous)
-            self._registry.set_tags(name, previous, {STAGE_TAG: Stage.PRODUCTION.value})
-            self._registry.set_tags(name, champion.version, {STAGE_TAG: Stage.ARCHIVED.value})
-            reason = f"rolled back from {name}/{champion.version}"
-            locked.record(
-                version=previous, action="rollback", from_stage=Stage.ARCHIVED, to_stage=Stage.PRODUCTION,
-                outcome="done", actor=actor, comment=comment, reasons=[reason],
-                replaced_version=champion.version,
+            plan = Plan(
+                ops=(alias_op(Stage.PRODUCTION, previous), stage_op(previous, Stage.PRODUCTION),
+                     stage_op(champion, Stage.ARCHIVED)),
+                entries=(
+                    _entry(previous, "rollback", (Stage.ARCHIVED, Stage.PRODUCTION), "done", actor=actor,
+                           comment=comment, reasons=[f"rolled back from {name}/{champion}"],
+                           replaced=champion),
+                    _entry(champion, "demote", (Stage.PRODUCTION, Stage.ARCHIVED), "done", actor=actor,
+                           comment=comment, reasons=[f"rollback to {name}/{previous}"]),
+                ),
             )  # fmt: skip
-            locked.record(
-                version=champion.version, action="demote", from_stage=Stage.PRODUCTION,
-                to_stage=Stage.ARCHIVED,
-                outcome="done", actor=actor, comment=comment, reasons=[f"rollback to {name}/{previous}"],
-            )  # fmt: skip
-        return PromotionResult(
-            name, previous, Stage.ARCHIVED, Stage.PRODUCTION, (), replaced=champion.version
-        )
+            self.changes.carry_out(lease, plan)
+        return PromotionResult(name, previous, Stage.ARCHIVED, Stage.PRODUCTION, (), replaced=champion)
 
     def withdraw(self, name: str, version: int, *, actor: str, reasons: Sequence[str]) -> bool:
         """A staging candidate that failed a later gate goes back to None (recorded); the champion stays.
 
         False when ``version`` no longer holds Staging (nothing to withdraw).
         """
-        with self.audit.locked(name) as locked:
-            current = self._registry.get(name, version)
-            if current.stage != Stage.STAGING:
+        with self.changes.held(name) as lease:
+            if self.changes.stage(name, version) != Stage.STAGING:
                 return False
-            self._registry.delete_alias(name, ALIASES[Stage.STAGING])
-            self._registry.set_tags(name, version, {STAGE_TAG: Stage.NONE.value})
-            locked.record(
-                version=version, action="demote", from_stage=Stage.STAGING, to_stage=Stage.NONE,
-                outcome="done", actor=actor, comment="", reasons=list(reasons),
+            plan = Plan(
+                ops=(alias_op(Stage.STAGING, None), stage_op(version, Stage.NONE)),
+                entries=(_entry(version, "demote", (Stage.STAGING, Stage.NONE), "done", actor=actor,
+                                comment="", reasons=reasons),),
             )  # fmt: skip
+            self.changes.carry_out(lease, plan)
         return True
+
+    def recover(self) -> list[str]:
+        """Finish what interrupted promotions left (every registry command and the scheduler call it on
+        start); the models that had one."""
+        return self.changes.recover()
 
     def history(self, name: str, version: int | None = None) -> list[Transition]:
         return self.audit.history(name, version=version)
 
     # -- internals -------------------------------------------------------------------------------
 
-    def _apply(self, locked: Locked, attempt: _Attempt) -> PromotionResult:
+    def _apply(self, lease: Lease, attempt: _Attempt) -> PromotionResult:
         name, version, to = attempt.name, attempt.version, attempt.to
-        # Re-read under the lock: another process may have moved things since the checks ran.
-        current = self._registry.get(name, version)
-        if current.stage == to:
+        # Re-read under the lease: another process may have moved things since the checks ran.
+        now = self.changes.stage(name, version)
+        if now == to:
             reason = f"{name}/{version} is already in {to.value} (a concurrent promotion got there first)"
-            attempt.record(locked, attempt.seen, "refused", [reason])
+            self.audit.record(name, attempt.entry(attempt.seen, "unchanged", [reason]))
             return PromotionResult(name, version, to, to, attempt.checks, changed=False)
-        if to == Stage.PRODUCTION and current.stage != Stage.STAGING:
-            reason = f"{name}/{version} left Staging (now {current.stage.value}) while it was being compared"
-            attempt.record(locked, attempt.seen, "refused", [reason])
-            raise attempt.refused([reason])
-        holder = self._registry.by_alias(name, ALIASES[to])
-        held = holder.version if holder else None
+        refusal = None
+        held = self.audit.holder(name, to)
         compared = _compared_champion(attempt.checks)
-        if to == Stage.PRODUCTION and not isinstance(compared, _Unset) and compared != held:
-            reason = f"production changed during the comparison (was {compared}, now {held}): compare again"
-            attempt.record(locked, attempt.seen, "refused", [reason])
-            raise attempt.refused([reason])
-        self._registry.set_alias(name, ALIASES[to], version)
-        if to == Stage.PRODUCTION:
-            self._registry.delete_alias(name, ALIASES[Stage.STAGING])
-        self._registry.set_tags(name, version, {STAGE_TAG: to.value})
+        if to == Stage.PRODUCTION and now != Stage.STAGING:
+            refusal = f"{name}/{version} left Staging (now {now.value}) while it was being compared"
+        elif to == Stage.PRODUCTION and not isinstance(compared, _Unset) and compared != held:
+            refusal = f"production changed during the comparison (was {compared}, now {held}): compare again"
+        if refusal is not None:
+            self.audit.record(name, attempt.entry(attempt.seen, "refused", [refusal]))
+            raise attempt.refused([refusal])
         replaced = held if held != version else None
         why = f"replaces {name}/{replaced}" if replaced else f"first {to.value} version"
-        attempt.record(locked, current.stage, "done", [why], replaced=replaced)
+        ops = [alias_op(to, version)]
+        if to == Stage.PRODUCTION:
+            ops.append(alias_op(Stage.STAGING, None))  # it was the staging version
+        ops.append(stage_op(version, to))
+        entries = [attempt.entry(now, "done", [why], replaced=replaced)]
         if replaced is not None:
             # A replaced production version is archived (the rollback target); a replaced staging
             # version returns to None.
             demoted = Stage.ARCHIVED if to == Stage.PRODUCTION else Stage.NONE
-            self._registry.set_tags(name, replaced, {STAGE_TAG: demoted.value})
-            locked.record(
-                version=replaced, action="demote", from_stage=to, to_stage=demoted, outcome="done",
-                actor=attempt.actor, comment=attempt.comment, reasons=[f"replaced by {name}/{version}"],
+            ops.append(stage_op(replaced, demoted))
+            entries.append(
+                _entry(replaced, "demote", (to, demoted), "done", actor=attempt.actor,
+                       comment=attempt.comment, reasons=[f"replaced by {name}/{version}"])
             )  # fmt: skip
-        return PromotionResult(name, version, current.stage, to, attempt.checks, replaced=replaced)
+        self.changes.carry_out(lease, Plan(tuple(ops), tuple(entries)))
+        return PromotionResult(name, version, now, to, attempt.checks, replaced=replaced)
 
-    def _production_reasons(self, version: ModelVersion, evidence: Sequence[CheckResult]) -> list[str]:
-        if version.stage != Stage.STAGING:
+    def _production_reasons(
+        self, version: ModelVersion, stage: Stage, evidence: Sequence[CheckResult]
+    ) -> list[str]:
+        if stage != Stage.STAGING:
             ref = f"{version.name}/{version.version}"
-            return [f"{ref} is in {version.stage.value}, not Staging: promote it to staging first"]
+            return [f"{ref} is in {stage.value}, not Staging: promote it to staging first"]
         reasons = []
         by_name = {e.name: e for e in evidence}
         for needed in self._policy.production_evidence:
@@ -262,25 +265,29 @@ class _Attempt:
     comment: str
     checks: tuple[CheckResult, ...]
 
-    def record(
-        self,
-        locked: Locked,
-        from_stage: Stage,
-        outcome: Outcome,
-        reasons: list[str],
-        *,
-        replaced: int | None = None,
-    ) -> None:
-        locked.record(
-            version=self.version, action="promote", from_stage=from_stage, to_stage=self.to, outcome=outcome,
-            actor=self.actor, comment=self.comment, reasons=reasons, checks=self.checks,
-            replaced_version=replaced,
+    def entry(
+        self, from_stage: Stage, outcome: Outcome, reasons: list[str], *, replaced: int | None = None
+    ) -> dict[str, Any]:
+        return _entry(
+            self.version, "promote", (from_stage, self.to), outcome, actor=self.actor,
+            comment=self.comment, reasons=reasons, checks=self.checks, replaced=replaced,
         )  # fmt: skip
 
     def refused(self, reasons: list[str]) -> PolicyError:
         return PolicyError(
             f"promotion of {self.name}/{self.version} to {self.to.value} refused: {'; '.join(reasons)}"
         )
+
+
+def _entry(
+    version: int, action: Action, move: tuple[Stage, Stage], outcome: Outcome, *, actor: str,
+    comment: str, reasons: Sequence[str], checks: Sequence[CheckResult] = (), replaced: int | None = None,
+) -> dict[str, Any]:  # fmt: skip
+    """One audit entry (the JSON an intent carries; see driftloop.registry.lease.entry_row)."""
+    return {"version": version, "action": action, "from_stage": move[0].value,
+            "to_stage": move[1].value, "outcome": outcome, "actor": actor, "comment": comment,
+            "reasons": list(reasons), "checks": [c.to_json() for c in checks],
+            "replaced_version": replaced}  # fmt: skip
 
 
 def _verdict(check: CheckResult) -> str:

@@ -11,16 +11,14 @@ champion with the reason written down.
 from __future__ import annotations
 
 import logging
-import urllib.request
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-import orjson
-
 from driftloop.core.models import Stage
 from driftloop.core.triggers import decide
 from driftloop.errors import DriftloopError, PolicyError
+from driftloop.logs import notify
 from driftloop.monitoring.live import SHADOW_EVIDENCE, guard_verdict, shadow_comparison
 from driftloop.monitoring.run import monitor_once
 from driftloop.pipeline.executors import executor_for
@@ -81,6 +79,10 @@ class Loop:
         self.tracker = Tracker(settings)
         self.registry = Registry(settings)
         self.promoter = Promoter(settings, db, tracker=self.tracker, registry=self.registry)
+        try:  # a promotion killed half-way is finished before the loop decides anything
+            self.promoter.recover()
+        except DriftloopError as exc:
+            log.warning("cannot finish interrupted promotions yet: %s", exc)
         self._on_event = on_event
         self._on_step = on_step
 
@@ -335,16 +337,8 @@ class Loop:
         log.log(
             logging.WARNING if event.kind in ("kept", "rollback") else logging.INFO, "loop: %s", event.message
         )
-        url = self.settings.schedule.notify_webhook
-        if url:
-            body = orjson.dumps({"model": self.name, "kind": event.kind, "message": event.message,
-                                 "version": event.version, "at": datetime.now(UTC).isoformat()})  # fmt: skip
-            request = urllib.request.Request(url, body, {"Content-Type": "application/json"}, method="POST")
-            try:
-                with urllib.request.urlopen(request, timeout=5):
-                    pass
-            except OSError as exc:  # a notification must never stop the loop
-                log.warning("notification webhook %s failed: %s", url, exc)
+        payload = {"model": self.name, "kind": event.kind, "message": event.message, "version": event.version}
+        notify(self.settings.schedule.notify_webhook, payload)
         if self._on_event is not None:
             self._on_event(event)
 

@@ -20,8 +20,10 @@ import torch
 
 from driftloop.auth import gate_for
 from driftloop.core.models import Stage
-from driftloop.errors import ConflictError, StorageUnavailableError
-from driftloop.registry.promotion import ALIASES
+from driftloop.errors import ConflictError, DriftloopError, StorageUnavailableError
+from driftloop.logs import notify
+from driftloop.registry.changes import ALIASES, Changes
+from driftloop.registry.gates import StageGate
 from driftloop.serving.app import create_app
 from driftloop.serving.batching import MicroBatcher
 from driftloop.serving.gauges import MonitorGauges
@@ -34,6 +36,7 @@ if TYPE_CHECKING:
     from fastapi import FastAPI
 
     from driftloop.capture import CaptureStore
+    from driftloop.registry import Registry
     from driftloop.settings import Settings
 
 __all__ = ["CONFIG_ENV", "app_from_env", "build_app", "monitor_gauges", "wal_slot"]
@@ -55,6 +58,42 @@ def app_from_env() -> FastAPI:
     return build_app(settings, slots=True)
 
 
+def _stage_changes(settings: Settings, registry: Registry, name: str, alias: str) -> Changes | None:
+    """The audit and leases the gates consult; None when the service follows a non-stage alias."""
+    from driftloop.storage.metadata import open_metadata
+
+    if alias not in ALIASES.values():
+        return None
+    return Changes(open_metadata(settings.database_url, echo=settings.database.echo), registry)
+
+
+def _resolver(
+    settings: Settings, registry: Registry, changes: Changes | None, alias: str
+) -> Callable[[], int | None]:
+    """The version ``alias`` stands for: for a stage alias, what the audit put there (the gate)."""
+    name = settings.registry.model_name
+    stage = next((s for s, a in ALIASES.items() if a == alias), None)
+    if changes is not None and stage is not None:
+        gate = StageGate(changes, name, stage, revert=settings.policy.revert_out_of_band,
+                         alert=_alerter(settings, name))  # fmt: skip
+        return gate.resolve
+
+    def resolve() -> int | None:
+        found = registry.by_alias(name, alias)
+        return found.version if found is not None else None
+
+    return resolve
+
+
+def _alerter(settings: Settings, name: str) -> Callable[[str], None]:
+    """An out-of-band change goes to the notification webhook too (the gate has logged it)."""
+
+    def alert(message: str) -> None:
+        notify(settings.schedule.notify_webhook, {"model": name, "kind": "out-of-band", "message": message})
+
+    return alert
+
+
 def wal_slot(wal_dir: Path, k: int) -> Path:
     """The WAL directory of worker slot ``k``."""
     return wal_dir if k == 0 else wal_dir / f"worker-{k}"
@@ -73,21 +112,22 @@ def build_app(settings: Settings, *, slots: bool = False) -> FastAPI:
     tracker, registry = Tracker(settings), Registry(settings)
     name, cfg = settings.registry.model_name, settings.serving
 
-    def resolver(alias: str) -> Callable[[], int | None]:
-        def resolve() -> int | None:
-            found = registry.by_alias(name, alias)
-            return found.version if found is not None else None
-
-        return resolve
+    changes = _stage_changes(settings, registry, name, cfg.alias)
 
     def load(version: int) -> LoadedModel:
         return load_version(settings, tracker, registry, name, version)
 
     holder = ModelHolder()
-    follower = Follower(holder, resolver(cfg.alias), load, cfg.poll_interval_s)
+    follower = Follower(holder, _resolver(settings, registry, changes, cfg.alias), load, cfg.poll_interval_s)
     # The staging version, scored in shadow beside production: the online evidence for promotion.
     shadow = (
-        Follower(holder, resolver(ALIASES[Stage.STAGING]), load, cfg.poll_interval_s, shadow=True)
+        Follower(
+            holder,
+            _resolver(settings, registry, changes, ALIASES[Stage.STAGING]),
+            load,
+            cfg.poll_interval_s,
+            shadow=True,
+        )
         if cfg.shadow
         else None
     )
@@ -99,6 +139,9 @@ def build_app(settings: Settings, *, slots: bool = False) -> FastAPI:
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         if sink is not None:
             sink.start()  # recovers and ships what a previous process left in the WAL
+        if changes is not None:
+            with contextlib.suppress(DriftloopError):  # unreachable now: the follower says so each poll
+                changes.recover()  # a promotion killed half-way is finished before anything is served
         follower.check_once()  # serve the current version from the first request on
         if shadow is not None:
             shadow.check_once()

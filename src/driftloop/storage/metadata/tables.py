@@ -163,13 +163,17 @@ class ModelApprovalRow(Base):
 
 
 class RegistryLockRow(Base):
-    """One row per registered model; promotions lock it (row lock / SQLite write lock) while they run."""
+    """One row per registered model: the lease a stage change holds while it runs (``holder`` until
+    ``expires_at``) and, once decided, its ``intent`` — the whole change, committed before MLflow is
+    touched and cleared with the audit entries that complete it (driftloop.registry.lease)."""
 
     __tablename__ = "registry_locks"
 
     model: Mapped[str] = mapped_column(sa.String(200), primary_key=True)
     holder: Mapped[str] = mapped_column(sa.String(200), default="")
     acquired_at: Mapped[dt.datetime | None]
+    expires_at: Mapped[dt.datetime | None]
+    intent: Mapped[dict[str, Any] | None]
 
 
 class MonitorDecisionRow(Base):
