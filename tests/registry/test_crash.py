@@ -17,6 +17,8 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from driftloop.core.models import Stage
+from driftloop.core.promotion import CheckResult
+from driftloop.errors import PolicyError
 from driftloop.registry import Registry
 from driftloop.registry.changes import Changes
 from driftloop.registry.gates import StageGate
@@ -161,10 +163,15 @@ def test_every_attempt_is_recorded_refusals_and_repeats_included(
     promoter = model.promoter(monkeypatch)
     for _ in range(3):  # "already in Production", three times: three entries
         assert not promoter.promote(model.name, 1, Stage.PRODUCTION, actor="erin").changed
-    with pytest.raises(Exception, match="not Staging"):
+    with pytest.raises(PolicyError, match="not Staging"):
         promoter.promote(model.name, 3, Stage.PRODUCTION, actor="erin")
+    # A refusal decided under the lease (the comparison's champion is not production any more) too.
+    stale = CheckResult("offline_comparison", True, "v2 beats v3", {"champion_version": 3})
+    with pytest.raises(PolicyError, match="production changed during the comparison"):
+        promoter.promote(model.name, 2, Stage.PRODUCTION, actor="erin", evidence=[stale])
     history = promoter.history(model.name)
-    assert [t.outcome for t in history if t.actor == "erin"] == ["unchanged"] * 3 + ["refused"]
+    assert [t.outcome for t in history if t.actor == "erin"] == ["unchanged"] * 3 + ["refused"] * 2
+    assert model.state()[:2] == ("1", "2")  # nothing moved
 
 
 def test_a_production_alias_moved_by_hand_is_detected_recorded_alerted_and_reverted(
