@@ -94,12 +94,12 @@ def test_mlflow_refuses_an_anonymous_alias_move_and_driftloop_promotes_with_its_
         monkeypatch.delenv("DRIFTLOOP_TRACKING__PASSWORD")  # without the login: refused, one line
         monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", "")
         monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "")
-        refused = cli("rollback", name)
+        refused = cli("models", "list", name)
         assert refused.code == 1
         [line] = refused.err.splitlines()
         assert line.startswith("error: ")
         assert line == (
-            f"error: cannot read alias 'production' of {name}: MLflow at {site} needs a login: set "
+            f"error: cannot list versions of {name}: MLflow at {site} needs a login: set "
             "tracking.username and tracking.password (DRIFTLOOP_TRACKING__PASSWORD)"
         )
     finally:
