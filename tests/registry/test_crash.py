@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import re
 import signal
-import time
 import uuid
 from typing import TYPE_CHECKING
 
@@ -27,7 +26,7 @@ from driftloop.registry.promotion import Promoter
 from driftloop.settings import load_settings
 from driftloop.storage.metadata import open_metadata
 from driftloop.tracking import Tracker
-from tests.conftest import mlflow_state_kept
+from tests.conftest import mlflow_state_kept, wait_for
 from tests.workspace import Workspace
 
 if TYPE_CHECKING:
@@ -252,10 +251,8 @@ def test_the_service_never_swaps_to_a_hand_moved_alias_and_puts_it_back(
         model.client.set_registered_model_alias(model.name, "production", "3")
         event = {"entity": "model_version_alias", "action": "created", "data": {"alias": "production"}}
         assert client.post("/v1/registry-events", json=event).status_code == 202
-        deadline = time.monotonic() + 60
-        while model.state()[0] != "1":  # the gate runs on the follower's thread: wait for its revert
-            assert time.monotonic() < deadline, "the out-of-band alias was not put back"
-            time.sleep(0.05)
+        # The gate runs on the follower's thread: wait for its revert.
+        wait_for(lambda: model.state()[0] == "1", 60, "the out-of-band alias to be put back")
         assert client.get("/v1/model").json()["current"]["version"] == 1
     history = model.ws.run("models", "history", model.name).stdout
     assert "out_of_band" in history

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import time
 from typing import TYPE_CHECKING
 
 import pytest
@@ -12,7 +11,7 @@ from driftloop.scheduling.scheduler import start_scheduler
 from driftloop.storage.metadata import open_metadata
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator, Sequence
+    from collections.abc import Iterator, Sequence
 
     from apscheduler.schedulers.background import BackgroundScheduler
 
@@ -25,15 +24,6 @@ def db(db_url: str) -> Iterator[Database]:
     database = open_metadata(db_url)
     yield database
     database.dispose()
-
-
-def wait_for(condition: Callable[[], bool], timeout: float = 10.0, what: str = "condition") -> None:
-    """Poll ``condition`` until it holds; fail after ``timeout`` seconds (never a bare sleep)."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.05)
 
 
 @contextlib.contextmanager

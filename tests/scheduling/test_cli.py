@@ -15,8 +15,9 @@ from driftloop.scheduling.claims import fire_history
 from driftloop.scheduling.scheduler import configured_jobs
 from driftloop.settings import load_settings
 from driftloop.storage.metadata import open_metadata
+from tests.conftest import wait_for
 from tests.scheduling import probe_jobs
-from tests.scheduling.conftest import running, wait_for
+from tests.scheduling.conftest import running
 from tests.scheduling.probe_jobs import FIRES_LOG, lines
 
 if TYPE_CHECKING:

@@ -21,7 +21,8 @@ from driftloop.scheduling.scheduler import (
 )
 from driftloop.settings import load_settings
 from driftloop.storage.metadata.tables import SchedulerFireRow
-from tests.scheduling.conftest import running, wait_for
+from tests.conftest import wait_for
+from tests.scheduling.conftest import running
 from tests.scheduling.probe_jobs import lines
 
 if TYPE_CHECKING:

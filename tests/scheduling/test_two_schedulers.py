@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from driftloop.scheduling.claims import fire_history
-from tests.scheduling.conftest import wait_for
+from tests.conftest import wait_for
 from tests.scheduling.probe_jobs import lines
 
 if TYPE_CHECKING:

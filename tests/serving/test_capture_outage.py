@@ -4,24 +4,16 @@ a metric meanwhile: never silence, never a line per retry."""
 from __future__ import annotations
 
 import logging
-import time
 from typing import TYPE_CHECKING
 
 from driftloop.capture import CaptureStore
+from tests.conftest import wait_for
 from tests.serving.test_capture import Switchable, ids, prediction, settings
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
     from pathlib import Path
 
     import pytest
-
-
-def _until(condition: Callable[[], bool], timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "the condition did not come true in time"
-        time.sleep(0.02)
 
 
 def test_an_outage_is_one_warning_and_its_end_one_info_line_with_the_records_shipped(
@@ -39,7 +31,8 @@ def test_an_outage_is_one_warning_and_its_end_one_info_line_with_the_records_shi
             records = [prediction(i) for i in range(30)]
             for record in records:
                 capture.append(record)
-            _until(lambda n=5 * outage: capture.stats()["failures"] >= n)  # retries every 50-200 ms
+            # The store retries every 50-200 ms.
+            wait_for(lambda n=5 * outage: capture.stats()["failures"] >= n, timeout=20)
             stats = capture.stats()
             assert (stats["store_reachable"], stats["outages"]) == (False, outage)
             lines = [
@@ -52,7 +45,7 @@ def test_an_outage_is_one_warning_and_its_end_one_info_line_with_the_records_shi
             assert len(lines) >= 4
             store.up = True
             assert capture.flush(10, compact=False)
-            _until(lambda: any(r.levelname == "INFO" for r in caplog.records))
+            wait_for(lambda: any(r.levelname == "INFO" for r in caplog.records), timeout=20)
             infos = [r.getMessage() for r in caplog.records if r.levelname == "INFO"]
             assert len(infos) == 1
             assert infos[0].startswith(f"capture: {store.root} reachable again after ")

@@ -15,22 +15,13 @@ from driftloop.serving.model import ModelHolder
 from driftloop.settings import S3Settings
 from driftloop.storage import open_store
 from driftloop.storage._s3 import make_client
-from tests.conftest import MotoServer
+from tests.conftest import MotoServer, wait_for
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
-
     import pytest
 
 KEY = "monitoring/plant/latest.prom"
 GAUGE = b'driftloop_monitor_drift_share{model="plant",version="1"} %s\n'
-
-
-def _until(condition: Callable[[], bool], timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "the condition did not come true in time"
-        time.sleep(0.05)
 
 
 def _age(metrics: str) -> float:
@@ -65,9 +56,9 @@ def test_metrics_answer_at_once_from_the_last_copy_while_s3_is_down(caplog: pyte
         caplog.set_level(logging.INFO, logger="driftloop.serving.gauges")
         gauges.start()
         try:
-            _until(lambda: (GAUGE % b"0.25").decode() in client.get("/metrics").text)
+            wait_for(lambda: (GAUGE % b"0.25").decode() in client.get("/metrics").text, timeout=30)
             moto.stop()
-            _until(lambda: any(r.levelname == "WARNING" for r in caplog.records))
+            wait_for(lambda: any(r.levelname == "WARNING" for r in caplog.records), timeout=30)
             scrapes = []
             for _ in range(10):
                 started = time.monotonic()
@@ -75,13 +66,14 @@ def test_metrics_answer_at_once_from_the_last_copy_while_s3_is_down(caplog: pyte
                 scrapes.append(time.monotonic() - started)
                 assert (GAUGE % b"0.25").decode() in metrics  # the last copy read
             assert max(scrapes) < 0.5, scrapes  # 14-28 s before: the read happened here, under a lock
-            _until(lambda: max(reads) > 0.5)  # meanwhile the background read is stuck in its retries
+            # Meanwhile the background read is stuck in its retries.
+            wait_for(lambda: max(reads) > 0.5, timeout=30)
             age = _age(client.get("/metrics").text)
             assert age > 0.5
             moto.start()  # an empty S3 (moto keeps buckets in memory): then the next pass's gauges
             make_client(s3).create_bucket(Bucket=bucket)
             store.write_bytes(KEY, GAUGE % b"0.5")
-            _until(lambda: (GAUGE % b"0.5").decode() in client.get("/metrics").text)
+            wait_for(lambda: (GAUGE % b"0.5").decode() in client.get("/metrics").text, timeout=30)
             assert _age(client.get("/metrics").text) < age
         finally:
             gauges.stop()

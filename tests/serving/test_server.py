@@ -16,7 +16,7 @@ import pytest
 
 from driftloop.settings import load_settings
 from driftloop.storage import store_for
-from tests.conftest import free_port
+from tests.conftest import free_port, wait_for
 from tests.registry.conftest import POLICY, TRAINING
 from tests.serving.fakes import plant_rows
 from tests.workspace import Workspace, make_workspace
@@ -242,10 +242,7 @@ def test_sigterm_answers_what_is_in_flight_ships_the_captures_and_exits_0(
     server.start()
     assert server.proc is not None
     with Load(server.url, threads=4, reconnect=workers == "2") as load:
-        deadline = time.monotonic() + 30
-        while len(load.acked) < 50:
-            assert time.monotonic() < deadline, "no traffic"
-            time.sleep(0.05)
+        wait_for(lambda: len(load.acked) >= 50, 30, "traffic")
         server.proc.send_signal(signal.SIGTERM)  # while requests are in flight
         code = server.proc.wait(timeout=60)
     log = (production.directory / "serve.log").read_text()
@@ -373,8 +370,12 @@ def test_a_real_service_with_auth_on_checks_tokens_roles_rates_and_revocation(pr
         revoked = ws.run("auth", "revoke", "scorer", extra_env=as_admin)
         assert revoked.returncode == 0, revoked.stderr
         since = time.monotonic()
-        while httpx.post(predict, json=rows, headers=_bearer(scorer)).status_code == 200:
-            time.sleep(0.02)
+        revoked_token = _bearer(scorer)
+
+        def refused() -> bool:
+            return httpx.post(predict, json=rows, headers=revoked_token).status_code != 200
+
+        wait_for(refused, 30, "the revoked token to be refused")
         # Refused within auth.cache_s of the revocation (plus a request's time on a busy host).
         assert time.monotonic() - since < 1 + 1.0
     finally:
