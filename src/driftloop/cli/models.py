@@ -20,8 +20,12 @@ app = typer.Typer(help="Model registry: versions, stages, metrics, lineage.", no
 
 _KEY_METRICS = ("roc_auc", "pr_auc", "f1", "rmse")
 # Padded to one width: the history's columns line up.
-_OUTCOMES = {"done": "[green]done[/]     ", "refused": "[red]refused[/]  ", "unchanged": "unchanged",
-             "detected": "[red]detected[/] "}  # fmt: skip
+_OUTCOMES = {
+    "done": "[green]done[/]     ",
+    "refused": "[red]refused[/]  ",
+    "unchanged": "unchanged",
+    "detected": "[red]detected[/] ",
+}
 
 
 @app.command("list")
@@ -48,8 +52,7 @@ def list_(
     for interrupted in changes.recover():
         st.err.print(f"finished an interrupted stage change of {interrupted} (see: driftloop models history)")
     versions = registry.versions(model)
-    changes.holder(model, Stage.PRODUCTION)  # a model the audit never saw: its aliases are adopted once
-    audited = changes.audit.stages(model)
+    audited = changes.stages(model)  # a model the audit never saw: its aliases are adopted once
     table = Table(
         Column("v", justify="right"), Column("stage", no_wrap=True), Column("aliases", no_wrap=True),
         *(Column(k, no_wrap=True) for k in _KEY_METRICS[:3]), Column("created", no_wrap=True),

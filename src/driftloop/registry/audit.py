@@ -22,7 +22,7 @@ from driftloop.storage.metadata import ModelApprovalRow, ModelTransitionRow
 if TYPE_CHECKING:
     from driftloop.storage.metadata import Database
 
-__all__ = ["AuditLog"]
+__all__ = ["AuditLog", "holder_of"]
 
 # The actions that change a version's stage (out-of-band detections and reverts of them do not).
 _STAGE_ACTIONS = ("promote", "demote", "rollback", "adopt")
@@ -59,8 +59,7 @@ class AuditLog:
 
     def holder(self, model: str, stage: Stage) -> int | None:
         """The version the audit says holds ``stage`` (Staging or Production), if any."""
-        held = [v for v, s in self.stages(model).items() if s == stage]
-        return max(held) if held else None  # one by construction; max() is only a tie-break
+        return holder_of(self.stages(model), stage)
 
     def last_promotion_to_production(self, model: str, version: int) -> Transition | None:
         """The latest completed promotion that made ``version`` production (rollbacks excluded)."""
@@ -124,6 +123,12 @@ class AuditLog:
                 Approval(r.model, r.version, Stage(r.stage), r.actor, r.comment, r.created_at)
                 for r in session.scalars(stmt)
             ]
+
+
+def holder_of(stages: dict[int, Stage], stage: Stage) -> int | None:
+    """The version of ``stages`` (see :meth:`AuditLog.stages`) that holds ``stage``, if any."""
+    held = [v for v, s in stages.items() if s == stage]
+    return max(held) if held else None  # one by construction; max() is only a tie-break
 
 
 def _transition(row: ModelTransitionRow) -> Transition:

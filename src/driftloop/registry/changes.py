@@ -13,8 +13,8 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from driftloop.core.models import STAGE_TAG, Stage
-from driftloop.registry.audit import AuditLog
-from driftloop.registry.lease import Leases, Plan, crash_point
+from driftloop.registry.audit import AuditLog, holder_of
+from driftloop.registry.lease import Leases, Plan, audit_entry, crash_point
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -48,9 +48,20 @@ class Changes:
         self.audit = AuditLog(db)
         self._leases = Leases(db)
 
+    def stages(self, name: str) -> dict[int, Stage]:
+        """Each version's stage by the audit (the authority; MLflow's tag is a copy anyone may edit),
+        adopting MLflow's aliases once for a model the audit has never seen. Takes the lease to adopt:
+        under a held lease, read ``self.audit.stages`` (taking the lease adopted already)."""
+        stages = self.audit.stages(name)
+        if not stages and self.audit.last(name) is None:
+            with self.held(name):  # adopts
+                pass
+            stages = self.audit.stages(name)
+        return stages
+
     def stage(self, name: str, version: int) -> Stage:
-        """``version``'s stage by the audit (the authority; MLflow's tag is a copy anyone may edit)."""
-        return self.audit.stages(name).get(version, Stage.NONE)
+        """``version``'s stage by the audit."""
+        return self.stages(name).get(version, Stage.NONE)
 
     @contextlib.contextmanager
     def held(self, name: str) -> Iterator[Lease]:
@@ -62,11 +73,8 @@ class Changes:
             yield lease
 
     def holder(self, name: str, stage: Stage) -> int | None:
-        """The version that holds ``stage`` by the audit (adopting MLflow's aliases for a new model)."""
-        if self.audit.last(name) is None:
-            with self.held(name):
-                pass
-        return self.audit.holder(name, stage)
+        """The version that holds ``stage`` by the audit."""
+        return holder_of(self.stages(name), stage)
 
     def carry_out(self, lease: Lease, plan: Plan) -> None:
         """Intent committed, operations applied, audit completed (each step a crash point)."""
@@ -107,15 +115,15 @@ class Changes:
         for stage, alias in ALIASES.items():
             found = self.registry.by_alias(name, alias)
             if found is not None:
-                entries.append({
-                    "version": found.version, "action": "adopt", "from_stage": Stage.NONE.value,
-                    "to_stage": stage.value, "outcome": "done", "actor": "driftloop",
-                    "reasons": [f"adopted from MLflow's {alias} alias: the audit had no record of {name}"],
-                })  # fmt: skip
+                why = f"adopted from MLflow's {alias} alias: the audit had no record of {name}"
+                move = (Stage.NONE, stage)
+                entries.append(
+                    audit_entry(found.version, "adopt", move, "done", actor="driftloop", reasons=[why])
+                )
         if entries:
             lease.complete(tuple(entries))
-            log.warning("%s: the audit had no record of this model; adopted %s", name,
-                        ", ".join(f"v{e['version']} as {e['to_stage']}" for e in entries))  # fmt: skip
+            adopted = ", ".join(f"v{e['version']} as {e['to_stage']}" for e in entries)
+            log.warning("%s: the audit had no record of this model; adopted %s", name, adopted)
 
     def _apply(self, name: str, op: dict[str, Any]) -> None:
         if op["op"] == "alias":

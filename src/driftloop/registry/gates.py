@@ -11,11 +11,12 @@ version. It is checked on every poll and on every registry webhook.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from driftloop.core.models import Stage
+from driftloop.registry.audit import holder_of
 from driftloop.registry.changes import ALIASES, alias_op, stage_op
-from driftloop.registry.lease import Plan
+from driftloop.registry.lease import Plan, audit_entry
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -33,9 +34,14 @@ class StageGate:
     """Resolves ``name``'s ``stage`` to the audited version, handling out-of-band alias moves."""
 
     def __init__(
-        self, changes: Changes, name: str, stage: Stage, *, revert: bool = True,
+        self,
+        changes: Changes,
+        name: str,
+        stage: Stage,
+        *,
+        revert: bool = True,
         alert: Callable[[str], None] | None = None,
-    ) -> None:  # fmt: skip
+    ) -> None:
         self._changes = changes
         self._name = name
         self._stage = stage
@@ -57,7 +63,8 @@ class StageGate:
     def _out_of_band(self) -> int | None:
         name, stage, changes = self._name, self._stage, self._changes
         with changes.held(name) as lease:  # waits out a promotion in flight (its alias moves first)
-            audited, actual = changes.audit.holder(name, stage), self._actual()
+            stages = changes.audit.stages(name)
+            audited, actual = holder_of(stages, stage), self._actual()
             if actual == audited:
                 return audited  # a stage change completed in between
             where = f"v{actual}" if actual is not None else "nowhere (deleted)"
@@ -65,14 +72,22 @@ class StageGate:
                 f"{name}: the {self._alias} alias was moved to {where} outside driftloop; the audited "
                 f"{stage.value} version is {f'v{audited}' if audited is not None else 'none'}"
             )
+            # The entries name the version the alias was moved to (or, deleted, the audited one).
+            version = actual if actual is not None else audited
+            assert version is not None  # they differ, so one of them is a version
+            move = (stages.get(version, Stage.NONE), stage)
             last = changes.audit.last(name)
-            known = (
-                last is not None and last.action == "out_of_band" and last.to_stage == stage
-                and last.version == (actual if actual is not None else audited)
-            )  # fmt: skip
-            entries = [] if known else [self._entry(actual, audited, "out_of_band", "detected", message)]
+            known = last is not None and (last.action, last.version, last.to_stage) == (
+                "out_of_band",
+                version,
+                stage,
+            )
+            entries = []
+            if not known:
+                entries.append(
+                    audit_entry(version, "out_of_band", move, "detected", actor=GATE_ACTOR, reasons=[message])
+                )
             if self._revert:
-                stages = changes.audit.stages(name)
                 ops = [alias_op(stage, audited)]
                 if actual is not None:
                     ops.append(stage_op(actual, stages.get(actual, Stage.NONE)))
@@ -80,7 +95,7 @@ class StageGate:
                     ops.append(stage_op(audited, stage))
                 back = f"v{audited}" if audited is not None else "no version"
                 why = f"{self._alias} alias back on {back} (policy.revert_out_of_band)"
-                entries.append(self._entry(actual, audited, "revert", "done", why))
+                entries.append(audit_entry(version, "revert", move, "done", actor=GATE_ACTOR, reasons=[why]))
                 changes.carry_out(lease, Plan(tuple(ops), tuple(entries)))
             elif entries:
                 changes.audit.record(name, entries[0])
@@ -89,13 +104,3 @@ class StageGate:
             if self._alert is not None:
                 self._alert(message)
         return audited
-
-    def _entry(
-        self, actual: int | None, audited: int | None, action: str, outcome: str, why: str
-    ) -> dict[str, Any]:
-        version = actual if actual is not None else audited
-        return {
-            "version": version if version is not None else 0, "action": action,
-            "from_stage": self._changes.audit.stages(self._name).get(version or 0, Stage.NONE).value,
-            "to_stage": self._stage.value, "outcome": outcome, "actor": GATE_ACTOR, "reasons": [why],
-        }  # fmt: skip

@@ -34,11 +34,13 @@ from driftloop.errors import ConflictError
 from driftloop.storage.metadata import ModelTransitionRow, RegistryLockRow
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Iterator, Sequence
 
+    from driftloop.core.models import Stage
+    from driftloop.core.promotion import Action, CheckResult, Outcome
     from driftloop.storage.metadata import Database
 
-__all__ = ["Lease", "Leases", "Plan", "crash_point"]
+__all__ = ["Lease", "Leases", "Plan", "audit_entry", "crash_point", "entry_row"]
 
 # Test hook: the named point at which a promotion kills its own process (``kill -9`` at each step).
 CRASH_ENV = "DRIFTLOOP_TEST_CRASH_AT"
@@ -130,10 +132,7 @@ class Leases:
         with self._db.session() as session:
             rows = session.scalars(sa.select(RegistryLockRow)).all()  # one row per model: small
             now = datetime.now(UTC)
-            return [
-                r.model for r in rows
-                if (r.holder and _stale(r.holder, r.expires_at, now)) or (r.intent and not r.holder)
-            ]  # fmt: skip
+            return [r.model for r in rows if _abandoned(r, now)]
 
     def _acquire(self, model: str) -> Lease:
         me = f"{_HOST}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
@@ -167,6 +166,13 @@ class Leases:
             pause = min(pause * 2, 0.2)
 
 
+def _abandoned(row: RegistryLockRow, now: datetime) -> bool:
+    """A lease a dead holder still names, or an intent a failed command left with the lease free."""
+    if row.holder:
+        return _stale(row.holder, row.expires_at, now)
+    return bool(row.intent)
+
+
 def _rows(result: Any) -> int:
     """Rows an UPDATE matched (``CursorResult.rowcount``; typed as a plain ``Result`` by SQLAlchemy)."""
     return int(result.rowcount)
@@ -198,15 +204,49 @@ def _zombie(pid: int) -> bool:
         return False
 
 
+def audit_entry(
+    version: int,
+    action: Action,
+    move: tuple[Stage, Stage],
+    outcome: Outcome,
+    *,
+    actor: str,
+    reasons: Sequence[str],
+    comment: str = "",
+    checks: Sequence[CheckResult] = (),
+    replaced: int | None = None,
+) -> dict[str, Any]:
+    """One audit entry ``move[0] → move[1]``, as the JSON an intent carries (see :func:`entry_row`)."""
+    return {
+        "version": version,
+        "action": action,
+        "from_stage": move[0].value,
+        "to_stage": move[1].value,
+        "outcome": outcome,
+        "actor": actor,
+        "comment": comment,
+        "reasons": list(reasons),
+        "checks": [c.to_json() for c in checks],
+        "replaced_version": replaced,
+    }
+
+
 def entry_row(model: str, entry: dict[str, Any]) -> ModelTransitionRow:
     """The audit row of one plan entry."""
     return ModelTransitionRow(
-        model=model, version=int(entry["version"]), action=entry["action"],
-        from_stage=entry["from_stage"], to_stage=entry["to_stage"], outcome=entry["outcome"],
-        actor=entry["actor"], comment=entry.get("comment", ""), reasons=list(entry.get("reasons", ())),
-        checks=list(entry.get("checks", ())), replaced_version=entry.get("replaced_version"),
+        model=model,
+        version=int(entry["version"]),
+        action=entry["action"],
+        from_stage=entry["from_stage"],
+        to_stage=entry["to_stage"],
+        outcome=entry["outcome"],
+        actor=entry["actor"],
+        comment=entry.get("comment", ""),
+        reasons=list(entry.get("reasons", ())),
+        checks=list(entry.get("checks", ())),
+        replaced_version=entry.get("replaced_version"),
         created_at=datetime.now(UTC),
-    )  # fmt: skip
+    )
 
 
 def crash_point(name: str) -> None:

@@ -21,16 +21,17 @@ from typing import TYPE_CHECKING, Any
 from driftloop.core.models import Stage
 from driftloop.core.promotion import CHECK_TAG_PREFIX, CheckResult
 from driftloop.errors import NotFoundError, PolicyError, UsageError
+from driftloop.registry.audit import holder_of
 from driftloop.registry.changes import ALIASES, Changes, alias_op, stage_op
 from driftloop.registry.checks import CheckContext, run_checks
 from driftloop.registry.client import Registry
-from driftloop.registry.lease import Plan
+from driftloop.registry.lease import Plan, audit_entry
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from driftloop.core.models import ModelVersion
-    from driftloop.core.promotion import Action, Approval, Outcome, Transition
+    from driftloop.core.promotion import Approval, Outcome, Transition
     from driftloop.registry.lease import Lease
     from driftloop.settings import Settings
     from driftloop.storage.metadata import Database
@@ -122,25 +123,50 @@ class Promoter:
             made = self.audit.last_promotion_to_production(name, champion)
             previous = made.replaced_version if made is not None else None
             if previous is None:
-                self.audit.record(name, _entry(
-                    champion, "rollback", (Stage.PRODUCTION, Stage.ARCHIVED), "refused", actor=actor,
-                    comment=comment, reasons=["no previous production version to return to"],
-                ))  # fmt: skip
+                self.audit.record(
+                    name,
+                    audit_entry(
+                        champion,
+                        "rollback",
+                        (Stage.PRODUCTION, Stage.ARCHIVED),
+                        "refused",
+                        actor=actor,
+                        comment=comment,
+                        reasons=["no previous production version to return to"],
+                    ),
+                )
                 raise PolicyError(
                     f"cannot roll back {name}: {name}/{champion} is the first production version "
                     "(there is no previous one to return to)"
                 )
             plan = Plan(
-                ops=(alias_op(Stage.PRODUCTION, previous), stage_op(previous, Stage.PRODUCTION),
-                     stage_op(champion, Stage.ARCHIVED)),
-                entries=(
-                    _entry(previous, "rollback", (Stage.ARCHIVED, Stage.PRODUCTION), "done", actor=actor,
-                           comment=comment, reasons=[f"rolled back from {name}/{champion}"],
-                           replaced=champion),
-                    _entry(champion, "demote", (Stage.PRODUCTION, Stage.ARCHIVED), "done", actor=actor,
-                           comment=comment, reasons=[f"rollback to {name}/{previous}"]),
+                ops=(
+                    alias_op(Stage.PRODUCTION, previous),
+                    stage_op(previous, Stage.PRODUCTION),
+                    stage_op(champion, Stage.ARCHIVED),
                 ),
-            )  # fmt: skip
+                entries=(
+                    audit_entry(
+                        previous,
+                        "rollback",
+                        (Stage.ARCHIVED, Stage.PRODUCTION),
+                        "done",
+                        actor=actor,
+                        comment=comment,
+                        reasons=[f"rolled back from {name}/{champion}"],
+                        replaced=champion,
+                    ),
+                    audit_entry(
+                        champion,
+                        "demote",
+                        (Stage.PRODUCTION, Stage.ARCHIVED),
+                        "done",
+                        actor=actor,
+                        comment=comment,
+                        reasons=[f"rollback to {name}/{previous}"],
+                    ),
+                ),
+            )
             self.changes.carry_out(lease, plan)
         return PromotionResult(name, previous, Stage.ARCHIVED, Stage.PRODUCTION, (), replaced=champion)
 
@@ -150,13 +176,22 @@ class Promoter:
         False when ``version`` no longer holds Staging (nothing to withdraw).
         """
         with self.changes.held(name) as lease:
-            if self.changes.stage(name, version) != Stage.STAGING:
+            if self.audit.stages(name).get(version) != Stage.STAGING:
                 return False
             plan = Plan(
                 ops=(alias_op(Stage.STAGING, None), stage_op(version, Stage.NONE)),
-                entries=(_entry(version, "demote", (Stage.STAGING, Stage.NONE), "done", actor=actor,
-                                comment="", reasons=reasons),),
-            )  # fmt: skip
+                entries=(
+                    audit_entry(
+                        version,
+                        "demote",
+                        (Stage.STAGING, Stage.NONE),
+                        "done",
+                        actor=actor,
+                        comment="",
+                        reasons=reasons,
+                    ),
+                ),
+            )
             self.changes.carry_out(lease, plan)
         return True
 
@@ -173,13 +208,14 @@ class Promoter:
     def _apply(self, lease: Lease, attempt: _Attempt) -> PromotionResult:
         name, version, to = attempt.name, attempt.version, attempt.to
         # Re-read under the lease: another process may have moved things since the checks ran.
-        now = self.changes.stage(name, version)
+        stages = self.audit.stages(name)  # under the lease: anything to adopt was adopted on taking it
+        now = stages.get(version, Stage.NONE)
         if now == to:
             reason = f"{name}/{version} is already in {to.value} (a concurrent promotion got there first)"
             self.audit.record(name, attempt.entry(attempt.seen, "unchanged", [reason]))
             return PromotionResult(name, version, to, to, attempt.checks, changed=False)
         refusal = None
-        held = self.audit.holder(name, to)
+        held = holder_of(stages, to)
         compared = _compared_champion(attempt.checks)
         if to == Stage.PRODUCTION and now != Stage.STAGING:
             refusal = f"{name}/{version} left Staging (now {now.value}) while it was being compared"
@@ -201,9 +237,16 @@ class Promoter:
             demoted = Stage.ARCHIVED if to == Stage.PRODUCTION else Stage.NONE
             ops.append(stage_op(replaced, demoted))
             entries.append(
-                _entry(replaced, "demote", (to, demoted), "done", actor=attempt.actor,
-                       comment=attempt.comment, reasons=[f"replaced by {name}/{version}"])
-            )  # fmt: skip
+                audit_entry(
+                    replaced,
+                    "demote",
+                    (to, demoted),
+                    "done",
+                    actor=attempt.actor,
+                    comment=attempt.comment,
+                    reasons=[f"replaced by {name}/{version}"],
+                )
+            )
         self.changes.carry_out(lease, Plan(tuple(ops), tuple(entries)))
         return PromotionResult(name, version, now, to, attempt.checks, replaced=replaced)
 
@@ -268,26 +311,22 @@ class _Attempt:
     def entry(
         self, from_stage: Stage, outcome: Outcome, reasons: list[str], *, replaced: int | None = None
     ) -> dict[str, Any]:
-        return _entry(
-            self.version, "promote", (from_stage, self.to), outcome, actor=self.actor,
-            comment=self.comment, reasons=reasons, checks=self.checks, replaced=replaced,
-        )  # fmt: skip
+        return audit_entry(
+            self.version,
+            "promote",
+            (from_stage, self.to),
+            outcome,
+            actor=self.actor,
+            comment=self.comment,
+            reasons=reasons,
+            checks=self.checks,
+            replaced=replaced,
+        )
 
     def refused(self, reasons: list[str]) -> PolicyError:
         return PolicyError(
             f"promotion of {self.name}/{self.version} to {self.to.value} refused: {'; '.join(reasons)}"
         )
-
-
-def _entry(
-    version: int, action: Action, move: tuple[Stage, Stage], outcome: Outcome, *, actor: str,
-    comment: str, reasons: Sequence[str], checks: Sequence[CheckResult] = (), replaced: int | None = None,
-) -> dict[str, Any]:  # fmt: skip
-    """One audit entry (the JSON an intent carries; see driftloop.registry.lease.entry_row)."""
-    return {"version": version, "action": action, "from_stage": move[0].value,
-            "to_stage": move[1].value, "outcome": outcome, "actor": actor, "comment": comment,
-            "reasons": list(reasons), "checks": [c.to_json() for c in checks],
-            "replaced_version": replaced}  # fmt: skip
 
 
 def _verdict(check: CheckResult) -> str:

@@ -74,8 +74,8 @@ def _resolver(
     name = settings.registry.model_name
     stage = next((s for s, a in ALIASES.items() if a == alias), None)
     if changes is not None and stage is not None:
-        gate = StageGate(changes, name, stage, revert=settings.policy.revert_out_of_band,
-                         alert=_alerter(settings, name))  # fmt: skip
+        revert, alert = settings.policy.revert_out_of_band, _alerter(settings, name)
+        gate = StageGate(changes, name, stage, revert=revert, alert=alert)
         return gate.resolve
 
     def resolve() -> int | None:
