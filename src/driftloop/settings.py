@@ -498,6 +498,11 @@ class ScheduleSettings(_Section):
     plant_clock_minutes: float = Field(default=0.0, ge=0)
     notify_webhook: str = ""  # POST each notification as JSON here (empty: log only)
     misfire_grace_s: float = Field(default=300.0, gt=0)  # a fire missed by less than this still runs
+    # A trigger being worked on is leased this long, renewed every third of it; a holder that stops
+    # renewing (on another host; one on this host is noticed dead at once) is taken over after it.
+    trigger_lease_s: float = Field(default=300.0, ge=1)
+    # Interrupted this many times (its worker died each time), a retraining is given up, not resumed.
+    max_takeovers: int = Field(default=2, ge=0)
 
 
 AuthRole = Literal["view", "predict", "label", "promote", "approve", "admin"]

@@ -13,9 +13,9 @@ from typing import TYPE_CHECKING
 import psutil
 import pytest
 
-from driftloop.core.processes import InstanceLock, ServiceSpec, Supervisor, log_tail
+from driftloop.core.processes import InstanceLock, ServiceSpec, Supervisor, log_tail, reap_leftovers
 from driftloop.errors import ConflictError, ServiceError
-from tests.conftest import free_port
+from tests.conftest import free_port, wait_for
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -241,3 +241,40 @@ def test_instance_lock_is_released_when_its_holder_is_killed(tmp_path: Path) -> 
         holder.wait()
         if alive(kid):
             os.kill(kid, signal.SIGKILL)
+
+
+def test_children_of_a_killed_supervisor_stop_and_the_next_holder_reaps_any_left(tmp_path: Path) -> None:
+    # Two children under a supervisor that records them in its lock: one stops on the SIGTERM its
+    # parent's death sends it (PR_SET_PDEATHSIG); one ignores SIGTERM and is reaped by the next holder.
+    path = tmp_path / "up.lock"
+    ready = tmp_path / "ready"
+    stubborn = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(120)"
+    code = (
+        "import os, time\nfrom pathlib import Path\n"
+        "from driftloop.core.processes import InstanceLock, ServiceSpec, Supervisor\n"
+        f"lock = InstanceLock(Path({str(path)!r})); lock.acquire()\n"
+        f"sup = Supervisor(Path({str(tmp_path / 'logs')!r}))\n"
+        f"sup.start(ServiceSpec('plain', {py('import time; time.sleep(120)')!r}, settle_s=0.2))\n"
+        f"sup.start(ServiceSpec('stubborn', {py(stubborn)!r}, settle_s=0.2))\n"
+        "lock.update({}, sup.children)\n"
+        f"Path({str(ready)!r} + '.tmp').write_text(' '.join(str(c.pid) for c in sup.children))\n"
+        f"os.replace({str(ready)!r} + '.tmp', {str(ready)!r})\n"
+        "time.sleep(120)\n"
+    )
+    holder = subprocess.Popen([PY, "-c", code])
+    try:
+        wait_for(ready.exists, timeout=30, what="the supervisor's children")
+        plain, obstinate = (int(pid) for pid in ready.read_text().split())
+        holder.send_signal(signal.SIGKILL)
+        holder.wait(timeout=10)
+        wait_for(lambda: not alive(plain), timeout=10, what="the plain child to stop with its parent")
+        assert alive(obstinate)
+        lock = InstanceLock(path)
+        lock.acquire()
+        assert reap_leftovers(lock.previous, grace_s=0.5) == [obstinate]
+        assert not alive(obstinate)
+        assert reap_leftovers(lock.previous) == []  # gone: nothing to do, and a reused pid is never hit
+        lock.release()
+    finally:
+        holder.kill()
+        holder.wait()

@@ -28,7 +28,7 @@ from rich.table import Table
 
 from driftloop.cli._exposure import warn_if_exposed
 from driftloop.cli._state import state
-from driftloop.core.processes import InstanceLock, ServiceSpec, Supervisor
+from driftloop.core.processes import InstanceLock, ServiceSpec, Supervisor, reap_leftovers
 from driftloop.errors import ConfigError, ConflictError, ServiceError, UsageError
 
 if TYPE_CHECKING:
@@ -72,6 +72,8 @@ def up(
     warn_if_exposed(st, host, "driftloop up serves the prediction service and MLflow (registry writes)")
     lock = InstanceLock(settings.home / "up.lock")
     lock.acquire()  # before the port check: a second `up` here should hear about the first, not a port
+    for pid in reap_leftovers(lock.previous):
+        st.err.print(f"stopped pid {pid}, left running by a driftloop up that was killed")
     try:
         for name, number in ports.items():
             if _port_in_use(host, number):
@@ -92,6 +94,7 @@ def _run(st: CliState, specs: list[ServiceSpec], lock: InstanceLock) -> None:
             for spec in specs:
                 with st.err.status(f"starting the {spec.name}…"):
                     started[spec.name] = supervisor.start(spec, timeout_s=_READY_TIMEOUT_S)
+                lock.update({}, supervisor.children)
                 if supervisor.stop_requested:
                     break
                 if spec.name == MLFLOW and settings.auth.enabled:
@@ -100,7 +103,9 @@ def _run(st: CliState, specs: list[ServiceSpec], lock: InstanceLock) -> None:
                 st.err.print(f"{spec.name} is up (pid {started[spec.name].pid})")
             else:
                 urls = {s.name: _site(s.ready_url) for s in specs if s.ready_url}
-                lock.update({("MLflow UI" if k == MLFLOW else k): v for k, v in urls.items()})
+                lock.update(
+                    {("MLflow UI" if k == MLFLOW else k): v for k, v in urls.items()}, supervisor.children
+                )
                 _print_table(st, specs, started, urls, supervisor.log_dir)
                 supervisor.watch()
         finally:

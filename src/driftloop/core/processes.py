@@ -16,20 +16,30 @@ import re
 import shlex
 import signal
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn, cast
 
 from driftloop.errors import ConflictError, ServiceError
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping, Sequence
+    from collections.abc import Callable, Mapping, Sequence
 
-__all__ = ["Child", "InstanceLock", "ServiceSpec", "Stopped", "Supervisor", "log_tail"]
+__all__ = [
+    "Child",
+    "InstanceLock",
+    "ServiceSpec",
+    "Stopped",
+    "Supervisor",
+    "die_with_parent",
+    "log_tail",
+    "reap_leftovers",
+]
 
 _POLL_S = 0.1
 _KILL_WAIT_S = 5.0  # after SIGKILL the kernel needs only moments; this bounds a pathological case
@@ -106,7 +116,7 @@ class Supervisor:
             process = subprocess.Popen(
                 list(spec.command), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                 env={"PYTHONUNBUFFERED": "1", **(os.environ if spec.env is None else spec.env)},
-                start_new_session=True,
+                start_new_session=True, preexec_fn=die_with_parent(signal.SIGTERM),  # noqa: PLW1509 - see there
             )  # fmt: skip
             child = Child(spec.name, process.pid, process, log_path, log.tell())
         self._children.append(child)
@@ -192,6 +202,7 @@ class InstanceLock:
         self.what = what
         self._fd: int | None = None
         self._started_at = ""
+        self.previous: dict[str, Any] = {}
 
     def acquire(self) -> None:
         """Take the lock or raise ConflictError naming the holder's pid, start time and URLs."""
@@ -207,14 +218,21 @@ class InstanceLock:
                 f"{self.what} is already running here (pid {holder.get('pid', '?')}, since "
                 f"{holder.get('started_at', '?')}): URLs {urls}"
             ) from None
+        # What a holder that died (kill -9) left: its children, which reap_leftovers() stops.
+        self.previous = _read_holder(fd) if os.fstat(fd).st_size else {}
         self._fd, self._started_at = fd, _now()
         self.update({})
 
-    def update(self, urls: Mapping[str, str]) -> None:
-        """Record the URLs the holder serves (shown to anyone refused the lock)."""
+    def update(self, urls: Mapping[str, str], children: Sequence[Child] = ()) -> None:
+        """Record the URLs the holder serves (shown to anyone refused the lock) and its children."""
         if self._fd is None:
             raise RuntimeError("update() needs the lock")
-        record = {"pid": os.getpid(), "started_at": self._started_at, "urls": dict(urls)}
+        record = {
+            "pid": os.getpid(),
+            "started_at": self._started_at,
+            "urls": dict(urls),
+            "children": [{"pid": c.pid, "cmdline": _cmdline(c.pid)} for c in children],
+        }
         data = json.dumps(record).encode()
         os.ftruncate(self._fd, 0)
         os.pwrite(self._fd, data, 0)
@@ -226,6 +244,64 @@ class InstanceLock:
                 os.ftruncate(self._fd, 0)
             os.close(self._fd)  # closing the only descriptor releases the flock
             self._fd = None
+
+
+def reap_leftovers(previous: Mapping[str, Any], *, grace_s: float = 5.0) -> list[int]:
+    """Stop the process groups a dead holder's record lists that still run the same command line (a
+    reused pid is left alone); returns the pids stopped. Their own SIGTERM on the holder's death
+    (``PR_SET_PDEATHSIG``) stops them first in the usual case: this is for a child that ignored it."""
+    stopped = []
+    for child in previous.get("children", []):
+        pid, cmdline = int(child.get("pid", 0)), child.get("cmdline", "")
+        if pid <= 0 or not cmdline or _cmdline(pid) != cmdline:
+            continue
+        for sig, wait_s in ((signal.SIGTERM, grace_s), (signal.SIGKILL, _KILL_WAIT_S)):
+            if _cmdline(pid) != cmdline:
+                break
+            _signal_group(pid, sig)
+            deadline = time.monotonic() + wait_s
+            while _cmdline(pid) == cmdline and time.monotonic() < deadline:
+                time.sleep(_POLL_S)
+        stopped.append(pid)
+    return stopped
+
+
+def _cmdline(pid: int) -> str:
+    """The process's command line ("" when it is gone or a zombie)."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            return fh.read().replace(b"\0", b" ").decode(errors="replace").strip()
+    except OSError:
+        return ""
+
+
+def die_with_parent(sig: signal.Signals) -> Callable[[], None] | None:
+    """A ``preexec_fn`` that has the child sent ``sig`` when its parent dies, even by SIGKILL (Linux's
+    ``PR_SET_PDEATHSIG``; None elsewhere). ``prctl`` is looked up here, in the parent: between fork and
+    exec the child then only calls it and ``getppid``, taking no lock another thread might have held.
+    A child whose parent died before the call exits at once."""
+    prctl = _prctl()
+    if prctl is None:
+        return None
+    parent = os.getpid()
+
+    def preexec() -> None:
+        prctl(_PR_SET_PDEATHSIG, int(sig))
+        if os.getppid() != parent:
+            os._exit(1)
+
+    return preexec
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _prctl() -> Callable[..., int] | None:
+    if not sys.platform.startswith("linux"):
+        return None
+    import ctypes
+
+    return cast("Callable[..., int]", ctypes.CDLL(None, use_errno=True).prctl)
 
 
 def _read_holder(fd: int) -> dict[str, Any]:

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
 import sys
 from typing import TYPE_CHECKING, Any, Protocol
 
+from driftloop.core.processes import die_with_parent
 from driftloop.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -177,7 +179,13 @@ def _run_logged(cmd: list[str], log: Path, timeout_s: float, env: dict[str, str]
     with log.open("ab") as fh:
         try:
             return subprocess.run(
-                cmd, stdout=fh, stderr=subprocess.STDOUT, env=env, timeout=timeout_s, check=False
+                cmd,
+                stdout=fh,
+                stderr=subprocess.STDOUT,
+                env=env,
+                timeout=timeout_s,
+                check=False,
+                preexec_fn=die_with_parent(signal.SIGKILL),  # lock-free: see die_with_parent
             ).returncode
         except subprocess.TimeoutExpired:
             fh.write(f"\n[driftloop] step timed out after {timeout_s:.0f}s and was killed\n".encode())

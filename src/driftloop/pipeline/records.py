@@ -83,10 +83,16 @@ def new_run_id(now: datetime | None = None) -> str:
 
 
 def create_run(
-    db: Database, pipeline: str, params: dict[str, Any], steps: Sequence[str], *, trigger: str = "manual"
+    db: Database,
+    pipeline: str,
+    params: dict[str, Any],
+    steps: Sequence[str],
+    *,
+    trigger: str = "manual",
+    run_id: str | None = None,
 ) -> str:
-    """Insert a pending run with one pending row per step; return its id."""
-    run_id = new_run_id()
+    """Insert a pending run with one pending row per step (``run_id``, or a new id); return its id."""
+    run_id = run_id or new_run_id()
     with db.session() as session:
         session.add(
             PipelineRunRow(
@@ -221,6 +227,22 @@ def find_cached(db: Database, step: str, cache_key: str) -> tuple[str, StepView]
             .limit(1)
         ).first()
         return (row.run_id, _step_view(row)) if row is not None else None
+
+
+def abandon_run(db: Database, run_id: str, why: str) -> None:
+    """Mark a run whose worker is gone failed, with its unfinished steps: nothing is left "running"."""
+    now = datetime.now(UTC)
+    with db.session() as session:
+        row = _run_row(session, run_id)
+        row.status, row.finished_at, row.error = RunStatus.FAILED, now, why
+        steps = session.scalars(
+            sa.select(StepRunRow).where(
+                StepRunRow.run_id == run_id, StepRunRow.status.in_([StepStatus.RUNNING, StepStatus.PENDING])
+            )
+        ).all()
+        for step in steps:
+            step.status, step.error = StepStatus.FAILED, why
+            step.finished_at = step.finished_at or now
 
 
 def reset_unfinished(db: Database, run_id: str) -> list[str]:

@@ -69,11 +69,17 @@ class Runner:
         self._executor = executor
         self._emit = on_event or (lambda _event: None)
 
-    def create(self, params: RunParams, *, trigger: str = "manual") -> str:
-        """Record a new pending run (so a caller can show its id before it starts)."""
+    def create(self, params: RunParams, *, trigger: str = "manual", run_id: str | None = None) -> str:
+        """Record a new pending run (so a caller can show its id before it starts); ``run_id``: the id
+        to give it (default: a new one)."""
         steps = [s.name for s in self._pipeline.until(params.until)]
         return records.create_run(
-            self._db, self._pipeline.name, params.model_dump(mode="json"), steps, trigger=trigger
+            self._db,
+            self._pipeline.name,
+            params.model_dump(mode="json"),
+            steps,
+            trigger=trigger,
+            run_id=run_id,
         )
 
     def run(self, params: RunParams, *, trigger: str = "manual") -> RunView:

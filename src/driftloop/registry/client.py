@@ -35,10 +35,16 @@ class Registry:
         self._client = MlflowClient(settings.tracking_uri, registry_uri=settings.tracking_uri)
 
     def register(self, model_uri: str, name: str, *, run_id: str, tags: Mapping[str, str]) -> ModelVersion:
-        """A new version of ``name`` (created on first use), stage None, with ``tags``; waits until READY."""
+        """A new version of ``name`` (created on first use), stage None, with ``tags``; waits until READY.
+
+        One training run gives one version: when ``run_id`` already has a version of ``name`` (a step
+        killed after MLflow registered it, then resumed), that version is returned, not a second one."""
         with self._errors(f"register {name}"):
             with contextlib.suppress(MlflowException):  # already exists
                 self._client.create_registered_model(name)
+            earlier = self._client.search_model_versions(f"name = '{name}' and run_id = '{run_id}'")
+            if earlier:
+                return self.get(name, min(int(mv.version) for mv in earlier))
             all_tags = {STAGE_TAG: Stage.NONE.value, **tags}
             # MLflow 3 logged models (``models:/m-…``) must be named by id as well as by source.
             model_id = model_uri.removeprefix("models:/") if model_uri.startswith("models:/m-") else None

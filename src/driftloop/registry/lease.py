@@ -21,15 +21,14 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import time
-import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
+from driftloop.core.holders import holder_gone, new_holder
 from driftloop.errors import ConflictError
 from driftloop.storage.metadata import ModelTransitionRow, RegistryLockRow
 
@@ -44,7 +43,6 @@ __all__ = ["Lease", "Leases", "Plan", "audit_entry", "crash_point", "entry_row"]
 
 # Test hook: the named point at which a promotion kills its own process (``kill -9`` at each step).
 CRASH_ENV = "DRIFTLOOP_TEST_CRASH_AT"
-_HOST = socket.gethostname()
 
 
 @dataclass(frozen=True)
@@ -135,7 +133,7 @@ class Leases:
             return [r.model for r in rows if _abandoned(r, now)]
 
     def _acquire(self, model: str) -> Lease:
-        me = f"{_HOST}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        me = new_holder()
         deadline = time.monotonic() + self._wait_s
         pause = 0.01
         while True:
@@ -148,7 +146,7 @@ class Leases:
                     assert row is not None
                 now = datetime.now(UTC)
                 seen, intent = row.holder, row.intent
-                if not seen or _stale(seen, row.expires_at, now):
+                if not seen or holder_gone(seen, row.expires_at, now):
                     # Compare-and-set on the holder seen: of two processes that saw it free, one wins.
                     won = session.execute(
                         sa.update(RegistryLockRow)
@@ -169,39 +167,13 @@ class Leases:
 def _abandoned(row: RegistryLockRow, now: datetime) -> bool:
     """A lease a dead holder still names, or an intent a failed command left with the lease free."""
     if row.holder:
-        return _stale(row.holder, row.expires_at, now)
+        return holder_gone(row.holder, row.expires_at, now)
     return bool(row.intent)
 
 
 def _rows(result: Any) -> int:
     """Rows an UPDATE matched (``CursorResult.rowcount``; typed as a plain ``Result`` by SQLAlchemy)."""
     return int(result.rowcount)
-
-
-def _stale(holder: str, expires_at: datetime | None, now: datetime) -> bool:
-    """A holder that cannot finish: its lease expired, or it was a process on this host that is gone."""
-    if expires_at is not None and expires_at < now:
-        return True
-    host, _, rest = holder.partition(":")
-    pid = rest.partition(":")[0]
-    if host != _HOST or not pid.isdigit():
-        return False
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:  # alive, another user's
-        return False
-    return _zombie(int(pid))
-
-
-def _zombie(pid: int) -> bool:
-    """A killed child not yet reaped by its parent still answers ``kill(pid, 0)``; it holds nothing."""
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
-            return stat.read().rsplit(")", 1)[1].split()[0] == "Z"
-    except (OSError, IndexError):
-        return False
 
 
 def audit_entry(

@@ -10,9 +10,6 @@ mid-run is not retried by another (see docs/scheduler.md and decision 0021).
 from __future__ import annotations
 
 import logging
-import os
-import secrets
-import socket
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -25,6 +22,7 @@ from apscheduler.executors.base import run_job
 from apscheduler.executors.pool import ThreadPoolExecutor
 from sqlalchemy.dialects import postgresql, sqlite
 
+from driftloop.core.holders import new_holder
 from driftloop.errors import ConflictError, DriftloopError
 from driftloop.storage.metadata.tables import SchedulerFireRow
 
@@ -35,7 +33,7 @@ if TYPE_CHECKING:
 
     from driftloop.storage.metadata import Database
 
-__all__ = ["FIRE_RETENTION", "ClaimingExecutor", "Fire", "fire_history", "last_fires", "new_holder"]
+__all__ = ["FIRE_RETENTION", "ClaimingExecutor", "Fire", "fire_history", "last_fires"]
 
 # Claims older than this are pruned as fires finish: far beyond any sensible misfire grace, so a pruned
 # claim can never be the one that would have stopped a late duplicate.
@@ -48,11 +46,6 @@ _FIRE_COLUMNS = tuple(
 )
 
 log = logging.getLogger(__name__)
-
-
-def new_holder() -> str:
-    """``host:pid:random``: names one scheduler process in the claims, unique even across restarts."""
-    return f"{socket.gethostname()[:160]}:{os.getpid()}:{secrets.token_hex(4)}"
 
 
 class ClaimingExecutor(ThreadPoolExecutor):  # type: ignore[misc]  # APScheduler 3 ships no type hints

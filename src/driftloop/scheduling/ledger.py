@@ -2,16 +2,23 @@
 
 Rows in ``loop_triggers`` and ``loop_guards`` (metadata database); these functions translate them to
 frozen views, so nothing above this module touches a session.
+
+A trigger is worked on under a **lease**: :meth:`Ledger.claim` names the worker in the row (a
+compare-and-set, so of two schedulers one wins) until an expiry the worker keeps renewing; every change
+it then makes is conditional on still holding it (:class:`~driftloop.errors.ConflictError` once lost).
+A worker that dies stops renewing, and the next one claims the trigger and resumes it.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import sqlalchemy as sa
 
+from driftloop.core.holders import holder_gone
+from driftloop.errors import ConflictError
 from driftloop.storage.metadata import GuardRow, TriggerRow
 
 if TYPE_CHECKING:
@@ -39,6 +46,21 @@ class Trigger:
     detail: dict[str, Any]
     created_at: datetime
     updated_at: datetime
+    holder: str | None = None  # the worker holding its lease, if any
+    lease_expires_at: datetime | None = None
+
+    def held_by_other(self, me: str, now: datetime) -> bool:
+        """Another worker holds it and can still finish (alive, its lease not expired)."""
+        return (
+            bool(self.holder)
+            and self.holder != me
+            and not holder_gone(self.holder or "", self.lease_expires_at, now)
+        )
+
+    @property
+    def interrupted(self) -> bool:
+        """A worker held it and is gone: died mid-work (only meaningful when not held by another)."""
+        return bool(self.holder)
 
 
 @dataclass(frozen=True)
@@ -64,20 +86,66 @@ class Ledger:
 
     def add_trigger(
         self, *, model: str, kind: str, reason: str, mode: str, state: str, decision_id: int | None = None,
-        detail: dict[str, Any] | None = None, now: datetime | None = None,
+        detail: dict[str, Any] | None = None, now: datetime | None = None, holder: str | None = None,
+        lease: timedelta | None = None,
     ) -> Trigger:  # fmt: skip
+        """A new trigger; with ``holder`` (and ``lease``) it is born claimed by that worker."""
         now = now or datetime.now(UTC)
         row = TriggerRow(
             model=model, kind=kind, reason=reason, mode=mode, decision_id=decision_id, state=state,
             pipeline_run=None, candidate_version=None, shadow_since=None, detail=dict(detail or {}),
-            created_at=now, updated_at=now,
+            created_at=now, updated_at=now, holder=holder,
+            lease_expires_at=datetime.now(UTC) + lease if holder and lease else None,
         )  # fmt: skip
         return _trigger(self._insert(row))
 
-    def update_trigger(self, trigger_id: int, **changes: Any) -> Trigger:
-        """Set columns of a trigger; ``detail`` is merged into the stored one, not replaced."""
+    def claim(self, trigger: Trigger, holder: str, lease: timedelta) -> Trigger | None:
+        """Take ``trigger``'s lease for ``holder`` if it is free, already ours, or its holder is gone;
+        None when another worker holds it (or took it since ``trigger`` was read)."""
+        now = datetime.now(UTC)
+        if trigger.held_by_other(holder, now):
+            return None
+        # Compare-and-set on the holder and state read: of two workers that saw it free, one wins.
+        seen = TriggerRow.holder.is_(None) if trigger.holder is None else TriggerRow.holder == trigger.holder
         with self._db.session() as session:
-            row = session.get_one(TriggerRow, trigger_id)
+            won = session.execute(
+                sa.update(TriggerRow)
+                .where(TriggerRow.id == trigger.id, TriggerRow.state == trigger.state, seen)
+                .values(holder=holder, lease_expires_at=now + lease)
+            )
+            if int(won.rowcount) != 1:  # type: ignore[attr-defined]  # a CursorResult
+                return None
+            return _trigger(session.get_one(TriggerRow, trigger.id))
+
+    def renew(self, trigger_id: int, holder: str, lease: timedelta) -> bool:
+        """Push the lease's expiry on; False when ``holder`` no longer holds it."""
+        with self._db.session() as session:
+            renewed = session.execute(
+                sa.update(TriggerRow)
+                .where(TriggerRow.id == trigger_id, TriggerRow.holder == holder)
+                .values(lease_expires_at=datetime.now(UTC) + lease)
+            )
+            return int(renewed.rowcount) == 1  # type: ignore[attr-defined]
+
+    def release(self, trigger_id: int, holder: str) -> None:
+        """Give the lease up (a no-op when it was lost)."""
+        with self._db.session() as session:
+            session.execute(
+                sa.update(TriggerRow)
+                .where(TriggerRow.id == trigger_id, TriggerRow.holder == holder)
+                .values(holder=None, lease_expires_at=None)
+            )
+
+    def update_trigger(self, trigger_id: int, *, holder: str | None = None, **changes: Any) -> Trigger:
+        """Set columns of a trigger; ``detail`` is merged into the stored one, not replaced. With
+        ``holder``, only while that worker holds the lease (:class:`ConflictError` otherwise)."""
+        with self._db.session() as session:
+            row = session.get_one(TriggerRow, trigger_id, with_for_update=holder is not None)
+            if holder is not None and row.holder != holder:
+                raise ConflictError(
+                    f"trigger {trigger_id} was taken over by {row.holder or 'nobody'} while this worker "
+                    "held it (its lease expired): this worker stops, the new holder carries on"
+                )
             for name, value in changes.items():
                 if name == "detail":
                     row.detail = {**row.detail, **value}
@@ -145,7 +213,8 @@ def _trigger(row: TriggerRow) -> Trigger:
         id=row.id, model=row.model, kind=row.kind, reason=row.reason, mode=row.mode,
         decision_id=row.decision_id, state=row.state, pipeline_run=row.pipeline_run,
         candidate_version=row.candidate_version, shadow_since=row.shadow_since, detail=dict(row.detail),
-        created_at=row.created_at, updated_at=row.updated_at,
+        created_at=row.created_at, updated_at=row.updated_at, holder=row.holder,
+        lease_expires_at=row.lease_expires_at,
     )  # fmt: skip
 
 

@@ -6,37 +6,51 @@ triggers`), the pipeline (:mod:`driftloop.pipeline`), the compliance checks, app
 guard's verdict (:mod:`driftloop.monitoring.live`). Every step is recorded in the :class:`Ledger`, so a
 scheduler restart picks up a candidate waiting in shadow where it was, and any failed gate keeps the
 champion with the reason written down.
+
+Every piece of work on a trigger (a retraining, a gate, a shadow judgement, a promotion) happens under the
+trigger's lease (:meth:`Ledger.claim`), renewed by a heartbeat while the work runs. Two schedulers never
+work on one trigger; when the worker dies (``kill -9``, a reboot), the next :meth:`Loop.advance` takes the
+trigger over and resumes it where the records say it was: the pipeline run resumed from its unfinished
+step, a registered candidate learnt from the run, a promotion that went through finished. One trigger has
+one pipeline run and at most one candidate. See docs/decisions/0043-trigger-leases.md.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import threading
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from driftloop.core.holders import new_holder
 from driftloop.core.models import Stage
+from driftloop.core.runs import RunStatus
 from driftloop.core.triggers import decide
-from driftloop.errors import DriftloopError, PolicyError
+from driftloop.errors import ConflictError, DriftloopError, NotFoundError, PolicyError
 from driftloop.logs import notify
 from driftloop.monitoring.live import SHADOW_EVIDENCE, guard_verdict, shadow_comparison
 from driftloop.monitoring.run import monitor_once
+from driftloop.pipeline import records
 from driftloop.pipeline.executors import executor_for
 from driftloop.pipeline.params import RunParams
 from driftloop.pipeline.promotion import EVIDENCE_NAME, offline_comparison
 from driftloop.pipeline.runner import PipelineFailedError, Runner
 from driftloop.pipeline.training import training_pipeline
 from driftloop.registry import Registry
-from driftloop.registry.promotion import ALIASES, Promoter
+from driftloop.registry.lease import crash_point
+from driftloop.registry.promotion import Promoter
 from driftloop.scheduling.ledger import ACTIVE, Ledger, Trigger
 from driftloop.storage import store_for
 from driftloop.tracking import Tracker
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterator
 
     from driftloop.core.models import ModelVersion
     from driftloop.monitoring.run import MonitorResult
+    from driftloop.pipeline.records import RunView
     from driftloop.pipeline.runner import StepEvent
     from driftloop.settings import Settings
     from driftloop.storage.metadata import Database
@@ -85,6 +99,9 @@ class Loop:
             log.warning("cannot finish interrupted promotions yet: %s", exc)
         self._on_event = on_event
         self._on_step = on_step
+        self.holder = new_holder()  # this worker, in the leases of the triggers it works on
+        self._lease = timedelta(seconds=settings.schedule.trigger_lease_s)
+        self._held: set[int] = set()
 
     # -- monitoring and triggers -----------------------------------------------------------------
 
@@ -122,13 +139,15 @@ class Loop:
         delayed = action.action == "retrain" and schedule.retrain_delay_hours > 0
         state = {"retrain": "waiting" if delayed else "training", "notify": "notified",
                  "suppress": "suppressed"}[action.action]  # fmt: skip
+        now_retraining = action.action == "retrain" and not delayed
         trigger = self.ledger.add_trigger(
             model=self.name, kind=decision.lower(), reason=f"{reason} — {action.reason}", mode=schedule.mode,
-            state=state, decision_id=decision_id, now=now,
+            state=state, decision_id=decision_id, now=now, holder=self.holder if now_retraining else None,
+            lease=self._lease,
         )  # fmt: skip
         self._emit(LoopEvent("trigger", f"trigger {trigger.id} ({decision}): {action.reason}", None,
                              {"trigger": trigger.id, "reason": reason, "action": action.action}))  # fmt: skip
-        if action.action == "retrain" and not delayed:
+        if now_retraining:
             return self.retrain(trigger, as_of=as_of, end_day=end_day)
         return trigger
 
@@ -138,7 +157,7 @@ class Loop:
         """A scheduled or manual retraining: recorded, then run now (no cooldown: someone asked)."""
         trigger = self.ledger.add_trigger(
             model=self.name, kind=kind, reason=reason, mode=self.settings.schedule.mode, state="training",
-            now=self.clock(),
+            now=self.clock(), holder=self.holder, lease=self._lease,
         )  # fmt: skip
         self._emit(LoopEvent("trigger", f"trigger {trigger.id} ({kind}): {reason}"))
         return self.retrain(trigger, as_of=as_of, end_day=end_day)
@@ -149,91 +168,181 @@ class Loop:
         self, trigger: Trigger, *, as_of: datetime | None = None, end_day: date | None = None
     ) -> Trigger:
         """Pipeline on the recent window → a new version → compliance checks (Staging) → offline
-        comparison → shadow (or straight to the production decision when no shadow is configured)."""
+        comparison → shadow (or straight to the production decision when no shadow is configured).
+
+        Runs under the trigger's lease; a trigger another live worker holds is returned as it is."""
+        with self._working(trigger) as held:
+            if held is None:
+                log.info("trigger %s is being worked on by %s; left to it", trigger.id, trigger.holder)
+                return trigger
+            return self._retrain(held, as_of=as_of, end_day=end_day)
+
+    def _retrain(self, trigger: Trigger, *, as_of: datetime | None, end_day: date | None) -> Trigger:
         settings = self.settings
-        trigger = self.ledger.update_trigger(trigger.id, state="training")
         as_of = as_of or self.clock()
         end = end_day or (as_of - timedelta(days=1)).date()
         start = end - timedelta(days=settings.schedule.retrain_days - 1)
         params = RunParams(dataset=settings.data.dataset, start=start, end=end, as_of=as_of)
-        runner = Runner(settings, self.db, store_for(settings), training_pipeline(), executor_for(settings),
-                        on_event=self._on_step)  # fmt: skip
-        run_id = runner.create(params, trigger=f"{trigger.kind}:{trigger.id}")
-        trigger = self.ledger.update_trigger(trigger.id, pipeline_run=run_id)
+        # The run's id is on the trigger before the run exists: a worker killed in between leaves a
+        # trigger whose run is missing (made afresh on takeover), never a run no trigger knows.
+        run_id = records.new_run_id()
+        trigger = self._update(trigger.id, state="training", pipeline_run=run_id)
+        runner = self._runner()
+        runner.create(params, trigger=f"{trigger.kind}:{trigger.id}", run_id=run_id)
         self._emit(LoopEvent("retraining", f"retraining on {start} → {end} (pipeline run {run_id})"))
+        return self._run_pipeline(trigger, runner, run_id, resume=False)
+
+    def _runner(self) -> Runner:
+        settings = self.settings
+        return Runner(
+            settings,
+            self.db,
+            store_for(settings),
+            training_pipeline(),
+            executor_for(settings),
+            on_event=self._on_step,
+        )
+
+    def _run_pipeline(self, trigger: Trigger, runner: Runner, run_id: str, *, resume: bool) -> Trigger:
         try:
-            view = runner.execute(run_id)
+            view = runner.resume(run_id) if resume else runner.execute(run_id)
         except (PipelineFailedError, DriftloopError) as exc:
             return self._keep(trigger, f"the retraining pipeline failed: {_headline(exc)}", None)
+        return self._registered(trigger, view)
+
+    def _registered(self, trigger: Trigger, view: RunView) -> Trigger:
+        """The trigger learns the run's candidate, which then goes through the gates."""
         ref = str(view.step("register").summary.get("model", ""))
         version = int(ref.rsplit("/", 1)[1])
-        trigger = self.ledger.update_trigger(trigger.id, candidate_version=version)
+        trigger = self._update(trigger.id, candidate_version=version)
+        crash_point("loop:registered")
         self._emit(LoopEvent("candidate", f"{self.name}/{version} registered", version))
+        return self._gated(trigger, version)
+
+    def _gated(self, trigger: Trigger, version: int) -> Trigger:
         try:
             return self._gate(trigger, version)
+        except ConflictError:  # the lease was lost: the new holder carries on, nothing is recorded here
+            raise
         except DriftloopError as exc:  # a gate that cannot be judged (no labels, registry down) is failed
             return self._keep(trigger, f"a gate could not be judged: {_headline(exc)}", version)
 
     def _gate(self, trigger: Trigger, version: int) -> Trigger:
         settings = self.settings
+        if self._stage(version) == Stage.PRODUCTION:  # promoted by a worker that died before recording it
+            return self._promoted(trigger, version, [], replaced=None)
         try:
             self.promoter.promote(self.name, version, Stage.STAGING, actor=ACTOR,
                                   comment=f"trigger {trigger.id}")  # fmt: skip
         except PolicyError as exc:
             return self._keep(trigger, f"compliance checks refused it: {_headline(exc)}", version)
-        champion = self.registry.by_alias(self.name, ALIASES[Stage.PRODUCTION])
+        champion = self._champion()
         if champion is None:
             return self._promote(trigger, version, [])
         offline = offline_comparison(
             settings, self.tracker, self.registry, self.registry.get(self.name, version)
         )
-        trigger = self.ledger.update_trigger(trigger.id, detail={EVIDENCE_NAME: offline.to_json()})
+        trigger = self._update(trigger.id, detail={EVIDENCE_NAME: offline.to_json()})
         if offline.blocking:
             return self._keep(trigger, f"offline comparison: {offline.detail}", version)
         self._emit(LoopEvent("candidate", f"offline: {offline.detail}", version))
         if settings.policy.shadow_min_labels > 0 and settings.serving.shadow:
-            trigger = self.ledger.update_trigger(
-                trigger.id, state="shadow", shadow_since=datetime.now(UTC),
-                detail={"shadow_clock": self.clock().isoformat()},
-            )  # fmt: skip
-            self._emit(LoopEvent("shadow", f"{self.name}/{version} in shadow beside v{champion.version}",
-                                 version))  # fmt: skip
+            trigger = self._update(
+                trigger.id,
+                state="shadow",
+                shadow_since=trigger.shadow_since or datetime.now(UTC),
+                detail={"shadow_clock": trigger.detail.get("shadow_clock") or self.clock().isoformat()},
+            )
+            self._emit(
+                LoopEvent("shadow", f"{self.name}/{version} in shadow beside v{champion.version}", version)
+            )
+            crash_point("loop:shadow")
             return trigger
         return self._promote(trigger, version, [offline])
 
     def advance(self, *, as_of: datetime | None = None, end_day: date | None = None) -> list[Trigger]:
-        """Start retrainings whose delay is over, judge every candidate in shadow, then every guard;
-        returns the triggers that moved."""
+        """Start retrainings whose delay is over, take over work whose worker died, judge every candidate
+        in shadow, then every guard; returns the triggers that moved.
+
+        A trigger another live worker holds is left to it."""
         now = self.clock()
         moved = []
         delay = timedelta(hours=self.settings.schedule.retrain_delay_hours)
-        for trigger in self.ledger.triggers(self.name, states=("waiting",)):
-            if now >= trigger.created_at + delay:
-                moved.append(self.retrain(trigger, as_of=as_of, end_day=end_day))
-        for trigger in self.ledger.triggers(self.name, states=("training",)):
-            # A retraining whose process died (kill -9, a reboot) would block every later one.
-            limit = timedelta(seconds=self.settings.pipeline.step_timeout_s * len(training_pipeline().steps))
-            if datetime.now(UTC) - trigger.updated_at > limit:
-                moved.append(self._keep(trigger, f"abandoned: no progress for over {limit}", None))
-        for trigger in self.ledger.triggers(self.name, states=("shadow",)):
-            try:
-                after = self._judge_shadow(trigger, now)
-            except DriftloopError as exc:  # judged again at the next pass
-                log.warning("could not judge trigger %s in shadow: %s", trigger.id, _headline(exc))
+        for trigger in self.ledger.triggers(self.name, states=ACTIVE):
+            if trigger.state == "waiting" and now < trigger.created_at + delay:
                 continue
-            if after.state != trigger.state:
+            with self._working(trigger) as held:
+                if held is None:
+                    continue
+                try:
+                    after = self._advance(held, trigger.holder, as_of=as_of, end_day=end_day)
+                except DriftloopError as exc:  # judged again at the next pass
+                    log.warning("could not advance trigger %s: %s", trigger.id, _headline(exc))
+                    continue
+            if after.state != trigger.state or after.candidate_version != trigger.candidate_version:
                 moved.append(after)
         self.watch_guards()
         return moved
+
+    def _advance(
+        self, trigger: Trigger, was: str | None, *, as_of: datetime | None, end_day: date | None
+    ) -> Trigger:
+        """One step for a held active trigger; ``was``: the worker that held it before (died), if any."""
+        if trigger.state == "waiting" and not was:
+            return self._retrain(trigger, as_of=as_of, end_day=end_day)
+        if trigger.state == "training" or was:
+            # Not held by a live worker, yet not finished: its worker died (or an older driftloop left it).
+            takeovers = int(trigger.detail.get("takeovers", 0)) + 1
+            trigger = self._update(trigger.id, detail={"takeovers": takeovers, "taken_over_from": was or ""})
+            if takeovers > self.settings.schedule.max_takeovers:
+                return self._abandon(trigger, takeovers)
+            candidate = trigger.candidate_version
+            where = f"{trigger.state} with candidate v{candidate}" if candidate else trigger.state
+            message = f"trigger {trigger.id}: its worker {was or '(unknown)'} died in {where}; resumed here"
+            self._emit(LoopEvent("resumed", message, candidate))
+            return self._resume(trigger, as_of=as_of, end_day=end_day)
+        return self._judge_shadow(trigger, self.clock())
+
+    def _resume(self, trigger: Trigger, *, as_of: datetime | None, end_day: date | None) -> Trigger:
+        """Carry an interrupted trigger on from where its records say it was."""
+        if trigger.state == "shadow":
+            return self._judge_shadow(trigger, self.clock())
+        if trigger.candidate_version is not None:  # registered and learnt: the gates are idempotent
+            return self._gated(trigger, trigger.candidate_version)
+        run = self._run_of(trigger)
+        if run is None:  # never started, or killed between naming the run and creating it
+            return self._retrain(trigger, as_of=as_of, end_day=end_day)
+        if run.status == RunStatus.SUCCEEDED:  # killed after the run, before the trigger learnt of it
+            return self._registered(trigger, run)
+        self._emit(LoopEvent("retraining", f"resuming pipeline run {run.id} from its unfinished steps"))
+        return self._run_pipeline(trigger, self._runner(), run.id, resume=True)
+
+    def _run_of(self, trigger: Trigger) -> RunView | None:
+        if trigger.state == "waiting" or trigger.pipeline_run is None:
+            return None
+        try:
+            return records.get_run(self.db, trigger.pipeline_run)
+        except NotFoundError:
+            return None
+
+    def _abandon(self, trigger: Trigger, takeovers: int) -> Trigger:
+        """Interrupted too often: the run is marked failed, the candidate (if any) withdrawn."""
+        limit = self.settings.schedule.max_takeovers
+        why = f"abandoned: its worker died {takeovers} times (schedule.max_takeovers = {limit})"
+        if trigger.pipeline_run is not None:
+            with contextlib.suppress(NotFoundError):
+                if records.get_run(self.db, trigger.pipeline_run).status != RunStatus.SUCCEEDED:
+                    records.abandon_run(self.db, trigger.pipeline_run, why)
+        return self._keep(trigger, why, trigger.candidate_version)
 
     def _judge_shadow(self, trigger: Trigger, now: datetime) -> Trigger:
         version = trigger.candidate_version
         assert version is not None, "a trigger in shadow has a candidate"
         assert trigger.shadow_since is not None, "a trigger in shadow records since when"
-        candidate = self.registry.get(self.name, version)
-        if candidate.stage != Stage.STAGING:
-            return self._keep(trigger, f"{self.name}/{version} left Staging while in shadow", version)
-        champion = self.registry.by_alias(self.name, ALIASES[Stage.PRODUCTION])
+        settled = self._settled(trigger, version)
+        if settled is not None:
+            return settled
+        champion = self._champion()
         if champion is None:
             return self._promote(trigger, version, [])
         threshold = _threshold(self.tracker, champion)
@@ -241,7 +350,7 @@ class Loop:
             self.settings, store_for(self.settings), challenger=version, champion=champion.version,
             threshold=threshold, since=trigger.shadow_since,
         )  # fmt: skip
-        self.ledger.update_trigger(trigger.id, detail={SHADOW_EVIDENCE: shadow.to_json()})
+        self._update(trigger.id, detail={SHADOW_EVIDENCE: shadow.to_json()})
         if shadow.evidence.get("pending"):
             waited = now - datetime.fromisoformat(trigger.detail.get("shadow_clock", now.isoformat()))
             if waited > timedelta(hours=self.settings.policy.shadow_max_hours):
@@ -252,8 +361,19 @@ class Loop:
         if shadow.blocking:
             return self._keep(trigger, f"shadow comparison: {shadow.detail}", version)
         self._emit(LoopEvent("shadow", f"shadow: {shadow.detail}", version))
-        offline = offline_comparison(self.settings, self.tracker, self.registry, candidate)
+        offline = offline_comparison(
+            self.settings, self.tracker, self.registry, self.registry.get(self.name, version)
+        )
         return self._promote(trigger, version, [offline, shadow])
+
+    def _settled(self, trigger: Trigger, version: int) -> Trigger | None:
+        """The outcome when the candidate's stage already decides it (None: still to be judged)."""
+        stage = self._stage(version)
+        if stage == Stage.PRODUCTION:  # promoted by a worker that died before recording it
+            return self._promoted(trigger, version, [], replaced=None)
+        if stage != Stage.STAGING:
+            return self._keep(trigger, f"{self.name}/{version} left Staging while in shadow", version)
+        return None
 
     def _promote(self, trigger: Trigger, version: int, evidence: list[Any]) -> Trigger:
         if not evidence:  # no champion: the comparison passes trivially, but the policy wants it on record
@@ -267,9 +387,16 @@ class Loop:
         except PolicyError as exc:
             if "needs an approval" in str(exc):  # waits in shadow; the next pass promotes once approved
                 self._emit(LoopEvent("candidate", f"waiting for approval: {_headline(exc)}", version))
-                return self.ledger.update_trigger(trigger.id, detail={"waiting": _headline(exc)})
+                return self._update(trigger.id, detail={"waiting": _headline(exc)})
             return self._keep(trigger, f"promotion refused: {_headline(exc)}", version)
-        trigger = self.ledger.update_trigger(trigger.id, state="promoted")
+        crash_point("loop:promoted")
+        return self._promoted(trigger, version, evidence, replaced=result.replaced)
+
+    def _promoted(
+        self, trigger: Trigger, version: int, evidence: list[Any], *, replaced: int | None
+    ) -> Trigger:
+        """Record a promotion that went through and start its rollback guard (once, however often a
+        worker that died here is resumed)."""
         run = self.tracker.get_run(self.registry.get(self.name, version).run_id or "")
         now = self.clock()
         # The bar the new version must keep clearing live: what the version it replaced achieved on the
@@ -278,16 +405,24 @@ class Loop:
         baseline = (
             float(shadow.evidence["champion"]) if shadow else float(run.metrics.get("holdout_roc_auc", 0.0))
         )
-        for old in self.ledger.guards(self.name, states=("watching",)):  # one guard: the newest version
-            self.ledger.update_guard(old.id, state="passed", verdict={"note": f"superseded by v{version}"})
-        self.ledger.add_guard(
-            model=self.name, version=version, previous_version=result.replaced, trigger_id=trigger.id,
-            baseline=baseline,
-            threshold=float(run.metrics.get("threshold", 0.5)),
-            started_at=datetime.now(UTC), until=now + timedelta(hours=self.settings.policy.guard_hours),
-        )  # fmt: skip
-        replaced = f", replacing v{result.replaced}" if result.replaced else ""
-        self._emit(LoopEvent("promoted", f"{self.name}/{version} promoted to production{replaced}", version))
+        watching = self.ledger.guards(self.name, states=("watching",))
+        if not any(g.version == version and g.trigger_id == trigger.id for g in watching):
+            for old in watching:  # one guard: the newest version
+                self.ledger.update_guard(
+                    old.id, state="passed", verdict={"note": f"superseded by v{version}"}
+                )
+            if replaced is None:  # resumed after the promotion: what it replaced is in the audit
+                last = self.promoter.audit.last_promotion_to_production(self.name, version)
+                replaced = last.replaced_version if last is not None else None
+            self.ledger.add_guard(
+                model=self.name, version=version, previous_version=replaced, trigger_id=trigger.id,
+                baseline=baseline,
+                threshold=float(run.metrics.get("threshold", 0.5)),
+                started_at=datetime.now(UTC), until=now + timedelta(hours=self.settings.policy.guard_hours),
+            )  # fmt: skip
+        trigger = self._update(trigger.id, state="promoted")
+        replacing = f", replacing v{replaced}" if replaced else ""
+        self._emit(LoopEvent("promoted", f"{self.name}/{version} promoted to production{replacing}", version))
         return trigger
 
     def _keep(self, trigger: Trigger, why: str, version: int | None) -> Trigger:
@@ -298,9 +433,47 @@ class Loop:
             except DriftloopError as exc:  # recorded below either way; the champion is untouched
                 log.warning("could not withdraw %s/%s: %s", self.name, version, _headline(exc))
         state = "failed" if version is None else "kept"
-        trigger = self.ledger.update_trigger(trigger.id, state=state, detail={"why": why})
+        trigger = self._update(trigger.id, state=state, detail={"why": why})
         self._emit(LoopEvent("kept", f"champion kept: {why}", version))
         return trigger
+
+    # -- leases and stages -----------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _working(self, trigger: Trigger) -> Iterator[Trigger | None]:
+        """Hold ``trigger``'s lease for the block (None: another live worker holds it), renewed by a
+        heartbeat thread; released at the end, whatever happened (an exception leaves the trigger for
+        the next pass to resume)."""
+        if trigger.id in self._held:  # already ours, further up this call
+            yield trigger
+            return
+        held = self.ledger.claim(trigger, self.holder, self._lease)
+        if held is None:
+            yield None
+            return
+        if trigger.holder and trigger.holder != self.holder:
+            log.warning("trigger %s: taking over from %s, which died holding it", trigger.id, trigger.holder)
+        self._held.add(held.id)
+        heartbeat = _Heartbeat(self.ledger, held.id, self.holder, self._lease)
+        try:
+            yield held
+        finally:
+            heartbeat.stop()
+            self._held.discard(held.id)
+            with contextlib.suppress(DriftloopError):
+                self.ledger.release(held.id, self.holder)
+
+    def _update(self, trigger_id: int, **changes: Any) -> Trigger:
+        """Change a trigger this worker holds (:class:`ConflictError` once its lease was lost)."""
+        return self.ledger.update_trigger(trigger_id, holder=self.holder, **changes)
+
+    def _stage(self, version: int) -> Stage:
+        return self.promoter.changes.stage(self.name, version)  # the audit's, not a tag anyone may set
+
+    def _champion(self) -> ModelVersion | None:
+        """The production version by the audit (an alias moved by hand is not the champion)."""
+        version = self.promoter.changes.holder(self.name, Stage.PRODUCTION)
+        return None if version is None else self.registry.get(self.name, version)
 
     # -- the rollback guard ----------------------------------------------------------------------
 
@@ -310,8 +483,8 @@ class Loop:
         now = self.clock()
         store = store_for(self.settings)
         for guard in self.ledger.guards(self.name, states=("watching",)):
-            champion = self.registry.by_alias(self.name, ALIASES[Stage.PRODUCTION])
-            if champion is None or champion.version != guard.version:
+            champion = self.promoter.changes.holder(self.name, Stage.PRODUCTION)
+            if champion != guard.version:
                 self.ledger.update_guard(
                     guard.id, state="passed", verdict={"note": "no longer in production"}
                 )
@@ -324,12 +497,18 @@ class Loop:
                 why = "; ".join(verdict.reasons)
                 result = self.promoter.rollback(self.name, actor=ACTOR, comment=f"guard: {why}")
                 self.ledger.update_guard(guard.id, state="rolled-back", verdict=verdict.to_json())
-                self._emit(LoopEvent("rollback", f"rolled back {self.name}/{guard.version} → "
-                                     f"v{result.version}: {why}", result.version))  # fmt: skip
+                self._emit(
+                    LoopEvent(
+                        "rollback",
+                        f"rolled back {self.name}/{guard.version} → v{result.version}: {why}",
+                        result.version,
+                    )
+                )
             elif now >= guard.until:
                 self.ledger.update_guard(guard.id, state="passed", verdict=verdict.to_json())
-                self._emit(LoopEvent("guard-passed", f"{self.name}/{guard.version} passed its guard",
-                                     guard.version))  # fmt: skip
+                self._emit(
+                    LoopEvent("guard-passed", f"{self.name}/{guard.version} passed its guard", guard.version)
+                )
 
     # -- notifications ---------------------------------------------------------------------------
 
@@ -341,6 +520,37 @@ class Loop:
         notify(self.settings.schedule.notify_webhook, payload)
         if self._on_event is not None:
             self._on_event(event)
+
+
+class _Heartbeat:
+    """Renews a trigger's lease every third of its length until stopped; a renewal refused (the lease
+    was taken over) is logged, and the worker learns it at its next change (:meth:`Loop._update`)."""
+
+    def __init__(self, ledger: Ledger, trigger_id: int, holder: str, lease: timedelta) -> None:
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=self._beat,
+            args=(ledger, trigger_id, holder, lease),
+            name=f"lease-{trigger_id}",
+            daemon=True,
+        )
+        self._thread.start()
+
+    def _beat(self, ledger: Ledger, trigger_id: int, holder: str, lease: timedelta) -> None:
+        while not self._stop.wait(lease.total_seconds() / 3):
+            try:
+                if not ledger.renew(trigger_id, holder, lease):
+                    log.error(
+                        "trigger %s: lease lost to another worker; this one stops at its next step",
+                        trigger_id,
+                    )
+                    return
+            except DriftloopError as exc:  # the database is down: try again at the next beat
+                log.warning("trigger %s: cannot renew the lease: %s", trigger_id, _headline(exc))
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
 
 
 def _threshold(tracker: Tracker, version: ModelVersion) -> float:

@@ -244,6 +244,9 @@ class TriggerRow(Base):
     detail: Mapped[dict[str, Any]]
     created_at: Mapped[dt.datetime]
     updated_at: Mapped[dt.datetime]
+    # The process working on the trigger now (``host:pid:nonce``) and when its lease ends unless renewed.
+    holder: Mapped[str | None] = mapped_column(sa.String(200))
+    lease_expires_at: Mapped[dt.datetime | None]
 
 
 class GuardRow(Base):
