@@ -474,6 +474,10 @@ class MonitoringSettings(_Section):
     min_labels: int = Field(default=200, ge=1)
     decay_metric: str = "roc_auc"
     decay_margin: float = Field(default=0.05, ge=0)
+    # Evidence over proxies: when decay was judged (enough labels) and performance holds, data or
+    # prediction drift alone is this decision. WARN: reported, no retraining; DRIFT: retrain on drift
+    # even though the labels say the model still performs (docs/monitoring.md, decision 0044).
+    drift_when_performance_holds: Literal["WARN", "DRIFT"] = "WARN"
     # A label source whose labels contradict the model wholesale (worse than chance, or no better than
     # chance while the other sources agree with it) by this many standard errors is suspicious: its
     # labels are left out of the decay judgement (docs/monitoring.md, decision 0042).

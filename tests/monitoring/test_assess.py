@@ -354,3 +354,47 @@ def test_ok_and_json_twin() -> None:
     assert [f["name"] for f in doc["features"]] == ["x", "y", "c"]
     assert "results" not in doc["dataset"]
     assert doc["performance"] is None
+
+
+def _labels_the_scores_predict(rng: np.random.Generator, chunk: CaptureChunk) -> dict[str, float]:
+    """Labels drawn from the scores themselves: a model whose performance holds (ROC AUC ≈ 0.7–0.8)."""
+    return {
+        str(pid): float(rng.random() < s) for pid, s in zip(chunk.prediction_id, chunk.score, strict=True)
+    }
+
+
+@pytest.mark.parametrize("shift", [{"shift": 1.0}, {"score_shift": 0.3}], ids=["dataset", "prediction"])
+def test_drift_with_performance_holding_on_enough_labels_is_a_warning(shift: dict[str, float]) -> None:
+    rng = np.random.default_rng(7)
+    chunk = _chunk(rng, 3000, **shift)
+    labels = _labels_the_scores_predict(rng, chunk)
+    performance = assess(_profile(rng), [chunk], schema=SCHEMA, cfg=CFG, labels=labels, evaluation={})
+    reference = {"roc_auc": 0.0, "threshold": 0.3}  # any model clears a bar of zero: it holds
+    held = assess(_profile(rng), [chunk], schema=SCHEMA, cfg=CFG, labels=labels, evaluation=reference)
+    assert held.performance is not None
+    assert held.performance["judged"]
+    assert not held.performance["decayed"]
+    assert held.dataset.drifted or (held.prediction is not None and held.prediction.drifted)
+    assert held.decision == "WARN"
+    assert held.reasons[0].startswith("performance holds: roc_auc ")
+    assert "drift alone is WARN, not a retraining" in held.reasons[0]
+    # The same window without evidence either way (no labels; decay not judged) is still DRIFT.
+    assert assess(_profile(rng), [chunk], schema=SCHEMA, cfg=CFG).decision == "DRIFT"
+    assert performance.decision == "DRIFT"  # labels, but no evaluation to judge them against
+    # Configurable: a team that retrains on drift regardless says so.
+    eager = CFG.model_copy(update={"drift_when_performance_holds": "DRIFT"})
+    assert (
+        assess(_profile(rng), [chunk], schema=SCHEMA, cfg=eager, labels=labels, evaluation=reference).decision
+        == "DRIFT"
+    )
+
+
+def test_drift_with_decay_is_still_decay_whatever_the_setting() -> None:
+    rng = np.random.default_rng(8)
+    chunk = _chunk(rng, 3000, shift=1.0)
+    labels = {f"r{i}": float(rng.random() < 0.2) for i in range(3000)}  # unrelated to the scores
+    result = assess(
+        _profile(rng), [chunk], schema=SCHEMA, cfg=CFG, labels=labels, evaluation={"roc_auc": 0.9}
+    )
+    assert result.decision == "DECAY"
+    assert not any(r.startswith("performance holds") for r in result.reasons)

@@ -6,9 +6,12 @@ scores), joins the labels it is given, and decides:
 - ``DECAY``: with enough labels (``monitoring.min_labels``, both classes present), the decay metric is
   worse than the model's evaluation by more than ``monitoring.decay_margin``, judged without the labels
   of suspicious sources (:mod:`driftloop.monitoring.decay`);
-- ``DRIFT``: the dataset drifts (share of drifted features) or the score distribution does;
-- ``WARN``: some features drifted, but not enough for the dataset, a data-quality alarm, a suspicious
-  label source, label conflicts or labels outside the model's label set;
+- ``DRIFT``: the dataset drifts (share of drifted features) or the score distribution does, and the
+  labels do not show that performance holds;
+- ``WARN``: some features drifted, but not enough for the dataset; or the dataset or the scores drifted
+  while decay was judged on enough labels and performance holds (``monitoring.
+  drift_when_performance_holds``: drift is a proxy for decay, and the labels are the evidence); a
+  data-quality alarm, a suspicious label source, label conflicts or labels outside the model's label set;
 - ``OK``: none of these.
 
 Values that break the schema (outside ``min``/``max``, a category not in ``allowed``, a value of the
@@ -242,7 +245,7 @@ def assess(
     performance, audit = judged_labels if judged_labels is not None else (None, None)
     decision, reasons = _decide(
         results, untested=untested, dataset=dataset, prediction=prediction, quality=quality,
-        performance=performance, rows=rows, labels=audit,
+        performance=performance, rows=rows, labels=audit, when_holds=cfg.drift_when_performance_holds,
     )  # fmt: skip
     return Assessment(
         decision=decision, reasons=tuple(reasons), rows=rows, features=tuple(results), dataset=dataset,
@@ -354,8 +357,10 @@ def _decide(
     performance: Mapping[str, Any] | None,
     rows: int,
     labels: Mapping[str, Any] | None = None,
+    when_holds: Decision = "WARN",
 ) -> tuple[Decision, list[str]]:
-    """The decision and every reason behind it, the most serious first."""
+    """The decision and every reason behind it, the most serious first. ``when_holds``: the decision
+    for drift when decay was judged and performance holds."""
     reasons: list[str] = []
     decision: Decision = "OK"
     if performance is not None and performance["decayed"]:
@@ -377,6 +382,15 @@ def _decide(
     if prediction is not None and prediction.drifted:
         decision = "DRIFT" if decision == "OK" else decision
         reasons.append(f"prediction drift: {_describe(prediction)}")
+    if decision == "DRIFT" and performance is not None and performance["judged"] and when_holds != "DRIFT":
+        decision = when_holds
+        p = performance
+        reasons.insert(
+            0,
+            f"performance holds: {p['metric']} {p['current']:.3f} on {p['labelled']} labelled predictions "
+            f"against the model's evaluation {p['reference']:.3f} (bar {p['bar']:.3f}), so drift alone "
+            f"is {when_holds}, not a retraining (monitoring.drift_when_performance_holds)",
+        )
     about_labels = _label_reasons(labels) if labels is not None else []
     reasons += about_labels
     reasons += [f"feature drift: {_describe(r)}" for r in drifted]
