@@ -412,6 +412,11 @@ class PolicySettings(_Section):
     shadow_min_labels: int = Field(default=200, ge=0)
     # A candidate whose shadow evidence is still short after this long fails the gate (champion kept).
     shadow_max_hours: float = Field(default=48.0, gt=0)
+    # The shadow judgement is sequential (docs/loop.md): at each pass, an anytime-valid confidence
+    # sequence for the mean Brier loss difference (challenger − champion) at error rate ``shadow_alpha``;
+    # passed once it lies at or below ``shadow_margin``, failed once above, else judged again later.
+    shadow_alpha: float = Field(default=0.05, gt=0, lt=0.5)
+    shadow_margin: float = Field(default=0.001, ge=0, lt=1)
     # After an automated promotion, the guard watches the new version this long …
     guard_hours: float = Field(default=24.0, gt=0)
     # … and rolls back when its fallback (error) share exceeds this,
@@ -497,6 +502,9 @@ class ScheduleSettings(_Section):
     # One incident, one retraining: no new trigger-started retraining this soon after the last.
     cooldown_minutes: float = Field(default=360.0, ge=0)
     retrain_delay_hours: float = Field(default=0.0, ge=0)  # let labelled data of the new regime arrive
+    # ... or start sooner: as soon as this many labels of the drifted period (from the day the drift
+    # was seen) are known (0: the delay alone decides). The delay is then the latest start.
+    retrain_min_labels: int = Field(default=0, ge=0)
     gates_every_minutes: float = Field(default=5.0, gt=0)  # re-judge a candidate waiting on shadow
     # The demo's plant: append one simulated day of raw data and labels this often (0: off).
     plant_clock_minutes: float = Field(default=0.0, ge=0)

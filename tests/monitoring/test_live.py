@@ -90,6 +90,26 @@ def test_a_better_challenger_passes_and_a_worse_one_fails_on_the_same_requests(t
     assert "is worse than" in detail
 
 
+def test_the_sequential_judgement_stops_once_decisive_and_waits_while_undecided(tmp_path: Path) -> None:
+    # Clearly better: decided on the first 100 labels already (a fixed-size test would wait for 200).
+    early = _settings(tmp_path / "a", shadow_min_labels=50)
+    _traffic(early, 600, champion_skill=0.1, challenger_skill=0.9, labelled=100)
+    passed, evidence, detail = _shadow(early)
+    assert passed, detail
+    assert evidence["labelled"] == 100
+    low, high = evidence["brier_difference"]
+    assert low <= high <= evidence["margin"]
+    assert "95% anytime-valid" in detail
+    # Two equally skilled models: the interval straddles the margin, so the gate waits (pending), neither
+    # promoting a challenger not shown to be as good nor refusing one not shown to be worse.
+    tie = _settings(tmp_path / "b", shadow_min_labels=50)
+    _traffic(tie, 400, champion_skill=0.5, challenger_skill=0.5, labelled=400)
+    passed, evidence, detail = _shadow(tie)
+    assert not passed
+    assert evidence["pending"] is True
+    assert "not yet decided" in detail
+
+
 def test_requests_answered_by_the_fallback_are_not_shadow_evidence(tmp_path: Path) -> None:
     settings = _settings(tmp_path, shadow_min_labels=1)
     _traffic(settings, 400, champion_skill=0.5, challenger_skill=0.5, labelled=400, fallback_every=4)

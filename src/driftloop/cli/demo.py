@@ -48,6 +48,14 @@ def demo(
     st.out.print(f"report: {result.report}")
     st.out.print(f"drift onset {result.onset}, detected {result.detected}, promoted {result.promoted}; "
                  f"production is now v{result.final_version} ({result.seconds:.0f} s)")  # fmt: skip
+    if result.promoted is not None:
+        st.out.print(
+            f"recovery: drift onset → retrained version in production in "
+            f"{(result.promoted - result.onset).days} simulated days (labels arrive the day after)"
+        )
+    kept = [e.message for _, e in result.events if e.kind == "kept"]
+    if kept:
+        st.out.print(f"gates kept the champion {len(kept)} time(s): {kept[-1]}")
     if result.promoted is None:
         raise DriftloopError(
             "the loop did not close: no retrained version reached production (see the report)"

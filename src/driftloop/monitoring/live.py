@@ -21,6 +21,7 @@ import pyarrow.parquet as pq
 from driftloop.capture.records import PREDICTION_SCHEMA, conform
 from driftloop.core.promotion import CheckResult
 from driftloop.monitoring.labels import read_labels
+from driftloop.monitoring.sequential import paired_difference_interval
 from driftloop.monitoring.window import as_utc, in_window, partition_keys
 from driftloop.training import metrics as m
 
@@ -107,11 +108,19 @@ def shadow_comparison(
     settings: Settings, store: ObjectStore, *, challenger: int, champion: int, threshold: float,
     since: datetime, now: datetime | None = None,
 ) -> CheckResult:  # fmt: skip
-    """The challenger's shadow scores vs the champion's live scores on the same labelled requests.
+    """The challenger's shadow scores vs the champion's live scores on the same labelled requests,
+    judged by a sequential test that stops as soon as the evidence suffices.
 
     Only requests the champion answered itself (not a fallback) while the challenger was in shadow
-    count. Fewer than ``policy.shadow_min_labels`` of them labelled: not passed, with
-    ``evidence["pending"]`` true (wait for labels, then judge again).
+    count. On each labelled request both Brier losses are computed; an anytime-valid confidence sequence
+    for the mean difference (challenger − champion) at ``policy.shadow_alpha``
+    (:mod:`~driftloop.monitoring.sequential`) decides: passed once its upper bound is at most
+    ``policy.shadow_margin``, failed once its lower bound exceeds it. Being judged at every pass does
+    not inflate the error rate: wrongly promoting a challenger worse by more than the margin happens
+    with probability at most ``shadow_alpha`` over the whole shadow period. Before
+    ``policy.shadow_min_labels`` labelled requests, or while the interval still straddles the margin,
+    it is not passed, with ``evidence["pending"]`` true (judged again at the next pass). Both ROC AUCs
+    are reported too (the champion's is the rollback guard's baseline).
     """
     policy = settings.policy
     now = now or datetime.now(UTC)
@@ -120,23 +129,41 @@ def shadow_comparison(
     both = live.select(shadowed)
     done = both.labelled()
     base: dict[str, Any] = {
-        "champion_version": champion, "challenger_version": challenger, "metric": "roc_auc",
-        "margin": policy.comparison_margin, "since": as_utc(since).isoformat(), "until": now.isoformat(),
-        "shadow_requests": both.rows, "labelled": done.rows, "pending": False,
+        "champion_version": champion, "challenger_version": challenger, "metric": "brier",
+        "margin": policy.shadow_margin, "alpha": policy.shadow_alpha, "since": as_utc(since).isoformat(),
+        "until": now.isoformat(), "shadow_requests": both.rows, "labelled": done.rows, "pending": False,
     }  # fmt: skip
     if done.rows < policy.shadow_min_labels:
         detail = f"{done.rows} of {policy.shadow_min_labels} labelled shadow predictions so far"
         return CheckResult(SHADOW_EVIDENCE, False, detail, base | {"pending": True})
-    new = done.metrics(threshold, shadow=True)["roc_auc"]
-    old = done.metrics(threshold)["roc_auc"]
-    evidence = base | {"challenger": round(new, 6), "champion": round(old, 6)}
-    if not (math.isfinite(new) and math.isfinite(old)):
-        return CheckResult(SHADOW_EVIDENCE, False, "roc_auc is undefined on the shadow traffic", evidence)
-    passed = new >= old - policy.comparison_margin
-    verdict = "matches or beats" if passed else "is worse than"
-    detail = (f"in shadow on {done.rows:,} labelled live requests, v{challenger} roc_auc {new:.4f} {verdict} "
-              f"v{champion} {old:.4f} (margin {policy.comparison_margin})")  # fmt: skip
-    return CheckResult(SHADOW_EVIDENCE, passed, detail, evidence)
+    y = done.label
+    interval = paired_difference_interval(
+        (done.shadow_score - y) ** 2, (done.score - y) ** 2, policy.shadow_alpha
+    )
+    evidence = base | {
+        "brier_difference": [round(interval.low, 6), round(interval.high, 6)],
+        "challenger_brier": round(float(np.mean((done.shadow_score - y) ** 2)), 6),
+        "champion_brier": round(float(np.mean((done.score - y) ** 2)), 6),
+    }
+    new, old = done.metrics(threshold, shadow=True)["roc_auc"], done.metrics(threshold)["roc_auc"]
+    if math.isfinite(new) and math.isfinite(old):
+        evidence |= {"challenger": round(new, 6), "champion": round(old, 6)}
+    bounds = (
+        f"mean Brier difference v{challenger} − v{champion} in [{interval.low:+.4f}, {interval.high:+.4f}] "
+        f"({1 - policy.shadow_alpha:.0%} anytime-valid, {done.rows:,} labelled live requests)"
+    )
+    if interval.high <= policy.shadow_margin:
+        detail = (
+            f"in shadow, v{challenger} is no worse than v{champion}: {bounds} ≤ margin {policy.shadow_margin}"
+        )
+        return CheckResult(SHADOW_EVIDENCE, True, detail, evidence)
+    if interval.low > policy.shadow_margin:
+        detail = (
+            f"in shadow, v{challenger} is worse than v{champion}: {bounds} > margin {policy.shadow_margin}"
+        )
+        return CheckResult(SHADOW_EVIDENCE, False, detail, evidence)
+    detail = f"not yet decided: {bounds} straddles the margin {policy.shadow_margin}"
+    return CheckResult(SHADOW_EVIDENCE, False, detail, evidence | {"pending": True})
 
 
 @dataclass(frozen=True)

@@ -69,6 +69,9 @@ class DemoPlan:
     history_days: int = 8  # before the service starts: v1 is trained on these
     live_days: int = 10  # served, monitored, retrained
     onset_day: int = 3  # the live day drift begins (sensor offset + concept change)
+    # The night of this live day a bad challenger is injected: a retraining on the days before the
+    # onset only (the old regime), which the gates must keep out of production (0: none).
+    bad_challenger_day: int = 8
     rows_per_day: int = 2500
     requests_per_day: int = 60  # HTTP requests a day, each of ``rows_per_request`` plant rows
     rows_per_request: int = 10
@@ -96,7 +99,9 @@ class DemoPlan:
             "DRIFTLOOP_POLICY__GUARD_HOURS": "48",
             "DRIFTLOOP_POLICY__GUARD_MIN_LABELS": "200",
             "DRIFTLOOP_SCHEDULE__RETRAIN_DAYS": "8",
-            "DRIFTLOOP_SCHEDULE__RETRAIN_DELAY_HOURS": "48",  # days of the new regime, labelled
+            # Retrain once two days of the new regime are labelled (at the latest after 48 h).
+            "DRIFTLOOP_SCHEDULE__RETRAIN_DELAY_HOURS": "48",
+            "DRIFTLOOP_SCHEDULE__RETRAIN_MIN_LABELS": str(int(self.rows_per_day * 1.6)),
             "DRIFTLOOP_SCHEDULE__COOLDOWN_MINUTES": str(14 * 24 * 60),  # one incident, one retraining
             "DRIFTLOOP_SERVING__POLL_INTERVAL_S": "0.5",
             "DRIFTLOOP_TRAINING__MAX_EPOCHS": str(self.max_epochs),
@@ -209,6 +214,10 @@ class _Story:
         except DriftloopError as exc:
             say(f"{day}: monitoring pass failed: {exc}")
         loop.advance(as_of=self.now, end_day=day)
+        if k == plan.bad_challenger_day:
+            stale = plan.day(plan.onset_day) - timedelta(days=1)
+            why = f"injected: a bad challenger, trained on the old regime (up to {stale})"
+            loop.trigger("manual", why, as_of=self.now, end_day=stale)
         scores = live_scores(loop.settings, self.live, started, ended)
         answered = scores.model_version[scores.model_version >= 0]
         metrics = scores.metrics(service.threshold) if scores.labelled().rows else {}
@@ -370,13 +379,18 @@ class _Service:
             time.sleep(0.1)
 
     def await_version(self, loop: Loop) -> None:
-        """After a promotion or rollback, wait (bounded) until the service has hot-swapped."""
-        wanted = loop.registry.by_alias(loop.name, ALIASES[Stage.PRODUCTION])
+        """After a promotion, a rollback or a candidate entering shadow, wait (bounded) until the service
+        follows: a simulated day lasts seconds, not the hours a poll interval is small against."""
+        production = loop.promoter.changes.holder(loop.name, Stage.PRODUCTION)
+        staging = loop.promoter.changes.holder(loop.name, Stage.STAGING)
         deadline = time.monotonic() + 60
-        while wanted is not None and self.version != wanted.version and time.monotonic() < deadline:
-            status, body = self._call("GET", "/ready")
+        while time.monotonic() < deadline:
+            status, body = self._call("GET", "/v1/model")
             if status == 200:
-                self.version = body["model"]["version"]
+                self.version = (body.get("current") or {}).get("version")
+                shadow = (body.get("shadow") or {}).get("version")
+                if self.version == production and (staging is None or shadow == staging):
+                    break
             time.sleep(0.1)
         self._refresh_threshold()
 

@@ -30,6 +30,7 @@ from driftloop.core.runs import RunStatus
 from driftloop.core.triggers import decide
 from driftloop.errors import ConflictError, DriftloopError, NotFoundError, PolicyError
 from driftloop.logs import notify
+from driftloop.monitoring.labels import read_labels
 from driftloop.monitoring.live import SHADOW_EVIDENCE, guard_verdict, shadow_comparison
 from driftloop.monitoring.run import monitor_once
 from driftloop.pipeline import records
@@ -123,8 +124,10 @@ class Loop:
     ) -> Trigger | None:  # fmt: skip
         """Apply the trigger policy to a monitoring decision; None when there is nothing to act on.
 
-        A retraining starts now, or after ``schedule.retrain_delay_hours`` on the loop's clock (the
-        trigger waits, and :meth:`advance` starts it), so the new regime has labelled data to learn from.
+        A retraining starts now, or — so the new regime has labelled data to learn from — once
+        ``schedule.retrain_min_labels`` labels of the drifted period (from ``end_day``, the day the
+        drift was seen; default today) are known, at the latest after ``schedule.retrain_delay_hours`` on
+        the loop's clock (the trigger waits, and :meth:`advance` starts it).
         """
         now = self.clock()
         busy = next(iter(self.ledger.triggers(self.name, states=ACTIVE)), None)
@@ -136,14 +139,17 @@ class Loop:
         )  # fmt: skip
         if action.action == "ignore":
             return None
+        since = end_day or now.date()
         delayed = action.action == "retrain" and schedule.retrain_delay_hours > 0
+        if delayed and schedule.retrain_min_labels > 0:
+            delayed = not self._labels_arrived(since, as_of or now)
         state = {"retrain": "waiting" if delayed else "training", "notify": "notified",
                  "suppress": "suppressed"}[action.action]  # fmt: skip
         now_retraining = action.action == "retrain" and not delayed
         trigger = self.ledger.add_trigger(
             model=self.name, kind=decision.lower(), reason=f"{reason} — {action.reason}", mode=schedule.mode,
             state=state, decision_id=decision_id, now=now, holder=self.holder if now_retraining else None,
-            lease=self._lease,
+            lease=self._lease, detail={"since_day": since.isoformat()},
         )  # fmt: skip
         self._emit(LoopEvent("trigger", f"trigger {trigger.id} ({decision}): {action.reason}", None,
                              {"trigger": trigger.id, "reason": reason, "action": action.action}))  # fmt: skip
@@ -267,9 +273,8 @@ class Loop:
         A trigger another live worker holds is left to it."""
         now = self.clock()
         moved = []
-        delay = timedelta(hours=self.settings.schedule.retrain_delay_hours)
         for trigger in self.ledger.triggers(self.name, states=ACTIVE):
-            if trigger.state == "waiting" and now < trigger.created_at + delay:
+            if trigger.state == "waiting" and not self._ready(trigger, now, as_of or now):
                 continue
             with self._working(trigger) as held:
                 if held is None:
@@ -283,6 +288,31 @@ class Loop:
                 moved.append(after)
         self.watch_guards()
         return moved
+
+    def _ready(self, trigger: Trigger, now: datetime, as_of: datetime) -> bool:
+        """A waiting retraining may start: its delay is over, or the drifted period's labels are in."""
+        schedule = self.settings.schedule
+        if now >= trigger.created_at + timedelta(hours=schedule.retrain_delay_hours):
+            return True
+        since = trigger.detail.get("since_day")
+        if schedule.retrain_min_labels <= 0 or not since:
+            return False
+        return self._labels_arrived(date.fromisoformat(since), as_of)
+
+    def _labels_arrived(self, since: date, as_of: datetime) -> bool:
+        """At least ``schedule.retrain_min_labels`` labels of the days from ``since`` are known by
+        ``as_of`` (label files and feedback)."""
+        start = datetime.combine(since, datetime.min.time(), UTC)
+        if as_of <= start:
+            return False
+        data = self.settings.data
+        id_column = next((c.name for c in data.columns if c.role == "id"), None)
+        store, wanted = store_for(self.settings), self.settings.schedule.retrain_min_labels
+        labels = read_labels(
+            store, start, as_of, as_of=as_of, dataset=data.dataset, id_column=id_column, target=data.target
+        )
+        log.info("trigger: %d labels since %s known by %s (%d wanted)", len(labels), since, as_of, wanted)
+        return len(labels) >= wanted
 
     def _advance(
         self, trigger: Trigger, was: str | None, *, as_of: datetime | None, end_day: date | None
