@@ -3,6 +3,7 @@ over, every change by a worker that lost its lease refused."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
@@ -12,9 +13,15 @@ import pytest
 
 from driftloop.core.holders import new_holder
 from driftloop.errors import ConflictError
+from driftloop.pipeline import records
 from driftloop.scheduling.ledger import Ledger
+from driftloop.scheduling.loop import Loop
+from driftloop.settings import Settings
+from tests.conftest import mlflow_state_kept
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from driftloop.storage.metadata import Database
 
 LEASE = timedelta(seconds=60)
@@ -67,11 +74,11 @@ def test_a_dead_or_expired_holder_is_taken_over_and_then_refused(db: Database) -
 
     remote = "another-host:123:abcd"  # liveness unknowable from here: only its expiry counts
     elsewhere = ledger.add_trigger(
-        model="m", kind="manual", reason="r", mode="automated", state="training", holder=remote, lease=LEASE
+        model="m2", kind="manual", reason="r", mode="automated", state="training", holder=remote, lease=LEASE
     )
     assert ledger.claim(elsewhere, me, LEASE) is None
     expired = ledger.add_trigger(
-        model="m",
+        model="m3",
         kind="manual",
         reason="r",
         mode="automated",
@@ -80,3 +87,63 @@ def test_a_dead_or_expired_holder_is_taken_over_and_then_refused(db: Database) -
         lease=timedelta(seconds=-1),
     )
     assert ledger.claim(expired, me, LEASE) is not None
+
+
+def test_the_database_allows_one_retraining_under_way_per_model(db: Database) -> None:
+    ledger = Ledger(db)
+    first = ledger.add_trigger(model="m", kind="drift", reason="r", mode="automated", state="training")
+    with pytest.raises(ConflictError):
+        ledger.add_trigger(model="m", kind="drift", reason="r", mode="automated", state="waiting")
+    ledger.add_trigger(model="other", kind="drift", reason="r", mode="automated", state="waiting")
+    ledger.add_trigger(model="m", kind="drift", reason="r", mode="automated", state="suppressed")
+    ledger.update_trigger(first.id, state="kept")
+    ledger.add_trigger(model="m", kind="drift", reason="r", mode="automated", state="shadow")
+
+
+def test_a_second_retraining_started_at_the_same_moment_is_recorded_suppressed(
+    db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with mlflow_state_kept():
+        loop = Loop(Settings(home=tmp_path), db)
+        running = loop.ledger.add_trigger(
+            model=loop.name, kind="drift", reason="r", mode="automated", state="training"
+        )
+        with pytest.raises(ConflictError, match=f"retraining {running.id} .* is under way"):
+            loop.trigger("manual", "someone asks")  # one at a time, even when asked
+        # A worker that read "nothing under way" just before the other inserted its trigger:
+        monkeypatch.setattr(loop.ledger, "triggers", lambda *_a, **_k: [])
+        raced = loop.on_decision("DRIFT", "drift seen")
+    assert raced is not None
+    assert raced.state == "suppressed"
+    assert "another retraining started at the same moment" in raced.reason
+
+
+def test_resuming_by_hand_a_run_a_live_scheduler_works_on_is_refused(
+    db: Database, db_url: str, tmp_path: Path
+) -> None:
+    ledger = Ledger(db)
+    run_id = records.create_run(db, "training", {"dataset": "plant"}, ["ingest"], trigger="drift:1")
+    trigger = ledger.add_trigger(
+        model="plant-failure",
+        kind="drift",
+        reason="r",
+        mode="automated",
+        state="training",
+        holder=new_holder(),
+        lease=LEASE,  # this live test process: a scheduler at work
+    )
+    assert trigger.id == 1
+    ledger.update_trigger(trigger.id, pipeline_run=run_id)
+    env = {**os.environ, "DRIFTLOOP_HOME": str(tmp_path), "DRIFTLOOP_DATABASE__URL": db_url}
+    done = subprocess.run(
+        [sys.executable, "-m", "driftloop", "pipeline", "run", "--resume", run_id],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 1, done.stderr
+    assert f"run {run_id} is the retraining of trigger 1 (drift), which" in done.stderr
+    assert "the loop resumes it itself" in done.stderr
+    assert records.get_run(db, run_id).status == "pending"  # nothing ran

@@ -86,7 +86,8 @@ def run(
         )
         if resume:
             st.out.print(f"resuming run [bold]{resume}[/]")
-            view = runner.resume(resume)
+            with _trigger_held(st, db, resume):
+                view = runner.resume(resume)
         else:
             params = RunParams(
                 dataset=settings.data.dataset,
@@ -108,6 +109,46 @@ def run(
     version = next((s.summary.get("version") for s in view.steps if s.step == "features"), None)
     if version:
         st.out.print(f"feature version [bold]{version}[/] (driftloop features show {str(version)[:12]})")
+
+
+@contextlib.contextmanager
+def _trigger_held(st: CliState, db: Database, run_id: str) -> Iterator[None]:
+    """Resume a loop trigger's run only under that trigger's lease: refused while a live scheduler works
+    on it (it resumes the run itself); otherwise held for the run, so none takes it over meanwhile, and
+    the trigger learns the candidate at the loop's next pass (docs/loop.md)."""
+    from datetime import timedelta
+
+    from driftloop.core.holders import new_holder
+    from driftloop.errors import ConflictError
+    from driftloop.pipeline.records import get_run
+    from driftloop.pipeline.training import TRAINING_STEPS
+    from driftloop.scheduling.ledger import ACTIVE, Ledger
+
+    kind, _, number = get_run(db, run_id).trigger.partition(":")
+    ledger = Ledger(db)
+    trigger = next((t for t in ledger.triggers(st.settings.registry.model_name) if str(t.id) == number), None)
+    if trigger is None or trigger.pipeline_run != run_id:  # not a loop trigger's run
+        yield
+        return
+    me = new_holder()
+    run_time = timedelta(seconds=st.settings.pipeline.step_timeout_s * len(TRAINING_STEPS))
+    held = ledger.claim(trigger, me, run_time)
+    if held is None:
+        raise ConflictError(
+            f"run {run_id} is the retraining of trigger {trigger.id} ({kind}), which {trigger.holder} is "
+            "working on: the loop resumes it itself (see driftloop loop history)"
+        )
+    try:
+        yield
+    finally:
+        ledger.release(trigger.id, me)
+    if trigger.state in ACTIVE:
+        st.out.print(f"trigger {trigger.id} learns the candidate at the loop's next pass")
+    else:
+        st.err.print(
+            f"trigger {trigger.id} has ended ({trigger.state}): the loop will not take this run's "
+            "version through the gates; promote it by hand if you want it"
+        )
 
 
 @app.command("list")

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from driftloop.core.durations import parse_duration
 from driftloop.data.ingest import list_partitions
-from driftloop.errors import DataError, NotFoundError
+from driftloop.errors import ConflictError, DataError, NotFoundError
 from driftloop.scheduling.loop import Loop
 from driftloop.settings import load_settings
 from driftloop.simulate import SimulationRequest, simulate
@@ -66,7 +66,13 @@ def advance_gates(config: str | None) -> None:
 def scheduled_retrain(config: str | None) -> None:
     """The cron retraining (``schedule.retrain_cron``): through the same gates as a triggered one."""
     with _loop(config) as loop:
-        trigger = loop.trigger("schedule", f"scheduled retraining ({loop.settings.schedule.retrain_cron})")
+        try:
+            trigger = loop.trigger(
+                "schedule", f"scheduled retraining ({loop.settings.schedule.retrain_cron})"
+            )
+        except ConflictError as exc:  # a triggered retraining is under way: it is this period's retraining
+            log.info("scheduled retraining skipped: %s", exc.headline)
+            return
         log.info("scheduled retraining: trigger %s → %s", trigger.id, trigger.state)
 
 

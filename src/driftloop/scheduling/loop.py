@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 from driftloop.core.holders import new_holder
 from driftloop.core.models import Stage
 from driftloop.core.runs import RunStatus
-from driftloop.core.triggers import decide
+from driftloop.core.triggers import TriggerAction, decide
 from driftloop.errors import ConflictError, DriftloopError, NotFoundError, PolicyError
 from driftloop.logs import notify
 from driftloop.monitoring.labels import read_labels
@@ -146,21 +146,76 @@ class Loop:
         state = {"retrain": "waiting" if delayed else "training", "notify": "notified",
                  "suppress": "suppressed"}[action.action]  # fmt: skip
         now_retraining = action.action == "retrain" and not delayed
-        trigger = self.ledger.add_trigger(
-            model=self.name, kind=decision.lower(), reason=f"{reason} — {action.reason}", mode=schedule.mode,
-            state=state, decision_id=decision_id, now=now, holder=self.holder if now_retraining else None,
-            lease=self._lease, detail={"since_day": since.isoformat()},
-        )  # fmt: skip
+        trigger, action = self._record(
+            decision,
+            reason,
+            action,
+            state=state,
+            decision_id=decision_id,
+            now=now,
+            since=since,
+            claimed=now_retraining,
+        )
+        now_retraining = now_retraining and trigger.state == "training"
         self._emit(LoopEvent("trigger", f"trigger {trigger.id} ({decision}): {action.reason}", None,
                              {"trigger": trigger.id, "reason": reason, "action": action.action}))  # fmt: skip
         if now_retraining:
             return self.retrain(trigger, as_of=as_of, end_day=end_day)
         return trigger
 
+    def _record(
+        self,
+        decision: str,
+        reason: str,
+        action: TriggerAction,
+        *,
+        state: str,
+        decision_id: int | None,
+        now: datetime,
+        since: date,
+        claimed: bool,
+    ) -> tuple[Trigger, TriggerAction]:
+        """The trigger's row. One that would be a second retraining under way — another worker started
+        one at the same moment, and the database's unique index refused this one — is recorded as
+        suppressed instead."""
+        mode, kind = self.settings.schedule.mode, decision.lower()
+        try:
+            trigger = self.ledger.add_trigger(
+                model=self.name,
+                kind=kind,
+                reason=f"{reason} — {action.reason}",
+                mode=mode,
+                state=state,
+                decision_id=decision_id,
+                now=now,
+                holder=self.holder if claimed else None,
+                lease=self._lease,
+                detail={"since_day": since.isoformat()},
+            )
+        except ConflictError:
+            action = TriggerAction("suppress", f"{decision}: another retraining started at the same moment")
+            trigger = self.ledger.add_trigger(
+                model=self.name,
+                kind=kind,
+                reason=f"{reason} — {action.reason}",
+                mode=mode,
+                state="suppressed",
+                decision_id=decision_id,
+                now=now,
+            )
+        return trigger, action
+
     def trigger(
         self, kind: str, reason: str, *, as_of: datetime | None = None, end_day: date | None = None
     ) -> Trigger:
-        """A scheduled or manual retraining: recorded, then run now (no cooldown: someone asked)."""
+        """A scheduled or manual retraining: recorded, then run now (no cooldown: someone asked).
+        :class:`ConflictError` while another retraining of the model is under way (one at a time)."""
+        busy = next(iter(self.ledger.triggers(self.name, states=ACTIVE)), None)
+        if busy is not None:
+            raise ConflictError(
+                f"retraining {busy.id} of {self.name} is under way ({busy.state}); one at a time: "
+                "see driftloop loop history"
+            )
         trigger = self.ledger.add_trigger(
             model=self.name, kind=kind, reason=reason, mode=self.settings.schedule.mode, state="training",
             now=self.clock(), holder=self.holder, lease=self._lease,

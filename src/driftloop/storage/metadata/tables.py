@@ -224,11 +224,24 @@ class SchedulerFireRow(Base):
     error: Mapped[str | None] = mapped_column(sa.Text)
 
 
+ACTIVE_TRIGGER_STATES = "state IN ('waiting', 'training', 'shadow')"
+
+
 class TriggerRow(Base):
     """One trigger of the closed loop (drift, decay, schedule, manual) and what it led to."""
 
     __tablename__ = "loop_triggers"
-    __table_args__ = (sa.Index("ix_loop_triggers_model_created", "model", "created_at"),)
+    __table_args__ = (
+        sa.Index("ix_loop_triggers_model_created", "model", "created_at"),
+        # One retraining under way per model, whoever tries to start a second one at the same moment.
+        sa.Index(
+            "uq_loop_triggers_one_active",
+            "model",
+            unique=True,
+            sqlite_where=sa.text(ACTIVE_TRIGGER_STATES),
+            postgresql_where=sa.text(ACTIVE_TRIGGER_STATES),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
     model: Mapped[str] = mapped_column(sa.String(200))
