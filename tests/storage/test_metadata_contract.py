@@ -144,3 +144,25 @@ def test_unreachable_database_is_a_metadata_error(tmp_path: Path) -> None:
 def test_invalid_url_is_a_metadata_error() -> None:
     with pytest.raises(MetadataError, match="invalid database URL"):
         Database("not a url")
+
+
+def test_threads_opening_one_database_together_all_succeed(db_url: str) -> None:
+    # A scheduler's jobs open the database in their own threads, often at the same moment; Alembic's
+    # context is process-global, so migrating from two threads at once used to fail one of them.
+    import threading
+
+    errors: list[BaseException] = []
+
+    def open_and_close() -> None:
+        try:
+            open_metadata(db_url).dispose()
+        except BaseException as exc:  # every failure is the finding
+            errors.append(exc)
+
+    for _ in range(3):
+        threads = [threading.Thread(target=open_and_close) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    assert errors == []

@@ -8,6 +8,7 @@ serialises it with an advisory lock; SQLite with its own write lock).
 from __future__ import annotations
 
 import contextlib
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -28,6 +29,7 @@ __all__ = ["MIGRATIONS_DIR", "Database", "open_metadata"]
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 # Arbitrary constant shared by every driftloop process: "someone is migrating this database".
 _PG_MIGRATION_LOCK = 0x6472_6966  # "drif"
+_MIGRATING = threading.Lock()  # Alembic's context is process-global: see Database.upgrade
 
 
 class Database:
@@ -47,10 +49,14 @@ class Database:
         return self._engine.dialect.name
 
     def upgrade(self) -> None:
-        """Apply every pending migration (no-op when already at head)."""
+        """Apply every pending migration (no-op when already at head).
+
+        One thread at a time per process: Alembic's ``EnvironmentContext`` installs itself as a
+        module-level proxy (``alembic.context``), so two threads migrating at once (two scheduler jobs
+        opening the database together) remove each other's proxy (``KeyError: 'script'``)."""
         from alembic import command
 
-        with self._translate(), self._engine.begin() as conn:
+        with _MIGRATING, self._translate(), self._engine.begin() as conn:
             if self.dialect == "postgresql":
                 conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_MIGRATION_LOCK})
             cfg = _alembic_config(conn)
