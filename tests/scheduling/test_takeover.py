@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
-import sqlalchemy as sa
 
 from driftloop.core.models import Stage
 from driftloop.core.runs import RunStatus, StepStatus
@@ -31,7 +30,7 @@ from driftloop.settings import load_settings
 from driftloop.simulate import SimulationRequest, simulate
 from driftloop.storage import store_for
 from driftloop.storage.metadata import open_metadata
-from tests.conftest import wait_for
+from tests.conftest import postgres_schema, wait_for
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -112,16 +111,9 @@ class Plant:
 
 @pytest.fixture(scope="module")
 def pg_url(postgres_url: str) -> Iterator[str]:
-    """One PostgreSQL schema for the module (both workers and the test read it), dropped afterwards."""
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(postgres_url)
-    with admin.begin() as conn:
-        conn.execute(sa.text(f"CREATE SCHEMA {schema}"))
-    url = sa.make_url(postgres_url).update_query_dict({"options": f"-csearch_path={schema}"})
-    yield url.render_as_string(hide_password=False)
-    with admin.begin() as conn:
-        conn.execute(sa.text(f"DROP SCHEMA {schema} CASCADE"))
-    admin.dispose()
+    """One PostgreSQL schema for the module (both workers and the test read it)."""
+    with postgres_schema(postgres_url) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
