@@ -121,7 +121,6 @@ def _trigger_held(st: CliState, db: Database, run_id: str) -> Iterator[None]:
     from driftloop.core.holders import new_holder
     from driftloop.errors import ConflictError
     from driftloop.pipeline.records import get_run
-    from driftloop.pipeline.training import TRAINING_STEPS
     from driftloop.scheduling.ledger import ACTIVE, Ledger
 
     kind, _, number = get_run(db, run_id).trigger.partition(":")
@@ -130,18 +129,14 @@ def _trigger_held(st: CliState, db: Database, run_id: str) -> Iterator[None]:
     if trigger is None or trigger.pipeline_run != run_id:  # not a loop trigger's run
         yield
         return
-    me = new_holder()
-    run_time = timedelta(seconds=st.settings.pipeline.step_timeout_s * len(TRAINING_STEPS))
-    held = ledger.claim(trigger, me, run_time)
-    if held is None:
-        raise ConflictError(
-            f"run {run_id} is the retraining of trigger {trigger.id} ({kind}), which {trigger.holder} is "
-            "working on: the loop resumes it itself (see driftloop loop history)"
-        )
-    try:
+    lease = timedelta(seconds=st.settings.schedule.trigger_lease_s)
+    with ledger.holding(trigger, new_holder(), lease) as held:
+        if held is None:
+            raise ConflictError(
+                f"run {run_id} is the retraining of trigger {trigger.id} ({kind}), which {trigger.holder} is "
+                "working on: the loop resumes it itself (see driftloop loop history)"
+            )
         yield
-    finally:
-        ledger.release(trigger.id, me)
     if trigger.state in ACTIVE:
         st.out.print(f"trigger {trigger.id} learns the candidate at the loop's next pass")
     else:

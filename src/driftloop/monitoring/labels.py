@@ -22,7 +22,7 @@ Rules (decision 0042):
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -35,6 +35,7 @@ from driftloop.data.ingest import list_partitions
 from driftloop.data.ingest import read_labels as read_label_files
 from driftloop.errors import UsageError
 from driftloop.monitoring.window import as_utc, partition_keys
+from driftloop.storage import store_for
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
@@ -42,6 +43,7 @@ if TYPE_CHECKING:
     import numpy.typing as npt
 
     from driftloop.core.labels import LabelSpec
+    from driftloop.settings import Settings
     from driftloop.storage import ObjectStore
 
 __all__ = ["FILE_RANK", "LabelBook", "read_label_book", "read_labels"]
@@ -227,6 +229,26 @@ def read_labels(
         store, start, end, as_of=as_of, dataset=dataset, id_column=id_column, target=target, spec=spec
     )
     return book.merged()
+
+
+def labels_known_since(settings: Settings, since: date, as_of: datetime) -> int:
+    """How many labels (label files and feedback, one per key) of the days from ``since`` on are known
+    by ``as_of``: whether the data of a new regime has arrived (the loop's retraining start)."""
+    start = datetime.combine(since, datetime.min.time(), UTC)
+    if as_of <= start:
+        return 0
+    data = settings.data
+    id_column = next((c.name for c in data.columns if c.role == "id"), None)
+    labels = read_labels(
+        store_for(settings),
+        start,
+        as_of,
+        as_of=as_of,
+        dataset=data.dataset,
+        id_column=id_column,
+        target=data.target,
+    )
+    return len(labels)
 
 
 def _number(text: str | None) -> float | None:

@@ -11,6 +11,9 @@ A worker that dies stops renewing, and the next one claims the trigger and resum
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -18,15 +21,19 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import sqlalchemy as sa
 
 from driftloop.core.holders import holder_gone
-from driftloop.errors import ConflictError
+from driftloop.errors import ConflictError, DriftloopError
 from driftloop.storage.metadata import GuardRow, TriggerRow
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from driftloop.storage.metadata import Database
 
 __all__ = ["ACTIVE", "Guard", "Ledger", "Trigger"]
 
 Row = TypeVar("Row", TriggerRow, GuardRow)
+
+log = logging.getLogger(__name__)
 
 ACTIVE = ("waiting", "training", "shadow")  # a retraining under way: no second one starts
 
@@ -136,6 +143,22 @@ class Ledger:
                 .values(holder=None, lease_expires_at=None)
             )
 
+    @contextlib.contextmanager
+    def holding(self, trigger: Trigger, holder: str, lease: timedelta) -> Iterator[Trigger | None]:
+        """:meth:`claim` ``trigger`` for the block (None: another live worker holds it), renewed by a
+        heartbeat thread every third of ``lease``, released at the end whatever happened."""
+        held = self.claim(trigger, holder, lease)
+        if held is None:
+            yield None
+            return
+        heartbeat = _Heartbeat(self, held.id, holder, lease)
+        try:
+            yield held
+        finally:
+            heartbeat.stop()
+            with contextlib.suppress(DriftloopError):
+                self.release(held.id, holder)
+
     def update_trigger(self, trigger_id: int, *, holder: str | None = None, **changes: Any) -> Trigger:
         """Set columns of a trigger; ``detail`` is merged into the stored one, not replaced. With
         ``holder``, only while that worker holds the lease (:class:`ConflictError` otherwise)."""
@@ -206,6 +229,33 @@ class Ledger:
             if states is not None:
                 query = query.where(GuardRow.state.in_(states))
             return [_guard(r) for r in session.scalars(query.order_by(GuardRow.id)).all()]
+
+
+class _Heartbeat:
+    """Renews a trigger's lease every third of its length until stopped. A refused renewal (the lease
+    was taken over) is logged; the worker learns it at its next change (``update_trigger(holder=…)``)."""
+
+    def __init__(self, ledger: Ledger, trigger_id: int, holder: str, lease: timedelta) -> None:
+        self._stop = threading.Event()
+        args = (ledger, trigger_id, holder, lease)
+        self._thread = threading.Thread(target=self._beat, args=args, name=f"lease-{trigger_id}", daemon=True)
+        self._thread.start()
+
+    def _beat(self, ledger: Ledger, trigger_id: int, holder: str, lease: timedelta) -> None:
+        while not self._stop.wait(lease.total_seconds() / 3):
+            try:
+                if not ledger.renew(trigger_id, holder, lease):
+                    log.error(
+                        "trigger %s: lease lost to another worker; this one stops at its next step",
+                        trigger_id,
+                    )
+                    return
+            except DriftloopError as exc:  # the database is down: try again at the next beat
+                log.warning("trigger %s: cannot renew the lease: %s", trigger_id, exc.headline)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
 
 
 def _trigger(row: TriggerRow) -> Trigger:

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import threading
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -30,7 +29,7 @@ from driftloop.core.runs import RunStatus
 from driftloop.core.triggers import TriggerAction, decide
 from driftloop.errors import ConflictError, DriftloopError, NotFoundError, PolicyError
 from driftloop.logs import notify
-from driftloop.monitoring.labels import read_labels
+from driftloop.monitoring.labels import labels_known_since
 from driftloop.monitoring.live import SHADOW_EVIDENCE, guard_verdict, shadow_comparison
 from driftloop.monitoring.run import monitor_once
 from driftloop.pipeline import records
@@ -357,17 +356,12 @@ class Loop:
     def _labels_arrived(self, since: date, as_of: datetime) -> bool:
         """At least ``schedule.retrain_min_labels`` labels of the days from ``since`` are known by
         ``as_of`` (label files and feedback)."""
-        start = datetime.combine(since, datetime.min.time(), UTC)
-        if as_of <= start:
-            return False
-        data = self.settings.data
-        id_column = next((c.name for c in data.columns if c.role == "id"), None)
-        store, wanted = store_for(self.settings), self.settings.schedule.retrain_min_labels
-        labels = read_labels(
-            store, start, as_of, as_of=as_of, dataset=data.dataset, id_column=id_column, target=data.target
+        known, wanted = (
+            labels_known_since(self.settings, since, as_of),
+            self.settings.schedule.retrain_min_labels,
         )
-        log.info("trigger: %d labels since %s known by %s (%d wanted)", len(labels), since, as_of, wanted)
-        return len(labels) >= wanted
+        log.info("trigger: %d labels since %s known by %s (%d wanted)", known, since, as_of, wanted)
+        return known >= wanted
 
     def _advance(
         self, trigger: Trigger, was: str | None, *, as_of: datetime | None, end_day: date | None
@@ -526,27 +520,24 @@ class Loop:
 
     @contextlib.contextmanager
     def _working(self, trigger: Trigger) -> Iterator[Trigger | None]:
-        """Hold ``trigger``'s lease for the block (None: another live worker holds it), renewed by a
-        heartbeat thread; released at the end, whatever happened (an exception leaves the trigger for
-        the next pass to resume)."""
+        """:meth:`Ledger.holding` for this worker, re-entrant (None: another live worker holds it); an
+        exception leaves the trigger for the next pass to resume."""
         if trigger.id in self._held:  # already ours, further up this call
             yield trigger
             return
-        held = self.ledger.claim(trigger, self.holder, self._lease)
-        if held is None:
-            yield None
-            return
-        if trigger.holder and trigger.holder != self.holder:
-            log.warning("trigger %s: taking over from %s, which died holding it", trigger.id, trigger.holder)
-        self._held.add(held.id)
-        heartbeat = _Heartbeat(self.ledger, held.id, self.holder, self._lease)
-        try:
-            yield held
-        finally:
-            heartbeat.stop()
-            self._held.discard(held.id)
-            with contextlib.suppress(DriftloopError):
-                self.ledger.release(held.id, self.holder)
+        with self.ledger.holding(trigger, self.holder, self._lease) as held:
+            if held is None:
+                yield None
+                return
+            if trigger.holder and trigger.holder != self.holder:
+                log.warning(
+                    "trigger %s: taking over from %s, which died holding it", trigger.id, trigger.holder
+                )
+            self._held.add(held.id)
+            try:
+                yield held
+            finally:
+                self._held.discard(held.id)
 
     def _update(self, trigger_id: int, **changes: Any) -> Trigger:
         """Change a trigger this worker holds (:class:`ConflictError` once its lease was lost)."""
@@ -582,18 +573,12 @@ class Loop:
                 why = "; ".join(verdict.reasons)
                 result = self.promoter.rollback(self.name, actor=ACTOR, comment=f"guard: {why}")
                 self.ledger.update_guard(guard.id, state="rolled-back", verdict=verdict.to_json())
-                self._emit(
-                    LoopEvent(
-                        "rollback",
-                        f"rolled back {self.name}/{guard.version} → v{result.version}: {why}",
-                        result.version,
-                    )
-                )
+                message = f"rolled back {self.name}/{guard.version} → v{result.version}: {why}"
+                self._emit(LoopEvent("rollback", message, result.version))
             elif now >= guard.until:
                 self.ledger.update_guard(guard.id, state="passed", verdict=verdict.to_json())
-                self._emit(
-                    LoopEvent("guard-passed", f"{self.name}/{guard.version} passed its guard", guard.version)
-                )
+                passed = f"{self.name}/{guard.version} passed its guard"
+                self._emit(LoopEvent("guard-passed", passed, guard.version))
 
     # -- notifications ---------------------------------------------------------------------------
 
@@ -605,37 +590,6 @@ class Loop:
         notify(self.settings.schedule.notify_webhook, payload)
         if self._on_event is not None:
             self._on_event(event)
-
-
-class _Heartbeat:
-    """Renews a trigger's lease every third of its length until stopped; a renewal refused (the lease
-    was taken over) is logged, and the worker learns it at its next change (:meth:`Loop._update`)."""
-
-    def __init__(self, ledger: Ledger, trigger_id: int, holder: str, lease: timedelta) -> None:
-        self._stop = threading.Event()
-        self._thread = threading.Thread(
-            target=self._beat,
-            args=(ledger, trigger_id, holder, lease),
-            name=f"lease-{trigger_id}",
-            daemon=True,
-        )
-        self._thread.start()
-
-    def _beat(self, ledger: Ledger, trigger_id: int, holder: str, lease: timedelta) -> None:
-        while not self._stop.wait(lease.total_seconds() / 3):
-            try:
-                if not ledger.renew(trigger_id, holder, lease):
-                    log.error(
-                        "trigger %s: lease lost to another worker; this one stops at its next step",
-                        trigger_id,
-                    )
-                    return
-            except DriftloopError as exc:  # the database is down: try again at the next beat
-                log.warning("trigger %s: cannot renew the lease: %s", trigger_id, _headline(exc))
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join()
 
 
 def _threshold(tracker: Tracker, version: ModelVersion) -> float:
