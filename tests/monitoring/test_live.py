@@ -148,3 +148,49 @@ def test_the_guard_judges_error_rate_and_decay_against_its_baseline(tmp_path: Pa
     failing = guard_verdict(strict, store, version=1, baseline=0.5, **window)  # type: ignore[arg-type]
     assert failing.rollback
     assert "error rate 10.0%" in failing.reasons[0]
+
+
+def test_the_guard_acts_on_undisputed_labels_and_not_when_sources_disagree(tmp_path: Path) -> None:
+    from driftloop.storage import store_for
+
+    settings = _settings(tmp_path, guard_min_labels=100, guard_margin=0.05)
+    _traffic(settings, 400, champion_skill=0.8, challenger_skill=None, labelled=400)  # source "api", true
+    truth = dict(enumerate(_labels_of(settings)))
+    store = store_for(settings)
+    window = {"since": T0, "now": T0 + timedelta(hours=2), "threshold": 0.5}
+
+    def poison(rows: range, at: datetime) -> None:
+        records = [
+            {"kind": "feedback", "prediction_id": f"p{i:05d}", "ts": at.isoformat(), "label": 1.0 - truth[i],
+             "source": "poisoner"}
+            for i in rows
+        ]  # fmt: skip
+        for key, data in parquet_objects(records, f"seg-poison-{rows.start}"):
+            store.write_bytes(key, data)
+
+    # Poisoned labels received first, the truth after: every label is disputed, none is evidence.
+    poison(range(400), T0 + timedelta(minutes=30))
+    disputed = guard_verdict(settings, store, version=1, baseline=0.85, **window)  # type: ignore[arg-type]
+    assert not disputed.rollback
+    assert disputed.labelled == 0
+    assert disputed.reasons == ("400 disputed labels left out",)
+
+    # Sources that each label their own predictions and disagree: one says decay, one says it holds.
+    other = _settings(tmp_path / "other", guard_min_labels=100, guard_margin=0.05)
+    _traffic(other, 400, champion_skill=0.8, challenger_skill=None, labelled=200)  # api labels p0–p199
+    truth = dict(enumerate(_labels_of(other)))
+    truth |= {i: float(y) for i, y in enumerate(np.random.default_rng(0).random(400) < 0.2) if i >= 200}
+    store = store_for(other)
+    poison(range(200, 400), T0 + timedelta(minutes=30))
+    split = guard_verdict(other, store, version=1, baseline=0.85, **window)  # type: ignore[arg-type]
+    assert not split.rollback
+    assert "label sources disagree (api " in split.reasons[0]
+    assert "not rolled back" in split.reasons[0]
+
+
+def _labels_of(settings: Settings) -> list[float]:
+    """The labels ``_traffic`` sent, in prediction order."""
+    from driftloop.storage import store_for
+
+    live = live_scores(settings, store_for(settings), T0, T0 + timedelta(hours=2))
+    return [float(v) for v in live.label]

@@ -69,6 +69,7 @@ class LabelBook:
     conflicts: dict[tuple[str, str], int] = field(default_factory=dict)
     examples: list[dict[str, Any]] = field(default_factory=list)
     duplicates: int = 0
+    disputed: set[str] = field(default_factory=set)  # prediction ids labelled again, differently
     # The first feedback label of each prediction id and who sent it: what later labels are held against.
     _first: dict[str, tuple[float, str]] = field(default_factory=dict, repr=False)
 
@@ -108,6 +109,7 @@ class LabelBook:
     def _conflict(self, pid: str, earlier: tuple[float, str], value: float, source: str, ts: int) -> None:
         pair = (earlier[1], source)
         self.conflicts[pair] = self.conflicts.get(pair, 0) + 1
+        self.disputed.add(pid)
         if len(self.examples) < _EXAMPLES:
             example = {"prediction_id": pid, "first_source": earlier[1], "first_label": earlier[0]}
             example |= {"later_source": source, "later_label": value, "received": _iso(ts)}

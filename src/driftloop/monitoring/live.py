@@ -8,7 +8,7 @@ training metrics, so "live ROC AUC" means the same thing as the evaluation's ROC
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -20,7 +20,7 @@ import pyarrow.parquet as pq
 
 from driftloop.capture.records import PREDICTION_SCHEMA, conform
 from driftloop.core.promotion import CheckResult
-from driftloop.monitoring.labels import read_labels
+from driftloop.monitoring.labels import LabelBook, read_label_book
 from driftloop.monitoring.sequential import paired_difference_interval
 from driftloop.monitoring.window import as_utc, in_window, partition_keys
 from driftloop.training import metrics as m
@@ -46,6 +46,8 @@ class LiveScores:
     shadow_version: np.ndarray  # int64, -1 where nothing was in shadow
     shadow_score: np.ndarray
     label: np.ndarray  # float64, NaN: not labelled (yet)
+    by_source: dict[str, np.ndarray] = field(default_factory=dict)  # each label source's own labels
+    disputed: np.ndarray | None = None  # bool: labelled again with a different label (None: none)
 
     @property
     def rows(self) -> int:
@@ -54,7 +56,8 @@ class LiveScores:
     def select(self, mask: np.ndarray) -> LiveScores:
         return LiveScores(
             self.model_version[mask], self.score[mask], self.fallback[mask], self.shadow_version[mask],
-            self.shadow_score[mask], self.label[mask],
+            self.shadow_score[mask], self.label[mask], {k: v[mask] for k, v in self.by_source.items()},
+            None if self.disputed is None else self.disputed[mask],
         )  # fmt: skip
 
     def labelled(self) -> LiveScores:
@@ -83,10 +86,12 @@ def live_scores(settings: Settings, store: ObjectStore, start: datetime, end: da
         for key in partition_keys(store, f"captures/model={name}", start, end)
     ]
     table = pa.concat_tables(tables) if tables else PREDICTION_SCHEMA.empty_table()
-    labels: dict[str, float] = {}
+    book = LabelBook()
     if end > start:
-        labels = read_labels(store, start, end, dataset=data.dataset, id_column=id_column or "record_id",
-                             target=data.target)  # fmt: skip
+        book = read_label_book(
+            store, start, end, dataset=data.dataset, id_column=id_column or "record_id", target=data.target
+        )
+    labels = book.merged()
     ids = table.column("prediction_id").to_pylist()
     record_ids = (
         _record_ids(table.column("inputs").to_pylist(), id_column) if id_column else [None] * len(ids)
@@ -94,6 +99,16 @@ def live_scores(settings: Settings, store: ObjectStore, start: datetime, end: da
     label = np.array(
         [_lookup(labels, pid, rid) for pid, rid in zip(ids, record_ids, strict=True)], np.float64
     )
+    by_source = {
+        name: np.array(
+            [
+                _lookup({k: v for k, (_, v) in given.items()}, pid, rid)
+                for pid, rid in zip(ids, record_ids, strict=True)
+            ],
+            np.float64,
+        )
+        for name, given in book.sources.items()
+    }
     return LiveScores(
         model_version=_ints(table.column("model_version")),
         score=_floats(table.column("score")),
@@ -101,6 +116,8 @@ def live_scores(settings: Settings, store: ObjectStore, start: datetime, end: da
         shadow_version=_ints(table.column("shadow_version")),
         shadow_score=_floats(table.column("shadow_score")),
         label=label,
+        by_source=by_source,
+        disputed=np.array([pid in book.disputed for pid in ids], dtype=bool),
     )
 
 
@@ -171,7 +188,7 @@ class GuardVerdict:
     """What the rollback guard saw for a freshly promoted version, and whether to roll back."""
 
     rollback: bool
-    reasons: tuple[str, ...]
+    reasons: tuple[str, ...]  # why it rolls back; without a rollback, what a person should look at
     requests: int
     error_rate: float
     labelled: int
@@ -192,7 +209,9 @@ def guard_verdict(
     raised (the capture records the answering version and the fallback flag). Decay: over at least
     ``policy.guard_min_labels`` labelled predictions it answered, its live ROC AUC below ``baseline``
     (what the replaced version achieved live, or the new one's offline evaluation) minus
-    ``policy.guard_margin``.
+    ``policy.guard_margin``. Labels that were contradicted by a later label are left out, and a decay
+    that one label source shows while another, on its own, shows the bar held is not acted on: the
+    verdict's reasons then say what a person should look at.
     """
     policy = settings.policy
     live = live_scores(settings, store, since, now or datetime.now(UTC))
@@ -201,14 +220,41 @@ def guard_verdict(
     if live.rows and error_rate > policy.guard_max_error_rate:
         reasons.append(f"error rate {error_rate:.1%} over {live.rows:,} requests exceeds "
                        f"{policy.guard_max_error_rate:.1%}")  # fmt: skip
-    own = live.select((live.model_version == version) & ~live.fallback).labelled()
+    answered = live.select((live.model_version == version) & ~live.fallback).labelled()
+    # A rollback is destructive: a label contradicted by a later one (a poisoned batch, then the truth)
+    # is not evidence for it either way.
+    disputed = answered.disputed if answered.disputed is not None else np.zeros(answered.rows, dtype=bool)
+    own = answered.select(~disputed)
     metric = None
+    notes: list[str] = [f"{int(disputed.sum()):,} disputed labels left out"] if disputed.any() else []
+    bar = baseline - policy.guard_margin
     if own.rows >= policy.guard_min_labels:
         metric = float(own.metrics(threshold)["roc_auc"])
-        if math.isfinite(metric) and metric < baseline - policy.guard_margin:
-            reasons.append(f"live roc_auc {metric:.4f} over {own.rows:,} labelled requests is below the "
-                           f"baseline {baseline:.4f} minus {policy.guard_margin}")  # fmt: skip
-    return GuardVerdict(bool(reasons), tuple(reasons), live.rows, error_rate, own.rows, metric)
+        if math.isfinite(metric) and metric < bar:
+            decay = (f"live roc_auc {metric:.4f} over {own.rows:,} labelled requests is below the baseline "
+                     f"{baseline:.4f} minus {policy.guard_margin}")  # fmt: skip
+            holding = _sources_holding(own, threshold, bar, policy.guard_min_labels)
+            if holding:  # a rollback is destructive: conflicting evidence goes to a person instead
+                notes.append(f"{decay}, but label sources disagree ({holding} hold the bar): not rolled "
+                             "back; check the label sources")  # fmt: skip
+            else:
+                reasons.append(decay)
+    return GuardVerdict(bool(reasons), tuple(reasons + notes if reasons else notes), live.rows, error_rate,
+                        own.rows, metric)  # fmt: skip
+
+
+def _sources_holding(own: LiveScores, threshold: float, bar: float, min_labels: int) -> str:
+    """The label sources that, on their own (at least ``min_labels`` labels), show the version clearing
+    ``bar`` — e.g. the plant's label files while a poisoned feedback batch says otherwise."""
+    holding = []
+    for name, labels in sorted(own.by_source.items()):
+        kept = np.isfinite(labels)
+        if int(kept.sum()) < min_labels:
+            continue
+        value = float(m.classification_metrics(labels[kept], own.score[kept], threshold)["roc_auc"])
+        if math.isfinite(value) and value >= bar:
+            holding.append(f"{name} {value:.4f} on {int(kept.sum()):,}")
+    return "; ".join(holding)
 
 
 def _lookup(labels: dict[str, float], prediction_id: str, record_id: str | None) -> float:

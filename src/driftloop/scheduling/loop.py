@@ -7,12 +7,9 @@ guard's verdict (:mod:`driftloop.monitoring.live`). Every step is recorded in th
 scheduler restart picks up a candidate waiting in shadow where it was, and any failed gate keeps the
 champion with the reason written down.
 
-Every piece of work on a trigger (a retraining, a gate, a shadow judgement, a promotion) happens under the
-trigger's lease (:meth:`Ledger.claim`), renewed by a heartbeat while the work runs. Two schedulers never
-work on one trigger; when the worker dies (``kill -9``, a reboot), the next :meth:`Loop.advance` takes the
-trigger over and resumes it where the records say it was: the pipeline run resumed from its unfinished
-step, a registered candidate learnt from the run, a promotion that went through finished. One trigger has
-one pipeline run and at most one candidate. See docs/decisions/0043-trigger-leases.md.
+Work on a trigger runs under the trigger's lease (:meth:`Ledger.holding`); when its worker dies, the next
+:meth:`Loop.advance` takes the trigger over and resumes it where the records say it was, with one run and
+at most one candidate per trigger (docs/decisions/0043-trigger-leases.md).
 """
 
 from __future__ import annotations
@@ -66,7 +63,7 @@ ACTOR = "driftloop-loop"  # who the audit history says promoted, withdrew or rol
 class LoopEvent:
     """Something the loop did, for the log, the webhook and the demo's timeline."""
 
-    kind: str  # trigger | retraining | candidate | shadow | promoted | kept | rollback | guard-passed
+    kind: str  # trigger | retraining | candidate | shadow | promoted | kept | rollback | guard-* | resumed
     message: str
     version: int | None = None
     detail: dict[str, Any] | None = None
@@ -559,8 +556,7 @@ class Loop:
         now = self.clock()
         store = store_for(self.settings)
         for guard in self.ledger.guards(self.name, states=("watching",)):
-            champion = self.promoter.changes.holder(self.name, Stage.PRODUCTION)
-            if champion != guard.version:
+            if self.promoter.changes.holder(self.name, Stage.PRODUCTION) != guard.version:
                 self.ledger.update_guard(
                     guard.id, state="passed", verdict={"note": "no longer in production"}
                 )
@@ -575,6 +571,10 @@ class Loop:
                 self.ledger.update_guard(guard.id, state="rolled-back", verdict=verdict.to_json())
                 message = f"rolled back {self.name}/{guard.version} → v{result.version}: {why}"
                 self._emit(LoopEvent("rollback", message, result.version))
+            elif verdict.reasons and not guard.verdict.get("disputed"):  # once per guard: a person looks
+                disputed = {**verdict.to_json(), "disputed": True}
+                self.ledger.update_guard(guard.id, state="watching", verdict=disputed)
+                self._emit(LoopEvent("guard-disputed", f"{self.name}/{guard.version}: {verdict.reasons[0]}"))
             elif now >= guard.until:
                 self.ledger.update_guard(guard.id, state="passed", verdict=verdict.to_json())
                 passed = f"{self.name}/{guard.version} passed its guard"
