@@ -29,13 +29,11 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from datetime import time as dtime
@@ -47,6 +45,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import sqlalchemy as sa
 
+from driftloop.core.processes import free_port, wait_answering
 from driftloop.core.runs import RunStatus, StepStatus
 from driftloop.pipeline import records
 from driftloop.scheduling import demo
@@ -61,24 +60,6 @@ BUCKET = "chaos"
 S3_OUTAGE_DAY, KILL_DAY, MLFLOW_DAY, POSTGRES_DAY, POISON_DAY = 2, 4, 5, 6, 7
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _wait_http(url: str, timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            with urllib.request.urlopen(url, timeout=1):
-                return
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.1)
-
-
 class Postgres:
     """A private cluster on a free port (run as the ``postgres`` user when this is root)."""
 
@@ -89,7 +70,7 @@ class Postgres:
         self.bin = Path(found[-1]).parent
         self.dir = root / "pg"
         self.dir.mkdir()
-        self.port = _free_port()
+        self.port = free_port()
         self.url = f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/postgres"
         self._as = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
         if self._as:  # the postgres user must reach its directory
@@ -127,7 +108,7 @@ class Service:
     def start(self) -> None:
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(self.command, stdout=out, stderr=subprocess.STDOUT)
-        _wait_http(self.health, timeout_s=90)
+        wait_answering(self.health, 90)
 
     def stop(self) -> None:
         if self.proc is not None:
@@ -168,7 +149,7 @@ def run(root: Path) -> bool:
     home = root / "home"
     home.mkdir()
     pg = Postgres(root)
-    s3_port, mlflow_port = _free_port(), _free_port()
+    s3_port, mlflow_port = free_port(), free_port()
     s3 = Service([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(s3_port)],
                  f"http://127.0.0.1:{s3_port}/moto-api/", root / "moto.log")  # fmt: skip
     server = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(mlflow_port)]

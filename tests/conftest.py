@@ -5,11 +5,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -18,6 +16,7 @@ import pytest
 import sqlalchemy as sa
 
 from driftloop.cli.main import main
+from driftloop.core.processes import free_port, wait_answering
 from driftloop.settings import S3Settings
 from driftloop.storage import ObjectStore, open_store
 
@@ -28,24 +27,6 @@ if TYPE_CHECKING:
 POSTGRES_ENV = "DRIFTLOOP_TEST_POSTGRES_URL"
 # Set by .ci/run: PostgreSQL tests must run there, so an unreachable server is a failure, not a skip.
 POSTGRES_REQUIRED_ENV = "DRIFTLOOP_TEST_POSTGRES_REQUIRED"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _wait_http(url: str, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            with urllib.request.urlopen(url, timeout=1):
-                return
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.05)
 
 
 class MotoServer:
@@ -62,7 +43,7 @@ class MotoServer:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        _wait_http(f"{self.url}/moto-api/", timeout=30)
+        wait_answering(f"{self.url}/moto-api/", 30)
 
     def stop(self) -> None:
         if self._proc is not None:
@@ -282,7 +263,7 @@ class MlflowServer:
         with self._log.open("ab") as fh:
             self._proc = subprocess.Popen(self._cmd, stdout=fh, stderr=subprocess.STDOUT, env=self._env)
         try:
-            _wait_http(f"{self.url}/health", timeout=90)
+            wait_answering(f"{self.url}/health", 90)
         except OSError:
             self.stop()
             raise RuntimeError(f"mlflow server did not start; see {self._log}") from None

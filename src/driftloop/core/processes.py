@@ -15,6 +15,7 @@ import os
 import re
 import shlex
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -313,6 +314,22 @@ def _read_holder(fd: int) -> dict[str, Any]:
                 return value
         time.sleep(0.05)
     return {}
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port free on ``host`` right now (for a child to bind; another process may take it first)."""
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_answering(url: str, timeout_s: float) -> None:
+    """Wait until a GET of ``url`` answers 2xx or 3xx; ``TimeoutError`` after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while not _answers(url, timeout_s=1.0):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{url} did not answer within {timeout_s:g} s")
+        time.sleep(0.05)
 
 
 def _answers(url: str, *, timeout_s: float) -> bool:
