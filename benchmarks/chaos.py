@@ -322,7 +322,8 @@ def _night(
     events: list[dict[str, Any]] = []
     if kill:
         proc = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
-        while proc.poll() is None and not _training(db):
+        model = load_settings(None).registry.model_name
+        while proc.poll() is None and not _training(db, model):
             time.sleep(0.05)
         if proc.poll() is None:
             proc.send_signal(signal.SIGKILL)
@@ -335,8 +336,8 @@ def _night(
     return events + _events(done.stdout)
 
 
-def _training(db: Any) -> bool:
-    for trigger in Ledger(db).triggers(load_settings(None).registry.model_name, states=("training",)):
+def _training(db: Any, model: str) -> bool:
+    for trigger in Ledger(db).triggers(model, states=("training",)):
         if trigger.pipeline_run:
             with contextlib.suppress(Exception):
                 if records.get_run(db, trigger.pipeline_run).step("train").status == StepStatus.RUNNING:

@@ -248,18 +248,18 @@ def test_children_of_a_killed_supervisor_stop_and_the_next_holder_reaps_any_left
     # parent's death sends it (PR_SET_PDEATHSIG); one ignores SIGTERM and is reaped by the next holder.
     path = tmp_path / "up.lock"
     ready = tmp_path / "ready"
-    stubborn = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(120)"
+    stubborn = "import signal; signal.signal(signal.SIGTERM, signal.SIG_IGN); signal.pause()"
     code = (
         "import os, time\nfrom pathlib import Path\n"
         "from driftloop.core.processes import InstanceLock, ServiceSpec, Supervisor\n"
         f"lock = InstanceLock(Path({str(path)!r})); lock.acquire()\n"
         f"sup = Supervisor(Path({str(tmp_path / 'logs')!r}))\n"
-        f"sup.start(ServiceSpec('plain', {py('import time; time.sleep(120)')!r}, settle_s=0.2))\n"
+        f"sup.start(ServiceSpec('plain', {py('import signal; signal.pause()')!r}, settle_s=0.2))\n"
         f"sup.start(ServiceSpec('stubborn', {py(stubborn)!r}, settle_s=0.2))\n"
         "lock.update({}, sup.children)\n"
         f"Path({str(ready)!r} + '.tmp').write_text(' '.join(str(c.pid) for c in sup.children))\n"
         f"os.replace({str(ready)!r} + '.tmp', {str(ready)!r})\n"
-        "time.sleep(120)\n"
+        "import signal; signal.pause()\n"
     )
     holder = subprocess.Popen([PY, "-c", code])
     try:

@@ -46,8 +46,8 @@ class LiveScores:
     shadow_version: np.ndarray  # int64, -1 where nothing was in shadow
     shadow_score: np.ndarray
     label: np.ndarray  # float64, NaN: not labelled (yet)
+    disputed: np.ndarray  # bool: its first label was contradicted by a later one
     by_source: dict[str, np.ndarray] = field(default_factory=dict)  # each label source's own labels
-    disputed: np.ndarray | None = None  # bool: labelled again with a different label (None: none)
 
     @property
     def rows(self) -> int:
@@ -56,8 +56,8 @@ class LiveScores:
     def select(self, mask: np.ndarray) -> LiveScores:
         return LiveScores(
             self.model_version[mask], self.score[mask], self.fallback[mask], self.shadow_version[mask],
-            self.shadow_score[mask], self.label[mask], {k: v[mask] for k, v in self.by_source.items()},
-            None if self.disputed is None else self.disputed[mask],
+            self.shadow_score[mask], self.label[mask], self.disputed[mask],
+            {k: v[mask] for k, v in self.by_source.items()},
         )  # fmt: skip
 
     def labelled(self) -> LiveScores:
@@ -99,16 +99,11 @@ def live_scores(settings: Settings, store: ObjectStore, start: datetime, end: da
     label = np.array(
         [_lookup(labels, pid, rid) for pid, rid in zip(ids, record_ids, strict=True)], np.float64
     )
-    by_source = {
-        name: np.array(
-            [
-                _lookup({k: v for k, (_, v) in given.items()}, pid, rid)
-                for pid, rid in zip(ids, record_ids, strict=True)
-            ],
-            np.float64,
-        )
-        for name, given in book.sources.items()
-    }
+    by_source = {}
+    for name, given in book.sources.items():
+        values = {key: value for key, (_, value) in given.items()}
+        pairs = zip(ids, record_ids, strict=True)
+        by_source[name] = np.array([_lookup(values, pid, rid) for pid, rid in pairs], np.float64)
     return LiveScores(
         model_version=_ints(table.column("model_version")),
         score=_floats(table.column("score")),
@@ -116,8 +111,8 @@ def live_scores(settings: Settings, store: ObjectStore, start: datetime, end: da
         shadow_version=_ints(table.column("shadow_version")),
         shadow_score=_floats(table.column("shadow_score")),
         label=label,
-        by_source=by_source,
         disputed=np.array([pid in book.disputed for pid in ids], dtype=bool),
+        by_source=by_source,
     )
 
 
@@ -153,14 +148,12 @@ def shadow_comparison(
     if done.rows < policy.shadow_min_labels:
         detail = f"{done.rows} of {policy.shadow_min_labels} labelled shadow predictions so far"
         return CheckResult(SHADOW_EVIDENCE, False, detail, base | {"pending": True})
-    y = done.label
-    interval = paired_difference_interval(
-        (done.shadow_score - y) ** 2, (done.score - y) ** 2, policy.shadow_alpha
-    )
+    new_loss, old_loss = (done.shadow_score - done.label) ** 2, (done.score - done.label) ** 2
+    interval = paired_difference_interval(new_loss, old_loss, policy.shadow_alpha)
     evidence = base | {
         "brier_difference": [round(interval.low, 6), round(interval.high, 6)],
-        "challenger_brier": round(float(np.mean((done.shadow_score - y) ** 2)), 6),
-        "champion_brier": round(float(np.mean((done.score - y) ** 2)), 6),
+        "challenger_brier": round(float(new_loss.mean()), 6),
+        "champion_brier": round(float(old_loss.mean()), 6),
     }
     new, old = done.metrics(threshold, shadow=True)["roc_auc"], done.metrics(threshold)["roc_auc"]
     if math.isfinite(new) and math.isfinite(old):
@@ -223,24 +216,25 @@ def guard_verdict(
     answered = live.select((live.model_version == version) & ~live.fallback).labelled()
     # A rollback is destructive: a label contradicted by a later one (a poisoned batch, then the truth)
     # is not evidence for it either way.
-    disputed = answered.disputed if answered.disputed is not None else np.zeros(answered.rows, dtype=bool)
-    own = answered.select(~disputed)
+    own = answered.select(~answered.disputed)
     metric = None
-    notes: list[str] = [f"{int(disputed.sum()):,} disputed labels left out"] if disputed.any() else []
+    left_out = answered.rows - own.rows
+    notes = [f"{left_out:,} disputed labels left out"] if left_out else []
     bar = baseline - policy.guard_margin
     if own.rows >= policy.guard_min_labels:
         metric = float(own.metrics(threshold)["roc_auc"])
         if math.isfinite(metric) and metric < bar:
-            decay = (f"live roc_auc {metric:.4f} over {own.rows:,} labelled requests is below the baseline "
-                     f"{baseline:.4f} minus {policy.guard_margin}")  # fmt: skip
+            decay = (
+                f"live roc_auc {metric:.4f} over {own.rows:,} labelled requests is below the baseline "
+                f"{baseline:.4f} minus {policy.guard_margin}"
+            )
             holding = _sources_holding(own, threshold, bar, policy.guard_min_labels)
             if holding:  # a rollback is destructive: conflicting evidence goes to a person instead
-                notes.append(f"{decay}, but label sources disagree ({holding} hold the bar): not rolled "
-                             "back; check the label sources")  # fmt: skip
+                disagree = f"label sources disagree ({holding} hold the bar)"
+                notes.append(f"{decay}, but {disagree}: not rolled back; check the label sources")
             else:
                 reasons.append(decay)
-    return GuardVerdict(bool(reasons), tuple(reasons + notes if reasons else notes), live.rows, error_rate,
-                        own.rows, metric)  # fmt: skip
+    return GuardVerdict(bool(reasons), tuple(reasons + notes), live.rows, error_rate, own.rows, metric)
 
 
 def _sources_holding(own: LiveScores, threshold: float, bar: float, min_labels: int) -> str:

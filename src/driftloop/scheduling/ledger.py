@@ -64,11 +64,6 @@ class Trigger:
             and not holder_gone(self.holder or "", self.lease_expires_at, now)
         )
 
-    @property
-    def interrupted(self) -> bool:
-        """A worker held it and is gone: died mid-work (only meaningful when not held by another)."""
-        return bool(self.holder)
-
 
 @dataclass(frozen=True)
 class Guard:

@@ -15,6 +15,7 @@ at most one candidate per trigger (docs/decisions/0043-trigger-leases.md).
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -126,7 +127,7 @@ class Loop:
         the loop's clock (the trigger waits, and :meth:`advance` starts it).
         """
         now = self.clock()
-        busy = next(iter(self.ledger.triggers(self.name, states=ACTIVE)), None)
+        busy = self._busy()
         schedule = self.settings.schedule
         action = decide(
             decision, mode=schedule.mode, busy=busy.id if busy else None,
@@ -174,31 +175,25 @@ class Loop:
         """The trigger's row. One that would be a second retraining under way — another worker started
         one at the same moment, and the database's unique index refused this one — is recorded as
         suppressed instead."""
-        mode, kind = self.settings.schedule.mode, decision.lower()
+        add = functools.partial(
+            self.ledger.add_trigger,
+            model=self.name,
+            kind=decision.lower(),
+            mode=self.settings.schedule.mode,
+            decision_id=decision_id,
+            now=now,
+        )
         try:
-            trigger = self.ledger.add_trigger(
-                model=self.name,
-                kind=kind,
+            trigger = add(
                 reason=f"{reason} — {action.reason}",
-                mode=mode,
                 state=state,
-                decision_id=decision_id,
-                now=now,
-                holder=self.holder if claimed else None,
                 lease=self._lease,
+                holder=self.holder if claimed else None,
                 detail={"since_day": since.isoformat()},
             )
         except ConflictError:
             action = TriggerAction("suppress", f"{decision}: another retraining started at the same moment")
-            trigger = self.ledger.add_trigger(
-                model=self.name,
-                kind=kind,
-                reason=f"{reason} — {action.reason}",
-                mode=mode,
-                state="suppressed",
-                decision_id=decision_id,
-                now=now,
-            )
+            trigger = add(reason=f"{reason} — {action.reason}", state="suppressed")
         return trigger, action
 
     def trigger(
@@ -206,7 +201,7 @@ class Loop:
     ) -> Trigger:
         """A scheduled or manual retraining: recorded, then run now (no cooldown: someone asked).
         :class:`ConflictError` while another retraining of the model is under way (one at a time)."""
-        busy = next(iter(self.ledger.triggers(self.name, states=ACTIVE)), None)
+        busy = self._busy()
         if busy is not None:
             raise ConflictError(
                 f"retraining {busy.id} of {self.name} is under way ({busy.state}); one at a time: "
@@ -353,10 +348,8 @@ class Loop:
     def _labels_arrived(self, since: date, as_of: datetime) -> bool:
         """At least ``schedule.retrain_min_labels`` labels of the days from ``since`` are known by
         ``as_of`` (label files and feedback)."""
-        known, wanted = (
-            labels_known_since(self.settings, since, as_of),
-            self.settings.schedule.retrain_min_labels,
-        )
+        known = labels_known_since(self.settings, since, as_of)
+        wanted = self.settings.schedule.retrain_min_labels
         log.info("trigger: %d labels since %s known by %s (%d wanted)", known, since, as_of, wanted)
         return known >= wanted
 
@@ -405,10 +398,9 @@ class Loop:
         """Interrupted too often: the run is marked failed, the candidate (if any) withdrawn."""
         limit = self.settings.schedule.max_takeovers
         why = f"abandoned: its worker died {takeovers} times (schedule.max_takeovers = {limit})"
-        if trigger.pipeline_run is not None:
-            with contextlib.suppress(NotFoundError):
-                if records.get_run(self.db, trigger.pipeline_run).status != RunStatus.SUCCEEDED:
-                    records.abandon_run(self.db, trigger.pipeline_run, why)
+        run = self._run_of(trigger)
+        if run is not None and run.status != RunStatus.SUCCEEDED:
+            records.abandon_run(self.db, run.id, why)
         return self._keep(trigger, why, trigger.candidate_version)
 
     def _judge_shadow(self, trigger: Trigger, now: datetime) -> Trigger:
@@ -535,6 +527,10 @@ class Loop:
                 yield held
             finally:
                 self._held.discard(held.id)
+
+    def _busy(self) -> Trigger | None:
+        """The retraining under way, if any (one at a time)."""
+        return next(iter(self.ledger.triggers(self.name, states=ACTIVE)), None)
 
     def _update(self, trigger_id: int, **changes: Any) -> Trigger:
         """Change a trigger this worker holds (:class:`ConflictError` once its lease was lost)."""
