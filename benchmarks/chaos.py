@@ -47,8 +47,8 @@ import sqlalchemy as sa
 
 from driftloop.core.processes import free_port, wait_answering
 from driftloop.core.runs import RunStatus, StepStatus
+from driftloop.demo import run as demo
 from driftloop.pipeline import records
-from driftloop.scheduling import demo
 from driftloop.scheduling.ledger import ACTIVE, Ledger
 from driftloop.scheduling.loop import Loop
 from driftloop.settings import load_settings
