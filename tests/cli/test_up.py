@@ -20,7 +20,7 @@ import pytest
 
 from driftloop.cli._state import CliState
 from driftloop.cli.up import MLFLOW, SCHEDULER, SERVICE, _mlflow_env, _mlflow_security, _specs
-from driftloop.core.processes import InstanceLock
+from driftloop.runtime.processes import InstanceLock
 from tests.conftest import free_port
 
 if TYPE_CHECKING:

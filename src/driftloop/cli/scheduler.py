@@ -40,7 +40,7 @@ def scheduler(
     """
     if log_level.lower() not in _LEVELS:
         raise UsageError(f"invalid --log-level {log_level!r}: choose one of {', '.join(_LEVELS)}")
-    from driftloop.core.holders import new_holder
+    from driftloop.runtime.holders import new_holder
     from driftloop.scheduling.scheduler import configured_jobs, start_scheduler, stored_jobs
     from driftloop.storage.metadata import open_metadata
 

@@ -28,14 +28,14 @@ from rich.table import Table
 
 from driftloop.cli._exposure import warn_if_exposed
 from driftloop.cli._state import state
-from driftloop.core.processes import InstanceLock, ServiceSpec, Supervisor, reap_leftovers
 from driftloop.errors import ConfigError, ConflictError, ServiceError, UsageError
+from driftloop.runtime.processes import InstanceLock, ServiceSpec, Supervisor, reap_leftovers
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
     from driftloop.cli._state import CliState
-    from driftloop.core.processes import Child, Stopped
+    from driftloop.runtime.processes import Child, Stopped
     from driftloop.settings import Settings
 
 __all__ = ["up"]

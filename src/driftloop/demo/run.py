@@ -30,7 +30,6 @@ import numpy as np
 import orjson
 
 from driftloop.core.models import Stage
-from driftloop.core.processes import ServiceSpec, Supervisor
 from driftloop.demo.plan import DayRow, DemoPlan, DemoResult
 from driftloop.demo.report import write_report
 from driftloop.errors import DriftloopError, UsageError
@@ -41,6 +40,7 @@ from driftloop.pipeline.promotion import promote
 from driftloop.pipeline.runner import Runner
 from driftloop.pipeline.training import training_pipeline
 from driftloop.registry.promotion import ALIASES
+from driftloop.runtime.processes import ServiceSpec, Supervisor
 from driftloop.scheduling.loop import ACTOR, Loop, LoopEvent
 from driftloop.settings import load_settings
 from driftloop.simulate import SimulationRequest, parse_drift, simulate
