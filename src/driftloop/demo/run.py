@@ -44,6 +44,7 @@ from driftloop.runtime.processes import ServiceSpec, Supervisor
 from driftloop.scheduling.loop import ACTOR, Loop, LoopEvent
 from driftloop.settings import load_settings
 from driftloop.simulate import SimulationRequest, parse_drift, simulate
+from driftloop.simulate.plant import DATASET, SENSORS, TARGET
 from driftloop.storage import open_store, store_for
 from driftloop.storage.metadata import open_metadata
 
@@ -58,7 +59,7 @@ if TYPE_CHECKING:
 __all__ = ["run_demo"]
 
 MARKER = ".driftloop-demo"  # a home holding this was made by the demo and may be reset by it
-NUMERIC = ("air_temperature_k", "process_temperature_k", "rotational_speed_rpm", "torque_nm", "tool_wear_min")
+NUMERIC = SENSORS  # the readings a client sends as numbers
 
 
 def run_demo(
@@ -188,7 +189,7 @@ def _simulate(plant: ObjectStore, plan: DemoPlan, onset: date) -> None:
         f"concept:start={onset},severity=0.7",
     )
     request = SimulationRequest(
-        dataset="plant",
+        dataset=DATASET,
         start=plan.start,
         days=plan.history_days + plan.live_days,
         rows_per_day=plan.rows_per_day,
@@ -204,7 +205,7 @@ def _release(plant: ObjectStore, live: ObjectStore, day: date, *, labels: bool) 
     """The plant clock: one day's raw readings (and, in the evening, its labels) reach the live store."""
     kinds = ("raw", "labels") if labels else ("raw",)
     for kind in kinds:
-        for info in plant.list(f"{kind}/plant/date={day}/"):
+        for info in plant.list(f"{kind}/{DATASET}/date={day}/"):
             live.write_bytes(info.key, plant.read_bytes(info.key))
 
 
@@ -212,7 +213,7 @@ def _first_version(loop: Loop, settings: Settings, plan: DemoPlan) -> int:
     runner = Runner(settings, loop.db, store_for(settings), training_pipeline(), executor_for(settings))
     end = plan.start + timedelta(days=plan.history_days - 1)
     view = runner.run(
-        RunParams(dataset="plant", start=plan.start, end=end, as_of=loop.clock()), trigger="demo"
+        RunParams(dataset=DATASET, start=plan.start, end=end, as_of=loop.clock()), trigger="demo"
     )
     version = int(str(view.step("register").summary["model"]).rsplit("/", 1)[1])
     name = settings.registry.model_name
@@ -233,7 +234,7 @@ def _first_version(loop: Loop, settings: Settings, plan: DemoPlan) -> int:
 
 def _plant_rows(plant: ObjectStore, day: date, plan: DemoPlan) -> list[dict[str, Any]]:
     """A sample of the day's processes, as a client would send them (numbers as numbers)."""
-    rows = [row for info in plant.list(f"raw/plant/date={day}/") for row in _csv(plant, info.key)]
+    rows = [row for info in plant.list(f"raw/{DATASET}/date={day}/") for row in _csv(plant, info.key)]
     rng = np.random.default_rng(plan.seed + day.toordinal())
     wanted = min(len(rows), plan.requests_per_day * plan.rows_per_request)
     return [_as_client_sends(rows[i]) for i in np.sort(rng.choice(len(rows), wanted, replace=False))]
@@ -254,8 +255,8 @@ def _as_client_sends(row: dict[str, str]) -> dict[str, Any]:
 
 def _labels(plant: ObjectStore, day: date) -> dict[str, int]:
     return {
-        row["record_id"]: int(row["machine_failure"])
-        for info in plant.list(f"labels/plant/date={day}/")
+        row["record_id"]: int(row[TARGET])
+        for info in plant.list(f"labels/{DATASET}/date={day}/")
         for row in _csv(plant, info.key)
     }
 

@@ -1,4 +1,4 @@
-"""The data the loop works on: its raw schema, its target, and the simulator's defaults."""
+"""The data the loop works on (its raw schema and target) and the simulator's options."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from driftloop.settings._section import Section
+from driftloop.simulate import plant
 
 __all__ = ["PLANT_COLUMNS", "ColumnRole", "ColumnSpec", "ColumnType", "DataSettings", "SimulateSettings"]
 
@@ -44,28 +45,21 @@ class ColumnSpec(Section):
         return self
 
 
-# The simulated plant's raw schema (``driftloop simulate``): the shipped default for ``data.columns``.
-PLANT_COLUMNS: tuple[ColumnSpec, ...] = (
-    ColumnSpec(name="timestamp", type="timestamp", role="timestamp"),
-    ColumnSpec(name="record_id", type="string", role="id"),
-    ColumnSpec(name="machine_id", type="string", role="entity"),
-    ColumnSpec(name="product_variant", type="category", allowed=("L", "M", "H")),
-    ColumnSpec(name="air_temperature_k", type="float", min=250.0, max=350.0),
-    ColumnSpec(name="process_temperature_k", type="float", min=250.0, max=370.0),
-    ColumnSpec(name="rotational_speed_rpm", type="int", min=0.0, max=5000.0),
-    ColumnSpec(name="torque_nm", type="float", min=0.0, max=200.0),
-    ColumnSpec(name="tool_wear_min", type="int", min=0.0, max=400.0),
-)
+# The simulated plant's raw schema, typed: the shipped default for ``data.columns`` (decision 0056).
+PLANT_COLUMNS: tuple[ColumnSpec, ...] = tuple(ColumnSpec.model_validate(column) for column in plant.COLUMNS)
 
 
 class DataSettings(Section):
-    """Which dataset the loop works on, its raw schema and how strict validation is."""
+    """Which dataset the loop works on, its raw schema and how strict validation is.
 
-    dataset: str = Field(default="plant", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-    target: str = "machine_failure"
+    The defaults are the simulated plant's (``driftloop.simulate.plant``); set all four for your own data.
+    """
+
+    dataset: str = Field(default=plant.DATASET, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    target: str = plant.TARGET
     columns: tuple[ColumnSpec, ...] = PLANT_COLUMNS
-    # Derived features by name (see driftloop.data.transform.DERIVED); the plant's by default.
-    derived_features: tuple[str, ...] = ("power_w", "temp_diff_k", "strain_min_nm")
+    # Derived features by name (see driftloop.core.transform.DERIVED).
+    derived_features: tuple[str, ...] = plant.DERIVED_FEATURES
     # Above this share of rejected rows the pipeline stops as a data incident instead of training.
     max_bad_share: float = Field(default=0.05, ge=0.0, le=1.0)
 

@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr
 
 from driftloop.settings._section import Section
+from driftloop.simulate import plant
 
 __all__ = [
     "ContainerRunnerSettings",
@@ -110,4 +111,4 @@ class TrackingSettings(Section):
 class RegistrySettings(Section):
     """The MLflow registered model the loop trains, promotes and serves."""
 
-    model_name: str = Field(default="plant-failure", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    model_name: str = Field(default=plant.MODEL_NAME, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
