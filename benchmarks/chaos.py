@@ -45,10 +45,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import sqlalchemy as sa
 
-from driftloop.core.processes import free_port, wait_answering
 from driftloop.core.runs import RunStatus, StepStatus
+from driftloop.demo import run as demo
 from driftloop.pipeline import records
-from driftloop.scheduling import demo
+from driftloop.runtime.processes import free_port, wait_answering
 from driftloop.scheduling.ledger import ACTIVE, Ledger
 from driftloop.scheduling.loop import Loop
 from driftloop.settings import load_settings

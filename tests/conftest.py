@@ -16,7 +16,7 @@ import pytest
 import sqlalchemy as sa
 
 from driftloop.cli.main import main
-from driftloop.core.processes import free_port, wait_answering
+from driftloop.runtime.processes import free_port, wait_answering
 from driftloop.settings import S3Settings
 from driftloop.storage import ObjectStore, open_store
 

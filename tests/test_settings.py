@@ -4,8 +4,10 @@ from pathlib import Path
 
 import pytest
 
+from driftloop.core.transform import DERIVED
 from driftloop.errors import ConfigError
 from driftloop.settings import load_settings, masked_dump
+from driftloop.simulate import LABEL_COLUMNS, RAW_COLUMNS
 
 
 def test_defaults_run_embedded_under_dot_driftloop(tmp_path: Path) -> None:
@@ -110,3 +112,14 @@ def test_masked_dump_hides_secrets_and_url_passwords(tmp_path: Path) -> None:
     assert "postgresql+psycopg://app:***@db:5432/meta" in dumped
     # The real values are still available to the code that needs them.
     assert settings.database_url.endswith("app:hunter2@db:5432/meta")
+
+
+def test_shipped_defaults_are_the_simulated_plants_own_schema(tmp_path: Path) -> None:
+    # Zero configuration runs the plant: the defaults must name exactly what the simulator writes.
+    settings = load_settings(cwd=tmp_path)
+    names = tuple(column.name for column in settings.data.columns)
+    assert names == RAW_COLUMNS
+    assert settings.data.target in LABEL_COLUMNS
+    assert set(settings.data.derived_features) <= set(DERIVED)
+    assert set(settings.monitoring.features) <= set(names)
+    assert settings.registry.model_name == "plant-failure"

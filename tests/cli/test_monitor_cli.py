@@ -51,12 +51,21 @@ def _capture(ws: Workspace) -> None:
         for i, row in enumerate(frame.to_dict("records")):
             inputs: dict[str, Any] = {k: _plain(v) for k, v in row.items() if k != "timestamp"}
             inputs["torque_nm"] = inputs["torque_nm"] + TORQUE_SHIFT
-            capture.append({
-                "kind": "prediction", "ts": row["timestamp"], "prediction_id": f"p-{i}",
-                "model_name": ws.name, "model_version": 1, "inputs": inputs, "outputs": {"score": 0.02},
-                "score": 0.01 + 0.05 * ((i * 7919) % 100) / 100, "latency_ms": 1.0, "fallback": False,
-                "endpoint": "/v1/predict",
-            })  # fmt: skip
+            capture.append(
+                {
+                    "kind": "prediction",
+                    "ts": row["timestamp"],
+                    "prediction_id": f"p-{i}",
+                    "model_name": ws.name,
+                    "model_version": 1,
+                    "inputs": inputs,
+                    "outputs": {"score": 0.02},
+                    "score": 0.01 + 0.05 * ((i * 7919) % 100) / 100,
+                    "latency_ms": 1.0,
+                    "fallback": False,
+                    "endpoint": "/v1/predict",
+                }
+            )
         assert capture.flush(60, compact=False)
     finally:
         capture.close()

@@ -11,9 +11,9 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from driftloop.core.holders import new_holder
 from driftloop.errors import ConflictError
 from driftloop.pipeline import records
+from driftloop.runtime.holders import new_holder
 from driftloop.scheduling.ledger import Ledger
 from driftloop.scheduling.loop import Loop
 from driftloop.settings import Settings

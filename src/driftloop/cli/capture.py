@@ -24,16 +24,24 @@ def compact_cmd(ctx: typer.Context) -> None:
     st = state(ctx)
     store = open_store(st.settings.storage_root, st.settings.storage.s3)
     with Progress(
-        TextColumn("compacting"), BarColumn(), MofNCompleteColumn(), TextColumn("segments"),
-        console=st.err, transient=True,
-    ) as progress:  # fmt: skip
+        TextColumn("compacting"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("segments"),
+        console=st.err,
+        transient=True,
+    ) as progress:
         task = progress.add_task("compact", total=None)
         done = compact(store, progress=lambda n, total: progress.update(task, completed=n, total=total))
     if done.segments:
-        st.out.print(f"compacted {done.segments} segment(s): {done.records} record(s) into {done.objects} "
-                     f"Parquet object(s) under {store.root}/captures/")  # fmt: skip
+        st.out.print(
+            f"compacted {done.segments} segment(s): {done.records} record(s) into {done.objects} "
+            f"Parquet object(s) under {store.root}/captures/"
+        )
     elif not done.quarantined:
         st.out.print(f"nothing to compact under {store.root}/captures/")
     if done.quarantined:
-        st.out.print(f"{done.quarantined} object(s) were not capture segments: moved to "
-                     f"{store.root}/captures/_quarantine/ with a .reason.txt each")  # fmt: skip
+        st.out.print(
+            f"{done.quarantined} object(s) were not capture segments: moved to "
+            f"{store.root}/captures/_quarantine/ with a .reason.txt each"
+        )

@@ -12,7 +12,7 @@ from driftloop.cli._state import state
 from driftloop.errors import DriftloopError
 
 if TYPE_CHECKING:
-    from driftloop.scheduling.demo import DayRow
+    from driftloop.demo.plan import DayRow
 
 
 def demo(
@@ -25,7 +25,8 @@ def demo(
     quick: bool = typer.Option(False, "--quick", help="A shorter story (fewer days and rows)."),
 ) -> None:
     """Run the whole loop: simulate → v1 → serve → drift → detect → retrain → shadow → promote → swap."""
-    from driftloop.scheduling.demo import DemoPlan, run_demo
+    from driftloop.demo.plan import DemoPlan
+    from driftloop.demo.run import run_demo
 
     st = state(ctx)
     plan = (
@@ -36,8 +37,10 @@ def demo(
     def on_day(row: DayRow) -> None:
         auc = f"{row.roc_auc:.3f}" if row.roc_auc is not None else "-"
         f1 = f"{row.f1:.3f}" if row.f1 is not None else "-"
-        st.out.print(f"  {row.day}  v{row.version}  ROC AUC {auc}  F1 {f1}  {row.decision:<5} "
-                     + " | ".join(row.events))  # fmt: skip
+        st.out.print(
+            f"  {row.day}  v{row.version}  ROC AUC {auc}  F1 {f1}  {row.decision:<5} "
+            + " | ".join(row.events)
+        )
         table.add_row(str(row.day), f"v{row.version}", auc, f1, row.decision, "\n".join(row.events))
 
     with st.out.status("running the closed loop…"):
@@ -46,8 +49,10 @@ def demo(
         )
     st.out.print(table)
     st.out.print(f"report: {result.report}")
-    st.out.print(f"drift onset {result.onset}, detected {result.detected}, promoted {result.promoted}; "
-                 f"production is now v{result.final_version} ({result.seconds:.0f} s)")  # fmt: skip
+    st.out.print(
+        f"drift onset {result.onset}, detected {result.detected}, promoted {result.promoted}; "
+        f"production is now v{result.final_version} ({result.seconds:.0f} s)"
+    )
     if result.promoted is not None:
         st.out.print(
             f"recovery: drift onset → retrained version in production in "

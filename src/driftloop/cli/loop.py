@@ -40,8 +40,15 @@ def history(
         # `driftloop monitor history`).
         why = str(t.detail.get("why") or t.reason.rsplit(" — ", 1)[-1])
         why = why if len(why) <= 90 else why[:89] + "…"
-        table.add_row(str(t.id), f"{t.created_at:%Y-%m-%d %H:%M}", t.kind, t.state, t.pipeline_run or "-",
-                      f"v{t.candidate_version}" if t.candidate_version else "-", why)  # fmt: skip
+        table.add_row(
+            str(t.id),
+            f"{t.created_at:%Y-%m-%d %H:%M}",
+            t.kind,
+            t.state,
+            t.pipeline_run or "-",
+            f"v{t.candidate_version}" if t.candidate_version else "-",
+            why,
+        )
     st.out.print(table)
     if guards:
         watch = Table(
@@ -49,6 +56,11 @@ def history(
         )
         for g in guards:
             verdict = "; ".join(g.verdict.get("reasons", [])) or str(g.verdict.get("note", "")) or "-"
-            watch.add_row(f"v{g.version}", f"v{g.previous_version}" if g.previous_version else "-",
-                          f"{g.baseline:.4f}", g.state, verdict)  # fmt: skip
+            watch.add_row(
+                f"v{g.version}",
+                f"v{g.previous_version}" if g.previous_version else "-",
+                f"{g.baseline:.4f}",
+                g.state,
+                verdict,
+            )
         st.out.print(watch)

@@ -54,10 +54,16 @@ def list_(
     versions = registry.versions(model)
     audited = changes.stages(model)  # a model the audit never saw: its aliases are adopted once
     table = Table(
-        Column("v", justify="right"), Column("stage", no_wrap=True), Column("aliases", no_wrap=True),
-        *(Column(k, no_wrap=True) for k in _KEY_METRICS[:3]), Column("created", no_wrap=True),
-        title=model, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False,
-    )  # fmt: skip
+        Column("v", justify="right"),
+        Column("stage", no_wrap=True),
+        Column("aliases", no_wrap=True),
+        *(Column(k, no_wrap=True) for k in _KEY_METRICS[:3]),
+        Column("created", no_wrap=True),
+        title=model,
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+    )
     flagged = []
     for v in versions:
         stage = audited.get(v.version, Stage.NONE)

@@ -123,8 +123,10 @@ def _print(st: CliState, result: MonitorResult) -> None:
             )
     if a.prediction is not None:
         p = a.prediction
-        st.out.print(f"scores    {p.method} {p.score:.4g} (threshold {p.threshold:.4g}) "
-                     f"{'[red]drifted[/]' if p.drifted else 'ok'}")  # fmt: skip
+        st.out.print(
+            f"scores    {p.method} {p.score:.4g} (threshold {p.threshold:.4g}) "
+            f"{'[red]drifted[/]' if p.drifted else 'ok'}"
+        )
     q = a.quality
     st.out.print(
         f"quality   {len(q['alarms'])} alarm(s); invalid share {q['invalid_share']:.2%}, "

@@ -118,9 +118,9 @@ def _trigger_held(st: CliState, db: Database, run_id: str) -> Iterator[None]:
     the trigger learns the candidate at the loop's next pass (docs/loop.md)."""
     from datetime import timedelta
 
-    from driftloop.core.holders import new_holder
     from driftloop.errors import ConflictError
     from driftloop.pipeline.records import get_run
+    from driftloop.runtime.holders import new_holder
     from driftloop.scheduling.ledger import ACTIVE, Ledger
 
     kind, _, number = get_run(db, run_id).trigger.partition(":")

@@ -73,9 +73,16 @@ def promote(
     promoter, tracker = _promoter(st, db)
     with st.err.status(f"promoting {name}/{version} to {stage.value}: checks and evidence…"):
         result = run_promote(
-            promoter, st.settings, tracker, Registry(st.settings), name=name, version=version, to=stage,
-            actor=actor, comment=comment,
-        )  # fmt: skip
+            promoter,
+            st.settings,
+            tracker,
+            Registry(st.settings),
+            name=name,
+            version=version,
+            to=stage,
+            actor=actor,
+            comment=comment,
+        )
     for check in result.checks:
         mark = "[green]✓[/]" if check.passed else ("[red]✗[/]" if check.required else "[yellow]![/]")
         st.out.print(f"  {mark} {check.name:<20} {check.detail}")

@@ -40,7 +40,7 @@ def scheduler(
     """
     if log_level.lower() not in _LEVELS:
         raise UsageError(f"invalid --log-level {log_level!r}: choose one of {', '.join(_LEVELS)}")
-    from driftloop.core.holders import new_holder
+    from driftloop.runtime.holders import new_holder
     from driftloop.scheduling.scheduler import configured_jobs, start_scheduler, stored_jobs
     from driftloop.storage.metadata import open_metadata
 
@@ -58,8 +58,9 @@ def scheduler(
                 changes = [f"{what} {', '.join(ids)}" for what, ids in asdict(report).items() if ids]
                 st.out.print(f"schedules: {'; '.join(changes)}", markup=False)
                 for job in stored_jobs(db):
-                    st.out.print(f"  {job.id:<12} {job.trigger:<44} next {_when(job.next_run_time)}",
-                                 markup=False)  # fmt: skip
+                    st.out.print(
+                        f"  {job.id:<12} {job.trigger:<44} next {_when(job.next_run_time)}", markup=False
+                    )
                 sys.stdout.flush()  # a supervisor reading a pipe sees the schedule before the first fire
                 while not stop.wait(0.5):
                     pass
@@ -94,8 +95,9 @@ def list_jobs(ctx: typer.Context) -> None:
         if spec is None:
             st.out.print("  no longer configured: removed when a scheduler next starts", markup=False)
         elif job is not None and job.signature != spec.signature:
-            st.out.print(f"  configured now as {spec.trigger}: replaced when a scheduler next starts",
-                         markup=False)  # fmt: skip
+            st.out.print(
+                f"  configured now as {spec.trigger}: replaced when a scheduler next starts", markup=False
+            )
     if not stored:
         st.out.print("no scheduler has run on this database yet (start one: driftloop scheduler)")
 

@@ -57,14 +57,21 @@ def serve(
     bind_host, bind_port = host or settings.serving.host, port or settings.serving.port
     n = workers or settings.serving.workers
     warn_if_exposed(st, bind_host, "driftloop serve listens")
-    st.err.print(f"driftloop serve: {settings.registry.model_name}@{settings.serving.alias} on "
-                 f"http://{bind_host}:{bind_port} with {n} worker(s) (docs at /docs)")  # fmt: skip
+    st.err.print(
+        f"driftloop serve: {settings.registry.model_name}@{settings.serving.alias} on "
+        f"http://{bind_host}:{bind_port} with {n} worker(s) (docs at /docs)"
+    )
     # Access lines are info-level: formatting them for a logger that drops them costs ~3 % of a request.
     access_log = server_level.lower() in ("info", "debug", "trace")
     # ScoringProtocol: uvicorn's httptools protocol, answering the scoring routes without ASGI's cost.
-    common: dict[str, Any] = {"host": bind_host, "port": bind_port, "log_level": server_level,
-                              "access_log": access_log, "loop": "uvloop",
-                              "http": ScoringProtocol}  # fmt: skip
+    common: dict[str, Any] = {
+        "host": bind_host,
+        "port": bind_port,
+        "log_level": server_level,
+        "access_log": access_log,
+        "loop": "uvloop",
+        "http": ScoringProtocol,
+    }
     if n == 1:
         app = build_app(settings)
         # uvicorn shuts down gracefully on SIGTERM (in-flight requests answered, the lifespan closes the

@@ -38,10 +38,18 @@ def _with_overrides(settings: Settings, overrides: list[str], task: str | None) 
 
 
 def _load_data(
-    st: CliState, settings: Settings, workdir: Path, *, data: Path | None, features: str | None,
+    st: CliState,
+    settings: Settings,
+    workdir: Path,
+    *,
+    data: Path | None,
+    features: str | None,
     target: str | None,
-    categorical: str | None, numeric: str | None, timestamp: str | None, id_column: str | None,
-) -> TrainingData:  # fmt: skip
+    categorical: str | None,
+    numeric: str | None,
+    timestamp: str | None,
+    id_column: str | None,
+) -> TrainingData:
     from driftloop.pipeline.datasets import from_csv, from_feature_version
 
     if (data is None) == (features is None):
@@ -52,9 +60,15 @@ def _load_data(
         raise UsageError("--data needs --target COLUMN (the column to predict)")
     assert data is not None
     loaded, report = from_csv(
-        settings, data, target, workdir, categorical=_columns(categorical), numeric=_columns(numeric),
-        timestamp=timestamp, id_column=id_column,
-    )  # fmt: skip
+        settings,
+        data,
+        target,
+        workdir,
+        categorical=_columns(categorical),
+        numeric=_columns(numeric),
+        timestamp=timestamp,
+        id_column=id_column,
+    )
     _print_report(st, report)
     return loaded
 
@@ -69,22 +83,32 @@ def _print_report(st: CliState, report: CsvReport) -> None:
     if report.unlabelled:
         st.err.print(f"[yellow]{report.unlabelled:,} rows have no target value: skipped[/]")
     if report.malformed:
-        st.err.print(f"[yellow]{report.malformed:,} lines are not CSV rows (not text, wrong number of "
-                     "fields): set aside[/]", highlight=False)  # fmt: skip
+        st.err.print(
+            f"[yellow]{report.malformed:,} lines are not CSV rows (not text, wrong number of "
+            "fields): set aside[/]",
+            highlight=False,
+        )
     if report.rejected:
         reasons = ", ".join(f"{k} ({v})" for k, v in list(report.reasons.items())[:3])
         st.err.print(f"[yellow]{report.rejected:,} rows rejected: {reasons}[/]", highlight=False, markup=True)
     if report.quarantine:
         st.err.print(f"quarantine (with reasons): {report.quarantine}", highlight=False, markup=False)
-    st.err.print(f"feature version {report.feature_version[:12]} (driftloop features show "
-                 f"{report.feature_version[:12]})", highlight=False)  # fmt: skip
+    st.err.print(
+        f"feature version {report.feature_version[:12]} (driftloop features show "
+        f"{report.feature_version[:12]})",
+        highlight=False,
+    )
 
 
 def _epochs(console: Console, total: int) -> tuple[Progress, Any]:
     progress = Progress(
-        TextColumn("training"), BarColumn(), MofNCompleteColumn(), TextColumn("epochs  {task.fields[note]}"),
-        console=console, transient=True,
-    )  # fmt: skip
+        TextColumn("training"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("epochs  {task.fields[note]}"),
+        console=console,
+        transient=True,
+    )
     task = progress.add_task("train", total=total, note="")
 
     def on_epoch(record: Any) -> None:
@@ -129,15 +153,25 @@ def train(
     tracker = Tracker(settings)
     with tempfile.TemporaryDirectory() as tmp:
         loaded = _load_data(
-            st, settings, Path(tmp), data=data, features=features, target=target, categorical=categorical,
-            numeric=numeric, timestamp=timestamp, id_column=id_column,
-        )  # fmt: skip
+            st,
+            settings,
+            Path(tmp),
+            data=data,
+            features=features,
+            target=target,
+            categorical=categorical,
+            numeric=numeric,
+            timestamp=timestamp,
+            id_column=id_column,
+        )
         progress, on_epoch = _epochs(st.err, settings.training.max_epochs)
         with progress:
             outcome = modeling.train_and_log(settings, tracker, loaded, run_name="train", on_epoch=on_epoch)
         evaluation = modeling.evaluate_and_log(settings, tracker, loaded, outcome)
-    st.out.print(f"trained {len(loaded.table):,} rows, {len(loaded.feature_names)} features: "
-                 f"{outcome.epochs} epochs (best {outcome.best_epoch})")  # fmt: skip
+    st.out.print(
+        f"trained {len(loaded.table):,} rows, {len(loaded.feature_names)} features: "
+        f"{outcome.epochs} epochs (best {outcome.best_epoch})"
+    )
     _print_metrics(st.out, evaluation["overall"])
     st.out.print(f"MLflow run [bold]{outcome.run_id}[/] at {tracker.tracking_uri}")
     if register:
@@ -198,9 +232,17 @@ def experiment(
     tracker = Tracker(settings)
     with tempfile.TemporaryDirectory() as tmp:
         loaded = _load_data(
-            st, settings, Path(tmp), data=data, features=features, target=target, categorical=None,
-            numeric=None, timestamp=None, id_column=None,
-        )  # fmt: skip
+            st,
+            settings,
+            Path(tmp),
+            data=data,
+            features=features,
+            target=target,
+            categorical=None,
+            numeric=None,
+            timestamp=None,
+            id_column=None,
+        )
 
         def on_child(row: dict[str, Any]) -> None:
             st.err.print(f"  {row['values']}  val_score {row['val_score']:.4f}", highlight=False)

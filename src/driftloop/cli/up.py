@@ -28,14 +28,14 @@ from rich.table import Table
 
 from driftloop.cli._exposure import warn_if_exposed
 from driftloop.cli._state import state
-from driftloop.core.processes import InstanceLock, ServiceSpec, Supervisor, reap_leftovers
 from driftloop.errors import ConfigError, ConflictError, ServiceError, UsageError
+from driftloop.runtime.processes import InstanceLock, ServiceSpec, Supervisor, reap_leftovers
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
     from driftloop.cli._state import CliState
-    from driftloop.core.processes import Child, Stopped
+    from driftloop.runtime.processes import Child, Stopped
     from driftloop.settings import Settings
 
 __all__ = ["up"]
@@ -47,8 +47,10 @@ _READY_TIMEOUT_S = 180.0
 _GRACE_S = 15.0  # the service ships its capture buffer on SIGTERM; give it time before SIGKILL
 _WILDCARDS = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}
 # Host headers MLflow's security middleware accepts without --allowed-hosts: loopback and private IPv4.
-_MLFLOW_DEFAULT_HOSTS = re.compile(r"^(localhost|127\.[\d.]+|::1|0\.0\.0\.0|::|10\.[\d.]+|192\.168\.[\d.]+"
-                                   r"|172\.(1[6-9]|2\d|3[01])\.[\d.]+)$")  # fmt: skip
+_MLFLOW_DEFAULT_HOSTS = re.compile(
+    r"^(localhost|127\.[\d.]+|::1|0\.0\.0\.0|::|10\.[\d.]+|192\.168\.[\d.]+"
+    r"|172\.(1[6-9]|2\d|3[01])\.[\d.]+)$"
+)
 
 
 def up(
@@ -78,8 +80,9 @@ def up(
         for name, number in ports.items():
             if _port_in_use(host, number):
                 option = "--mlflow-port" if name == MLFLOW else "--port"
-                raise ConflictError(f"port {number} on {host} ({name}) is already in use; choose another "
-                                    f"with {option}")  # fmt: skip
+                raise ConflictError(
+                    f"port {number} on {host} ({name}) is already in use; choose another with {option}"
+                )
         _run(st, _specs(st, host, service_port, mlflow_port, external_mlflow, no_scheduler), lock)
     finally:
         lock.release()
@@ -138,13 +141,25 @@ def _specs(
     specs = []
     if not external_mlflow:
         mlflow = [
-            sys.executable, "-m", "mlflow", "server", "--backend-store-uri", settings.tracking_uri,
+            sys.executable,
+            "-m",
+            "mlflow",
+            "server",
+            "--backend-store-uri",
+            settings.tracking_uri,
             # Experiments the UI creates get the same artifact root driftloop uses; no artifact proxy:
             # every embedded client reads and writes that root directly, and the UI reads it the same way.
-            "--default-artifact-root", _as_uri(settings.artifact_root), "--no-serve-artifacts",
-            "--host", host, "--port", str(mlflow_port), "--workers", "1",
+            "--default-artifact-root",
+            _as_uri(settings.artifact_root),
+            "--no-serve-artifacts",
+            "--host",
+            host,
+            "--port",
+            str(mlflow_port),
+            "--workers",
+            "1",
             *_mlflow_security(host, mlflow_port),
-        ]  # fmt: skip
+        ]
         env = _mlflow_env(settings)
         if settings.auth.enabled:
             # MLflow's own login in front of its REST API and UI; /health stays open for the probe.

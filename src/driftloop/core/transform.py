@@ -487,9 +487,11 @@ def fit(
     if not inputs:
         raise DataError("no input columns to fit the transform on")
     return Transform(
-        inputs=tuple(inputs), derived=tuple(derived_inputs), dropped=(*schema_dropped, *dropped),
+        inputs=tuple(inputs),
+        derived=tuple(derived_inputs),
+        dropped=(*schema_dropped, *dropped),
         target=target,
-    )  # fmt: skip
+    )
 
 
 def _fit_categorical(spec: ColumnSpec, series: pd.Series[Any]) -> CategoricalInput:
@@ -501,9 +503,13 @@ def _fit_categorical(spec: ColumnSpec, series: pd.Series[Any]) -> CategoricalInp
     null_level = bool(_nulls(values).any())
     if boolean:
         return CategoricalInput(
-            spec.name, ("false", "true"), nullable=spec.nullable, null_level=null_level, open=False,
+            spec.name,
+            ("false", "true"),
+            nullable=spec.nullable,
+            null_level=null_level,
+            open=False,
             kind="boolean",
-        )  # fmt: skip
+        )
     if spec.allowed:
         return CategoricalInput(spec.name, tuple(spec.allowed), spec.nullable, null_level, open=False)
     counts = Counter(v for v in values if v is not None)

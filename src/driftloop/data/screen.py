@@ -171,5 +171,6 @@ def _split(data: bytes, refused: list[RefusedLine]) -> Screened:
     end = data.find(b"\n", start)
     end = len(data) if end < 0 else end
     header = data[start:end].removesuffix(b"\r").decode("utf-8")
-    return Screened(header=header, header_line=data.count(b"\n", 0, start) + 1, body=data[end + 1 :],
-                    refused=refused)  # fmt: skip
+    return Screened(
+        header=header, header_line=data.count(b"\n", 0, start) + 1, body=data[end + 1 :], refused=refused
+    )

@@ -230,28 +230,50 @@ def assess(
     results = [feature_drift(f.name, f.acc, cfg) for f in features if _testable(f.acc)]
     by_name = {f.name: f for f in features}
     results = [
-        dataclasses.replace(r, nulls=by_name[r.name].nulls, invalid=by_name[r.name].out_of_range
-                            + by_name[r.name].invalid)
+        dataclasses.replace(
+            r, nulls=by_name[r.name].nulls, invalid=by_name[r.name].out_of_range + by_name[r.name].invalid
+        )
         for r in results
-    ]  # fmt: skip
+    ]
     untested = tuple(f.name for f in features if not _testable(f.acc))
     dataset = dataset_verdict(results, cfg)
     prediction = prediction_drift(scores, cfg) if scores is not None and _testable(scores) else None
     quality = _quality(
-        features, rows=rows, malformed=malformed, invalid_requests=invalid_requests, fallback=fallback,
-        no_score=no_score, cfg=cfg,
-    )  # fmt: skip
+        features,
+        rows=rows,
+        malformed=malformed,
+        invalid_requests=invalid_requests,
+        fallback=fallback,
+        no_score=no_score,
+        cfg=cfg,
+    )
     judged_labels = _judge_labels(book, labelled, evaluation or {}, cfg, spec)
     performance, audit = judged_labels if judged_labels is not None else (None, None)
     decision, reasons = _decide(
-        results, untested=untested, dataset=dataset, prediction=prediction, quality=quality,
-        performance=performance, rows=rows, labels=audit, when_holds=cfg.drift_when_performance_holds,
-    )  # fmt: skip
+        results,
+        untested=untested,
+        dataset=dataset,
+        prediction=prediction,
+        quality=quality,
+        performance=performance,
+        rows=rows,
+        labels=audit,
+        when_holds=cfg.drift_when_performance_holds,
+    )
     return Assessment(
-        decision=decision, reasons=tuple(reasons), rows=rows, features=tuple(results), dataset=dataset,
-        prediction=prediction, quality=quality, performance=performance, untested=untested,
-        start=_datetime(first), end=_datetime(last), label_audit=audit,
-    )  # fmt: skip
+        decision=decision,
+        reasons=tuple(reasons),
+        rows=rows,
+        features=tuple(results),
+        dataset=dataset,
+        prediction=prediction,
+        quality=quality,
+        performance=performance,
+        untested=untested,
+        start=_datetime(first),
+        end=_datetime(last),
+        label_audit=audit,
+    )
 
 
 def _testable(acc: NumericAccumulator | CategoricalAccumulator) -> bool:
@@ -308,11 +330,17 @@ def _quality(
         range_share = f.out_of_range / rows
         unknown = f.acc.unknown if isinstance(f.acc, CategoricalAccumulator) else 0
         per_feature[f.name] = {
-            "nulls": f.nulls, "null_share": null_share, "reference_null_share": reference_nulls,
-            "max_null_share": limit, "out_of_range": f.out_of_range, "out_of_range_share": range_share,
-            "invalid": f.invalid, "invalid_share": f.invalid / rows, "unknown": unknown,
+            "nulls": f.nulls,
+            "null_share": null_share,
+            "reference_null_share": reference_nulls,
+            "max_null_share": limit,
+            "out_of_range": f.out_of_range,
+            "out_of_range_share": range_share,
+            "invalid": f.invalid,
+            "invalid_share": f.invalid / rows,
+            "unknown": unknown,
             "unknown_share": unknown / rows,
-        }  # fmt: skip
+        }
         if unknown / rows > cfg.max_unknown_share:
             alarms.append(
                 f"{f.name}: {unknown / rows:.1%} of values are categories the model never saw ({unknown} of"
@@ -340,11 +368,18 @@ def _quality(
             f"refused requests; the limit is {cfg.max_invalid_share:.1%})"
         )
     return {
-        "rows": rows, "invalid_requests": invalid_requests, "malformed": malformed,
-        "invalid_values": invalid_values, "invalid_share": invalid_share,
-        "max_invalid_share": cfg.max_invalid_share, "max_out_of_range_share": cfg.max_out_of_range_share,
-        "fallback": fallback, "missing_scores": no_score, "features": per_feature, "alarms": alarms,
-    }  # fmt: skip
+        "rows": rows,
+        "invalid_requests": invalid_requests,
+        "malformed": malformed,
+        "invalid_values": invalid_values,
+        "invalid_share": invalid_share,
+        "max_invalid_share": cfg.max_invalid_share,
+        "max_out_of_range_share": cfg.max_out_of_range_share,
+        "fallback": fallback,
+        "missing_scores": no_score,
+        "features": per_feature,
+        "alarms": alarms,
+    }
 
 
 def _decide(

@@ -54,9 +54,16 @@ def record_decision(
 ) -> MonitorDecision:
     """Insert one decision row and return it with its id (:class:`MetadataError` when unreachable)."""
     row = MonitorDecisionRow(
-        model=model, version=version, window_start=start, window_end=end, decision=decision,
-        reasons=list(reasons), summary=dict(summary), report_uri=report_uri, created_at=created_at,
-    )  # fmt: skip
+        model=model,
+        version=version,
+        window_start=start,
+        window_end=end,
+        decision=decision,
+        reasons=list(reasons),
+        summary=dict(summary),
+        report_uri=report_uri,
+        created_at=created_at,
+    )
     with db.session() as session:
         session.add(row)
         session.flush()
@@ -77,7 +84,14 @@ def decision_history(db: Database, model: str, *, limit: int = 50) -> list[Monit
 
 def _decision(row: MonitorDecisionRow) -> MonitorDecision:
     return MonitorDecision(
-        id=row.id, model=row.model, version=row.version, start=row.window_start, end=row.window_end,
-        decision=row.decision, reasons=tuple(row.reasons), summary=dict(row.summary),
-        report_uri=row.report_uri, created_at=row.created_at,
-    )  # fmt: skip
+        id=row.id,
+        model=row.model,
+        version=row.version,
+        start=row.window_start,
+        end=row.window_end,
+        decision=row.decision,
+        reasons=tuple(row.reasons),
+        summary=dict(row.summary),
+        report_uri=row.report_uri,
+        created_at=row.created_at,
+    )

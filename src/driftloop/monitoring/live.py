@@ -30,8 +30,13 @@ if TYPE_CHECKING:
     from driftloop.storage import ObjectStore
 
 __all__ = [
-    "SHADOW_EVIDENCE", "GuardVerdict", "LiveScores", "guard_verdict", "live_scores", "shadow_comparison",
-]  # fmt: skip
+    "SHADOW_EVIDENCE",
+    "GuardVerdict",
+    "LiveScores",
+    "guard_verdict",
+    "live_scores",
+    "shadow_comparison",
+]
 
 SHADOW_EVIDENCE = "shadow_comparison"
 
@@ -55,10 +60,15 @@ class LiveScores:
 
     def select(self, mask: np.ndarray) -> LiveScores:
         return LiveScores(
-            self.model_version[mask], self.score[mask], self.fallback[mask], self.shadow_version[mask],
-            self.shadow_score[mask], self.label[mask], self.disputed[mask],
+            self.model_version[mask],
+            self.score[mask],
+            self.fallback[mask],
+            self.shadow_version[mask],
+            self.shadow_score[mask],
+            self.label[mask],
+            self.disputed[mask],
             {k: v[mask] for k, v in self.by_source.items()},
-        )  # fmt: skip
+        )
 
     def labelled(self) -> LiveScores:
         return self.select(~np.isnan(self.label))
@@ -117,9 +127,15 @@ def live_scores(settings: Settings, store: ObjectStore, start: datetime, end: da
 
 
 def shadow_comparison(
-    settings: Settings, store: ObjectStore, *, challenger: int, champion: int, threshold: float,
-    since: datetime, now: datetime | None = None,
-) -> CheckResult:  # fmt: skip
+    settings: Settings,
+    store: ObjectStore,
+    *,
+    challenger: int,
+    champion: int,
+    threshold: float,
+    since: datetime,
+    now: datetime | None = None,
+) -> CheckResult:
     """The challenger's shadow scores vs the champion's live scores on the same labelled requests,
     judged by a sequential test that stops as soon as the evidence suffices.
 
@@ -141,10 +157,17 @@ def shadow_comparison(
     both = live.select(shadowed)
     done = both.labelled()
     base: dict[str, Any] = {
-        "champion_version": champion, "challenger_version": challenger, "metric": "brier",
-        "margin": policy.shadow_margin, "alpha": policy.shadow_alpha, "since": as_utc(since).isoformat(),
-        "until": now.isoformat(), "shadow_requests": both.rows, "labelled": done.rows, "pending": False,
-    }  # fmt: skip
+        "champion_version": champion,
+        "challenger_version": challenger,
+        "metric": "brier",
+        "margin": policy.shadow_margin,
+        "alpha": policy.shadow_alpha,
+        "since": as_utc(since).isoformat(),
+        "until": now.isoformat(),
+        "shadow_requests": both.rows,
+        "labelled": done.rows,
+        "pending": False,
+    }
     if done.rows < policy.shadow_min_labels:
         detail = f"{done.rows} of {policy.shadow_min_labels} labelled shadow predictions so far"
         return CheckResult(SHADOW_EVIDENCE, False, detail, base | {"pending": True})
@@ -188,14 +211,26 @@ class GuardVerdict:
     metric: float | None  # live ROC AUC, when enough labels
 
     def to_json(self) -> dict[str, Any]:
-        return {"rollback": self.rollback, "reasons": list(self.reasons), "requests": self.requests,
-                "error_rate": self.error_rate, "labelled": self.labelled, "roc_auc": self.metric}  # fmt: skip
+        return {
+            "rollback": self.rollback,
+            "reasons": list(self.reasons),
+            "requests": self.requests,
+            "error_rate": self.error_rate,
+            "labelled": self.labelled,
+            "roc_auc": self.metric,
+        }
 
 
 def guard_verdict(
-    settings: Settings, store: ObjectStore, *, version: int, baseline: float, threshold: float,
-    since: datetime, now: datetime | None = None,
-) -> GuardVerdict:  # fmt: skip
+    settings: Settings,
+    store: ObjectStore,
+    *,
+    version: int,
+    baseline: float,
+    threshold: float,
+    since: datetime,
+    now: datetime | None = None,
+) -> GuardVerdict:
     """Judge ``version`` on its live traffic since its promotion.
 
     Error rate: the share of requests since ``since`` answered by the fallback because ``version``
@@ -211,8 +246,10 @@ def guard_verdict(
     reasons = []
     error_rate = float(live.fallback.mean()) if live.rows else 0.0
     if live.rows and error_rate > policy.guard_max_error_rate:
-        reasons.append(f"error rate {error_rate:.1%} over {live.rows:,} requests exceeds "
-                       f"{policy.guard_max_error_rate:.1%}")  # fmt: skip
+        reasons.append(
+            f"error rate {error_rate:.1%} over {live.rows:,} requests exceeds "
+            f"{policy.guard_max_error_rate:.1%}"
+        )
     answered = live.select((live.model_version == version) & ~live.fallback).labelled()
     # A rollback is destructive: a label contradicted by a later one (a poisoned batch, then the truth)
     # is not evidence for it either way.

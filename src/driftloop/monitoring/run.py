@@ -112,15 +112,28 @@ def monitor_once(
     transform = Transform.from_json(tracker.read_bytes(run_id, "transform.json"))
     columns = monitoring_schema(transform)
     labels = read_label_book(
-        store, start, end, as_of=as_of, dataset=_label_dataset(store, settings.data.dataset),
-        id_column=transform.id_column, target=transform.target or settings.data.target, spec=spec,
-    )  # fmt: skip
+        store,
+        start,
+        end,
+        as_of=as_of,
+        dataset=_label_dataset(store, settings.data.dataset),
+        id_column=transform.id_column,
+        target=transform.target or settings.data.target,
+        spec=spec,
+    )
     chunks = iter_captures(store, model=name, start=start, end=end, chunk_rows=cfg.chunk_rows, fields=columns)
     refused = count_rejections(store, model=name, start=start, end=end)  # the service's 422s
     assessment = assess(
-        profile, chunks, schema=columns, cfg=cfg, labels=labels, evaluation=evaluation,
-        invalid_requests=refused, levels={c.name: c.levels for c in transform.categorical}, label_spec=spec,
-    )  # fmt: skip
+        profile,
+        chunks,
+        schema=columns,
+        cfg=cfg,
+        labels=labels,
+        evaluation=evaluation,
+        invalid_requests=refused,
+        levels={c.name: c.levels for c in transform.categorical},
+        label_spec=spec,
+    )
 
     labelled = len(labels.merged())
     created = datetime.now(UTC)
@@ -129,10 +142,14 @@ def monitor_once(
         history = decision_history(db, name, limit=_HISTORY_IN_REPORT)
         prefix = f"monitoring/{name}/{created:%Y%m%dT%H%M%S.%fZ}"
         document = {
-            "model": name, "version": version.version, "run_id": run_id, "window": {
-                "start": start.isoformat(), "end": end.isoformat(), "as_of": as_of.isoformat()},
-            "created_at": created.isoformat(), "labels": labelled, **assessment.to_json(),
-        }  # fmt: skip
+            "model": name,
+            "version": version.version,
+            "run_id": run_id,
+            "window": {"start": start.isoformat(), "end": end.isoformat(), "as_of": as_of.isoformat()},
+            "created_at": created.isoformat(),
+            "labels": labelled,
+            **assessment.to_json(),
+        }
         report_json = json.dumps(_finite(document), indent=2, sort_keys=True, default=str).encode()
         title = f"{name} v{version.version} — {start:%Y-%m-%d %H:%M} → {end:%Y-%m-%d %H:%M} UTC"
         report_html = render_html(assessment, history, title=title).encode()
@@ -143,19 +160,31 @@ def monitor_once(
             prom_key, prometheus_text(assessment, model=name, version=version.version, at=created)
         )
         decision = record_decision(
-            db, model=name, version=version.version, start=start, end=end, decision=assessment.decision,
-            reasons=assessment.reasons, summary=_finite(summarize(assessment)),
-            report_uri=store.uri(f"{prefix}/report.html"), created_at=created,
-        )  # fmt: skip
+            db,
+            model=name,
+            version=version.version,
+            start=start,
+            end=end,
+            decision=assessment.decision,
+            reasons=assessment.reasons,
+            summary=_finite(summarize(assessment)),
+            report_uri=store.uri(f"{prefix}/report.html"),
+            created_at=created,
+        )
     finally:
         db.dispose()
     warnings: list[str] = []
     mlflow_run = _log_to_mlflow(tracker, version, assessment, (report_json, report_html), warnings)
     return MonitorResult(
-        assessment=assessment, decision=decision, report_uri=store.uri(f"{prefix}/report.html"),
-        json_uri=store.uri(f"{prefix}/report.json"), prometheus_uri=store.uri(prom_key),
-        mlflow_run_id=mlflow_run, labels=labelled, warnings=tuple(warnings),
-    )  # fmt: skip
+        assessment=assessment,
+        decision=decision,
+        report_uri=store.uri(f"{prefix}/report.html"),
+        json_uri=store.uri(f"{prefix}/report.json"),
+        prometheus_uri=store.uri(prom_key),
+        mlflow_run_id=mlflow_run,
+        labels=labelled,
+        warnings=tuple(warnings),
+    )
 
 
 def monitoring_schema(transform: Transform) -> tuple[ColumnSpec, ...]:
@@ -164,14 +193,16 @@ def monitoring_schema(transform: Transform) -> tuple[ColumnSpec, ...]:
     for spec in transform.inputs:
         if isinstance(spec, NumericInput):
             kind = "int" if spec.integer else "float"
-            columns.append(ColumnSpec(name=spec.name, type=kind, nullable=spec.nullable, min=spec.min,
-                                      max=spec.max))  # fmt: skip
+            columns.append(
+                ColumnSpec(name=spec.name, type=kind, nullable=spec.nullable, min=spec.min, max=spec.max)
+            )
         elif spec.boolean:
             columns.append(ColumnSpec(name=spec.name, type="bool", nullable=spec.nullable))
         else:
             allowed = None if spec.open else spec.levels
-            columns.append(ColumnSpec(name=spec.name, type="category", nullable=spec.nullable,
-                                      allowed=allowed))  # fmt: skip
+            columns.append(
+                ColumnSpec(name=spec.name, type="category", nullable=spec.nullable, allowed=allowed)
+            )
     if transform.id_column is not None:
         columns.append(ColumnSpec(name=transform.id_column, type="string", role="id"))
     return tuple(columns)
@@ -211,23 +242,26 @@ def _log_to_mlflow(
         run_id = tracker.start_run(
             f"monitor {version.name} v{version.version}",
             tags={
-                "driftloop.kind": "monitoring", "driftloop.model": version.name,
-                "driftloop.model_version": str(version.version), "driftloop.model_run": version.run_id or "",
+                "driftloop.kind": "monitoring",
+                "driftloop.model": version.name,
+                "driftloop.model_version": str(version.version),
+                "driftloop.model_run": version.run_id or "",
                 "driftloop.decision": assessment.decision,
             },
-        )  # fmt: skip
+        )
         performance = assessment.performance or {}
         current = performance.get("current")
         metric = f"window_{performance.get('metric', 'metric')}"
         tracker.log_metrics(
             run_id,
             {
-                "drift_share": assessment.dataset.share, "rows": float(assessment.rows),
+                "drift_share": assessment.dataset.share,
+                "rows": float(assessment.rows),
                 "drifted_features": float(len(assessment.dataset.drifted_features)),
                 "quality_alarms": float(len(assessment.quality["alarms"])),
                 metric: current if isinstance(current, int | float) else None,
             },
-        )  # fmt: skip
+        )
         tracker.log_bytes(run_id, "monitoring/report.json", reports[0])
         tracker.log_bytes(run_id, "monitoring/report.html", reports[1])
         tracker.end_run(run_id)

@@ -249,11 +249,22 @@ def _compare_numeric(name: str, acc: NumericAccumulator, method: Method, thresho
     edges = tuple(float(e) for e in acc.edges)
     statistic, drifted = _verdict(name, method, score, threshold)
     return FeatureDrift(
-        name=name, kind="numeric", method=method, score=score, threshold=threshold, drifted=drifted,
-        statistic=statistic, reference_n=acc.reference_n, current_n=acc.n, nulls=acc.nulls,
-        invalid=acc.out_of_range, bins=_bin_labels(edges), edges=edges,
-        reference_shares=_floats(reference), current_shares=_floats(current),
-    )  # fmt: skip
+        name=name,
+        kind="numeric",
+        method=method,
+        score=score,
+        threshold=threshold,
+        drifted=drifted,
+        statistic=statistic,
+        reference_n=acc.reference_n,
+        current_n=acc.n,
+        nulls=acc.nulls,
+        invalid=acc.out_of_range,
+        bins=_bin_labels(edges),
+        edges=edges,
+        reference_shares=_floats(reference),
+        current_shares=_floats(current),
+    )
 
 
 def _compare_categorical(
@@ -273,11 +284,21 @@ def _compare_categorical(
         raise ValueError(f"{method!r} does not apply to the categorical feature {name!r}")
     statistic, drifted = _verdict(name, method, score, threshold)
     return FeatureDrift(
-        name=name, kind="categorical", method=method, score=score, threshold=threshold, drifted=drifted,
-        statistic=statistic, reference_n=acc.reference_n, current_n=acc.n, nulls=acc.nulls,
-        invalid=acc.unknown, bins=tuple(categories), reference_shares=_floats(reference),
+        name=name,
+        kind="categorical",
+        method=method,
+        score=score,
+        threshold=threshold,
+        drifted=drifted,
+        statistic=statistic,
+        reference_n=acc.reference_n,
+        current_n=acc.n,
+        nulls=acc.nulls,
+        invalid=acc.unknown,
+        bins=tuple(categories),
+        reference_shares=_floats(reference),
         current_shares=_floats(current),
-    )  # fmt: skip
+    )
 
 
 def _chisquare_p(reference: npt.NDArray[np.float64], current: npt.NDArray[np.float64]) -> float:

@@ -67,9 +67,16 @@ class _Grid:
             points = np.unique(edges)
             empty = np.zeros(0, dtype=np.intp)
             return cls(
-                points, np.zeros(points.size), empty, np.searchsorted(points, edges),
-                np.zeros(points.size, dtype=bool), empty, empty, np.zeros(0), np.zeros(0),
-            )  # fmt: skip
+                points,
+                np.zeros(points.size),
+                empty,
+                np.searchsorted(points, edges),
+                np.zeros(points.size, dtype=bool),
+                empty,
+                empty,
+                np.zeros(0),
+                np.zeros(0),
+            )
         scale = percentiles.size - 1
         distinct, first = np.unique(percentiles, return_index=True)
         last = np.append(first[1:] - 1, scale)
@@ -88,9 +95,16 @@ class _Grid:
         rise_to = (last[gap] + 1) / scale
         cdf[inner] = level[gap] + (rise_to - level[gap]) * frac
         return cls(
-            points, cdf, at_percentiles, np.searchsorted(points, edges), inner,
-            at_percentiles[gap], at_percentiles[gap + 1], frac, rise_to,
-        )  # fmt: skip
+            points,
+            cdf,
+            at_percentiles,
+            np.searchsorted(points, edges),
+            inner,
+            at_percentiles[gap],
+            at_percentiles[gap + 1],
+            frac,
+            rise_to,
+        )
 
 
 def _abs_area(d: npt.NDArray[np.float64], widths: npt.NDArray[np.float64]) -> float:

@@ -36,9 +36,14 @@ if TYPE_CHECKING:
     from driftloop.storage import ObjectStore
 
 __all__ = [
-    "CaptureChunk", "as_utc", "count_rejections", "decode_fields", "in_window", "iter_captures",
+    "CaptureChunk",
+    "as_utc",
+    "count_rejections",
+    "decode_fields",
+    "in_window",
+    "iter_captures",
     "partition_keys",
-]  # fmt: skip
+]
 
 _COLUMNS = ["prediction_id", "ts", "model_version", "inputs", "score", "fallback"]
 _NUMERIC_TYPES = frozenset({"float", "int"})

@@ -43,9 +43,14 @@ def run(config: Path | None, run_id: str, step: str, log: Path, timeout_s: float
         _context.set_forkserver_preload(_PRELOAD)
     log.parent.mkdir(parents=True, exist_ok=True)
     kwargs = {
-        "config": config, "run_id": run_id, "step": step, "log": str(log),
-        "environ": dict(os.environ), "cwd": os.getcwd(), "owner": os.getpid(),
-    }  # fmt: skip
+        "config": config,
+        "run_id": run_id,
+        "step": step,
+        "log": str(log),
+        "environ": dict(os.environ),
+        "cwd": os.getcwd(),
+        "owner": os.getpid(),
+    }
     proc = _context.Process(target=_child, kwargs=kwargs, daemon=True)
     proc.start()
     proc.join(timeout_s)

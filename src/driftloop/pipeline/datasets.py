@@ -125,8 +125,10 @@ def infer_columns(
             else:
                 dropped.append(DroppedColumn(name, kind, reason))
     if not any(s.role == "feature" for s in specs):
-        raise DataError("no usable input columns: every column is an id, a date or free text "
-                        "(declare inputs with --categorical or --numeric)")  # fmt: skip
+        raise DataError(
+            "no usable input columns: every column is an id, a date or free text "
+            "(declare inputs with --categorical or --numeric)"
+        )
     return tuple(specs), tuple(dropped)
 
 
@@ -204,8 +206,10 @@ def from_csv(
     if table.num_rows == 0:
         if malformed:
             first = malformed[0]
-            raise DataError(f"{path} has no readable rows: {len(malformed)} line(s) are not CSV rows "
-                            f"(line {first.line}: {first.reason})")  # fmt: skip
+            raise DataError(
+                f"{path} has no readable rows: {len(malformed)} line(s) are not CSV rows "
+                f"(line {first.line}: {first.reason})"
+            )
         raise DataError(f"{path} has a header but no rows")
     specs, dropped = infer_columns(
         table, target, categorical=categorical, numeric=numeric, timestamp=timestamp, id_column=id_column
@@ -231,31 +235,67 @@ def from_csv(
         _quarantine(settings, sha256, result, malformed) if len(result.rejected) or malformed else None
     )
     lineage = {
-        "dataset": path.stem, "source": str(path.resolve()), "source_sha256": sha256, "target": target,
-        "task": task, "classes": classes, "columns": [s.model_dump(mode="json") for s in specs],
-        "validation": {"rows_in": result.rows_in, "rejected": len(result.rejected),
-                       "reasons": result.reasons, "unlabelled": int((~labelled).sum()),
-                       "malformed_lines": len(malformed), "quarantine": quarantine},
-    }  # fmt: skip
+        "dataset": path.stem,
+        "source": str(path.resolve()),
+        "source_sha256": sha256,
+        "target": target,
+        "task": task,
+        "classes": classes,
+        "columns": [s.model_dump(mode="json") for s in specs],
+        "validation": {
+            "rows_in": result.rows_in,
+            "rejected": len(result.rejected),
+            "reasons": result.reasons,
+            "unlabelled": int((~labelled).sum()),
+            "malformed_lines": len(malformed),
+            "quarantine": quarantine,
+        },
+    }
     csv_path = workdir / "features.csv"
     csv_path.write_bytes(to_csv_bytes(feature_table))
     store = feature_store_for(settings)
     version = store.publish(csv_path, transform_json=transform.to_json(), lineage=lineage)
     data = from_feature_version(settings, version.id, workdir)
     report = CsvReport(
-        rows_read=result.rows_in, inputs=tuple((i.name, i.kind) for i in transform.inputs),
-        dropped=transform.dropped, rejected=len(result.rejected), reasons=result.reasons,
-        unlabelled=int((~labelled).sum()), trained_rows=len(valid), feature_version=version.id,
-        quarantine=quarantine, malformed=len(malformed), lineage=lineage,
-    )  # fmt: skip
+        rows_read=result.rows_in,
+        inputs=tuple((i.name, i.kind) for i in transform.inputs),
+        dropped=transform.dropped,
+        rejected=len(result.rejected),
+        reasons=result.reasons,
+        unlabelled=int((~labelled).sum()),
+        trained_rows=len(valid),
+        feature_version=version.id,
+        quarantine=quarantine,
+        malformed=len(malformed),
+        lineage=lineage,
+    )
     return data, report
 
 
 # What pandas reads as missing: a CSV written by pandas, R or a spreadsheet marks nulls with these.
-_NULL_TEXTS = pa.array([
-    "", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN", "<NA>",
-    "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null",
-])  # fmt: skip
+_NULL_TEXTS = pa.array(
+    [
+        "",
+        "#N/A",
+        "#N/A N/A",
+        "#NA",
+        "-1.#IND",
+        "-1.#QNAN",
+        "-NaN",
+        "-nan",
+        "1.#IND",
+        "1.#QNAN",
+        "<NA>",
+        "N/A",
+        "NA",
+        "NULL",
+        "NaN",
+        "None",
+        "n/a",
+        "nan",
+        "null",
+    ]
+)
 
 
 def _read_text_csv(raw: bytes, path: Path) -> tuple[pa.Table, list[MalformedLine]]:
@@ -282,10 +322,13 @@ def _quarantine(
     if len(result.rejected):
         store.write_bytes(f"{folder}/rejected.csv", to_csv_bytes(result.rejected))
     if malformed:
-        lines = pd.DataFrame({
-            "line": pd.array([m.line for m in malformed], dtype="Int64"), "text": [m.text for m in malformed],
-            REASONS_COLUMN: [m.reason for m in malformed],
-        })  # fmt: skip
+        lines = pd.DataFrame(
+            {
+                "line": pd.array([m.line for m in malformed], dtype="Int64"),
+                "text": [m.text for m in malformed],
+                REASONS_COLUMN: [m.reason for m in malformed],
+            }
+        )
         store.write_bytes(f"{folder}/malformed.csv", to_csv_bytes(lines))
     return store.uri(folder)
 

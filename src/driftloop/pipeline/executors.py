@@ -16,8 +16,8 @@ import subprocess
 import sys
 from typing import TYPE_CHECKING, Any, Protocol
 
-from driftloop.core.processes import die_with_parent
 from driftloop.errors import ConfigError
+from driftloop.runtime.processes import die_with_parent
 
 if TYPE_CHECKING:
     from pathlib import Path

@@ -144,8 +144,11 @@ def git_state() -> dict[str, str]:
         ).stdout.strip()
         dirty = subprocess.run(
             ["git", "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True, text=True, check=True, timeout=10,
-        ).stdout.strip()  # fmt: skip
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
+        ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return {"driftloop.git.commit": "unknown", "driftloop.git.dirty": "unknown"}
     return {"driftloop.git.commit": commit, "driftloop.git.dirty": "true" if dirty else "false"}
@@ -302,8 +305,11 @@ def evaluate_and_log(
     tracker.log_json(run_id, "evaluation/metrics.json", {"overall": overall, "slices": slices})
     # Per-row hold-out scores, in the feature version's row order: what any later scoring of the same
     # raw rows (the service, mlflow models serve, a reproduction) must give again.
-    tracker.log_json(run_id, HOLDOUT_SCORES, {"rows": [outcome.split.holdout_start, outcome.split.rows],
-                                              "scores": scores.tolist()})  # fmt: skip
+    tracker.log_json(
+        run_id,
+        HOLDOUT_SCORES,
+        {"rows": [outcome.split.holdout_start, outcome.split.rows], "scores": scores.tolist()},
+    )
     numeric = [n.name for n in data.transform.numeric]
     columns = {name: holdout[name].to_numpy(dtype=np.float64) for name in numeric}
     columns |= {name: data.transform.canonical(name, holdout[name]) for name in categorical}

@@ -70,8 +70,13 @@ def freshest_labelled_window(settings: Settings) -> tuple[pd.DataFrame, dict[str
     )
     result = validate_mod.validate(batch.table, data.columns, label=(data.target, aligned))
     frame = result.valid[result.valid[data.target].notna()].reset_index(drop=True)
-    window = {"start": start.isoformat(), "end": end.isoformat(), "labels_as_of": as_of.isoformat(),
-              "rows": len(frame), "rejected": len(result.rejected)}  # fmt: skip
+    window = {
+        "start": start.isoformat(),
+        "end": end.isoformat(),
+        "labels_as_of": as_of.isoformat(),
+        "rows": len(frame),
+        "rejected": len(result.rejected),
+    }
     return frame, window
 
 
@@ -125,14 +130,23 @@ def offline_comparison(
     policy = settings.policy
     champion = registry.by_alias(challenger.name, ALIASES[Stage.PRODUCTION])
     if champion is None:
-        return CheckResult(EVIDENCE_NAME, True, "no production version yet: nothing to compare with",
-                           {"champion_version": None, "challenger_version": challenger.version})  # fmt: skip
+        return CheckResult(
+            EVIDENCE_NAME,
+            True,
+            "no production version yet: nothing to compare with",
+            {"champion_version": None, "challenger_version": challenger.version},
+        )
     run = tracker.get_run(challenger.run_id) if challenger.run_id else None
     task = run.tags.get("driftloop.task", "classification") if run else "classification"
     metric = m.primary_metric(task)
     frame, window, target = _comparison_rows(settings, tracker, run)
-    base = {"champion_version": champion.version, "challenger_version": challenger.version, "metric": metric,
-            "margin": policy.comparison_margin, "window": window}  # fmt: skip
+    base = {
+        "champion_version": champion.version,
+        "challenger_version": challenger.version,
+        "metric": metric,
+        "margin": policy.comparison_margin,
+        "window": window,
+    }
     if len(frame) < policy.comparison_min_rows:
         detail = f"only {len(frame)} labelled rows in {_span(window)} (need {policy.comparison_min_rows})"
         return CheckResult(EVIDENCE_NAME, False, detail, base)
@@ -155,8 +169,10 @@ def offline_comparison(
         passed = new <= old + policy.comparison_margin
     verdict = "matches or beats" if passed else "is worse than"
     span = f"{len(frame):,} rows {_span(window)}"
-    detail = (f"v{challenger.version} {metric} {new:.4f} {verdict} v{champion.version} {old:.4f} "
-              f"(margin {policy.comparison_margin}) on {span}")  # fmt: skip
+    detail = (
+        f"v{challenger.version} {metric} {new:.4f} {verdict} v{champion.version} {old:.4f} "
+        f"(margin {policy.comparison_margin}) on {span}"
+    )
     return CheckResult(EVIDENCE_NAME, passed, detail, evidence)
 
 
@@ -171,9 +187,17 @@ def _numbers(metrics: dict[str, Any]) -> dict[str, Any]:
 
 
 def promote(
-    promoter: Promoter, settings: Settings, tracker: Tracker, registry: Registry, *, name: str, version: int,
-    to: Stage, actor: str, comment: str = "",
-) -> PromotionResult:  # fmt: skip
+    promoter: Promoter,
+    settings: Settings,
+    tracker: Tracker,
+    registry: Registry,
+    *,
+    name: str,
+    version: int,
+    to: Stage,
+    actor: str,
+    comment: str = "",
+) -> PromotionResult:
     """Promote with the evidence the target stage needs (the offline comparison for Production)."""
     evidence: list[CheckResult] = []
     if to == Stage.PRODUCTION and EVIDENCE_NAME in settings.policy.production_evidence:

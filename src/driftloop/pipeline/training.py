@@ -114,8 +114,13 @@ def ingest(ctx: StepContext) -> StepResult:
     quarantined = [*batch.malformed, *label_lines]
     if quarantined:
         first = quarantined[0]
-        ctx.log.warning("%d lines could not be read and are quarantined (the first: %s line %s, %s)",
-                        len(quarantined), first.source, first.line, first.reason)  # fmt: skip
+        ctx.log.warning(
+            "%d lines could not be read and are quarantined (the first: %s line %s, %s)",
+            len(quarantined),
+            first.source,
+            first.line,
+            first.reason,
+        )
         outputs["malformed"] = pd.DataFrame(
             {
                 ingest_mod.SOURCE_COLUMN: [m.source for m in quarantined],
@@ -244,14 +249,23 @@ def train(ctx: StepContext, version: dict[str, Any]) -> StepResult:
         tags = {**data.tags, modeling.TAG_PIPELINE_RUN: ctx.run_id}
 
         def progress(record: Any) -> None:
-            ctx.log.info("epoch %d: train_loss %.4f val_loss %.4f val_score %.4f", record.epoch,
-                         record.train_loss, record.val_loss, record.val_score)  # fmt: skip
+            ctx.log.info(
+                "epoch %d: train_loss %.4f val_loss %.4f val_score %.4f",
+                record.epoch,
+                record.train_loss,
+                record.val_loss,
+                record.val_score,
+            )
 
         outcome = modeling.train_and_log(
             ctx.settings, tracker, data, run_name=f"pipeline {ctx.run_id}", extra_tags=tags, on_epoch=progress
         )
-    summary = {"mlflow_run": outcome.run_id, "epochs": outcome.epochs, "best_epoch": outcome.best_epoch,
-               "val_score": round(outcome.val_score, 6)}  # fmt: skip
+    summary = {
+        "mlflow_run": outcome.run_id,
+        "epochs": outcome.epochs,
+        "best_epoch": outcome.best_epoch,
+        "val_score": round(outcome.val_score, 6),
+    }
     return StepResult(outputs={"model": {**outcome.to_json(), "tags": tags}}, summary=summary)
 
 

@@ -28,8 +28,8 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
-from driftloop.core.holders import holder_gone, new_holder
 from driftloop.errors import ConflictError
+from driftloop.runtime.holders import holder_gone, new_holder
 from driftloop.storage.metadata import ModelTransitionRow, RegistryLockRow
 
 if TYPE_CHECKING:

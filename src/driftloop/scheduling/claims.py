@@ -22,8 +22,8 @@ from apscheduler.executors.base import run_job
 from apscheduler.executors.pool import ThreadPoolExecutor
 from sqlalchemy.dialects import postgresql, sqlite
 
-from driftloop.core.holders import new_holder
 from driftloop.errors import ConflictError, DriftloopError
+from driftloop.runtime.holders import new_holder
 from driftloop.storage.metadata.tables import SchedulerFireRow
 
 if TYPE_CHECKING:

@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import sqlalchemy as sa
 
-from driftloop.core.holders import holder_gone
 from driftloop.errors import ConflictError, DriftloopError
+from driftloop.runtime.holders import holder_gone
 from driftloop.storage.metadata import GuardRow, TriggerRow
 
 if TYPE_CHECKING:

@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from driftloop.core.holders import new_holder
 from driftloop.core.models import Stage
 from driftloop.core.runs import RunStatus
 from driftloop.core.triggers import TriggerAction, decide
@@ -39,6 +38,7 @@ from driftloop.pipeline.training import training_pipeline
 from driftloop.registry import Registry
 from driftloop.registry.lease import crash_point
 from driftloop.registry.promotion import Promoter
+from driftloop.runtime.holders import new_holder
 from driftloop.scheduling.ledger import ACTIVE, Ledger, Trigger
 from driftloop.storage import store_for
 from driftloop.tracking import Tracker

@@ -1,6 +1,6 @@
 """The prediction service: FastAPI routes over a :class:`ModelHolder` and a capture sink.
 
-Contract (ARCHITECTURE.md): ``POST /v1/predict``, ``POST /invocations`` (MLflow's scoring protocol,
+Contract (docs/contract.md): ``POST /v1/predict``, ``POST /invocations`` (MLflow's scoring protocol,
 with MLflow's ``GET /ping`` and ``GET /version``), ``POST /v1/feedback``, ``GET /health``, ``GET /ready``,
 ``GET /v1/model``, ``GET /metrics``; OpenAPI at ``/docs``. Bad input is a 422 naming each bad field
 (on the MLflow routes MLflow's 400, naming them too), never a 500. A prediction is acknowledged (the

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from driftloop.errors import UsageError
 from driftloop.simulate._scenarios import DriftSpec
+from driftloop.simulate.plant import FAILURE_MODES, RAW_COLUMNS
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -23,18 +24,6 @@ __all__ = [
     "SimulationSummary",
 ]
 
-RAW_COLUMNS = (
-    "timestamp",
-    "record_id",
-    "machine_id",
-    "product_variant",
-    "air_temperature_k",
-    "process_temperature_k",
-    "rotational_speed_rpm",
-    "torque_nm",
-    "tool_wear_min",
-)
-FAILURE_MODES = ("machine_failure", "twf", "hdf", "pwf", "osf", "rnf")
 LABEL_COLUMNS = ("record_id", "timestamp", "available_at", *FAILURE_MODES)
 
 # A day is built in memory (about 200 bytes a row at peak); these bounds turn a typo into a clear error

@@ -115,10 +115,14 @@ class Supervisor:
             log.write(f"--- {_now()} {shlex.join(spec.command)}\n".encode())
             log.flush()
             process = subprocess.Popen(
-                list(spec.command), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                list(spec.command),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
                 env={"PYTHONUNBUFFERED": "1", **(os.environ if spec.env is None else spec.env)},
-                start_new_session=True, preexec_fn=die_with_parent(signal.SIGTERM),  # noqa: PLW1509 - see there
-            )  # fmt: skip
+                start_new_session=True,
+                preexec_fn=die_with_parent(signal.SIGTERM),  # noqa: PLW1509 - see there
+            )
             child = Child(spec.name, process.pid, process, log_path, log.tell())
         self._children.append(child)
         started, deadline = time.monotonic(), time.monotonic() + timeout_s

@@ -16,15 +16,19 @@ import pytest
 if TYPE_CHECKING:
     from pathlib import Path
 
-pytestmark = pytest.mark.timeout(900)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
 
 def test_the_quick_demo_closes_the_loop_without_a_human(tmp_path: Path) -> None:
     home = tmp_path / "home"
     done = subprocess.run(
         [sys.executable, "-m", "driftloop", "demo", "--quick", "--home", str(home)],
-        cwd=tmp_path, capture_output=True, text=True, timeout=840, check=False,
-    )  # fmt: skip
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=840,
+        check=False,
+    )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     report = json.loads((home / "demo" / "report.json").read_text())
     onset, detected, promoted = (date.fromisoformat(report[k]) for k in ("onset", "detected", "promoted"))
@@ -54,16 +58,25 @@ def test_the_quick_demo_closes_the_loop_without_a_human(tmp_path: Path) -> None:
     # The registry tells the same story: v1 archived (the rollback target), v2 in production.
     history = subprocess.run(
         [sys.executable, "-m", "driftloop", "models", "history", "plant-failure"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=120, check=False,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
         env={**os.environ, "DRIFTLOOP_HOME": str(home)},
-    )  # fmt: skip
+    )
     assert history.returncode == 0, history.stderr
     assert "driftloop-loop" in history.stdout
     assert "Archived" in history.stdout
     ledger = subprocess.run(
-        [sys.executable, "-m", "driftloop", "loop", "history"], cwd=tmp_path, capture_output=True, text=True,
-        timeout=120, check=False, env={**os.environ, "DRIFTLOOP_HOME": str(home), "COLUMNS": "200"},
-    )  # fmt: skip
+        [sys.executable, "-m", "driftloop", "loop", "history"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env={**os.environ, "DRIFTLOOP_HOME": str(home), "COLUMNS": "200"},
+    )
     assert ledger.returncode == 0, ledger.stderr
     assert "promoted" in ledger.stdout  # the trigger that started it all, and what became of it
     assert "suppressed" in ledger.stdout  # later passes saw the same incident: no second retraining

@@ -8,7 +8,7 @@ import json
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from driftloop.scheduling.demo import DemoResult
+    from driftloop.demo.plan import DemoResult
     from driftloop.storage import ObjectStore
 
 __all__ = ["write_report"]
@@ -32,11 +32,18 @@ def _document(result: DemoResult) -> dict[str, Any]:
         "final_version": result.final_version,
         "seconds": round(result.seconds, 1),
         "days": [
-            {"day": r.day.isoformat(), "version": r.version, "requests": r.requests, "roc_auc": r.roc_auc,
-             "f1": r.f1, "decision": r.decision, "events": r.events}
+            {
+                "day": r.day.isoformat(),
+                "version": r.version,
+                "requests": r.requests,
+                "roc_auc": r.roc_auc,
+                "f1": r.f1,
+                "decision": r.decision,
+                "events": r.events,
+            }
             for r in result.rows
         ],
-    }  # fmt: skip
+    }
 
 
 def _html(result: DemoResult, document: dict[str, Any]) -> str:
@@ -74,18 +81,25 @@ def _chart(result: DemoResult) -> str:
     def y(v: float) -> float:
         return _H - _PAD - (_H - 2 * _PAD) * v
 
-    parts = [f'<svg width="{_W}" height="{_H}" xmlns="http://www.w3.org/2000/svg">',
-             f'<rect x="0" y="0" width="{_W}" height="{_H}" fill="#fff"/>']  # fmt: skip
+    parts = [
+        f'<svg width="{_W}" height="{_H}" xmlns="http://www.w3.org/2000/svg">',
+        f'<rect x="0" y="0" width="{_W}" height="{_H}" fill="#fff"/>',
+    ]
     for v in (0.0, 0.25, 0.5, 0.75, 1.0):
         parts.append(f'<line x1="{_PAD}" x2="{_W - _PAD}" y1="{y(v):.1f}" y2="{y(v):.1f}" stroke="#eee"/>')
         parts.append(f'<text x="4" y="{y(v) + 4:.1f}" font-size="11">{v:.2f}</text>')
-    markers = (("drift onset", result.onset, "#d62728"), ("detected", result.detected, "#ff7f0e"),
-               ("promoted", result.promoted, "#2ca02c"))  # fmt: skip
+    markers = (
+        ("drift onset", result.onset, "#d62728"),
+        ("detected", result.detected, "#ff7f0e"),
+        ("promoted", result.promoted, "#2ca02c"),
+    )
     for label, when, colour in markers:
         if when is not None and when in days:
             i = days.index(when)
-            parts.append(f'<line x1="{x(i):.1f}" x2="{x(i):.1f}" y1="{_PAD - 10}" y2="{_H - _PAD}" '
-                         f'stroke="{colour}" stroke-dasharray="4 3"/>')  # fmt: skip
+            parts.append(
+                f'<line x1="{x(i):.1f}" x2="{x(i):.1f}" y1="{_PAD - 10}" y2="{_H - _PAD}" '
+                f'stroke="{colour}" stroke-dasharray="4 3"/>'
+            )
             parts.append(
                 f'<text x="{x(i) + 3:.1f}" y="{_PAD - 12}" font-size="11" fill="{colour}">{label}</text>'
             )

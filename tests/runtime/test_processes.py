@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING
 import psutil
 import pytest
 
-from driftloop.core.processes import InstanceLock, ServiceSpec, Supervisor, log_tail, reap_leftovers
 from driftloop.errors import ConflictError, ServiceError
+from driftloop.runtime.processes import InstanceLock, ServiceSpec, Supervisor, log_tail, reap_leftovers
 from tests.conftest import free_port, wait_for
 
 if TYPE_CHECKING:
@@ -218,7 +218,7 @@ def test_instance_lock_is_released_when_its_holder_is_killed(tmp_path: Path) -> 
     ready = tmp_path / "ready"
     code = (
         "import os, subprocess, sys, time\nfrom pathlib import Path\n"
-        "from driftloop.core.processes import InstanceLock\n"
+        "from driftloop.runtime.processes import InstanceLock\n"
         f"lock = InstanceLock(Path({str(path)!r})); lock.acquire(); lock.update({{'x': 'http://x'}})\n"
         "kid = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'])\n"
         f"Path({str(ready)!r} + '.tmp').write_text(str(kid.pid))\n"
@@ -251,7 +251,7 @@ def test_children_of_a_killed_supervisor_stop_and_the_next_holder_reaps_any_left
     stubborn = "import signal; signal.signal(signal.SIGTERM, signal.SIG_IGN); signal.pause()"
     code = (
         "import os, time\nfrom pathlib import Path\n"
-        "from driftloop.core.processes import InstanceLock, ServiceSpec, Supervisor\n"
+        "from driftloop.runtime.processes import InstanceLock, ServiceSpec, Supervisor\n"
         f"lock = InstanceLock(Path({str(path)!r})); lock.acquire()\n"
         f"sup = Supervisor(Path({str(tmp_path / 'logs')!r}))\n"
         f"sup.start(ServiceSpec('plain', {py('import signal; signal.pause()')!r}, settle_s=0.2))\n"

@@ -22,7 +22,6 @@ import shutil
 import socket
 import sys
 import time
-from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from datetime import time as dtime
 from typing import TYPE_CHECKING, Any
@@ -31,7 +30,8 @@ import numpy as np
 import orjson
 
 from driftloop.core.models import Stage
-from driftloop.core.processes import ServiceSpec, Supervisor
+from driftloop.demo.plan import DayRow, DemoPlan, DemoResult
+from driftloop.demo.report import write_report
 from driftloop.errors import DriftloopError, UsageError
 from driftloop.monitoring.live import live_scores
 from driftloop.pipeline.executors import executor_for
@@ -40,10 +40,11 @@ from driftloop.pipeline.promotion import promote
 from driftloop.pipeline.runner import Runner
 from driftloop.pipeline.training import training_pipeline
 from driftloop.registry.promotion import ALIASES
-from driftloop.scheduling.demo_report import write_report
+from driftloop.runtime.processes import ServiceSpec, Supervisor
 from driftloop.scheduling.loop import ACTOR, Loop, LoopEvent
 from driftloop.settings import load_settings
 from driftloop.simulate import SimulationRequest, parse_drift, simulate
+from driftloop.simulate.plant import DATASET, SENSORS, TARGET
 from driftloop.storage import open_store, store_for
 from driftloop.storage.metadata import open_metadata
 
@@ -55,89 +56,19 @@ if TYPE_CHECKING:
     from driftloop.storage import ObjectStore
     from driftloop.storage.metadata import Database
 
-__all__ = ["DayRow", "DemoPlan", "DemoResult", "run_demo"]
+__all__ = ["run_demo"]
 
 MARKER = ".driftloop-demo"  # a home holding this was made by the demo and may be reset by it
-NUMERIC = ("air_temperature_k", "process_temperature_k", "rotational_speed_rpm", "torque_nm", "tool_wear_min")
-
-
-@dataclass(frozen=True)
-class DemoPlan:
-    """The simulated story. Defaults take about two minutes on a 2-core machine."""
-
-    start: date = date(2026, 1, 1)
-    history_days: int = 8  # before the service starts: v1 is trained on these
-    live_days: int = 10  # served, monitored, retrained
-    onset_day: int = 3  # the live day drift begins (sensor offset + concept change)
-    # The night of this live day a bad challenger is injected: a retraining on the days before the
-    # onset only (the old regime), which the gates must keep out of production (0: none).
-    bad_challenger_day: int = 8
-    rows_per_day: int = 2500
-    requests_per_day: int = 60  # HTTP requests a day, each of ``rows_per_request`` plant rows
-    rows_per_request: int = 10
-    machines: int = 20
-    seed: int = 7
-    max_epochs: int = 25
-
-    def day(self, k: int) -> date:
-        """Live day ``k`` (1-based) as a date."""
-        return self.start + timedelta(days=self.history_days + k - 1)
-
-    def environment(self, home: Path) -> dict[str, str]:
-        """The configuration the demo runs under (as environment, so every subprocess shares it)."""
-        return {
-            "DRIFTLOOP_HOME": str(home),
-            # Self-contained on loopback, with its own home and database: no tokens exist there.
-            "DRIFTLOOP_AUTH__ENABLED": "false",
-            "DRIFTLOOP_POLICY__REQUIRE_APPROVAL_FOR": "[]",  # the loop closes without a human
-            "DRIFTLOOP_POLICY__ADVISORY_CHECKS": '["reproducibility"]',  # any checkout, dirty or not
-            "DRIFTLOOP_POLICY__COMPARISON_DAYS": "3",
-            "DRIFTLOOP_POLICY__COMPARISON_MIN_ROWS": "300",
-            "DRIFTLOOP_POLICY__SHADOW_MIN_LABELS": str(
-                min(200, self.requests_per_day * self.rows_per_request // 2)
-            ),
-            "DRIFTLOOP_POLICY__GUARD_HOURS": "48",
-            "DRIFTLOOP_POLICY__GUARD_MIN_LABELS": "200",
-            "DRIFTLOOP_SCHEDULE__RETRAIN_DAYS": "8",
-            # Retrain once two days of the new regime are labelled (at the latest after 48 h).
-            "DRIFTLOOP_SCHEDULE__RETRAIN_DELAY_HOURS": "48",
-            "DRIFTLOOP_SCHEDULE__RETRAIN_MIN_LABELS": str(int(self.rows_per_day * 1.6)),
-            "DRIFTLOOP_SCHEDULE__COOLDOWN_MINUTES": str(14 * 24 * 60),  # one incident, one retraining
-            "DRIFTLOOP_SERVING__POLL_INTERVAL_S": "0.5",
-            "DRIFTLOOP_TRAINING__MAX_EPOCHS": str(self.max_epochs),
-            "DRIFTLOOP_CAPTURE__SEGMENT_MAX_AGE_S": "0.5",
-        }
-
-
-@dataclass
-class DayRow:
-    """One line of the timeline."""
-
-    day: date
-    version: int | None
-    requests: int
-    roc_auc: float | None
-    f1: float | None
-    decision: str
-    events: list[str] = field(default_factory=list)
-
-
-@dataclass
-class DemoResult:
-    rows: list[DayRow]
-    events: list[tuple[date, LoopEvent]]
-    onset: date
-    detected: date | None
-    promoted: date | None
-    final_version: int | None
-    report: str
-    seconds: float
+NUMERIC = SENSORS  # the readings a client sends as numbers
 
 
 def run_demo(
-    home: Path, plan: DemoPlan | None = None, *, say: Callable[[str], None] = print,
+    home: Path,
+    plan: DemoPlan | None = None,
+    *,
+    say: Callable[[str], None] = print,
     on_day: Callable[[DayRow], None] | None = None,
-) -> DemoResult:  # fmt: skip
+) -> DemoResult:
     """Run the story under ``home`` (reset first when the demo made it; refused when it holds other
     data) and return the timeline. Raises :class:`DriftloopError` when a component fails."""
     plan = plan or DemoPlan()
@@ -157,8 +88,10 @@ def run_demo(
     db = open_metadata(settings.database_url)
     story = _Story(settings, db, plan, plant, live)
     try:
-        say("v1: pipeline on the history (ingest → validate → transform → features → train → evaluate → "
-            "register), then the gates: None → Staging → Production")  # fmt: skip
+        say(
+            "v1: pipeline on the history (ingest → validate → transform → features → train → evaluate → "
+            "register), then the gates: None → Staging → Production"
+        )
         first = _first_version(story.loop, settings, plan)
         say(f"serving {settings.registry.model_name}/{first} through `driftloop serve` (real HTTP)")
         with _Service(home) as service:
@@ -173,8 +106,16 @@ def run_demo(
     detected = next((d for d, e in events if e.kind == "trigger"), None)
     promoted = next((d for d, e in events if e.kind == "promoted"), None)
     champion = story.loop.registry.by_alias(settings.registry.model_name, ALIASES[Stage.PRODUCTION])
-    result = DemoResult(rows, events, onset, detected, promoted, champion.version if champion else None, "",
-                        time.perf_counter() - started)  # fmt: skip
+    result = DemoResult(
+        rows,
+        events,
+        onset,
+        detected,
+        promoted,
+        champion.version if champion else None,
+        "",
+        time.perf_counter() - started,
+    )
     result.report = write_report(live, result)
     return result
 
@@ -203,8 +144,9 @@ class _Story:
         predicted = service.predict(_plant_rows(self.plant, day, plan), plan.rows_per_request)
         _release(self.plant, self.live, day, labels=True)
         labels = _labels(self.plant, day)
-        service.feedback([{"prediction_id": pid, "label": labels[rid]} for rid, pid in predicted.items()
-                          if rid in labels])  # fmt: skip
+        service.feedback(
+            [{"prediction_id": pid, "label": labels[rid]} for rid, pid in predicted.items() if rid in labels]
+        )
         service.flush()
         ended = datetime.now(UTC) + timedelta(milliseconds=1)
         self.now = datetime.combine(day + timedelta(days=1), dtime(), tzinfo=UTC)
@@ -222,9 +164,15 @@ class _Story:
         answered = scores.model_version[scores.model_version >= 0]
         metrics = scores.metrics(service.threshold) if scores.labelled().rows else {}
         service.await_version(loop)
-        return DayRow(day, int(np.bincount(answered).argmax()) if len(answered) else None, len(predicted),
-                      _finite(metrics.get("roc_auc")), _finite(metrics.get("f1")), decision,
-                      [e.message for _, e in self.events[seen:]])  # fmt: skip
+        return DayRow(
+            day,
+            int(np.bincount(answered).argmax()) if len(answered) else None,
+            len(predicted),
+            _finite(metrics.get("roc_auc")),
+            _finite(metrics.get("f1")),
+            decision,
+            [e.message for _, e in self.events[seen:]],
+        )
 
 
 def _reset(home: Path) -> None:
@@ -241,10 +189,15 @@ def _simulate(plant: ObjectStore, plan: DemoPlan, onset: date) -> None:
         f"concept:start={onset},severity=0.7",
     )
     request = SimulationRequest(
-        dataset="plant", start=plan.start, days=plan.history_days + plan.live_days,
-        rows_per_day=plan.rows_per_day, machines=plan.machines, seed=plan.seed, label_delay=timedelta(0),
+        dataset=DATASET,
+        start=plan.start,
+        days=plan.history_days + plan.live_days,
+        rows_per_day=plan.rows_per_day,
+        machines=plan.machines,
+        seed=plan.seed,
+        label_delay=timedelta(0),
         drifts=tuple(parse_drift(text, default_start=onset) for text in drifts),
-    )  # fmt: skip
+    )
     simulate(request, plant)
 
 
@@ -252,7 +205,7 @@ def _release(plant: ObjectStore, live: ObjectStore, day: date, *, labels: bool) 
     """The plant clock: one day's raw readings (and, in the evening, its labels) reach the live store."""
     kinds = ("raw", "labels") if labels else ("raw",)
     for kind in kinds:
-        for info in plant.list(f"{kind}/plant/date={day}/"):
+        for info in plant.list(f"{kind}/{DATASET}/date={day}/"):
             live.write_bytes(info.key, plant.read_bytes(info.key))
 
 
@@ -260,19 +213,28 @@ def _first_version(loop: Loop, settings: Settings, plan: DemoPlan) -> int:
     runner = Runner(settings, loop.db, store_for(settings), training_pipeline(), executor_for(settings))
     end = plan.start + timedelta(days=plan.history_days - 1)
     view = runner.run(
-        RunParams(dataset="plant", start=plan.start, end=end, as_of=loop.clock()), trigger="demo"
+        RunParams(dataset=DATASET, start=plan.start, end=end, as_of=loop.clock()), trigger="demo"
     )
     version = int(str(view.step("register").summary["model"]).rsplit("/", 1)[1])
     name = settings.registry.model_name
     for stage in (Stage.STAGING, Stage.PRODUCTION):  # with the evidence each stage asks for
-        promote(loop.promoter, settings, loop.tracker, loop.registry, name=name, version=version, to=stage,
-                actor=ACTOR, comment="demo: the first model")  # fmt: skip
+        promote(
+            loop.promoter,
+            settings,
+            loop.tracker,
+            loop.registry,
+            name=name,
+            version=version,
+            to=stage,
+            actor=ACTOR,
+            comment="demo: the first model",
+        )
     return version
 
 
 def _plant_rows(plant: ObjectStore, day: date, plan: DemoPlan) -> list[dict[str, Any]]:
     """A sample of the day's processes, as a client would send them (numbers as numbers)."""
-    rows = [row for info in plant.list(f"raw/plant/date={day}/") for row in _csv(plant, info.key)]
+    rows = [row for info in plant.list(f"raw/{DATASET}/date={day}/") for row in _csv(plant, info.key)]
     rng = np.random.default_rng(plan.seed + day.toordinal())
     wanted = min(len(rows), plan.requests_per_day * plan.rows_per_request)
     return [_as_client_sends(rows[i]) for i in np.sort(rng.choice(len(rows), wanted, replace=False))]
@@ -292,8 +254,11 @@ def _as_client_sends(row: dict[str, str]) -> dict[str, Any]:
 
 
 def _labels(plant: ObjectStore, day: date) -> dict[str, int]:
-    return {row["record_id"]: int(row["machine_failure"])
-            for info in plant.list(f"labels/plant/date={day}/") for row in _csv(plant, info.key)}  # fmt: skip
+    return {
+        row["record_id"]: int(row[TARGET])
+        for info in plant.list(f"labels/{DATASET}/date={day}/")
+        for row in _csv(plant, info.key)
+    }
 
 
 def _finite(value: Any) -> float | None:

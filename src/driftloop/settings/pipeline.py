@@ -1,0 +1,114 @@
+"""How models are built: pipeline runners, training, MLflow tracking and the registered model."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field, SecretStr
+
+from driftloop.settings._section import Section
+from driftloop.simulate import plant
+
+__all__ = [
+    "ContainerRunnerSettings",
+    "HyperValue",
+    "KubernetesRunnerSettings",
+    "LocalRunnerSettings",
+    "PipelineSettings",
+    "RegistrySettings",
+    "RunnerSettings",
+    "TrackingSettings",
+    "TrainingSettings",
+]
+
+
+class LocalRunnerSettings(Section):
+    """Each step in its own subprocess on this machine (the default; needs nothing else)."""
+
+    type: Literal["local"] = "local"
+    # Fork step processes from a server that has the heavy libraries imported (see LocalExecutor).
+    prewarm: bool = True
+
+
+class ContainerRunnerSettings(Section):
+    """Each step in its own container: ``docker run IMAGE driftloop pipeline step NAME --run RUN``."""
+
+    type: Literal["container"]
+    image: str
+    executable: str = "docker"  # or podman
+    network: str = "host"
+    extra_args: tuple[str, ...] = ()
+
+
+class KubernetesRunnerSettings(Section):
+    """Each step as a Kubernetes Job running the same step command (applied with kubectl)."""
+
+    type: Literal["kubernetes"]
+    image: str
+    namespace: str = "default"
+    service_account: str | None = None
+    env_secret: str | None = None  # a Secret whose keys become the step's environment (DRIFTLOOP_…, AWS_…)
+    kubectl: str = "kubectl"
+    cpu: str = "1"
+    memory: str = "2Gi"
+
+
+RunnerSettings = Annotated[
+    LocalRunnerSettings | ContainerRunnerSettings | KubernetesRunnerSettings, Field(discriminator="type")
+]
+
+
+class PipelineSettings(Section):
+    """How pipeline steps are executed."""
+
+    runner: RunnerSettings = LocalRunnerSettings()
+    step_timeout_s: float = Field(default=3600.0, gt=0)
+
+
+HyperValue = int | float | str | bool
+
+
+class TrainingSettings(Section):
+    """How models are built and trained (seed 1, 18). Hyperparameters reach the model factory."""
+
+    task: Literal["classification", "regression"] = "classification"
+    # ``package.module:function`` called as ``factory(input_width, **hyperparameters)`` → ``nn.Module``.
+    model_factory: str = Field(default="driftloop.training.model:mlp", pattern=r"^[\w.]+:\w+$")
+    hidden: tuple[int, ...] = (64, 32)
+    dropout: float = Field(default=0.1, ge=0.0, lt=1.0)
+    params: dict[str, HyperValue] = Field(default_factory=dict)  # extra factory hyperparameters
+    optimizer: Literal["adam", "adamw", "sgd"] = "adam"
+    learning_rate: float = Field(default=1e-3, gt=0)
+    weight_decay: float = Field(default=0.0, ge=0)
+    batch_size: int = Field(default=256, ge=1)
+    max_epochs: int = Field(default=40, ge=1)
+    patience: int = Field(default=5, ge=1)  # early stopping: epochs without validation improvement
+    # Time-ordered split: the last ``holdout_share`` of rows is the evaluation hold-out; the last
+    # ``validation_share`` of the rest drives early stopping and the decision threshold.
+    holdout_share: float = Field(default=0.2, gt=0.0, lt=1.0)
+    validation_share: float = Field(default=0.15, gt=0.0, lt=1.0)
+    imbalance: Literal["weighted", "none"] = "weighted"
+    # A weighted loss inflates probabilities; Platt scaling on the validation part restores calibrated
+    # scores (Brier, calibration curve, drift of the score distribution) without changing the ranking.
+    calibration: Literal["platt", "none"] = "platt"
+    seed: int = Field(default=0, ge=0)
+    threads: int = Field(default=1, ge=1)  # torch intra-op threads; 1 keeps runs bit-reproducible
+
+
+class TrackingSettings(Section):
+    """MLflow tracking. Empty URI: an embedded SQLite store at ``<home>/mlflow.db``."""
+
+    uri: str = ""
+    experiment: str = "driftloop"
+    # Where new experiments keep artifacts; empty: ``<storage root>/mlflow`` (local or S3).
+    artifact_root: str = ""
+    # Basic-auth login for an MLflow server that requires one, sent once a password is set
+    # (MLFLOW_TRACKING_USERNAME/PASSWORD); with auth on, `up` starts MLflow with this admin (docs/auth.md).
+    username: str = "admin"
+    password: SecretStr | None = None
+
+
+class RegistrySettings(Section):
+    """The MLflow registered model the loop trains, promotes and serves."""
+
+    model_name: str = Field(default=plant.MODEL_NAME, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
