@@ -34,7 +34,6 @@ def serve(
     import uvicorn
 
     from driftloop.logs import configure_logging
-    from driftloop.serving.protocol import ScoringProtocol
     from driftloop.serving.server import CONFIG_ENV, build_app
 
     st = state(ctx)
@@ -61,10 +60,8 @@ def serve(
                  f"http://{bind_host}:{bind_port} with {n} worker(s) (docs at /docs)")  # fmt: skip
     # Access lines are info-level: formatting them for a logger that drops them costs ~3 % of a request.
     access_log = server_level.lower() in ("info", "debug", "trace")
-    # ScoringProtocol: uvicorn's httptools protocol, answering the scoring routes without ASGI's cost.
     common: dict[str, Any] = {"host": bind_host, "port": bind_port, "log_level": server_level,
-                              "access_log": access_log, "loop": "uvloop",
-                              "http": ScoringProtocol}  # fmt: skip
+                              "access_log": access_log, "loop": "uvloop"}  # fmt: skip
     if n == 1:
         app = build_app(settings)
         # uvicorn shuts down gracefully on SIGTERM (in-flight requests answered, the lifespan closes the
