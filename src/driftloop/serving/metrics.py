@@ -40,7 +40,7 @@ class _Requests(Collector):
 
     prometheus_client's Counter and Histogram take a lock per update and scan the buckets; at
     thousands of requests a second that was ~5 % of a request. Only the event loop observes
-    requests (``ServiceApp``), so the counts need no lock; a scrape runs on that loop too.
+    requests (``serving.observed``), so the counts need no lock; a scrape runs on that loop too.
     """
 
     def __init__(self) -> None:
