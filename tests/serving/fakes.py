@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import io
 import threading
-import time
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -19,10 +18,9 @@ from driftloop.capture.records import expand
 from driftloop.core.transform import fit
 from driftloop.serving.inputs import InputSpec
 from driftloop.serving.model import LoadedModel
-from driftloop.serving.protocol import ScoringProtocol
 from driftloop.settings import PLANT_COLUMNS
 from driftloop.training.model import ScoringModel, mlp
-from tests.conftest import free_port
+from tests.conftest import free_port, wait_for
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Mapping, Sequence
@@ -69,7 +67,8 @@ def mlflow_bodies(rows: list[dict[str, Any]]) -> dict[str, tuple[str | None, byt
     return {
         "dataframe_split": (JSON, orjson.dumps({"dataframe_split": split})),
         "dataframe_split with index": (
-            JSON, orjson.dumps({"dataframe_split": {"index": [f"r{i}" for i in range(len(rows))], **split}})
+            JSON,
+            orjson.dumps({"dataframe_split": {"index": [f"r{i}" for i in range(len(rows))], **split}}),
         ),
         "dataframe_records": (JSON, orjson.dumps({"dataframe_records": rows})),
         "instances as rows": (JSON, orjson.dumps({"instances": rows})),
@@ -83,7 +82,7 @@ def mlflow_bodies(rows: list[dict[str, Any]]) -> dict[str, tuple[str | None, byt
         "csv": (CSV, pd.DataFrame(rows).to_csv(index=False).encode()),
         "csv with charset": ("text/csv; charset=utf-8", pd.DataFrame(rows).to_csv(index=False).encode()),
         "parquet": (PARQUET, parquet.getvalue()),
-    }  # fmt: skip
+    }
 
 
 class BrokenModule(torch.nn.Module):
@@ -112,20 +111,18 @@ class MemoryCapture:
 
 @contextlib.contextmanager
 def serving(app: FastAPI) -> Iterator[int]:
-    """``app`` served on a free loopback port, as ``driftloop serve`` runs it (uvicorn with driftloop's
-    protocol), from a thread; yields the port once uvicorn listens."""
+    """``app`` served on a free loopback port, as ``driftloop serve`` runs it (uvicorn on uvloop), from a
+    thread; yields the port once uvicorn listens."""
     port = free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, loop="uvloop", http=ScoringProtocol,
-                            log_level="warning", lifespan="off")  # fmt: skip
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=port, loop="uvloop", log_level="warning", lifespan="off"
+    )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     try:
-        deadline = time.monotonic() + 20
-        while not server.started:
-            assert thread.is_alive(), "uvicorn stopped while starting"
-            assert time.monotonic() < deadline, "uvicorn did not start within 20 s"
-            time.sleep(0.02)
+        wait_for(lambda: server.started or not thread.is_alive(), 20, "uvicorn to start")
+        assert server.started, "uvicorn stopped while starting"
         yield port
     finally:
         server.should_exit = True

@@ -1,5 +1,5 @@
-"""Tokens, roles and rate limits on every protected route, answered ahead of FastAPI (``ServiceApp``) and
-through FastAPI's router alike (the uvicorn protocol's path is in ``test_protocol``)."""
+"""Tokens, roles and rate limits on every protected route, in process (over a real server:
+``test_http``)."""
 
 from __future__ import annotations
 
@@ -68,12 +68,9 @@ def _served(gate: Gate | None, *, secret: str | None = None) -> tuple[TestClient
     return TestClient(app), capture, woken
 
 
-@pytest.fixture(params=["ahead of FastAPI", "FastAPI's router"])
-def served(request: pytest.FixtureRequest, tokens: Tokens) -> tuple[TestClient, MemoryCapture, list[int]]:
-    client, capture, woken = _served(Gate(TokenVerifier(tokens.store.lookup, ttl_s=5.0), None))
-    if request.param == "FastAPI's router":
-        client.app.fast_routes = {}  # type: ignore[attr-defined]
-    return client, capture, woken
+@pytest.fixture
+def served(tokens: Tokens) -> tuple[TestClient, MemoryCapture, list[int]]:
+    return _served(Gate(TokenVerifier(tokens.store.lookup, ttl_s=5.0), None))
 
 
 def _call(client: TestClient, method: str, path: str, body: Any, authorization: str | None = None) -> Any:
@@ -221,12 +218,9 @@ def test_a_token_database_outage_is_a_503_not_a_401(tokens: Tokens) -> None:
     assert capture.records == []
 
 
-@pytest.mark.parametrize("fast", [True, False], ids=["ahead of FastAPI", "FastAPI's router"])
-def test_a_token_over_its_rate_is_a_429_with_retry_after(tokens: Tokens, fast: bool) -> None:
+def test_a_token_over_its_rate_is_a_429_with_retry_after(tokens: Tokens) -> None:
     limiter = RateLimiter(RateLimit(per_second=0.01, burst=2), {"label": RateLimit(per_second=0.01, burst=1)})
     client, capture, _ = _served(Gate(TokenVerifier(tokens.store.lookup, ttl_s=5.0), limiter))
-    if not fast:
-        client.app.fast_routes = {}  # type: ignore[attr-defined]
     scorer = {"authorization": f"Bearer {tokens.by_role['predict']}"}
     assert [
         client.post("/v1/predict", json={"instances": ROWS}, headers=scorer).status_code for _ in range(2)

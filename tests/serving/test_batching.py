@@ -24,18 +24,24 @@ if TYPE_CHECKING:
 
 
 class SlowScorer:
-    """Scores row ``{"x": v}`` as ``v * 10``; each call takes ``delay`` so that requests pile up."""
+    """Scores row ``{"x": v}`` as ``v * 10``; each call takes ``delay``, and waits for ``release`` to be
+    set first when one is given, so that a test decides when requests pile up."""
 
-    def __init__(self, delay: float = 0.02, fail: bool = False) -> None:
+    def __init__(
+        self, delay: float = 0.02, fail: bool = False, release: threading.Event | None = None
+    ) -> None:
         self.delay = delay
         self.fail = fail
-        self.calls: list[int] = []  # rows per call
+        self.release = release
+        self.calls: list[int] = []  # rows per call, noted as each call starts
         self.model = plant_model(1)
         self._lock = threading.Lock()
 
     def __call__(self, rows: list[dict[str, Any]]) -> Prediction:
         with self._lock:
             self.calls.append(len(rows))
+        if self.release is not None:
+            assert self.release.wait(30), "the test never released the scorer"
         time.sleep(self.delay)
         if self.fail:
             raise NoModelError("the model and its fallback both failed (simulated)")
@@ -96,15 +102,33 @@ async def _many(batcher: MicroBatcher, requests: list[list[dict[str, Any]]]) -> 
     return await asyncio.gather(*(batcher.submit(rows) for rows in requests), return_exceptions=True)
 
 
+async def _scoring(scorer: SlowScorer, calls: int) -> None:
+    """Until ``calls`` calls of ``scorer`` have started (the loop goes on meanwhile)."""
+    deadline = time.monotonic() + 30
+    while len(scorer.calls) < calls:
+        assert time.monotonic() < deadline, "the scorer was not called"
+        await asyncio.sleep(0.001)
+
+
+async def _queued() -> None:
+    """Let every task created so far run up to its first wait: a submitted request is then queued."""
+    for _ in range(3):
+        await asyncio.sleep(0)
+
+
 def test_concurrent_requests_share_calls_and_each_gets_its_own_scores() -> None:
-    scorer = SlowScorer()
+    release = threading.Event()
+    scorer = SlowScorer(delay=0, release=release)
     batcher = MicroBatcher(scorer, max_rows=1000)
     requests = [[{"x": float(i)}, {"x": i + 0.5}] for i in range(40)]
 
     async def run() -> list[Any]:
         first = asyncio.ensure_future(batcher.submit(requests[0]))
-        await asyncio.sleep(0.005)  # the first is being scored when the others arrive
-        return [await first, *await _many(batcher, requests[1:])]
+        await _scoring(scorer, 1)  # the first is being scored when the others arrive
+        rest = asyncio.ensure_future(_many(batcher, requests[1:]))
+        await _queued()
+        release.set()
+        return [await first, *await rest]
 
     results = asyncio.run(run())
     for i, result in enumerate(results):
@@ -163,15 +187,17 @@ def test_a_failing_call_fails_every_request_in_it_and_the_batcher_goes_on() -> N
 
 
 def test_a_cancelled_request_does_not_disturb_the_others() -> None:
-    scorer = SlowScorer(delay=0.05)
+    release = threading.Event()
+    scorer = SlowScorer(delay=0, release=release)
     batcher = MicroBatcher(scorer, max_rows=100)
 
     async def run() -> list[Any]:
         tasks = [asyncio.ensure_future(batcher.submit([{"x": 0.0}]))]
-        await asyncio.sleep(0.01)  # the first is being scored; the others wait for the next call
+        await _scoring(scorer, 1)  # the first is being scored; the others wait for the next call
         tasks += [asyncio.ensure_future(batcher.submit([{"x": float(i)}])) for i in range(1, 6)]
-        await asyncio.sleep(0)
+        await _queued()
         tasks[3].cancel()
+        release.set()
         return await asyncio.gather(*tasks, return_exceptions=True)
 
     results = asyncio.run(run())
@@ -199,17 +225,20 @@ class Finisher:
 
 
 def test_finish_answers_a_whole_batch_and_its_awaitable_holds_every_request_of_it() -> None:
-    scorer = SlowScorer()
+    release = threading.Event()
+    scorer = SlowScorer(delay=0, release=release)
     finisher = Finisher()
     batcher = MicroBatcher(scorer, max_rows=1000, finish=finisher)
 
     async def run() -> list[Any]:
         first = asyncio.ensure_future(batcher.submit([{"x": 0.0}], "r0"))
-        await asyncio.sleep(0.005)  # the first is being scored when the others arrive
+        await _scoring(scorer, 1)  # the first is being scored when the others arrive
         rest = [asyncio.ensure_future(batcher.submit([{"x": float(i)}] * 2, f"r{i}")) for i in (1, 2, 3)]
+        await _queued()
+        release.set()
         while len(finisher.gates) < 2:
-            await asyncio.sleep(0.005)
-        await asyncio.sleep(0.01)
+            await asyncio.sleep(0.001)
+        await _queued()  # anything the finished batches could wake has had its turn
         assert not any(t.done() for t in [first, *rest])  # nobody resumes before the batch's awaitable
         finisher.gates[1].set_result(None)
         answers = await asyncio.gather(*rest)

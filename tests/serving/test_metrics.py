@@ -10,19 +10,27 @@ from driftloop.serving.model import ModelHolder
 
 def _lines(text: bytes, prefix: str) -> list[str]:
     """The family's samples, without the optional ``_created`` timestamps (ours has none)."""
-    return sorted(line for line in text.decode().splitlines()
-                  if line.startswith(prefix) and "_created" not in line)  # fmt: skip
+    return sorted(
+        line for line in text.decode().splitlines() if line.startswith(prefix) and "_created" not in line
+    )
 
 
 def test_request_counts_and_latency_buckets_match_prometheus_client() -> None:
-    observations = [("/v1/predict", 200, 0.0004), ("/v1/predict", 200, 0.001), ("/v1/predict", 422, 0.0011),
-                    ("/invocations", 200, 0.02), ("/nowhere", 404, 3.0), ("/v1/predict", 200, 2.5),
-                    ("/health", 200, 0.0)]  # fmt: skip
+    observations = [
+        ("/v1/predict", 200, 0.0004),
+        ("/v1/predict", 200, 0.001),
+        ("/v1/predict", 422, 0.0011),
+        ("/invocations", 200, 0.02),
+        ("/nowhere", 404, 3.0),
+        ("/v1/predict", 200, 2.5),
+        ("/health", 200, 0.0),
+    ]
     ours = ServiceMetrics(ModelHolder(), None)
     registry = CollectorRegistry()
     requests = Counter("driftloop_requests_total", "HTTP requests", ["path", "status"], registry=registry)
-    latency = Histogram("driftloop_request_seconds", "Request latency", ["path"], registry=registry,
-                        buckets=_LATENCY_BUCKETS)  # fmt: skip
+    latency = Histogram(
+        "driftloop_request_seconds", "Request latency", ["path"], registry=registry, buckets=_LATENCY_BUCKETS
+    )
     for path, status, seconds in observations:
         ours.observe(path, status, seconds)
         label = "other" if path == "/nowhere" else path

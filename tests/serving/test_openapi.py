@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from fastapi import FastAPI
 
 
-def _app(capture: Any = None, *, fast: bool = True) -> FastAPI:
+def _app(capture: Any = None) -> FastAPI:
     holder = ModelHolder()
     holder.install(plant_model(1))
     app = create_app(
@@ -43,8 +43,6 @@ def _app(capture: Any = None, *, fast: bool = True) -> FastAPI:
         monitor_gauges=lambda: b"",
         max_body_bytes=64 * 1024,
     )
-    if not fast:
-        app.fast_routes = {}  # type: ignore[attr-defined]
     return app
 
 
@@ -110,14 +108,13 @@ BUDGET = settings(
 schemathesis.serializer.alias("application/vnd.apache.parquet", "application/octet-stream")
 
 
-@pytest.mark.parametrize("fast", [True, False], ids=["ahead of FastAPI", "FastAPI's router"])
-def test_no_input_makes_the_service_fail_or_leave_its_schema(fast: bool, tmp_path: Path) -> None:
+def test_no_input_makes_the_service_fail_or_leave_its_schema(tmp_path: Path) -> None:
     """Every operation of the document, fuzzed from its schemas, against the service with a real capture
     store (what it cannot capture it must refuse, not fail on), its scoring routes answered ahead of
     FastAPI or by FastAPI's routes."""
     cfg = CaptureSettings(convert_in_subprocess=False, compact_idle_s=0)
     with CaptureStore(open_store(str(tmp_path / "store")), tmp_path / "wal", cfg) as capture:
-        schema = schemathesis.openapi.from_asgi("/openapi.json", _app(capture, fast=fast))
+        schema = schemathesis.openapi.from_asgi("/openapi.json", _app(capture))
         operations = [result.ok() for result in schema.get_all_operations()]
         assert len(operations) == 10
         for operation in operations:

@@ -40,10 +40,20 @@ class Server:
     def start(self) -> None:
         with (self.ws.directory / "serve.log").open("ab") as log:  # the child keeps its own descriptor
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "driftloop", "serve", "--port", self.url.rsplit(":", 1)[1],
-                 *self.args],
-                cwd=self.ws.directory, env=self.env, stdout=log, stderr=subprocess.STDOUT,
-            )  # fmt: skip
+                [
+                    sys.executable,
+                    "-m",
+                    "driftloop",
+                    "serve",
+                    "--port",
+                    self.url.rsplit(":", 1)[1],
+                    *self.args,
+                ],
+                cwd=self.ws.directory,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             try:
@@ -143,19 +153,23 @@ def test_hot_swap_under_load_fails_no_request(production: Workspace, server: Ser
     ws = production
     fv = ws.ok("models", "show", f"{ws.name}/1").split("feature version ", 1)[1].split()[0]
     with Load(server.url) as load:
-        time.sleep(1)
+        wait_for(lambda: len(load.acked) >= 20, 60, "traffic before the swap")
         out = ws.ok("train", "--features", fv, "--register", "--set", "seed=8")
         version = out.split(f"registered {ws.name}/", 1)[1].split()[0]
         ws.ok("promote", ws.name, version, "--to", "staging")
         ws.ok("approve", ws.name, version, "--by", "t", "--comment", "t")
-        done = ws.run("promote", ws.name, version, "--to", "production",
-                      extra_env={"DRIFTLOOP_POLICY__COMPARISON_MARGIN": "1"})  # fmt: skip
+        done = ws.run(
+            "promote",
+            ws.name,
+            version,
+            "--to",
+            "production",
+            extra_env={"DRIFTLOOP_POLICY__COMPARISON_MARGIN": "1"},
+        )
         assert done.returncode == 0, done.stderr
-        deadline = time.monotonic() + 60
-        while httpx.get(f"{server.url}/v1/model").json()["current"]["version"] != int(version):
-            assert time.monotonic() < deadline, "the service did not swap"
-            time.sleep(0.2)
-        time.sleep(1)
+        wait_for(lambda: int(version) in load.versions, 60, "answers from the new version")
+        swapped = len(load.acked)
+        wait_for(lambda: len(load.acked) >= swapped + 20, 60, "traffic after the swap")
     assert load.errors == []
     assert len(load.statuses) > 50
     assert set(load.statuses) == {200}
@@ -172,19 +186,18 @@ def test_kill_9_under_load_loses_no_acknowledged_prediction(production: Workspac
     from driftloop.capture import read_captures
 
     with Load(server.url) as load:
-        time.sleep(2)
+        wait_for(lambda: len(load.acked) >= 50, 60, "acknowledged predictions")
         server.kill9()
     acked = set(load.acked)
     assert len(acked) > 20
     server.start()  # recovers the write-ahead log and ships it
     store = store_for(load_settings(cwd=production.directory))
-    deadline = time.monotonic() + 60
-    while True:
-        shipped = set(read_captures(store, kind="prediction").column("prediction_id").to_pylist())
-        if acked <= shipped or time.monotonic() > deadline:
-            break
-        time.sleep(0.5)
-    assert acked - shipped == set()
+
+    def shipped() -> set[str]:
+        return set(read_captures(store, kind="prediction").column("prediction_id").to_pylist())
+
+    wait_for(lambda: acked <= shipped(), 60, "the recovered WAL to be shipped")
+    assert acked - shipped() == set()
 
 
 def test_mlflow_clients_format_on_the_real_server(server: Server) -> None:
@@ -213,14 +226,20 @@ def test_workers_each_capture_through_their_own_wal(production: Workspace) -> No
     from driftloop.capture import read_captures
 
     settings = load_settings(cwd=production.directory)
+    wal = settings.capture_wal_dir
+    slot = wal / "worker-1"
+    before = {p: p.stat().st_size for p in slot.glob("seg-*.wal")}  # left by another test, if any
     server = Server(production, free_port(), "--workers", "2")
-    server.start()
+    server.start()  # ready once one worker answers; the other may still be loading its model
+
+    def second_worker_captured() -> bool:
+        # The second worker took the second slot and has written captures there (a WAL segment).
+        return any(p.stat().st_size > before.get(p, 0) for p in slot.glob("seg-*.wal"))
+
     try:
         with Load(server.url, threads=6, reconnect=True) as load:
-            time.sleep(3)
-        wal = settings.capture_wal_dir
+            wait_for(second_worker_captured, 120, "the second worker to capture a prediction")
         assert (wal / "lock").exists()
-        assert (wal / "worker-1" / "lock").exists()  # the second worker took the second slot
     finally:
         server.stop()  # graceful: each worker ships its WAL before it exits
     assert load.errors == []
@@ -308,9 +327,8 @@ def test_an_s3_outage_under_traffic_is_one_warning_one_recovery_line_a_metric_an
                 assert _metric(url, "driftloop_capture_store_reachable") == 0
                 assert _metric(url, "driftloop_capture_store_outages") == 1
                 moto.start()
-                make_client(s3).create_bucket(
-                    Bucket=bucket
-                )  # moto keeps buckets in memory: a restart empties it
+                # moto keeps buckets in memory: a restart empties it
+                make_client(s3).create_bucket(Bucket=bucket)
                 _wait(lambda: "reachable again" in log(), deadline, log)
             assert _metric(url, "driftloop_capture_store_reachable") == 1
         finally:

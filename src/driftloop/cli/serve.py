@@ -34,7 +34,6 @@ def serve(
     import uvicorn
 
     from driftloop.logs import configure_logging
-    from driftloop.serving.protocol import ScoringProtocol
     from driftloop.serving.server import CONFIG_ENV, build_app
 
     st = state(ctx)
@@ -63,14 +62,12 @@ def serve(
     )
     # Access lines are info-level: formatting them for a logger that drops them costs ~3 % of a request.
     access_log = server_level.lower() in ("info", "debug", "trace")
-    # ScoringProtocol: uvicorn's httptools protocol, answering the scoring routes without ASGI's cost.
     common: dict[str, Any] = {
         "host": bind_host,
         "port": bind_port,
         "log_level": server_level,
         "access_log": access_log,
         "loop": "uvloop",
-        "http": ScoringProtocol,
     }
     if n == 1:
         app = build_app(settings)

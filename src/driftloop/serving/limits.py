@@ -4,9 +4,8 @@ while it is read, never buffered whole.
 A body announced bigger than the limit (``Content-Length``) is refused before a byte of it is read; one
 that arrives in chunks is counted as it comes and refused at the chunk that crosses the limit, so the
 service never holds more than the limit of one request (a 300 MB body used to be read whole, 1.6 GB of
-memory once parsed). Three readers apply it: :func:`read_body` (``ServiceApp``'s own scoring path),
-:func:`limited` (every FastAPI route that reads its body) and the uvicorn protocol
-(``serving.protocol``), which collects scoring bodies from the parser's callbacks.
+memory once parsed). :func:`limited` applies it to every route that reads its body, FastAPI's and the
+scoring routes alike (``serving.observed`` wraps each request's ``receive`` with it).
 """
 
 from __future__ import annotations
@@ -18,7 +17,7 @@ if TYPE_CHECKING:
 
     from starlette.types import Message, Receive
 
-__all__ = ["BodyTooLarge", "check_declared", "declared_length", "limited", "read_body"]
+__all__ = ["BodyTooLarge", "declared_length", "limited", "read_body"]
 
 
 class BodyTooLarge(Exception):  # noqa: N818 — an outcome of reading a request, answered with 413
@@ -40,27 +39,15 @@ def declared_length(headers: Iterable[tuple[bytes, bytes]]) -> int | None:
     return None
 
 
-def check_declared(headers: Iterable[tuple[bytes, bytes]], limit: int) -> None:
-    """:class:`BodyTooLarge` when the request announces a body over ``limit``."""
-    size = declared_length(headers)
-    if size is not None and size > limit:
-        raise BodyTooLarge(limit, size)
-
-
-async def read_body(receive: Receive, limit: int) -> bytes | None:
-    """The request body, read as it comes: None when the client left before it was complete,
-    :class:`BodyTooLarge` at the chunk that takes it over ``limit``."""
+async def read_body(receive: Receive) -> bytes | None:
+    """The request body, read as it comes: None when the client left before it was complete. Over the
+    limit, :class:`BodyTooLarge` comes from ``receive`` when it is :func:`limited`."""
     chunks: list[bytes] = []
-    size = 0
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
             return None
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            raise BodyTooLarge(limit)
-        chunks.append(chunk)
+        chunks.append(message.get("body", b""))
         if not message.get("more_body", False):
             return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 

@@ -21,9 +21,16 @@ if TYPE_CHECKING:
 __all__ = ["ServiceMetrics"]
 
 _PATHS = {
-    "/v1/predict", "/invocations", "/ping", "/version", "/v1/feedback", "/health", "/ready", "/v1/model",
+    "/v1/predict",
+    "/invocations",
+    "/ping",
+    "/version",
+    "/v1/feedback",
+    "/health",
+    "/ready",
+    "/v1/model",
     "/metrics",
-}  # fmt: skip
+}
 _LATENCY_BUCKETS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
 
@@ -33,7 +40,7 @@ class _Requests(Collector):
 
     prometheus_client's Counter and Histogram take a lock per update and scan the buckets; at
     thousands of requests a second that was ~5 % of a request. Only the event loop observes
-    requests (``ServiceApp``), so the counts need no lock; a scrape runs on that loop too.
+    requests (``serving.observed``), so the counts need no lock; a scrape runs on that loop too.
     """
 
     def __init__(self) -> None:
@@ -100,9 +107,10 @@ class ServiceMetrics:
             "driftloop_capture_shipped_records", "Captured records shipped", registry=r
         )
         self.capture_landed = Gauge(
-            "driftloop_capture_landed_segments", "Shipped capture segments not yet compacted to Parquet",
+            "driftloop_capture_landed_segments",
+            "Shipped capture segments not yet compacted to Parquet",
             registry=r,
-        )  # fmt: skip
+        )
         self.capture_failures = Gauge(
             "driftloop_capture_ship_failures", "Failed shipping attempts", registry=r
         )
@@ -117,9 +125,10 @@ class ServiceMetrics:
             registry=r,
         )
         self.capture_rejected = Gauge(
-            "driftloop_capture_rejected", "Predictions refused (503) because the capture buffer was full",
+            "driftloop_capture_rejected",
+            "Predictions refused (503) because the capture buffer was full",
             registry=r,
-        )  # fmt: skip
+        )
 
     def observe_batch(self, requests: int, rows: int) -> None:
         self.batch_requests.observe(requests)

@@ -75,8 +75,9 @@ class LoadedModel:
                 return fast(features)
             except Exception as exc:  # never worse than torch: drop the fast path and answer with torch
                 self.fast, self.fast_error = None, f"onnxruntime failed while scoring: {exc}"
-                log.exception("%s/%s: %s; scoring with torch from now on", self.name, self.version,
-                              self.fast_error)  # fmt: skip
+                log.exception(
+                    "%s/%s: %s; scoring with torch from now on", self.name, self.version, self.fast_error
+                )
         return self.score_torch(features)
 
     def score_torch(self, features: np.ndarray) -> np.ndarray:
@@ -123,10 +124,14 @@ def load_version(
     module.eval()
     run = tracker.get_run(mv.run_id)
     model = LoadedModel(
-        name=name, version=version, run_id=mv.run_id, spec=InputSpec.build(transform), module=module,
+        name=name,
+        version=version,
+        run_id=mv.run_id,
+        spec=InputSpec.build(transform),
+        module=module,
         threshold=run.metrics.get("threshold"),
         labels=label_spec(settings, tracker, name, mv.run_id, run.tags.get(TASK_TAG)),
-    )  # fmt: skip
+    )
     if settings.serving.onnx:
         model.accelerate()
     model.warm_up()
@@ -211,8 +216,13 @@ class ModelHolder:
                 raise NoModelError(
                     f"{model.name}/{model.version} failed ({exc}) and there is no fallback"
                 ) from exc
-            log.exception("%s/%s failed; answering with %s/%s", model.name, model.version, fallback.name,
-                          fallback.version)  # fmt: skip
+            log.exception(
+                "%s/%s failed; answering with %s/%s",
+                model.name,
+                model.version,
+                fallback.name,
+                fallback.version,
+            )
             self.fallbacks += 1
             try:
                 return Prediction(fallback.score(rows), fallback, fallback=True)
@@ -240,17 +250,26 @@ class ModelHolder:
             if m is None:
                 return None
             return {
-                "name": m.name, "version": m.version, "run_id": m.run_id,
-                "loaded_at": m.loaded_at.isoformat(), "inputs": m.spec.fields, "threshold": m.threshold,
-                "engine": m.engine, "engine_note": m.fast_error,
-            }  # fmt: skip
+                "name": m.name,
+                "version": m.version,
+                "run_id": m.run_id,
+                "loaded_at": m.loaded_at.isoformat(),
+                "inputs": m.spec.fields,
+                "threshold": m.threshold,
+                "engine": m.engine,
+                "engine_note": m.fast_error,
+            }
 
         return {
-            "current": one(self.current), "fallback": one(self.previous), "swaps": self.swaps,
-            "shadow": one(self.shadow), "shadow_failures": self.shadow_failures,
-            "load_failures": self.load_failures, "last_error": self.last_error,
+            "current": one(self.current),
+            "fallback": one(self.previous),
+            "swaps": self.swaps,
+            "shadow": one(self.shadow),
+            "shadow_failures": self.shadow_failures,
+            "load_failures": self.load_failures,
+            "last_error": self.last_error,
             "last_error_at": self.last_error_at.isoformat() if self.last_error_at else None,
-        }  # fmt: skip
+        }
 
 
 class Follower:
@@ -261,9 +280,14 @@ class Follower:
     """
 
     def __init__(
-        self, holder: ModelHolder, resolve: Callable[[], int | None], load: Callable[[int], LoadedModel],
-        interval_s: float, *, shadow: bool = False,
-    ) -> None:  # fmt: skip
+        self,
+        holder: ModelHolder,
+        resolve: Callable[[], int | None],
+        load: Callable[[int], LoadedModel],
+        interval_s: float,
+        *,
+        shadow: bool = False,
+    ) -> None:
         self._holder = holder
         self._shadow = shadow
         self._resolve = resolve
@@ -292,8 +316,10 @@ class Follower:
             model = self._load(wanted)
         except Exception as exc:  # a bad new version must never take the service down
             self._failed = wanted
-            self._holder.record_failure(f"version {wanted} failed to load or warm up; still serving "
-                                        f"{current.version if current else 'nothing'}: {exc}")  # fmt: skip
+            self._holder.record_failure(
+                f"version {wanted} failed to load or warm up; still serving "
+                f"{current.version if current else 'nothing'}: {exc}"
+            )
             return False
         if self._shadow:
             self._holder.install_shadow(model)

@@ -72,10 +72,14 @@ def _export(module: torch.nn.Module, width: int) -> bytes:
         try:
             # The TorchScript-based exporter also writes to a binary file object, which its types omit.
             torch.onnx.export(
-                module, (example,), buffer, dynamo=False,  # type: ignore[arg-type]
-                input_names=[_INPUT], output_names=[_OUTPUT],
+                module,
+                (example,),
+                buffer,  # type: ignore[arg-type]
+                dynamo=False,
+                input_names=[_INPUT],
+                output_names=[_OUTPUT],
                 dynamic_axes={_INPUT: {0: "rows"}, _OUTPUT: {0: "rows"}},
-            )  # fmt: skip
+            )
         except Exception as exc:  # the exporter raises many types; every one means "no fast path"
             raise OnnxUnavailable(_export_failure(exc, tracer_warning)) from exc
     return buffer.getvalue()

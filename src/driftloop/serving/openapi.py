@@ -1,11 +1,10 @@
 """What the service's OpenAPI document (``/openapi.json``, ``/docs``, ``/redoc``) says of each route.
 
-The scoring routes are answered ahead of FastAPI (decisions 0025, 0026) from raw bytes, so FastAPI
-cannot infer their schemas from a signature, and giving it pydantic parameters would put pydantic
-validation on FastAPI's path for those routes and make it answer differently from the fast path. The
-models here only *describe*: :func:`document` writes each route's responses, by status, and request
-body into the document FastAPI generates (``ServiceApp.openapi``), with the models among its
-components. Nothing here runs per request, and the routes' declarations in ``app`` stay as they are.
+The scoring routes are plain ASGI endpoints that read and answer bytes (decision 0047), so FastAPI
+neither lists them nor could infer their schemas; giving them pydantic parameters would put pydantic
+validation on every prediction. The models here only *describe*: :func:`document` adds the scoring
+operations and writes each route's responses, by status, and request body into the document FastAPI
+generates, with the models among its components. Nothing here runs per request.
 
 Swagger UI and ReDoc are served from the package's own files (``fastapi_offline``'s static copy of
 ``swagger-ui-dist`` 5 and ReDoc 2; Swagger UI 4, as the ``swagger-ui-bundle`` package ships it, cannot
@@ -233,6 +232,21 @@ _ROUTES: dict[tuple[str, str], tuple[dict[str, Any], dict[str, Any] | None]] = {
         None,
     ),
 }
+# The scoring routes' operations, which FastAPI does not generate (module docstring).
+_SCORING: dict[str, dict[str, Any]] = {
+    "/v1/predict": {
+        "summary": "Score raw rows",
+        "description": '``{"instances": [{field: value, …}, …]}`` → one prediction (id, score, label) '
+        "per instance.",
+        "operationId": "predict_v1_predict_post",
+    },
+    "/invocations": {
+        "summary": "MLflow scoring protocol",
+        "description": "MLflow's scoring protocol: a JSON body (dataframe_split, dataframe_records, "
+        'instances or inputs, and optional params), CSV or Parquet → ``{"predictions": [score, …]}``.',
+        "operationId": "invocations_invocations_post",
+    },
+}
 _MODELS = (
     PredictRequest,
     PredictResponse,
@@ -249,11 +263,13 @@ _MODELS = (
 
 
 def document(schema: dict[str, Any]) -> dict[str, Any]:
-    """``schema`` (FastAPI's document) with each route's responses and request body, and the models they
-    refer to among its components."""
+    """``schema`` (FastAPI's document) with the scoring routes' operations, each route's responses and
+    request body, and the models they refer to among its components."""
     _, defs = models_json_schema([(m, "validation") for m in _MODELS], ref_template=_REF)
     schema.setdefault("components", {}).setdefault("schemas", {}).update(defs.get("$defs", {}))
-    for path, operations in schema.get("paths", {}).items():
+    scoring = {path: {"post": dict(operation)} for path, operation in _SCORING.items()}
+    schema["paths"] = scoring | schema.get("paths", {})
+    for path, operations in schema["paths"].items():
         for method, operation in operations.items():
             responses, body = _ROUTES.get((path, method), (None, None))
             if responses is not None:

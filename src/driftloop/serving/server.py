@@ -173,12 +173,20 @@ def build_app(settings: Settings, *, slots: bool = False) -> FastAPI:
     secret = cfg.webhook_secret.get_secret_value() if cfg.webhook_secret else None
     gauges = monitor_gauges(settings, name)
     return create_app(
-        holder, capture=sink, max_rows=cfg.max_rows, max_body_bytes=cfg.max_body_bytes,
-        max_field_errors=cfg.max_field_errors, batcher=batcher,
-        on_registry_event=_both(follower, shadow), webhook_secret=secret, monitor_gauges=gauges,
-        lifespan=lifespan, gate=gate_for(settings), id_keys=prediction_id_keys(settings),
+        holder,
+        capture=sink,
+        max_rows=cfg.max_rows,
+        max_body_bytes=cfg.max_body_bytes,
+        max_field_errors=cfg.max_field_errors,
+        batcher=batcher,
+        on_registry_event=_both(follower, shadow),
+        webhook_secret=secret,
+        monitor_gauges=gauges,
+        lifespan=lifespan,
+        gate=gate_for(settings),
+        id_keys=prediction_id_keys(settings),
         max_feedback_rows=cfg.max_feedback_rows,
-    )  # fmt: skip
+    )
 
 
 def monitor_gauges(settings: Settings, model: str) -> MonitorGauges:

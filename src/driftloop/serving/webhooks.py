@@ -28,9 +28,14 @@ class WebhookRejectedError(DriftloopError):
 
 
 def verify(
-    secret: str, body: bytes, *, signature: str | None, delivery_id: str | None, timestamp: str | None,
+    secret: str,
+    body: bytes,
+    *,
+    signature: str | None,
+    delivery_id: str | None,
+    timestamp: str | None,
     now: float | None = None,
-) -> None:  # fmt: skip
+) -> None:
     """Raise :class:`WebhookRejectedError` unless ``signature`` is MLflow's signature of this delivery."""
     if not (signature and delivery_id and timestamp):
         raise WebhookRejectedError(

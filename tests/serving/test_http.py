@@ -1,22 +1,19 @@
-"""The uvicorn protocol that answers the scoring routes from the parser: HTTP semantics kept, one write."""
+"""The service over a real uvicorn server, as ``driftloop serve`` runs it: the same answers as in process,
+HTTP semantics (pipelining, close, 100-continue, headers in any case) on the scoring routes too."""
 
 from __future__ import annotations
 
-import asyncio
 import socket
-import time
 from typing import TYPE_CHECKING, Any
 
 import orjson
 import pytest
-import uvicorn
 from fastapi.testclient import TestClient
-from uvicorn.server import ServerState
 
 from driftloop.serving.app import create_app
 from driftloop.serving.batching import MicroBatcher
 from driftloop.serving.model import ModelHolder
-from driftloop.serving.protocol import ScoringProtocol
+from tests.conftest import wait_for
 from tests.serving.fakes import MemoryCapture, mlflow_bodies, plant_model, plant_rows, serving
 
 if TYPE_CHECKING:
@@ -91,12 +88,16 @@ def _without_ids(body: bytes) -> Any:
     return parsed
 
 
-def test_the_protocol_answers_as_the_asgi_path_does(served: _Served) -> None:
+def test_a_real_server_answers_as_the_app_does_in_process(served: _Served) -> None:
     bad_row = {"instances": [{**plant_rows(1)[0], "torque_nm": "x"}]}
-    sent = [("/v1/predict", orjson.dumps(ROWS)), ("/invocations", orjson.dumps(ROWS)),
-            ("/v1/predict", orjson.dumps(bad_row)), ("/invocations", b"{"),
-            ("/v1/predict?x=1", b"[]")]  # fmt: skip
-    client = TestClient(served.app)  # the same app through ASGI: ServiceApp's own fast path
+    sent = [
+        ("/v1/predict", orjson.dumps(ROWS)),
+        ("/invocations", orjson.dumps(ROWS)),
+        ("/v1/predict", orjson.dumps(bad_row)),
+        ("/invocations", b"{"),
+        ("/v1/predict?x=1", b"[]"),
+    ]
+    client = TestClient(served.app)  # the same app, in process
     statuses = []
     with served.connect() as sock:
         responses = _Responses(sock)
@@ -119,14 +120,19 @@ def test_the_protocol_answers_as_the_asgi_path_does(served: _Served) -> None:
     assert 'driftloop_requests_total{path="/v1/predict",status="422"} 4.0' in metrics
 
 
-def test_mlflow_requests_are_read_by_their_content_type_and_answered_as_the_asgi_path_does(
+def test_mlflow_requests_are_read_by_their_content_type_and_answered_as_in_process(
     served: _Served,
 ) -> None:
     rows = plant_rows(3, seed=6)
     bad_row = {"dataframe_records": [{**rows[0], "torque_nm": "x"}]}
-    sent = [*mlflow_bodies(rows).values(), ("text/plain", b"a,b"), ("application/json; charset=ascii", b"{}"),
-            ("text/csv", b""), ("application/json", orjson.dumps(bad_row)),
-            ("application/json", b'{"inputs": [], "params": 3}')]  # fmt: skip
+    sent = [
+        *mlflow_bodies(rows).values(),
+        ("text/plain", b"a,b"),
+        ("application/json; charset=ascii", b"{}"),
+        ("text/csv", b""),
+        ("application/json", orjson.dumps(bad_row)),
+        ("application/json", b'{"inputs": [], "params": 3}'),
+    ]
     client = TestClient(served.app)
     answers = []
     with served.connect() as sock:
@@ -140,13 +146,15 @@ def test_mlflow_requests_are_read_by_their_content_type_and_answered_as_the_asgi
                 headers={} if content_type is None else {"content-type": content_type},
             )
             assert (status, headers["content-type"], payload) == (
-                expected.status_code, expected.headers["content-type"], expected.content
-            )  # fmt: skip
+                expected.status_code,
+                expected.headers["content-type"],
+                expected.content,
+            )
             answers.append(status)
     assert answers == [200] * len(mlflow_bodies(rows)) + [415, 415, 400, 400, 400]
     # Each accepted body was read back by capture as the rows it held, whatever its content type.
     captured = [r["inputs"] for r in served.capture.records if r["kind"] == "prediction"]
-    assert captured == rows * len(mlflow_bodies(rows)) * 2  # over the protocol, then over ASGI
+    assert captured == rows * len(mlflow_bodies(rows)) * 2  # over the server, then in process
 
 
 def test_the_content_type_header_is_found_in_any_case_and_the_first_one_counts(served: _Served) -> None:
@@ -165,9 +173,11 @@ def test_the_content_type_header_is_found_in_any_case_and_the_first_one_counts(s
 
 def test_pipelined_requests_are_answered_in_order_whatever_their_route(served: _Served) -> None:
     first, second = plant_rows(1, seed=1), plant_rows(3, seed=2)
-    pipeline = (_post("/v1/predict", orjson.dumps({"instances": first}))
-                + b"GET /health HTTP/1.1\r\nHost: test\r\n\r\n"
-                + _post("/v1/predict", orjson.dumps({"instances": second})))  # fmt: skip
+    pipeline = (
+        _post("/v1/predict", orjson.dumps({"instances": first}))
+        + b"GET /health HTTP/1.1\r\nHost: test\r\n\r\n"
+        + _post("/v1/predict", orjson.dumps({"instances": second}))
+    )
     with served.connect() as sock:
         sock.sendall(pipeline)  # three requests in one segment: the later ones wait their turn
         responses = _Responses(sock)
@@ -192,7 +202,7 @@ def test_a_scoring_request_that_asks_to_close_gets_its_answer_then_the_close(
         assert responses.closed()  # the server closed the connection
 
 
-def test_expect_100_continue_takes_uvicorns_path_and_is_answered(served: _Served) -> None:
+def test_expect_100_continue_is_honoured_on_a_scoring_route(served: _Served) -> None:
     body = orjson.dumps(ROWS)
     with served.connect() as sock:
         sock.sendall(
@@ -208,71 +218,17 @@ def test_expect_100_continue_takes_uvicorns_path_and_is_answered(served: _Served
 def test_a_client_that_leaves_before_its_answer_is_still_captured(served: _Served) -> None:
     with served.connect() as sock:
         sock.sendall(_post("/v1/predict", orjson.dumps({"instances": plant_rows(1, seed=9)})))
-    deadline = time.monotonic() + 10
-    while not served.capture.records and time.monotonic() < deadline:
-        time.sleep(0.01)
+    wait_for(lambda: bool(served.capture.records), what="the abandoned request's capture")
     assert len(served.capture.records) == 1
     with served.connect() as sock:  # and the service goes on answering
         sock.sendall(_post("/v1/predict", orjson.dumps(ROWS)))
         assert _Responses(sock).next()[0] == 200
 
 
-class _Transport(asyncio.Transport):
-    """Records what the protocol writes."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.writes: list[bytes] = []
-        self.closed = False
-
-    def write(self, data: bytes | bytearray | memoryview) -> None:
-        self.writes.append(bytes(data))
-
-    def is_closing(self) -> bool:
-        return self.closed
-
-    def close(self) -> None:
-        self.closed = True
-
-    def get_extra_info(self, name: str, default: Any = None) -> Any:
-        return {"sockname": ("127.0.0.1", 8080), "peername": ("127.0.0.1", 50000)}.get(name, default)
-
-
-def test_each_scoring_answer_is_one_write_and_other_routes_are_uvicorns() -> None:
-    """Status line, headers and body leave in one write (uvicorn's own path writes headers and body
-    separately): one system call and one TCP segment per answer."""
-    holder = ModelHolder()
-    holder.install(plant_model(1))
-    config = uvicorn.Config(create_app(holder), http=ScoringProtocol, lifespan="off")
-    config.load()
-
-    async def exchange(request: bytes) -> list[bytes]:
-        state = ServerState()
-        state.default_headers = [(b"date", b"Sat, 28 Nov 2026 01:00:00 GMT"), (b"server", b"uvicorn")]
-        protocol = ScoringProtocol(config, state, {}, _loop=asyncio.get_running_loop())
-        transport = _Transport()
-        protocol.connection_made(transport)
-        protocol.data_received(request)
-        while state.tasks or not transport.writes:
-            await asyncio.sleep(0.001)
-        return transport.writes
-
-    fast = asyncio.run(exchange(_post("/v1/predict", orjson.dumps(ROWS))))
-    assert len(fast) == 1
-    head, _, body = fast[0].partition(b"\r\n\r\n")
-    assert head.splitlines()[0] == b"HTTP/1.1 200 OK"
-    assert b"date: Sat, 28 Nov 2026 01:00:00 GMT" in head
-    assert b"server: uvicorn" in head
-    assert b"content-length: %d" % len(body) in head
-    assert len(orjson.loads(body)["predictions"]) == 2
-    slow = asyncio.run(exchange(b"GET /health HTTP/1.1\r\nHost: test\r\n\r\n"))
-    assert len(slow) == 2  # FastAPI's routes go through uvicorn's RequestResponseCycle, as before
-
-
-def test_tokens_roles_and_rate_limits_hold_on_the_protocols_path(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    """The protocol reads the ``Authorization`` header as it reads the content type: in any case, the
-    first one counting, never carried over to the next request on the connection; refusals are one write
-    with their challenge or ``Retry-After``."""
+def test_tokens_roles_and_rate_limits_hold_over_a_real_server(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The ``Authorization`` header is read as the content type is: in any case, the first one counting,
+    never carried over to the next request on the connection; refusals carry their challenge or
+    ``Retry-After``."""
     from driftloop.auth import Gate, RateLimiter, TokenStore, TokenVerifier
     from driftloop.settings import RateLimit
     from driftloop.storage.metadata import open_metadata
