@@ -24,7 +24,6 @@ from driftloop.core.models import Stage
 from driftloop.core.runs import RunStatus, StepStatus
 from driftloop.pipeline import records
 from driftloop.registry.audit import AuditLog
-from driftloop.registry.lease import CRASH_ENV
 from driftloop.scheduling.ledger import Ledger, Trigger
 from driftloop.settings import load_settings
 from driftloop.simulate import SimulationRequest, simulate
@@ -75,9 +74,14 @@ class Plant:
         (the same window would be served from the pipeline's cache, trained and registered once)."""
         self.end += timedelta(days=1)
         request = SimulationRequest(
-            dataset="plant", start=self.end, days=1, rows_per_day=1000, machines=10,
-            seed=self.end.toordinal(), label_delay=timedelta(hours=24),
-        )  # fmt: skip
+            dataset="plant",
+            start=self.end,
+            days=1,
+            rows_per_day=1000,
+            machines=10,
+            seed=self.end.toordinal(),
+            label_delay=timedelta(hours=24),
+        )
         simulate(request, store_for(load_settings(self.config())))
         return self.end
 
@@ -191,7 +195,7 @@ def test_a_worker_killed_at_any_phase_is_taken_over_and_the_loop_finishes_once(
     champion = AuditLog(plant.db).holder(plant.name, Stage.PRODUCTION)
 
     end = plant.new_day()
-    first = plant.worker(config, end, "trigger", env={**env, **({CRASH_ENV: crash_at} if crash_at else {})})
+    first = plant.worker(config, end, "trigger", *([crash_at] if crash_at else []), env=env)
     second = plant.worker(config, end, "advance", str(before), env=env)
     try:
         family: set[int] = set()
@@ -241,9 +245,10 @@ def _finished_once(
     assert trigger.candidate_version == versions + 1
     audit = AuditLog(plant.db)
     promotions = [
-        t for t in audit.history(plant.name, version=trigger.candidate_version)
+        t
+        for t in audit.history(plant.name, version=trigger.candidate_version)
         if t.to_stage == Stage.PRODUCTION and t.outcome == "done"
-    ]  # fmt: skip
+    ]
     guards = [g for g in Ledger(plant.db).guards(plant.name) if g.trigger_id == trigger.id]
     if ends == "promoted":
         assert audit.holder(plant.name, Stage.PRODUCTION) == trigger.candidate_version

@@ -12,8 +12,6 @@ Evidence for Staging → Production arrives as :class:`CheckResult` objects name
 
 from __future__ import annotations
 
-import os
-import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -38,9 +36,6 @@ if TYPE_CHECKING:
     from driftloop.tracking import Tracker
 
 __all__ = ["ALIASES", "Promoter", "PromotionResult"]
-
-# Test hook: hold the lock this long so a test can make two promotions overlap for real.
-_HOLD_ENV = "DRIFTLOOP_TEST_LOCK_HOLD_S"
 
 
 @dataclass(frozen=True)
@@ -122,13 +117,11 @@ class Promoter:
             self.audit.record(name, attempt.entry(seen, "refused", reasons + approvals))
             raise attempt.refused(reasons + approvals, waits=not reasons)
         with self.changes.held(name) as lease:
-            _hold()
             return self._apply(lease, attempt)
 
     def rollback(self, name: str, *, actor: str, comment: str = "") -> PromotionResult:
         """Production back to the version the current one replaced; the current one is archived."""
         with self.changes.held(name) as lease:
-            _hold()
             champion = self.audit.holder(name, Stage.PRODUCTION)
             if champion is None:
                 raise NotFoundError(f"{name} has no production version to roll back")
@@ -363,9 +356,3 @@ def _compared_champion(evidence: Sequence[CheckResult]) -> int | _Unset | None:
             value = item.evidence["champion_version"]
             return int(value) if value is not None else None
     return _UNSET
-
-
-def _hold() -> None:
-    seconds = float(os.environ.get(_HOLD_ENV, "0") or 0)
-    if seconds > 0:
-        time.sleep(seconds)

@@ -17,7 +17,6 @@ from driftloop.core.triggers import TriggerState
 from driftloop.errors import ApprovalRequiredError, ConflictError, DriftloopError, PolicyError
 from driftloop.monitoring.live import SHADOW_EVIDENCE, shadow_comparison
 from driftloop.pipeline.promotion import EVIDENCE_NAME, offline_comparison
-from driftloop.registry.lease import crash_point
 from driftloop.scheduling.events import LoopEvent
 from driftloop.storage import store_for
 
@@ -106,7 +105,6 @@ class Gates:
             self._emit(
                 LoopEvent("shadow", f"{self._name}/{version} in shadow beside v{champion.version}", version)
             )
-            crash_point("loop:shadow")
             return trigger
         return self._promote(trigger, version, [offline])
 
@@ -195,7 +193,6 @@ class Gates:
             return self._update(trigger.id, state=state, detail={"waiting": exc.headline})
         except PolicyError as exc:
             return self.keep(trigger, f"promotion refused: {exc.headline}", version)
-        crash_point("loop:promoted")
         return self._promoted(trigger, version, evidence, replaced=result.replaced)
 
     def _promoted(

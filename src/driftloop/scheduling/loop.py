@@ -33,7 +33,6 @@ from driftloop.pipeline.params import RunParams
 from driftloop.pipeline.runner import PipelineFailedError, Runner
 from driftloop.pipeline.training import training_pipeline
 from driftloop.registry import Registry
-from driftloop.registry.lease import crash_point
 from driftloop.registry.promotion import Promoter
 from driftloop.scheduling.events import LoopEvent
 from driftloop.scheduling.gates import ACTOR, Gates
@@ -295,7 +294,6 @@ class Loop:
         ref = str(view.step("register").summary.get("model", ""))
         version = int(ref.rsplit("/", 1)[1])
         trigger = self._update(trigger.id, candidate_version=version)
-        crash_point("loop:registered")
         self._emit(LoopEvent("candidate", f"{self.name}/{version} registered", version))
         return self.gates.gate(trigger, version)
 
