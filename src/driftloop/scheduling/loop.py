@@ -1,11 +1,11 @@
 """The closed loop: monitoring decision → trigger → retraining → gates → shadow → promotion → guard.
 
-This module only sequences what the layers below decide: the trigger rule (:mod:`driftloop.core.
-triggers`), the pipeline (:mod:`driftloop.pipeline`), the compliance checks, approvals and comparison
-(:mod:`driftloop.registry.promotion`, :mod:`driftloop.pipeline.promotion`), the live evidence and the
-guard's verdict (:mod:`driftloop.monitoring.live`). Every step is recorded in the :class:`Ledger`, so a
-scheduler restart picks up a candidate waiting in shadow where it was, and any failed gate keeps the
-champion with the reason written down.
+This module only sequences what the layers below decide: the trigger rule and the trigger's states
+(:mod:`driftloop.core.triggers`), the pipeline (:mod:`driftloop.pipeline`), the gates — compliance
+checks, comparison, shadow, approval (:mod:`driftloop.scheduling.gates`) — and the rollback guard
+(:mod:`driftloop.scheduling.guard`). Every step is recorded in the :class:`Ledger`, so a scheduler
+restart picks up a candidate waiting in shadow or for an approval where it was, and any failed gate
+keeps the champion with the reason written down.
 
 Work on a trigger runs under the trigger's lease (:meth:`Ledger.holding`); when its worker dies, the next
 :meth:`Loop.advance` takes the trigger over and resumes it where the records say it was, with one run and
