@@ -21,7 +21,7 @@ from mlflow.tracking import MlflowClient
 
 from driftloop.core.models import Stage
 from driftloop.core.promotion import CheckResult
-from driftloop.errors import PolicyError
+from driftloop.errors import ApprovalRequiredError, PolicyError
 from driftloop.registry import Registry
 from driftloop.registry.changes import Changes
 from driftloop.registry.gates import StageGate
@@ -84,8 +84,8 @@ class Model:
             check=False,
         )
 
-    def promoter(self, monkeypatch: pytest.MonkeyPatch) -> Promoter:
-        for key, value in self.env.items():
+    def promoter(self, monkeypatch: pytest.MonkeyPatch, **policy: str) -> Promoter:
+        for key, value in {**self.env, **policy}.items():
             monkeypatch.setenv(key, value)
         settings = load_settings(self._tmp / "driftloop.toml")
         db = open_metadata(settings.database_url)
@@ -187,6 +187,24 @@ def test_every_attempt_is_recorded_refusals_and_repeats_included(
     history = promoter.history(model.name)
     assert [t.outcome for t in history if t.actor == "erin"] == ["unchanged"] * 3 + ["refused"] * 2
     assert model.state()[:2] == ("1", "2")  # nothing moved
+
+
+def test_a_missing_approval_alone_is_approval_required_and_anything_more_a_refusal(
+    model: Model, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    promoter = model.promoter(monkeypatch, DRIFTLOOP_POLICY__REQUIRE_APPROVAL_FOR='["production"]')
+    with pytest.raises(PolicyError, match="not Staging") as refused:  # unapproved, and not in Staging
+        promoter.promote(model.name, 3, Stage.PRODUCTION, actor="erin")
+    assert not isinstance(refused.value, ApprovalRequiredError)
+    assert not promoter.approved(model.name, 2, Stage.PRODUCTION)
+    with pytest.raises(ApprovalRequiredError, match=f"driftloop approve {model.name} 2 --to production"):
+        promoter.promote(model.name, 2, Stage.PRODUCTION, actor="erin")
+    promoter.approve(model.name, 2, Stage.PRODUCTION, actor="lead", comment="reviewed")
+    assert promoter.approved(model.name, 2, Stage.PRODUCTION)
+    assert promoter.promote(model.name, 2, Stage.PRODUCTION, actor="erin").changed
+    assert model.state()[:2] == ("2", None)
+    asked = [(t.version, t.outcome) for t in promoter.history(model.name) if t.to_stage == Stage.PRODUCTION]
+    assert asked[-3:] == [(3, "refused"), (2, "refused"), (2, "done")]
 
 
 def test_a_production_alias_moved_by_hand_is_detected_recorded_alerted_and_reverted(
