@@ -113,7 +113,8 @@ def test_scheduler_runs_in_the_foreground_and_stops_cleanly_on_sigterm(db_url: s
         for k, v in os.environ.items()
         if not k.startswith("DRIFTLOOP_") or k.startswith("DRIFTLOOP_TEST_")
     }
-    env |= {"PYTHONPATH": str(REPO), "DRIFTLOOP_DATABASE__URL": db_url}
+    path = os.pathsep.join([str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])])  # keep the caller's
+    env |= {"PYTHONPATH": path, "DRIFTLOOP_DATABASE__URL": db_url}
     proc = subprocess.Popen(
         [sys.executable, "-c", BOOT, "scheduler"],
         cwd=tmp_path,

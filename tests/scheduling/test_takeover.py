@@ -22,6 +22,7 @@ import pytest
 
 from driftloop.core.models import Stage
 from driftloop.core.runs import RunStatus, StepStatus
+from driftloop.errors import NotFoundError
 from driftloop.pipeline import records
 from driftloop.registry.audit import AuditLog
 from driftloop.scheduling.ledger import Ledger, Trigger
@@ -98,7 +99,9 @@ class Plant:
     ) -> subprocess.Popen[str]:
         path = self.home.parent / f"worker-{uuid.uuid4().hex[:8]}.log"
         command = [sys.executable, "-m", "tests.scheduling.run_loop_worker", str(config), end.isoformat()]
-        environ = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
+        # The caller's PYTHONPATH stays: a worktree's driftloop, not the one the venv was installed from.
+        imports = os.pathsep.join([str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])])
+        environ = {**os.environ, "PYTHONPATH": imports, **(env or {})}
         with path.open("w") as log:
             proc = subprocess.Popen(
                 [*command, *args], cwd=REPO, env=environ, text=True, stdout=log, stderr=subprocess.STDOUT
@@ -205,7 +208,10 @@ def test_a_worker_killed_at_any_phase_is_taken_over_and_the_loop_finishes_once(
                 mine = [t for t in plant.triggers() if t.id > before and t.pipeline_run]
                 if not mine:
                     return False
-                with_run = records.get_run(plant.db, mine[0].pipeline_run or "")
+                try:
+                    with_run = records.get_run(plant.db, mine[0].pipeline_run or "")
+                except NotFoundError:  # the run's id is on the trigger just before the run exists
+                    return False
                 return with_run.step(step).status == StepStatus.RUNNING
 
             wait_for(running, timeout=300, what=f"the {step} step to run")

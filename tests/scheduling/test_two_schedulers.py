@@ -29,7 +29,8 @@ def test_two_schedulers_run_each_fire_once_and_both_take_part(
 ) -> None:
     out = tmp_path / "runs"
     statuses = [tmp_path / f"scheduler-{n}.json" for n in range(2)]
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    path = os.pathsep.join([str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])])  # keep the caller's
+    env = {**os.environ, "PYTHONPATH": path}
     pipes = {"stdin": subprocess.PIPE, "stdout": subprocess.PIPE, "stderr": subprocess.PIPE}
     cmd = [sys.executable, "-m", "tests.scheduling.run_scheduler", db_url, str(out), str(PERIOD)]
     procs = [
