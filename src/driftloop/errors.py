@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 
 __all__ = [
+    "ApprovalRequiredError",
     "AuthenticationError",
     "CaptureFullError",
     "ConfigError",
@@ -121,6 +122,11 @@ class PolicyError(DriftloopError):
     """A promotion the policy refuses: a failed check, a missing approval, a losing comparison."""
 
     http_status = 409
+
+
+class ApprovalRequiredError(PolicyError):
+    """A promotion that passes every gate but still needs a person's ``driftloop approve``: it waits,
+    it is not refused on its merits. The headline names the command to run."""
 
 
 class ServiceError(DriftloopError):

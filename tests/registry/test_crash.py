@@ -7,9 +7,13 @@ or comparison evidence: these tests are about the lease, the intent and the audi
 
 from __future__ import annotations
 
+import os
 import re
 import signal
+import subprocess
+import sys
 import uuid
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
@@ -17,11 +21,10 @@ from mlflow.tracking import MlflowClient
 
 from driftloop.core.models import Stage
 from driftloop.core.promotion import CheckResult
-from driftloop.errors import PolicyError
+from driftloop.errors import ApprovalRequiredError, PolicyError
 from driftloop.registry import Registry
 from driftloop.registry.changes import Changes
 from driftloop.registry.gates import StageGate
-from driftloop.registry.lease import CRASH_ENV
 from driftloop.registry.promotion import Promoter
 from driftloop.settings import load_settings
 from driftloop.storage.metadata import open_metadata
@@ -31,11 +34,12 @@ from tests.workspace import Workspace
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
-    from pathlib import Path
 
     from driftloop.storage.metadata import Database
     from tests.conftest import MlflowServer
     from tests.registry.conftest import Plant
+
+REPO = Path(__file__).resolve().parents[2]  # where ``tests`` is importable from
 
 # No checks, no approval, no evidence: every promotion the policy would allow goes straight through.
 POLICY = {
@@ -67,8 +71,21 @@ class Model:
         self._tmp = tmp_path
         self.opened: list[Database] = []  # disposed by the fixture, before its schema is dropped
 
-    def promoter(self, monkeypatch: pytest.MonkeyPatch) -> Promoter:
-        for key, value in self.env.items():
+    def killed_at(self, point: str, *args: str) -> subprocess.CompletedProcess[str]:
+        """``driftloop ARGS…`` in the workspace, ``kill -9``-ed at ``point`` (tests.registry.armed)."""
+        path = os.pathsep.join([str(REPO), *filter(None, [self.ws.env.get("PYTHONPATH")])])
+        return subprocess.run(
+            [sys.executable, "-m", "tests.registry.armed", "crash", point, *args],
+            cwd=self.ws.directory,
+            env={**self.ws.env, "PYTHONPATH": path},
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=False,
+        )
+
+    def promoter(self, monkeypatch: pytest.MonkeyPatch, **policy: str) -> Promoter:
+        for key, value in {**self.env, **policy}.items():
             monkeypatch.setenv(key, value)
         settings = load_settings(self._tmp / "driftloop.toml")
         db = open_metadata(settings.database_url)
@@ -108,8 +125,7 @@ POINTS = ["intent", "op-1", "op-2", "op-3", "op-4", "complete"]
 
 @pytest.mark.parametrize("point", POINTS)
 def test_a_promotion_killed_at_any_step_is_finished_by_the_next_command(model: Model, point: str) -> None:
-    killed = model.ws.run("promote", model.name, "2", "--to", "production", "--by", "carol",
-                          extra_env={CRASH_ENV: point})  # fmt: skip
+    killed = model.killed_at(point, "promote", model.name, "2", "--to", "production", "--by", "carol")
     assert killed.returncode == -signal.SIGKILL, killed.stderr
 
     listed = model.ws.run("models", "list", model.name)  # any registry command finishes it first
@@ -140,7 +156,7 @@ def test_a_promotion_killed_at_any_step_is_finished_by_the_next_command(model: M
 
 def test_a_rollback_killed_half_way_is_finished_too(model: Model) -> None:
     assert model.ws.run("promote", model.name, "2", "--to", "production").returncode == 0
-    killed = model.ws.run("rollback", model.name, "--by", "dave", extra_env={CRASH_ENV: "op-1"})
+    killed = model.killed_at("op-1", "rollback", model.name, "--by", "dave")
     assert killed.returncode == -signal.SIGKILL
     assert model.state()[0] == "1"  # the alias moved, the tags and the audit did not
     again = model.ws.run("rollback", model.name, "--by", "dave")
@@ -171,6 +187,24 @@ def test_every_attempt_is_recorded_refusals_and_repeats_included(
     history = promoter.history(model.name)
     assert [t.outcome for t in history if t.actor == "erin"] == ["unchanged"] * 3 + ["refused"] * 2
     assert model.state()[:2] == ("1", "2")  # nothing moved
+
+
+def test_a_missing_approval_alone_is_approval_required_and_anything_more_a_refusal(
+    model: Model, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    promoter = model.promoter(monkeypatch, DRIFTLOOP_POLICY__REQUIRE_APPROVAL_FOR='["production"]')
+    with pytest.raises(PolicyError, match="not Staging") as refused:  # unapproved, and not in Staging
+        promoter.promote(model.name, 3, Stage.PRODUCTION, actor="erin")
+    assert not isinstance(refused.value, ApprovalRequiredError)
+    assert not promoter.approved(model.name, 2, Stage.PRODUCTION)
+    with pytest.raises(ApprovalRequiredError, match=f"driftloop approve {model.name} 2 --to production"):
+        promoter.promote(model.name, 2, Stage.PRODUCTION, actor="erin")
+    promoter.approve(model.name, 2, Stage.PRODUCTION, actor="lead", comment="reviewed")
+    assert promoter.approved(model.name, 2, Stage.PRODUCTION)
+    assert promoter.promote(model.name, 2, Stage.PRODUCTION, actor="erin").changed
+    assert model.state()[:2] == ("2", None)
+    asked = [(t.version, t.outcome) for t in promoter.history(model.name) if t.to_stage == Stage.PRODUCTION]
+    assert asked[-3:] == [(3, "refused"), (2, "refused"), (2, "done")]
 
 
 def test_a_production_alias_moved_by_hand_is_detected_recorded_alerted_and_reverted(
@@ -241,8 +275,11 @@ def test_the_service_never_swaps_to_a_hand_moved_alias_and_puts_it_back(
 
     from driftloop.serving.server import build_app
 
-    service = {"DRIFTLOOP_CAPTURE__ENABLED": "false", "DRIFTLOOP_SERVING__SHADOW": "false",
-               "DRIFTLOOP_SERVING__POLL_INTERVAL_S": "3600"}  # fmt: skip  # only the webhook wakes it
+    service = {
+        "DRIFTLOOP_CAPTURE__ENABLED": "false",
+        "DRIFTLOOP_SERVING__SHADOW": "false",
+        "DRIFTLOOP_SERVING__POLL_INTERVAL_S": "3600",  # only the webhook wakes it
+    }
     for key, value in {**model.env, **service}.items():
         monkeypatch.setenv(key, value)
     app = build_app(load_settings(model.ws.directory / "driftloop.toml"))

@@ -37,8 +37,15 @@ def _first_version_to_production(plant: Plant, client: MlflowClient) -> None:
     v1 = client.get_model_version(name, "1")
     assert client.get_model_version_by_alias(name, "staging").version == "1"
     assert v1.tags["driftloop.stage"] == "Staging"
-    for check in ("signature", "metric_floors", "slice_floors", "model_size", "latency", "reproducibility",
-                  "loads_and_predicts"):  # fmt: skip
+    for check in (
+        "signature",
+        "metric_floors",
+        "slice_floors",
+        "model_size",
+        "latency",
+        "reproducibility",
+        "loads_and_predicts",
+    ):
         assert v1.tags[f"driftloop.check.{check}"] == "passed", check
     reports = [a.path for a in client.list_artifacts(v1.run_id, "promotion")]
     assert any(p.startswith("promotion/staging-") for p in reports)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mlflow.tracking import MlflowClient
@@ -26,15 +28,20 @@ def test_racing_promotions_leave_one_production_version_and_both_attempts_in_his
     out = plant.run("train", "--features", feature_version, "--register", "--set", "seed=11", extra_env=env)
     assert out.returncode == 0, out.stderr
     version = out.stdout.split(f"registered {name}/", 1)[1].split()[0]
-    for args in (("promote", name, version, "--to", "staging"),
-                 ("approve", name, version, "--by", "alice", "--comment", "race")):  # fmt: skip
+    for args in (
+        ("promote", name, version, "--to", "staging"),
+        ("approve", name, version, "--by", "alice", "--comment", "race"),
+    ):
         done = plant.run(*args, extra_env=env)
         assert done.returncode == 0, done.stderr
 
-    # Both processes hold the lock for 2 s once they have it, so their critical sections must overlap
-    # unless the lease serialises them.
-    racing = {**plant.env, **env, "DRIFTLOOP_TEST_LOCK_HOLD_S": "2"}
-    cmd = [sys.executable, "-m", "driftloop", "promote", name, version, "--to", "production", "--by"]
+    # Both processes hold the lock for 2 s once they have it (tests.registry.armed), so their critical
+    # sections must overlap unless the lease serialises them.
+    repo = str(Path(__file__).resolve().parents[2])
+    path = os.pathsep.join([repo, *filter(None, [plant.env.get("PYTHONPATH")])])
+    racing = {**plant.env, **env, "PYTHONPATH": path}
+    cmd = [sys.executable, "-m", "tests.registry.armed", "hold", "2"]
+    cmd += ["promote", name, version, "--to", "production", "--by"]
     procs = [
         subprocess.Popen(
             [*cmd, who],

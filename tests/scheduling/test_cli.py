@@ -113,12 +113,22 @@ def test_scheduler_runs_in_the_foreground_and_stops_cleanly_on_sigterm(db_url: s
         for k, v in os.environ.items()
         if not k.startswith("DRIFTLOOP_") or k.startswith("DRIFTLOOP_TEST_")
     }
-    env |= {"PYTHONPATH": str(REPO), "DRIFTLOOP_DATABASE__URL": db_url}
-    proc = subprocess.Popen([sys.executable, "-c", BOOT, "scheduler"], cwd=tmp_path, env=env, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+    path = os.pathsep.join([str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])])  # keep the caller's
+    env |= {"PYTHONPATH": path, "DRIFTLOOP_DATABASE__URL": db_url}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", BOOT, "scheduler"],
+        cwd=tmp_path,
+        env=env,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     try:
-        wait_for(lambda: len(lines(tmp_path / FIRES_LOG)) >= 1 or proc.poll() is not None, timeout=20,
-                 what="a plant-clock fire")  # fmt: skip
+        wait_for(
+            lambda: len(lines(tmp_path / FIRES_LOG)) >= 1 or proc.poll() is not None,
+            timeout=20,
+            what="a plant-clock fire",
+        )
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=20)
     finally:

@@ -20,8 +20,10 @@ if TYPE_CHECKING:
 
 def _config(tmp_path: Path) -> Path:
     path = tmp_path / "driftloop.toml"
-    path.write_text(f'home = "{tmp_path / "home"}"\n[simulate]\nrows_per_day = 200\nmachines = 3\n'
-                    "[schedule]\nplant_clock_minutes = 5\nretrain_cron = \"0 3 * * 0\"\n")  # fmt: skip
+    path.write_text(
+        f'home = "{tmp_path / "home"}"\n[simulate]\nrows_per_day = 200\nmachines = 3\n'
+        '[schedule]\nplant_clock_minutes = 5\nretrain_cron = "0 3 * * 0"\n'
+    )
     return path
 
 

@@ -68,8 +68,10 @@ def test_fires_missed_while_stopped_run_once_coalesced_after_restart(db: Databas
     time.sleep(max(0.0, (missed_from + 3 * TICK - datetime.now(UTC)).total_seconds()) + 0.1)
 
     with running(db, [every(PERIOD, "tick", out)]):
-        wait_for(lambda: any(f.run_time >= missed_from and f.outcome for f in fire_history(db, "tick")),
-                 what="the coalesced fire")  # fmt: skip
+        wait_for(
+            lambda: any(f.run_time >= missed_from and f.outcome for f in fire_history(db, "tick")),
+            what="the coalesced fire",
+        )
     fires = sorted(fire_history(db, "tick"), key=lambda f: f.run_time)
     after = [f for f in fires if f.run_time >= missed_from]
     # The missed run times collapsed into one fire at the latest of them; none ran on its own.
@@ -90,13 +92,16 @@ def test_sync_replaces_changed_jobs_removes_unconfigured_ones_and_keeps_the_rest
         assert first.added == tuple("abcef")
         before = {job.id: job for job in stored_jobs(db)}
 
-        report = sync_jobs(scheduler, [
-            every(60, "a", out),  # unchanged
-            every(120, "b", out),  # new trigger
-            every(60, "d", out),  # new job; c is gone
-            every(60, "e", other),  # new arguments
-            every(60, "f", out, grace=10),  # new option only
-        ])  # fmt: skip
+        report = sync_jobs(
+            scheduler,
+            [
+                every(60, "a", out),  # unchanged
+                every(120, "b", out),  # new trigger
+                every(60, "d", out),  # new job; c is gone
+                every(60, "e", other),  # new arguments
+                every(60, "f", out, grace=10),  # new option only
+            ],
+        )
         assert report.kept == ("a",)
         assert report.replaced == ("b", "e")
         assert report.added == ("d",)
@@ -120,10 +125,14 @@ def test_a_failing_job_is_recorded_and_the_scheduler_keeps_going(db: Database, t
     out = tmp_path / "runs"
     specs = [every(PERIOD, "broken", out, func=FAIL), every(PERIOD, "healthy", tmp_path / "healthy")]
     with running(db, specs) as scheduler:
-        wait_for(lambda: sum(f.outcome == "failed" for f in fire_history(db, "broken")) >= 2,
-                 what="two failed fires")  # fmt: skip
-        wait_for(lambda: sum(f.outcome == "succeeded" for f in fire_history(db, "healthy")) >= 2,
-                 what="two fires of the healthy job")  # fmt: skip
+        wait_for(
+            lambda: sum(f.outcome == "failed" for f in fire_history(db, "broken")) >= 2,
+            what="two failed fires",
+        )
+        wait_for(
+            lambda: sum(f.outcome == "succeeded" for f in fire_history(db, "healthy")) >= 2,
+            what="two fires of the healthy job",
+        )
         assert scheduler.running
     failed = [f for f in fire_history(db, "broken") if f.outcome is not None]
     assert all(f.outcome == "failed" for f in failed)
@@ -144,8 +153,14 @@ def test_a_fire_claimed_by_another_scheduler_is_skipped_and_the_next_one_runs(
         (job,) = stored_jobs(db)
         assert job.next_run_time is not None
         with db.session() as session:
-            session.add(SchedulerFireRow(job_id="tick", run_time=job.next_run_time, holder="elsewhere:2:b",
-                                         claimed_at=datetime.now(UTC)))  # fmt: skip
+            session.add(
+                SchedulerFireRow(
+                    job_id="tick",
+                    run_time=job.next_run_time,
+                    holder="elsewhere:2:b",
+                    claimed_at=datetime.now(UTC),
+                )
+            )
         scheduler.resume()
         # Two fires after the lost one: a lost claim must not leave the job counted as still running.
         wait_for(lambda: len(lines(out)) >= 2, what="fires after the lost claim")
@@ -221,10 +236,16 @@ def test_configured_jobs_follow_the_schedule_settings(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("weekdays", "days"),
     [
-        ("0", "sun"), ("7", "sun"), ("1-5", "mon,tue,wed,thu,fri"), ("*/2", "sun,tue,thu,sat"),
-        ("5-7", "sun,fri,sat"), ("1,3", "mon,wed"), ("mon-fri", "mon-fri"), ("*", "*"),
+        ("0", "sun"),
+        ("7", "sun"),
+        ("1-5", "mon,tue,wed,thu,fri"),
+        ("*/2", "sun,tue,thu,sat"),
+        ("5-7", "sun,fri,sat"),
+        ("1,3", "mon,wed"),
+        ("mon-fri", "mon-fri"),
+        ("*", "*"),
     ],
-)  # fmt: skip
+)
 def test_crontab_weekdays_count_from_sunday(
     weekdays: str, days: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

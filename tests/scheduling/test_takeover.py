@@ -22,9 +22,9 @@ import pytest
 
 from driftloop.core.models import Stage
 from driftloop.core.runs import RunStatus, StepStatus
+from driftloop.errors import NotFoundError
 from driftloop.pipeline import records
 from driftloop.registry.audit import AuditLog
-from driftloop.registry.lease import CRASH_ENV
 from driftloop.scheduling.ledger import Ledger, Trigger
 from driftloop.settings import load_settings
 from driftloop.simulate import SimulationRequest, simulate
@@ -75,9 +75,14 @@ class Plant:
         (the same window would be served from the pipeline's cache, trained and registered once)."""
         self.end += timedelta(days=1)
         request = SimulationRequest(
-            dataset="plant", start=self.end, days=1, rows_per_day=1000, machines=10,
-            seed=self.end.toordinal(), label_delay=timedelta(hours=24),
-        )  # fmt: skip
+            dataset="plant",
+            start=self.end,
+            days=1,
+            rows_per_day=1000,
+            machines=10,
+            seed=self.end.toordinal(),
+            label_delay=timedelta(hours=24),
+        )
         simulate(request, store_for(load_settings(self.config())))
         return self.end
 
@@ -94,7 +99,9 @@ class Plant:
     ) -> subprocess.Popen[str]:
         path = self.home.parent / f"worker-{uuid.uuid4().hex[:8]}.log"
         command = [sys.executable, "-m", "tests.scheduling.run_loop_worker", str(config), end.isoformat()]
-        environ = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
+        # The caller's PYTHONPATH stays: a worktree's driftloop, not the one the venv was installed from.
+        imports = os.pathsep.join([str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])])
+        environ = {**os.environ, "PYTHONPATH": imports, **(env or {})}
         with path.open("w") as log:
             proc = subprocess.Popen(
                 [*command, *args], cwd=REPO, env=environ, text=True, stdout=log, stderr=subprocess.STDOUT
@@ -191,7 +198,7 @@ def test_a_worker_killed_at_any_phase_is_taken_over_and_the_loop_finishes_once(
     champion = AuditLog(plant.db).holder(plant.name, Stage.PRODUCTION)
 
     end = plant.new_day()
-    first = plant.worker(config, end, "trigger", env={**env, **({CRASH_ENV: crash_at} if crash_at else {})})
+    first = plant.worker(config, end, "trigger", *([crash_at] if crash_at else []), env=env)
     second = plant.worker(config, end, "advance", str(before), env=env)
     try:
         family: set[int] = set()
@@ -201,7 +208,10 @@ def test_a_worker_killed_at_any_phase_is_taken_over_and_the_loop_finishes_once(
                 mine = [t for t in plant.triggers() if t.id > before and t.pipeline_run]
                 if not mine:
                     return False
-                with_run = records.get_run(plant.db, mine[0].pipeline_run or "")
+                try:
+                    with_run = records.get_run(plant.db, mine[0].pipeline_run or "")
+                except NotFoundError:  # the run's id is on the trigger just before the run exists
+                    return False
                 return with_run.step(step).status == StepStatus.RUNNING
 
             wait_for(running, timeout=300, what=f"the {step} step to run")
@@ -241,9 +251,10 @@ def _finished_once(
     assert trigger.candidate_version == versions + 1
     audit = AuditLog(plant.db)
     promotions = [
-        t for t in audit.history(plant.name, version=trigger.candidate_version)
+        t
+        for t in audit.history(plant.name, version=trigger.candidate_version)
         if t.to_stage == Stage.PRODUCTION and t.outcome == "done"
-    ]  # fmt: skip
+    ]
     guards = [g for g in Ledger(plant.db).guards(plant.name) if g.trigger_id == trigger.id]
     if ends == "promoted":
         assert audit.holder(plant.name, Stage.PRODUCTION) == trigger.candidate_version

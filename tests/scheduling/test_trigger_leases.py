@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from driftloop.core.triggers import IllegalTransitionError, TriggerState
 from driftloop.errors import ConflictError
 from driftloop.pipeline import records
 from driftloop.runtime.holders import new_holder
@@ -37,7 +38,9 @@ def _dead_holder() -> str:
 
 def test_one_worker_holds_a_trigger_and_the_other_is_refused(db: Database) -> None:
     ledger = Ledger(db)
-    trigger = ledger.add_trigger(model="m", kind="drift", reason="r", mode="automated", state="waiting")
+    trigger = ledger.add_trigger(
+        model="m", kind="drift", reason="r", mode="automated", state=TriggerState.WAITING
+    )
     me, other = new_holder(), new_holder()  # two live workers (both name this live process)
     held = ledger.claim(trigger, me, LEASE)
     assert held is not None
@@ -47,8 +50,11 @@ def test_one_worker_holds_a_trigger_and_the_other_is_refused(db: Database) -> No
     assert ledger.claim(held, other, LEASE) is None  # alive and not expired
     assert ledger.claim(trigger, other, LEASE) is None  # a stale read loses the compare-and-set too
     with pytest.raises(ConflictError, match="taken over"):
-        ledger.update_trigger(trigger.id, holder=other, state="training")
-    assert ledger.update_trigger(trigger.id, holder=me, state="training").state == "training"
+        ledger.update_trigger(trigger.id, holder=other, state=TriggerState.TRAINING)
+    assert (
+        ledger.update_trigger(trigger.id, holder=me, state=TriggerState.TRAINING).state
+        == TriggerState.TRAINING
+    )
     assert ledger.renew(trigger.id, me, LEASE)
     assert not ledger.renew(trigger.id, other, LEASE)
     ledger.release(trigger.id, other)  # not the holder: nothing happens
@@ -62,7 +68,13 @@ def test_a_dead_or_expired_holder_is_taken_over_and_then_refused(db: Database) -
     ledger = Ledger(db)
     dead = _dead_holder()
     trigger = ledger.add_trigger(
-        model="m", kind="manual", reason="r", mode="automated", state="training", holder=dead, lease=LEASE
+        model="m",
+        kind="manual",
+        reason="r",
+        mode="automated",
+        state=TriggerState.TRAINING,
+        holder=dead,
+        lease=LEASE,
     )
     assert not trigger.held_by_other(new_holder(), datetime.now(UTC))  # its pid is gone: at once
     me = new_holder()
@@ -70,11 +82,17 @@ def test_a_dead_or_expired_holder_is_taken_over_and_then_refused(db: Database) -
     assert taken is not None
     assert taken.holder == me
     with pytest.raises(ConflictError):  # the old holder (were it only paused) can change nothing now
-        ledger.update_trigger(trigger.id, holder=dead, state="failed")
+        ledger.update_trigger(trigger.id, holder=dead, state=TriggerState.FAILED)
 
     remote = "another-host:123:abcd"  # liveness unknowable from here: only its expiry counts
     elsewhere = ledger.add_trigger(
-        model="m2", kind="manual", reason="r", mode="automated", state="training", holder=remote, lease=LEASE
+        model="m2",
+        kind="manual",
+        reason="r",
+        mode="automated",
+        state=TriggerState.TRAINING,
+        holder=remote,
+        lease=LEASE,
     )
     assert ledger.claim(elsewhere, me, LEASE) is None
     expired = ledger.add_trigger(
@@ -82,7 +100,7 @@ def test_a_dead_or_expired_holder_is_taken_over_and_then_refused(db: Database) -
         kind="manual",
         reason="r",
         mode="automated",
-        state="training",
+        state=TriggerState.TRAINING,
         holder=remote,
         lease=timedelta(seconds=-1),
     )
@@ -91,13 +109,45 @@ def test_a_dead_or_expired_holder_is_taken_over_and_then_refused(db: Database) -
 
 def test_the_database_allows_one_retraining_under_way_per_model(db: Database) -> None:
     ledger = Ledger(db)
-    first = ledger.add_trigger(model="m", kind="drift", reason="r", mode="automated", state="training")
+    first = ledger.add_trigger(
+        model="m", kind="drift", reason="r", mode="automated", state=TriggerState.TRAINING
+    )
     with pytest.raises(ConflictError):
-        ledger.add_trigger(model="m", kind="drift", reason="r", mode="automated", state="waiting")
-    ledger.add_trigger(model="other", kind="drift", reason="r", mode="automated", state="waiting")
-    ledger.add_trigger(model="m", kind="drift", reason="r", mode="automated", state="suppressed")
-    ledger.update_trigger(first.id, state="kept")
-    ledger.add_trigger(model="m", kind="drift", reason="r", mode="automated", state="shadow")
+        ledger.add_trigger(model="m", kind="drift", reason="r", mode="automated", state=TriggerState.WAITING)
+    ledger.add_trigger(model="other", kind="drift", reason="r", mode="automated", state=TriggerState.WAITING)
+    ledger.add_trigger(model="m", kind="drift", reason="r", mode="automated", state=TriggerState.SUPPRESSED)
+    ledger.update_trigger(first.id, state=TriggerState.KEPT)
+    second = ledger.add_trigger(
+        model="m", kind="drift", reason="r", mode="automated", state=TriggerState.TRAINING
+    )
+    # A candidate awaiting approval does not hold the slot (decision 0052): a newer retraining may start.
+    ledger.update_trigger(second.id, state=TriggerState.AWAITING_APPROVAL)
+    ledger.add_trigger(model="m", kind="drift", reason="r", mode="automated", state=TriggerState.WAITING)
+
+
+def test_a_trigger_moves_only_where_its_state_table_leads(db: Database) -> None:
+    ledger = Ledger(db)
+    trigger = ledger.add_trigger(
+        model="m", kind="drift", reason="r", mode="automated", state=TriggerState.WAITING
+    )
+    with pytest.raises(IllegalTransitionError, match="from waiting to promoted"):
+        ledger.update_trigger(trigger.id, state=TriggerState.PROMOTED, candidate_version=3)
+    assert ledger.triggers("m")[0].candidate_version is None  # refused as a whole
+    for state in (
+        TriggerState.TRAINING,
+        TriggerState.TRAINING,
+        TriggerState.AWAITING_APPROVAL,
+        TriggerState.KEPT,
+    ):
+        assert ledger.update_trigger(trigger.id, state=state).state == state  # staying put is no move
+    for state in TriggerState:  # an outcome is final
+        if state != TriggerState.KEPT:
+            with pytest.raises(IllegalTransitionError):
+                ledger.update_trigger(trigger.id, state=state)
+    with pytest.raises(IllegalTransitionError, match="recorded as one of"):  # nothing is born in shadow
+        ledger.add_trigger(model="n", kind="drift", reason="r", mode="automated", state=TriggerState.SHADOW)
+    assert [t.state for t in ledger.triggers("m")] == [TriggerState.KEPT]
+    assert ledger.triggers("n") == []
 
 
 def test_a_second_retraining_started_at_the_same_moment_is_recorded_suppressed(
@@ -106,7 +156,7 @@ def test_a_second_retraining_started_at_the_same_moment_is_recorded_suppressed(
     with mlflow_state_kept():
         loop = Loop(Settings(home=tmp_path), db)
         running = loop.ledger.add_trigger(
-            model=loop.name, kind="drift", reason="r", mode="automated", state="training"
+            model=loop.name, kind="drift", reason="r", mode="automated", state=TriggerState.TRAINING
         )
         with pytest.raises(ConflictError, match=f"retraining {running.id} .* is under way"):
             loop.trigger("manual", "someone asks")  # one at a time, even when asked
@@ -114,7 +164,7 @@ def test_a_second_retraining_started_at_the_same_moment_is_recorded_suppressed(
         monkeypatch.setattr(loop.ledger, "triggers", lambda *_a, **_k: [])
         raced = loop.on_decision("DRIFT", "drift seen")
     assert raced is not None
-    assert raced.state == "suppressed"
+    assert raced.state == TriggerState.SUPPRESSED
     assert "another retraining started at the same moment" in raced.reason
 
 
@@ -128,7 +178,7 @@ def test_resuming_by_hand_a_run_a_live_scheduler_works_on_is_refused(
         kind="drift",
         reason="r",
         mode="automated",
-        state="training",
+        state=TriggerState.TRAINING,
         holder=new_holder(),
         lease=LEASE,  # this live test process: a scheduler at work
     )

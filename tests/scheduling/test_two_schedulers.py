@@ -29,7 +29,8 @@ def test_two_schedulers_run_each_fire_once_and_both_take_part(
 ) -> None:
     out = tmp_path / "runs"
     statuses = [tmp_path / f"scheduler-{n}.json" for n in range(2)]
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    path = os.pathsep.join([str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])])  # keep the caller's
+    env = {**os.environ, "PYTHONPATH": path}
     pipes = {"stdin": subprocess.PIPE, "stdout": subprocess.PIPE, "stderr": subprocess.PIPE}
     cmd = [sys.executable, "-m", "tests.scheduling.run_scheduler", db_url, str(out), str(PERIOD)]
     procs = [
@@ -44,12 +45,18 @@ def test_two_schedulers_run_each_fire_once_and_both_take_part(
             assert proc.stdout is not None
             assert proc.stdout.readline().strip() == "ready", proc.stderr.read() if proc.stderr else ""
         both_up = datetime.now(UTC)
-        wait_for(lambda: sum(f.run_time > both_up for f in fire_history(db, "tick")) >= JOINT_FIRES,
-                 timeout=30, what=f"{JOINT_FIRES} fires with both schedulers up")  # fmt: skip
+        wait_for(
+            lambda: sum(f.run_time > both_up for f in fire_history(db, "tick")) >= JOINT_FIRES,
+            timeout=30,
+            what=f"{JOINT_FIRES} fires with both schedulers up",
+        )
         # Both take part, and at least once both went for the same fire (the claim arbitrated). Polled:
         # on a loaded host one scheduler may be late for a while, never for long.
-        wait_for(lambda: all(c["claimed"] + c["lost"] >= 1 for c in counts()), timeout=30,
-                 what="both schedulers to go for a fire")  # fmt: skip
+        wait_for(
+            lambda: all(c["claimed"] + c["lost"] >= 1 for c in counts()),
+            timeout=30,
+            what="both schedulers to go for a fire",
+        )
         wait_for(lambda: sum(c["lost"] for c in counts()) >= 1, timeout=30, what="a claim lost to the other")
     finally:
         results = [proc.communicate(input="", timeout=30) for proc in procs]

@@ -2,8 +2,8 @@
 
 :class:`Changes` is what the promoter and the gates share: it holds a model's lease (finishing what an
 interrupted holder left first), commits a :class:`~driftloop.registry.lease.Plan` as the intent, applies
-its operations to MLflow and completes it in the audit. ``kill -9`` at any of the named
-:func:`~driftloop.registry.lease.crash_point` s leaves a state the next holder completes.
+its operations to MLflow and completes it in the audit. ``kill -9`` after any of these steps leaves a
+state the next holder completes (tests/registry/test_crash.py kills a process at each one).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from driftloop.core.models import STAGE_TAG, Stage
 from driftloop.registry.audit import AuditLog, holder_of
-from driftloop.registry.lease import Leases, Plan, audit_entry, crash_point
+from driftloop.registry.lease import Leases, Plan, audit_entry
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -77,14 +77,12 @@ class Changes:
         return holder_of(self.stages(name), stage)
 
     def carry_out(self, lease: Lease, plan: Plan) -> None:
-        """Intent committed, operations applied, audit completed (each step a crash point)."""
+        """Intent committed, operations applied, audit completed: a process killed after any step
+        leaves what the next holder of the lease finishes."""
         lease.commit_intent(plan)
-        crash_point("intent")
-        for number, op in enumerate(plan.ops, 1):
+        for op in plan.ops:
             self._apply(lease.model, op)
-            crash_point(f"op-{number}")
         lease.complete(plan.entries)
-        crash_point("complete")
 
     def recover(self) -> list[str]:
         """Finish every change a dead process left half-done (and free its lease); the models it touched."""

@@ -103,8 +103,11 @@ def check_metric_floors(ctx: CheckContext) -> CheckResult:
         if value is None or not math.isfinite(value):
             failures.append(f"{metric} was not recorded")
         elif not _bound_ok(metric, value, bound):
-            failures.append(f"{metric} {value:.4f} < floor {bound}" if metric not in LOWER_IS_BETTER
-                            else f"{metric} {value:.4f} > ceiling {bound}")  # fmt: skip
+            failures.append(
+                f"{metric} {value:.4f} < floor {bound}"
+                if metric not in LOWER_IS_BETTER
+                else f"{metric} {value:.4f} > ceiling {bound}"
+            )
     evidence = {"values": values, "bounds": relevant}
     if failures:
         return CheckResult("metric_floors", False, "; ".join(failures), evidence)
@@ -194,9 +197,11 @@ def check_reproducibility(ctx: CheckContext) -> CheckResult:
     if "model_factory" not in params:
         problems.append("no training parameters")
     evidence = {
-        "git_commit": commit, "git_dirty": tags.get("driftloop.git.dirty"),
-        "feature_version": tags.get("driftloop.feature_version"), "seed": params.get("seed"),
-    }  # fmt: skip
+        "git_commit": commit,
+        "git_dirty": tags.get("driftloop.git.dirty"),
+        "feature_version": tags.get("driftloop.feature_version"),
+        "seed": params.get("seed"),
+    }
     if problems:
         return CheckResult("reproducibility", False, "; ".join(problems), evidence)
     feature_version = str(evidence["feature_version"])

@@ -19,8 +19,6 @@ crash anywhere leaves either no trace or a change that the next registry command
 from __future__ import annotations
 
 import contextlib
-import os
-import signal
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -39,10 +37,7 @@ if TYPE_CHECKING:
     from driftloop.core.promotion import Action, CheckResult, Outcome
     from driftloop.storage.metadata import Database
 
-__all__ = ["Lease", "Leases", "Plan", "audit_entry", "crash_point", "entry_row"]
-
-# Test hook: the named point at which a promotion kills its own process (``kill -9`` at each step).
-CRASH_ENV = "DRIFTLOOP_TEST_CRASH_AT"
+__all__ = ["Lease", "Leases", "Plan", "audit_entry", "entry_row"]
 
 
 @dataclass(frozen=True)
@@ -219,9 +214,3 @@ def entry_row(model: str, entry: dict[str, Any]) -> ModelTransitionRow:
         replaced_version=entry.get("replaced_version"),
         created_at=datetime.now(UTC),
     )
-
-
-def crash_point(name: str) -> None:
-    """``kill -9`` this process here when the test hook names this point (never set in production)."""
-    if os.environ.get(CRASH_ENV) == name:
-        os.kill(os.getpid(), signal.SIGKILL)

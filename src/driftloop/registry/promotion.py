@@ -12,15 +12,13 @@ Evidence for Staging → Production arrives as :class:`CheckResult` objects name
 
 from __future__ import annotations
 
-import os
-import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from driftloop.core.models import Stage
 from driftloop.core.promotion import CHECK_TAG_PREFIX, CheckResult
-from driftloop.errors import NotFoundError, PolicyError, UsageError
+from driftloop.errors import ApprovalRequiredError, NotFoundError, PolicyError, UsageError
 from driftloop.registry.audit import holder_of
 from driftloop.registry.changes import ALIASES, Changes, alias_op, stage_op
 from driftloop.registry.checks import CheckContext, run_checks
@@ -38,9 +36,6 @@ if TYPE_CHECKING:
     from driftloop.tracking import Tracker
 
 __all__ = ["ALIASES", "Promoter", "PromotionResult"]
-
-# Test hook: hold the lock this long so a test can make two promotions overlap for real.
-_HOLD_ENV = "DRIFTLOOP_TEST_LOCK_HOLD_S"
 
 
 @dataclass(frozen=True)
@@ -80,11 +75,23 @@ class Promoter:
         self._registry.get(name, version)  # NotFoundError for a version that does not exist
         return self.audit.approve(name, version, stage, actor, comment)
 
+    def approved(self, name: str, version: int, stage: Stage) -> bool:
+        """``name/version`` may enter ``stage`` as far as approvals go: none is required, or one is
+        recorded (nothing else is judged; nothing is recorded)."""
+        return not self._approval_reasons(name, version, stage)
+
     def promote(
-        self, name: str, version: int, to: Stage, *, actor: str, comment: str = "",
+        self,
+        name: str,
+        version: int,
+        to: Stage,
+        *,
+        actor: str,
+        comment: str = "",
         evidence: Sequence[CheckResult] = (),
-    ) -> PromotionResult:  # fmt: skip
-        """Move ``name/version`` to ``to``; :class:`PolicyError` (recorded) when the policy refuses."""
+    ) -> PromotionResult:
+        """Move ``name/version`` to ``to``; :class:`PolicyError` (recorded) when the policy refuses, its
+        subclass :class:`ApprovalRequiredError` when a missing approval is the only reason."""
         if to not in ALIASES:
             raise UsageError(
                 "promote to staging or production (rollback and newer versions archive the rest)"
@@ -104,19 +111,17 @@ class Promoter:
             checks = tuple(evidence)
             reasons = self._production_reasons(current, seen, checks)
             self._publish(current, checks, "production", tags=False)
-        reasons += self._approval_reasons(name, version, to)
+        approvals = self._approval_reasons(name, version, to)
         attempt = _Attempt(name, version, seen, to, actor, comment, checks)
-        if reasons:
-            self.audit.record(name, attempt.entry(seen, "refused", reasons))
-            raise attempt.refused(reasons)
+        if reasons or approvals:
+            self.audit.record(name, attempt.entry(seen, "refused", reasons + approvals))
+            raise attempt.refused(reasons + approvals, waits=not reasons)
         with self.changes.held(name) as lease:
-            _hold()
             return self._apply(lease, attempt)
 
     def rollback(self, name: str, *, actor: str, comment: str = "") -> PromotionResult:
         """Production back to the version the current one replaced; the current one is archived."""
         with self.changes.held(name) as lease:
-            _hold()
             champion = self.audit.holder(name, Stage.PRODUCTION)
             if champion is None:
                 raise NotFoundError(f"{name} has no production version to roll back")
@@ -265,8 +270,8 @@ class Promoter:
             elif found.blocking:
                 reasons.append(f"{needed} failed: {found.detail}")
         # Evidence beyond what the policy requires still counts against a promotion when it fails.
-        reasons += [f"{e.name} failed: {e.detail}" for e in evidence
-                    if e.name not in self._policy.production_evidence and e.blocking]  # fmt: skip
+        required = self._policy.production_evidence
+        reasons += [f"{e.name} failed: {e.detail}" for e in evidence if e.name not in required and e.blocking]
         return reasons
 
     def _approval_reasons(self, name: str, version: int, to: Stage) -> list[str]:
@@ -283,16 +288,18 @@ class Promoter:
     ) -> None:
         """Results as version tags ``driftloop.check.<name>`` and a JSON report in the version's run."""
         if tags:
-            self._registry.set_tags(
-                version.name, version.version,
-                {f"{CHECK_TAG_PREFIX}{c.name}": _verdict(c) for c in checks},
-            )  # fmt: skip
+            verdicts = {f"{CHECK_TAG_PREFIX}{c.name}": _verdict(c) for c in checks}
+            self._registry.set_tags(version.name, version.version, verdicts)
         if version.run_id and checks:
             stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
             report = {
-                "model": version.name, "version": version.version, "stage": stage, "at": stamp,
-                "passed": not any(c.blocking for c in checks), "checks": [c.to_json() for c in checks],
-            }  # fmt: skip
+                "model": version.name,
+                "version": version.version,
+                "stage": stage,
+                "at": stamp,
+                "passed": not any(c.blocking for c in checks),
+                "checks": [c.to_json() for c in checks],
+            }
             self._tracker.log_json(version.run_id, f"promotion/{stage}-{stamp}.json", report)
 
 
@@ -323,8 +330,10 @@ class _Attempt:
             replaced=replaced,
         )
 
-    def refused(self, reasons: list[str]) -> PolicyError:
-        return PolicyError(
+    def refused(self, reasons: list[str], *, waits: bool = False) -> PolicyError:
+        """The error to raise; ``waits``: only approvals are missing (:class:`ApprovalRequiredError`)."""
+        kind = ApprovalRequiredError if waits else PolicyError
+        return kind(
             f"promotion of {self.name}/{self.version} to {self.to.value} refused: {'; '.join(reasons)}"
         )
 
@@ -347,9 +356,3 @@ def _compared_champion(evidence: Sequence[CheckResult]) -> int | _Unset | None:
             value = item.evidence["champion_version"]
             return int(value) if value is not None else None
     return _UNSET
-
-
-def _hold() -> None:
-    seconds = float(os.environ.get(_HOLD_ENV, "0") or 0)
-    if seconds > 0:
-        time.sleep(seconds)

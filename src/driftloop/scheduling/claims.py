@@ -88,9 +88,11 @@ class ClaimingExecutor(ThreadPoolExecutor):  # type: ignore[misc]  # APScheduler
 
     def _claim(self, job_id: str, run_time: datetime) -> bool:
         values = {
-            "job_id": job_id, "run_time": _exact(run_time), "holder": self.holder,
+            "job_id": job_id,
+            "run_time": _exact(run_time),
+            "holder": self.holder,
             "claimed_at": datetime.now(UTC),
-        }  # fmt: skip
+        }
         try:
             with self.db.session() as session:
                 won = session.execute(_claim_statement(self.db.dialect, values)).first() is not None
@@ -111,8 +113,13 @@ class ClaimingExecutor(ThreadPoolExecutor):  # type: ignore[misc]  # APScheduler
             elapsed = time.monotonic() - started
             outcome, error = _outcome(fired)
             if outcome == "failed":
-                log.error("fire %s @ %s failed after %.2f s: %s", job.id, _text(run_time), elapsed,
-                          (error or "").splitlines()[0])  # fmt: skip
+                log.error(
+                    "fire %s @ %s failed after %.2f s: %s",
+                    job.id,
+                    _text(run_time),
+                    elapsed,
+                    (error or "").splitlines()[0],
+                )
             elif outcome == "missed":
                 log.warning("fire %s @ %s missed: later than its misfire grace", job.id, _text(run_time))
             else:

@@ -85,8 +85,13 @@ def plant_clock_tick(config: str | None) -> None:
     day = max(days) + timedelta(days=1) if days else datetime.now(UTC).date()
     cfg = settings.simulate
     request = SimulationRequest(
-        dataset=dataset, start=day, days=1, rows_per_day=cfg.rows_per_day, machines=cfg.machines,
-        seed=cfg.seed + day.toordinal(), label_delay=timedelta(hours=cfg.label_delay_hours),
-    )  # fmt: skip
+        dataset=dataset,
+        start=day,
+        days=1,
+        rows_per_day=cfg.rows_per_day,
+        machines=cfg.machines,
+        seed=cfg.seed + day.toordinal(),
+        label_delay=timedelta(hours=cfg.label_delay_hours),
+    )
     summary = simulate(request, store)
     log.info("plant clock: simulated %s (%s rows)", day, summary.rows)

@@ -20,6 +20,13 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import sqlalchemy as sa
 
+from driftloop.core.triggers import (
+    ACTIVE,
+    INITIAL,
+    IllegalTransitionError,
+    TriggerState,
+    check_transition,
+)
 from driftloop.errors import ConflictError, DriftloopError
 from driftloop.runtime.holders import holder_gone
 from driftloop.storage.metadata import GuardRow, TriggerRow
@@ -29,13 +36,11 @@ if TYPE_CHECKING:
 
     from driftloop.storage.metadata import Database
 
-__all__ = ["ACTIVE", "Guard", "Ledger", "Trigger"]
+__all__ = ["ACTIVE", "Guard", "Ledger", "Trigger"]  # ACTIVE: re-exported for the CLI
 
 Row = TypeVar("Row", TriggerRow, GuardRow)
 
 log = logging.getLogger(__name__)
-
-ACTIVE = ("waiting", "training", "shadow")  # a retraining under way: no second one starts
 
 
 @dataclass(frozen=True)
@@ -46,7 +51,7 @@ class Trigger:
     reason: str
     mode: str
     decision_id: int | None
-    state: str
+    state: TriggerState
     pipeline_run: str | None
     candidate_version: int | None
     shadow_since: datetime | None
@@ -87,18 +92,43 @@ class Ledger:
         self._db = db
 
     def add_trigger(
-        self, *, model: str, kind: str, reason: str, mode: str, state: str, decision_id: int | None = None,
-        detail: dict[str, Any] | None = None, now: datetime | None = None, holder: str | None = None,
+        self,
+        *,
+        model: str,
+        kind: str,
+        reason: str,
+        mode: str,
+        state: TriggerState,
+        decision_id: int | None = None,
+        detail: dict[str, Any] | None = None,
+        now: datetime | None = None,
+        holder: str | None = None,
         lease: timedelta | None = None,
-    ) -> Trigger:  # fmt: skip
-        """A new trigger; with ``holder`` (and ``lease``) it is born claimed by that worker."""
+    ) -> Trigger:
+        """A new trigger in one of the :data:`~driftloop.core.triggers.INITIAL` states
+        (:class:`~driftloop.core.triggers.IllegalTransitionError` otherwise); with ``holder`` (and
+        ``lease``) it is born claimed by that worker. :class:`ConflictError` when it would be a second
+        active trigger of ``model``."""
+        state = TriggerState(state)  # ValueError for a name that is no state
+        if state not in INITIAL:
+            raise IllegalTransitionError(f"a trigger is recorded as one of {sorted(INITIAL)}, not {state}")
         now = now or datetime.now(UTC)
         row = TriggerRow(
-            model=model, kind=kind, reason=reason, mode=mode, decision_id=decision_id, state=state,
-            pipeline_run=None, candidate_version=None, shadow_since=None, detail=dict(detail or {}),
-            created_at=now, updated_at=now, holder=holder,
+            model=model,
+            kind=kind,
+            reason=reason,
+            mode=mode,
+            decision_id=decision_id,
+            state=state.value,
+            pipeline_run=None,
+            candidate_version=None,
+            shadow_since=None,
+            detail=dict(detail or {}),
+            created_at=now,
+            updated_at=now,
+            holder=holder,
             lease_expires_at=datetime.now(UTC) + lease if holder and lease else None,
-        )  # fmt: skip
+        )
         return _trigger(self._insert(row))
 
     def claim(self, trigger: Trigger, holder: str, lease: timedelta) -> Trigger | None:
@@ -112,7 +142,7 @@ class Ledger:
         with self._db.session() as session:
             won = session.execute(
                 sa.update(TriggerRow)
-                .where(TriggerRow.id == trigger.id, TriggerRow.state == trigger.state, seen)
+                .where(TriggerRow.id == trigger.id, TriggerRow.state == trigger.state.value, seen)
                 .values(holder=holder, lease_expires_at=now + lease)
             )
             if int(won.rowcount) != 1:  # type: ignore[attr-defined]  # a CursorResult
@@ -154,16 +184,28 @@ class Ledger:
             with contextlib.suppress(DriftloopError):
                 self.release(held.id, holder)
 
-    def update_trigger(self, trigger_id: int, *, holder: str | None = None, **changes: Any) -> Trigger:
+    def update_trigger(
+        self,
+        trigger_id: int,
+        *,
+        holder: str | None = None,
+        state: TriggerState | None = None,
+        **changes: Any,
+    ) -> Trigger:
         """Set columns of a trigger; ``detail`` is merged into the stored one, not replaced. With
-        ``holder``, only while that worker holds the lease (:class:`ConflictError` otherwise)."""
+        ``holder``, only while that worker holds the lease (:class:`ConflictError` otherwise). A
+        ``state`` the trigger's current one may not move to (``TRANSITIONS``) is a bug:
+        :class:`~driftloop.core.triggers.IllegalTransitionError`, nothing changed."""
         with self._db.session() as session:
-            row = session.get_one(TriggerRow, trigger_id, with_for_update=holder is not None)
+            row = session.get_one(TriggerRow, trigger_id, with_for_update=True)
             if holder is not None and row.holder != holder:
                 raise ConflictError(
                     f"trigger {trigger_id} was taken over by {row.holder or 'nobody'} while this worker "
                     "held it (its lease expired): this worker stops, the new holder carries on"
                 )
+            if state is not None:
+                check_transition(trigger_id, row.state, state)
+                row.state = TriggerState(state).value
             for name, value in changes.items():
                 if name == "detail":
                     row.detail = {**row.detail, **value}
@@ -174,13 +216,13 @@ class Ledger:
             return _trigger(row)
 
     def triggers(
-        self, model: str, *, states: tuple[str, ...] | None = None, limit: int = 100
+        self, model: str, *, states: tuple[TriggerState, ...] | None = None, limit: int = 100
     ) -> list[Trigger]:
         """``model``'s triggers (in ``states`` when given), oldest first, the latest ``limit``."""
         with self._db.session() as session:
             query = sa.select(TriggerRow).where(TriggerRow.model == model)
             if states is not None:
-                query = query.where(TriggerRow.state.in_(states))
+                query = query.where(TriggerRow.state.in_([s.value for s in states]))
             rows = session.scalars(query.order_by(TriggerRow.id.desc()).limit(limit)).all()
             return [_trigger(r) for r in reversed(rows)]
 
@@ -195,14 +237,30 @@ class Ledger:
             return started.replace(tzinfo=UTC) if started is not None and started.tzinfo is None else started
 
     def add_guard(
-        self, *, model: str, version: int, previous_version: int | None, trigger_id: int | None,
-        baseline: float, threshold: float, started_at: datetime, until: datetime,
-    ) -> Guard:  # fmt: skip
+        self,
+        *,
+        model: str,
+        version: int,
+        previous_version: int | None,
+        trigger_id: int | None,
+        baseline: float,
+        threshold: float,
+        started_at: datetime,
+        until: datetime,
+    ) -> Guard:
         row = GuardRow(
-            model=model, version=version, previous_version=previous_version, trigger_id=trigger_id,
-            baseline=baseline, threshold=threshold, state="watching", verdict={}, started_at=started_at,
-            until=until, updated_at=started_at,
-        )  # fmt: skip
+            model=model,
+            version=version,
+            previous_version=previous_version,
+            trigger_id=trigger_id,
+            baseline=baseline,
+            threshold=threshold,
+            state="watching",
+            verdict={},
+            started_at=started_at,
+            until=until,
+            updated_at=started_at,
+        )
         return _guard(self._insert(row))
 
     def _insert(self, row: Row) -> Row:
@@ -255,17 +313,35 @@ class _Heartbeat:
 
 def _trigger(row: TriggerRow) -> Trigger:
     return Trigger(
-        id=row.id, model=row.model, kind=row.kind, reason=row.reason, mode=row.mode,
-        decision_id=row.decision_id, state=row.state, pipeline_run=row.pipeline_run,
-        candidate_version=row.candidate_version, shadow_since=row.shadow_since, detail=dict(row.detail),
-        created_at=row.created_at, updated_at=row.updated_at, holder=row.holder,
+        id=row.id,
+        model=row.model,
+        kind=row.kind,
+        reason=row.reason,
+        mode=row.mode,
+        decision_id=row.decision_id,
+        state=TriggerState(row.state),
+        pipeline_run=row.pipeline_run,
+        candidate_version=row.candidate_version,
+        shadow_since=row.shadow_since,
+        detail=dict(row.detail),
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        holder=row.holder,
         lease_expires_at=row.lease_expires_at,
-    )  # fmt: skip
+    )
 
 
 def _guard(row: GuardRow) -> Guard:
     return Guard(
-        id=row.id, model=row.model, version=row.version, previous_version=row.previous_version,
-        trigger_id=row.trigger_id, baseline=row.baseline, threshold=row.threshold, state=row.state,
-        verdict=dict(row.verdict), started_at=row.started_at, until=row.until,
-    )  # fmt: skip
+        id=row.id,
+        model=row.model,
+        version=row.version,
+        previous_version=row.previous_version,
+        trigger_id=row.trigger_id,
+        baseline=row.baseline,
+        threshold=row.threshold,
+        state=row.state,
+        verdict=dict(row.verdict),
+        started_at=row.started_at,
+        until=row.until,
+    )

@@ -1,11 +1,11 @@
 """The closed loop: monitoring decision → trigger → retraining → gates → shadow → promotion → guard.
 
-This module only sequences what the layers below decide: the trigger rule (:mod:`driftloop.core.
-triggers`), the pipeline (:mod:`driftloop.pipeline`), the compliance checks, approvals and comparison
-(:mod:`driftloop.registry.promotion`, :mod:`driftloop.pipeline.promotion`), the live evidence and the
-guard's verdict (:mod:`driftloop.monitoring.live`). Every step is recorded in the :class:`Ledger`, so a
-scheduler restart picks up a candidate waiting in shadow where it was, and any failed gate keeps the
-champion with the reason written down.
+This module only sequences what the layers below decide: the trigger rule and the trigger's states
+(:mod:`driftloop.core.triggers`), the pipeline (:mod:`driftloop.pipeline`), the gates — compliance
+checks, comparison, shadow, approval (:mod:`driftloop.scheduling.gates`) — and the rollback guard
+(:mod:`driftloop.scheduling.guard`). Every step is recorded in the :class:`Ledger`, so a scheduler
+restart picks up a candidate waiting in shadow or for an approval where it was, and any failed gate
+keeps the champion with the reason written down.
 
 Work on a trigger runs under the trigger's lease (:meth:`Ledger.holding`); when its worker dies, the next
 :meth:`Loop.advance` takes the trigger over and resumes it where the records say it was, with one run and
@@ -17,29 +17,27 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
-from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from driftloop.core.models import Stage
 from driftloop.core.runs import RunStatus
-from driftloop.core.triggers import TriggerAction, decide
-from driftloop.errors import ConflictError, DriftloopError, NotFoundError, PolicyError
+from driftloop.core.triggers import ACTIVE, PENDING, TriggerAction, TriggerState, decide
+from driftloop.errors import ConflictError, DriftloopError, NotFoundError
 from driftloop.logs import notify
 from driftloop.monitoring.labels import labels_known_since
-from driftloop.monitoring.live import SHADOW_EVIDENCE, guard_verdict, shadow_comparison
 from driftloop.monitoring.run import monitor_once
 from driftloop.pipeline import records
 from driftloop.pipeline.executors import executor_for
 from driftloop.pipeline.params import RunParams
-from driftloop.pipeline.promotion import EVIDENCE_NAME, offline_comparison
 from driftloop.pipeline.runner import PipelineFailedError, Runner
 from driftloop.pipeline.training import training_pipeline
 from driftloop.registry import Registry
-from driftloop.registry.lease import crash_point
 from driftloop.registry.promotion import Promoter
 from driftloop.runtime.holders import new_holder
-from driftloop.scheduling.ledger import ACTIVE, Ledger, Trigger
+from driftloop.scheduling.events import LoopEvent
+from driftloop.scheduling.gates import ACTOR, Gates
+from driftloop.scheduling.guard import RollbackGuard
+from driftloop.scheduling.ledger import Ledger, Trigger
 from driftloop.storage import store_for
 from driftloop.tracking import Tracker
 
@@ -57,18 +55,6 @@ __all__ = ["ACTOR", "Loop", "LoopEvent"]
 
 log = logging.getLogger(__name__)
 
-ACTOR = "driftloop-loop"  # who the audit history says promoted, withdrew or rolled back
-
-
-@dataclass(frozen=True)
-class LoopEvent:
-    """Something the loop did, for the log, the webhook and the demo's timeline."""
-
-    kind: str  # trigger | retraining | candidate | shadow | promoted | kept | rollback | guard-* | resumed
-    message: str
-    version: int | None = None
-    detail: dict[str, Any] | None = None
-
 
 class Loop:
     """One model's loop over ``settings`` and the metadata database ``db``.
@@ -80,9 +66,14 @@ class Loop:
     """
 
     def __init__(
-        self, settings: Settings, db: Database, *, on_event: Callable[[LoopEvent], None] | None = None,
-        on_step: Callable[[StepEvent], None] | None = None, clock: Callable[[], datetime] | None = None,
-    ) -> None:  # fmt: skip
+        self,
+        settings: Settings,
+        db: Database,
+        *,
+        on_event: Callable[[LoopEvent], None] | None = None,
+        on_step: Callable[[StepEvent], None] | None = None,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
         self.clock = clock or (lambda: datetime.now(UTC))
         self.settings = settings
         self.db = db
@@ -97,6 +88,25 @@ class Loop:
             log.warning("cannot finish interrupted promotions yet: %s", exc)
         self._on_event = on_event
         self._on_step = on_step
+        guard = RollbackGuard(
+            settings,
+            self.ledger,
+            self.promoter,
+            registry=self.registry,
+            tracker=self.tracker,
+            emit=self._emit,
+        )
+        self.guard = guard
+        self.gates = Gates(
+            settings,
+            self.promoter,
+            registry=self.registry,
+            tracker=self.tracker,
+            guard=guard,
+            update=self._update,
+            emit=self._emit,
+            clock=self._now,
+        )
         self.holder = new_holder()  # this worker, in the leases of the triggers it works on
         self._lease = timedelta(seconds=settings.schedule.trigger_lease_s)
         self._held: set[int] = set()
@@ -116,9 +126,14 @@ class Loop:
         return result
 
     def on_decision(
-        self, decision: str, reason: str, *, decision_id: int | None = None, as_of: datetime | None = None,
+        self,
+        decision: str,
+        reason: str,
+        *,
+        decision_id: int | None = None,
+        as_of: datetime | None = None,
         end_day: date | None = None,
-    ) -> Trigger | None:  # fmt: skip
+    ) -> Trigger | None:
         """Apply the trigger policy to a monitoring decision; None when there is nothing to act on.
 
         A retraining starts now, or — so the new regime has labelled data to learn from — once
@@ -130,18 +145,24 @@ class Loop:
         busy = self._busy()
         schedule = self.settings.schedule
         action = decide(
-            decision, mode=schedule.mode, busy=busy.id if busy else None,
+            decision,
+            mode=schedule.mode,
+            busy=busy.id if busy else None,
             last_started=self.ledger.last_retraining_started(self.name),
-            cooldown=timedelta(minutes=schedule.cooldown_minutes), now=now,
-        )  # fmt: skip
+            cooldown=timedelta(minutes=schedule.cooldown_minutes),
+            now=now,
+        )
         if action.action == "ignore":
             return None
         since = end_day or now.date()
         delayed = action.action == "retrain" and schedule.retrain_delay_hours > 0
         if delayed and schedule.retrain_min_labels > 0:
             delayed = not self._labels_arrived(since, as_of or now)
-        state = {"retrain": "waiting" if delayed else "training", "notify": "notified",
-                 "suppress": "suppressed"}[action.action]  # fmt: skip
+        state = {
+            "retrain": TriggerState.WAITING if delayed else TriggerState.TRAINING,
+            "notify": TriggerState.NOTIFIED,
+            "suppress": TriggerState.SUPPRESSED,
+        }[action.action]
         now_retraining = action.action == "retrain" and not delayed
         trigger, action = self._record(
             decision,
@@ -153,9 +174,9 @@ class Loop:
             since=since,
             claimed=now_retraining,
         )
-        now_retraining = now_retraining and trigger.state == "training"
-        self._emit(LoopEvent("trigger", f"trigger {trigger.id} ({decision}): {action.reason}", None,
-                             {"trigger": trigger.id, "reason": reason, "action": action.action}))  # fmt: skip
+        now_retraining = now_retraining and trigger.state == TriggerState.TRAINING
+        detail = {"trigger": trigger.id, "reason": reason, "action": action.action}
+        self._emit(LoopEvent("trigger", f"trigger {trigger.id} ({decision}): {action.reason}", None, detail))
         if now_retraining:
             return self.retrain(trigger, as_of=as_of, end_day=end_day)
         return trigger
@@ -166,7 +187,7 @@ class Loop:
         reason: str,
         action: TriggerAction,
         *,
-        state: str,
+        state: TriggerState,
         decision_id: int | None,
         now: datetime,
         since: date,
@@ -193,7 +214,7 @@ class Loop:
             )
         except ConflictError:
             action = TriggerAction("suppress", f"{decision}: another retraining started at the same moment")
-            trigger = add(reason=f"{reason} — {action.reason}", state="suppressed")
+            trigger = add(reason=f"{reason} — {action.reason}", state=TriggerState.SUPPRESSED)
         return trigger, action
 
     def trigger(
@@ -208,9 +229,15 @@ class Loop:
                 "see driftloop loop history"
             )
         trigger = self.ledger.add_trigger(
-            model=self.name, kind=kind, reason=reason, mode=self.settings.schedule.mode, state="training",
-            now=self.clock(), holder=self.holder, lease=self._lease,
-        )  # fmt: skip
+            model=self.name,
+            kind=kind,
+            reason=reason,
+            mode=self.settings.schedule.mode,
+            state=TriggerState.TRAINING,
+            now=self.clock(),
+            holder=self.holder,
+            lease=self._lease,
+        )
         self._emit(LoopEvent("trigger", f"trigger {trigger.id} ({kind}): {reason}"))
         return self.retrain(trigger, as_of=as_of, end_day=end_day)
 
@@ -238,7 +265,7 @@ class Loop:
         # The run's id is on the trigger before the run exists: a worker killed in between leaves a
         # trigger whose run is missing (made afresh on takeover), never a run no trigger knows.
         run_id = records.new_run_id()
-        trigger = self._update(trigger.id, state="training", pipeline_run=run_id)
+        trigger = self._update(trigger.id, state=TriggerState.TRAINING, pipeline_run=run_id)
         runner = self._runner()
         runner.create(params, trigger=f"{trigger.kind}:{trigger.id}", run_id=run_id)
         self._emit(LoopEvent("retraining", f"retraining on {start} → {end} (pipeline run {run_id})"))
@@ -259,7 +286,7 @@ class Loop:
         try:
             view = runner.resume(run_id) if resume else runner.execute(run_id)
         except (PipelineFailedError, DriftloopError) as exc:
-            return self._keep(trigger, f"the retraining pipeline failed: {_headline(exc)}", None)
+            return self.gates.keep(trigger, f"the retraining pipeline failed: {_headline(exc)}", None)
         return self._registered(trigger, view)
 
     def _registered(self, trigger: Trigger, view: RunView) -> Trigger:
@@ -267,60 +294,18 @@ class Loop:
         ref = str(view.step("register").summary.get("model", ""))
         version = int(ref.rsplit("/", 1)[1])
         trigger = self._update(trigger.id, candidate_version=version)
-        crash_point("loop:registered")
         self._emit(LoopEvent("candidate", f"{self.name}/{version} registered", version))
-        return self._gated(trigger, version)
-
-    def _gated(self, trigger: Trigger, version: int) -> Trigger:
-        try:
-            return self._gate(trigger, version)
-        except ConflictError:  # the lease was lost: the new holder carries on, nothing is recorded here
-            raise
-        except DriftloopError as exc:  # a gate that cannot be judged (no labels, registry down) is failed
-            return self._keep(trigger, f"a gate could not be judged: {_headline(exc)}", version)
-
-    def _gate(self, trigger: Trigger, version: int) -> Trigger:
-        settings = self.settings
-        if self._stage(version) == Stage.PRODUCTION:  # promoted by a worker that died before recording it
-            return self._promoted(trigger, version, [], replaced=None)
-        try:
-            self.promoter.promote(self.name, version, Stage.STAGING, actor=ACTOR,
-                                  comment=f"trigger {trigger.id}")  # fmt: skip
-        except PolicyError as exc:
-            return self._keep(trigger, f"compliance checks refused it: {_headline(exc)}", version)
-        champion = self._champion()
-        if champion is None:
-            return self._promote(trigger, version, [])
-        offline = offline_comparison(
-            settings, self.tracker, self.registry, self.registry.get(self.name, version)
-        )
-        trigger = self._update(trigger.id, detail={EVIDENCE_NAME: offline.to_json()})
-        if offline.blocking:
-            return self._keep(trigger, f"offline comparison: {offline.detail}", version)
-        self._emit(LoopEvent("candidate", f"offline: {offline.detail}", version))
-        if settings.policy.shadow_min_labels > 0 and settings.serving.shadow:
-            trigger = self._update(
-                trigger.id,
-                state="shadow",
-                shadow_since=trigger.shadow_since or datetime.now(UTC),
-                detail={"shadow_clock": trigger.detail.get("shadow_clock") or self.clock().isoformat()},
-            )
-            self._emit(
-                LoopEvent("shadow", f"{self.name}/{version} in shadow beside v{champion.version}", version)
-            )
-            crash_point("loop:shadow")
-            return trigger
-        return self._promote(trigger, version, [offline])
+        return self.gates.gate(trigger, version)
 
     def advance(self, *, as_of: datetime | None = None, end_day: date | None = None) -> list[Trigger]:
         """Start retrainings whose delay is over, take over work whose worker died, judge every candidate
-        in shadow, then every guard; returns the triggers that moved.
+        in shadow or awaiting approval, then every guard; returns the triggers that moved.
 
         A trigger another live worker holds is left to it."""
         now = self.clock()
         moved = []
-        for trigger in self.ledger.triggers(self.name, states=ACTIVE):
-            if trigger.state == "waiting" and not self._ready(trigger, now, as_of or now):
+        for trigger in self.ledger.triggers(self.name, states=PENDING):
+            if trigger.state == TriggerState.WAITING and not self._ready(trigger, now, as_of or now):
                 continue
             with self._working(trigger) as held:
                 if held is None:
@@ -356,10 +341,12 @@ class Loop:
     def _advance(
         self, trigger: Trigger, was: str | None, *, as_of: datetime | None, end_day: date | None
     ) -> Trigger:
-        """One step for a held active trigger; ``was``: the worker that held it before (died), if any."""
-        if trigger.state == "waiting" and not was:
+        """One step for a held pending trigger; ``was``: the worker that held it before (died), if any."""
+        if trigger.state == TriggerState.AWAITING_APPROVAL:  # judging it again is all a takeover does
+            return self.gates.judge_approval(trigger)
+        if trigger.state == TriggerState.WAITING and not was:
             return self._retrain(trigger, as_of=as_of, end_day=end_day)
-        if trigger.state == "training" or was:
+        if trigger.state == TriggerState.TRAINING or was:
             # Not held by a live worker, yet not finished: its worker died (or an older driftloop left it).
             takeovers = int(trigger.detail.get("takeovers", 0)) + 1
             trigger = self._update(trigger.id, detail={"takeovers": takeovers, "taken_over_from": was or ""})
@@ -370,14 +357,14 @@ class Loop:
             message = f"trigger {trigger.id}: its worker {was or '(unknown)'} died in {where}; resumed here"
             self._emit(LoopEvent("resumed", message, candidate))
             return self._resume(trigger, as_of=as_of, end_day=end_day)
-        return self._judge_shadow(trigger, self.clock())
+        return self.gates.judge_shadow(trigger)
 
     def _resume(self, trigger: Trigger, *, as_of: datetime | None, end_day: date | None) -> Trigger:
         """Carry an interrupted trigger on from where its records say it was."""
-        if trigger.state == "shadow":
-            return self._judge_shadow(trigger, self.clock())
+        if trigger.state == TriggerState.SHADOW:
+            return self.gates.judge_shadow(trigger)
         if trigger.candidate_version is not None:  # registered and learnt: the gates are idempotent
-            return self._gated(trigger, trigger.candidate_version)
+            return self.gates.gate(trigger, trigger.candidate_version)
         run = self._run_of(trigger)
         if run is None:  # never started, or killed between naming the run and creating it
             return self._retrain(trigger, as_of=as_of, end_day=end_day)
@@ -387,7 +374,7 @@ class Loop:
         return self._run_pipeline(trigger, self._runner(), run.id, resume=True)
 
     def _run_of(self, trigger: Trigger) -> RunView | None:
-        if trigger.state == "waiting" or trigger.pipeline_run is None:
+        if trigger.state == TriggerState.WAITING or trigger.pipeline_run is None:
             return None
         try:
             return records.get_run(self.db, trigger.pipeline_run)
@@ -401,109 +388,7 @@ class Loop:
         run = self._run_of(trigger)
         if run is not None and run.status != RunStatus.SUCCEEDED:
             records.abandon_run(self.db, run.id, why)
-        return self._keep(trigger, why, trigger.candidate_version)
-
-    def _judge_shadow(self, trigger: Trigger, now: datetime) -> Trigger:
-        version = trigger.candidate_version
-        assert version is not None, "a trigger in shadow has a candidate"
-        assert trigger.shadow_since is not None, "a trigger in shadow records since when"
-        settled = self._settled(trigger, version)
-        if settled is not None:
-            return settled
-        champion = self._champion()
-        if champion is None:
-            return self._promote(trigger, version, [])
-        threshold = _threshold(self.tracker, champion)
-        shadow = shadow_comparison(
-            self.settings, store_for(self.settings), challenger=version, champion=champion.version,
-            threshold=threshold, since=trigger.shadow_since,
-        )  # fmt: skip
-        self._update(trigger.id, detail={SHADOW_EVIDENCE: shadow.to_json()})
-        if shadow.evidence.get("pending"):
-            waited = now - datetime.fromisoformat(trigger.detail.get("shadow_clock", now.isoformat()))
-            if waited > timedelta(hours=self.settings.policy.shadow_max_hours):
-                return self._keep(
-                    trigger, f"shadow evidence still short after {waited}: {shadow.detail}", version
-                )
-            return trigger
-        if shadow.blocking:
-            return self._keep(trigger, f"shadow comparison: {shadow.detail}", version)
-        self._emit(LoopEvent("shadow", f"shadow: {shadow.detail}", version))
-        offline = offline_comparison(
-            self.settings, self.tracker, self.registry, self.registry.get(self.name, version)
-        )
-        return self._promote(trigger, version, [offline, shadow])
-
-    def _settled(self, trigger: Trigger, version: int) -> Trigger | None:
-        """The outcome when the candidate's stage already decides it (None: still to be judged)."""
-        stage = self._stage(version)
-        if stage == Stage.PRODUCTION:  # promoted by a worker that died before recording it
-            return self._promoted(trigger, version, [], replaced=None)
-        if stage != Stage.STAGING:
-            return self._keep(trigger, f"{self.name}/{version} left Staging while in shadow", version)
-        return None
-
-    def _promote(self, trigger: Trigger, version: int, evidence: list[Any]) -> Trigger:
-        if not evidence:  # no champion: the comparison passes trivially, but the policy wants it on record
-            candidate = self.registry.get(self.name, version)
-            evidence = [offline_comparison(self.settings, self.tracker, self.registry, candidate)]
-        try:
-            result = self.promoter.promote(
-                self.name, version, Stage.PRODUCTION, actor=ACTOR, comment=f"trigger {trigger.id}",
-                evidence=evidence,
-            )  # fmt: skip
-        except PolicyError as exc:
-            if "needs an approval" in str(exc):  # waits in shadow; the next pass promotes once approved
-                self._emit(LoopEvent("candidate", f"waiting for approval: {_headline(exc)}", version))
-                return self._update(trigger.id, detail={"waiting": _headline(exc)})
-            return self._keep(trigger, f"promotion refused: {_headline(exc)}", version)
-        crash_point("loop:promoted")
-        return self._promoted(trigger, version, evidence, replaced=result.replaced)
-
-    def _promoted(
-        self, trigger: Trigger, version: int, evidence: list[Any], *, replaced: int | None
-    ) -> Trigger:
-        """Record a promotion that went through and start its rollback guard (once, however often a
-        worker that died here is resumed)."""
-        run = self.tracker.get_run(self.registry.get(self.name, version).run_id or "")
-        now = self.clock()
-        # The bar the new version must keep clearing live: what the version it replaced achieved on the
-        # same live traffic (the shadow comparison), or else its own offline evaluation.
-        shadow = next((e for e in evidence if e.name == SHADOW_EVIDENCE and "champion" in e.evidence), None)
-        baseline = (
-            float(shadow.evidence["champion"]) if shadow else float(run.metrics.get("holdout_roc_auc", 0.0))
-        )
-        watching = self.ledger.guards(self.name, states=("watching",))
-        if not any(g.version == version and g.trigger_id == trigger.id for g in watching):
-            for old in watching:  # one guard: the newest version
-                self.ledger.update_guard(
-                    old.id, state="passed", verdict={"note": f"superseded by v{version}"}
-                )
-            if replaced is None:  # resumed after the promotion: what it replaced is in the audit
-                last = self.promoter.audit.last_promotion_to_production(self.name, version)
-                replaced = last.replaced_version if last is not None else None
-            self.ledger.add_guard(
-                model=self.name, version=version, previous_version=replaced, trigger_id=trigger.id,
-                baseline=baseline,
-                threshold=float(run.metrics.get("threshold", 0.5)),
-                started_at=datetime.now(UTC), until=now + timedelta(hours=self.settings.policy.guard_hours),
-            )  # fmt: skip
-        trigger = self._update(trigger.id, state="promoted")
-        replacing = f", replacing v{replaced}" if replaced else ""
-        self._emit(LoopEvent("promoted", f"{self.name}/{version} promoted to production{replacing}", version))
-        return trigger
-
-    def _keep(self, trigger: Trigger, why: str, version: int | None) -> Trigger:
-        """A failed gate: the champion stays, the candidate (if staged) goes back to None, all recorded."""
-        if version is not None:
-            try:
-                self.promoter.withdraw(self.name, version, actor=ACTOR, reasons=[why])
-            except DriftloopError as exc:  # recorded below either way; the champion is untouched
-                log.warning("could not withdraw %s/%s: %s", self.name, version, _headline(exc))
-        state = "failed" if version is None else "kept"
-        trigger = self._update(trigger.id, state=state, detail={"why": why})
-        self._emit(LoopEvent("kept", f"champion kept: {why}", version))
-        return trigger
+        return self.gates.keep(trigger, why, trigger.candidate_version)
 
     # -- leases and stages -----------------------------------------------------------------------
 
@@ -536,45 +421,12 @@ class Loop:
         """Change a trigger this worker holds (:class:`ConflictError` once its lease was lost)."""
         return self.ledger.update_trigger(trigger_id, holder=self.holder, **changes)
 
-    def _stage(self, version: int) -> Stage:
-        return self.promoter.changes.stage(self.name, version)  # the audit's, not a tag anyone may set
-
-    def _champion(self) -> ModelVersion | None:
-        """The production version by the audit (an alias moved by hand is not the champion)."""
-        version = self.promoter.changes.holder(self.name, Stage.PRODUCTION)
-        return None if version is None else self.registry.get(self.name, version)
-
-    # -- the rollback guard ----------------------------------------------------------------------
-
     def watch_guards(self) -> None:
-        """Roll back a freshly promoted version whose live error rate or decay crosses the policy; a
-        guard ends (passed) at its ``until`` on the loop's clock."""
-        now = self.clock()
-        store = store_for(self.settings)
-        for guard in self.ledger.guards(self.name, states=("watching",)):
-            if self.promoter.changes.holder(self.name, Stage.PRODUCTION) != guard.version:
-                self.ledger.update_guard(
-                    guard.id, state="passed", verdict={"note": "no longer in production"}
-                )
-                continue
-            verdict = guard_verdict(
-                self.settings, store, version=guard.version, baseline=guard.baseline,
-                threshold=guard.threshold, since=guard.started_at,
-            )  # fmt: skip
-            if verdict.rollback:
-                why = "; ".join(verdict.reasons)
-                result = self.promoter.rollback(self.name, actor=ACTOR, comment=f"guard: {why}")
-                self.ledger.update_guard(guard.id, state="rolled-back", verdict=verdict.to_json())
-                message = f"rolled back {self.name}/{guard.version} → v{result.version}: {why}"
-                self._emit(LoopEvent("rollback", message, result.version))
-            elif verdict.reasons and not guard.verdict.get("disputed"):  # once per guard: a person looks
-                disputed = {**verdict.to_json(), "disputed": True}
-                self.ledger.update_guard(guard.id, state="watching", verdict=disputed)
-                self._emit(LoopEvent("guard-disputed", f"{self.name}/{guard.version}: {verdict.reasons[0]}"))
-            elif now >= guard.until:
-                self.ledger.update_guard(guard.id, state="passed", verdict=verdict.to_json())
-                passed = f"{self.name}/{guard.version} passed its guard"
-                self._emit(LoopEvent("guard-passed", passed, guard.version))
+        """Judge every rollback guard (:meth:`RollbackGuard.watch`) on the loop's clock."""
+        self.guard.watch(self.clock())
+
+    def _now(self) -> datetime:
+        return self.clock()  # looked up at each call: the demo and the tests replace the clock
 
     # -- notifications ---------------------------------------------------------------------------
 

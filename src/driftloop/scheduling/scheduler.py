@@ -209,9 +209,16 @@ def sync_jobs(scheduler: BackgroundScheduler, specs: Sequence[JobSpec]) -> SyncR
 
 def _add(scheduler: BackgroundScheduler, spec: JobSpec, *, replace: bool) -> None:
     scheduler.add_job(
-        spec.func, spec.trigger, args=spec.args, id=spec.id, name=spec.id, replace_existing=replace,
-        misfire_grace_time=spec.grace, coalesce=True, max_instances=1,
-    )  # fmt: skip
+        spec.func,
+        spec.trigger,
+        args=spec.args,
+        id=spec.id,
+        name=spec.id,
+        replace_existing=replace,
+        misfire_grace_time=spec.grace,
+        coalesce=True,
+        max_instances=1,
+    )
 
 
 def _signature(func: str, args: Sequence[Any], trigger: BaseTrigger) -> str:
@@ -285,9 +292,14 @@ def stored_jobs(db: Database) -> list[StoredJob]:
         # Our own table, written by APScheduler's pickle; the same trust APScheduler itself extends.
         state = pickle.loads(blob)
         nrt = state["next_run_time"]
-        jobs.append(StoredJob(
-            id=job_id, func=state["func"], args=tuple(state["args"]), trigger=str(state["trigger"]),
-            signature=_signature(state["func"], state["args"], state["trigger"]),
-            next_run_time=nrt.astimezone(UTC) if nrt else None,
-        ))  # fmt: skip
+        jobs.append(
+            StoredJob(
+                id=job_id,
+                func=state["func"],
+                args=tuple(state["args"]),
+                trigger=str(state["trigger"]),
+                signature=_signature(state["func"], state["args"], state["trigger"]),
+                next_run_time=nrt.astimezone(UTC) if nrt else None,
+            )
+        )
     return sorted(jobs, key=lambda j: (j.next_run_time or datetime.max.replace(tzinfo=UTC), j.id))
