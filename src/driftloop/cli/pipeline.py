@@ -118,10 +118,11 @@ def _trigger_held(st: CliState, db: Database, run_id: str) -> Iterator[None]:
     the trigger learns the candidate at the loop's next pass (docs/loop.md)."""
     from datetime import timedelta
 
+    from driftloop.core.triggers import ACTIVE, TriggerState
     from driftloop.errors import ConflictError
     from driftloop.pipeline.records import get_run
     from driftloop.runtime.holders import new_holder
-    from driftloop.scheduling.ledger import ACTIVE, Ledger
+    from driftloop.scheduling.ledger import Ledger
 
     kind, _, number = get_run(db, run_id).trigger.partition(":")
     ledger = Ledger(db)
@@ -139,6 +140,8 @@ def _trigger_held(st: CliState, db: Database, run_id: str) -> Iterator[None]:
         yield
     if trigger.state in ACTIVE:
         st.out.print(f"trigger {trigger.id} learns the candidate at the loop's next pass")
+    elif trigger.state == TriggerState.AWAITING_APPROVAL:
+        st.out.print(f"trigger {trigger.id}'s candidate awaits an approval (driftloop approve)")
     else:
         st.err.print(
             f"trigger {trigger.id} has ended ({trigger.state}): the loop will not take this run's "

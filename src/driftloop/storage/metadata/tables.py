@@ -249,7 +249,8 @@ class TriggerRow(Base):
     reason: Mapped[str] = mapped_column(sa.Text)
     mode: Mapped[str] = mapped_column(sa.String(20))  # automated | manual
     decision_id: Mapped[int | None]  # the monitor decision that fired it
-    # notified | suppressed | training | shadow | promoted | kept | failed
+    # core.triggers.TriggerState: waiting | training | shadow | awaiting_approval | promoted | kept |
+    # failed | notified | suppressed
     state: Mapped[str] = mapped_column(sa.String(20))
     pipeline_run: Mapped[str | None] = mapped_column(sa.String(64))
     candidate_version: Mapped[int | None]
