@@ -43,7 +43,7 @@ def _capture(ws: Workspace) -> None:
     store = store_for(settings)
     keys = [i.key for i in store.list(f"raw/plant/date={DAY}/") if i.key.endswith(".csv")]
     frame = pd.concat(pd.read_csv(store.uri(k)) for k in keys)
-    # Landed, never compacted by the store: the monitor must compact what it reads (docs/capture.md).
+    # Compacted by flush: the monitor reads Parquet and never compacts itself (decision 0050).
     cfg = settings.capture.model_copy(update={"convert_in_subprocess": False, "compact_idle_s": 0})
     capture = CaptureStore(store, ws.directory / "wal", cfg)
     capture.start()
@@ -57,7 +57,7 @@ def _capture(ws: Workspace) -> None:
                 "score": 0.01 + 0.05 * ((i * 7919) % 100) / 100, "latency_ms": 1.0, "fallback": False,
                 "endpoint": "/v1/predict",
             })  # fmt: skip
-        assert capture.flush(60, compact=False)
+        assert capture.flush(60)
     finally:
         capture.close()
 

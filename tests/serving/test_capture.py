@@ -21,6 +21,8 @@ import orjson
 import pytest
 
 from driftloop.capture import FEEDBACK_SCHEMA, PREDICTION_SCHEMA, CaptureStore, read_captures
+from driftloop.capture.frames import encode
+from driftloop.capture.records import from_trusted
 from driftloop.errors import CaptureFullError, ConfigError, ConflictError, StorageUnavailableError
 from driftloop.settings import CaptureSettings, load_settings
 from driftloop.storage import ObjectStore, open_store
@@ -456,37 +458,25 @@ def test_trusted_batches_are_one_frame_that_recovers_whole_or_not_at_all(tmp_pat
     assert sorted(ids(torn_store)) == sorted(r["prediction_id"] for r in batch)
 
 
-def test_a_request_batch_lands_as_one_row_per_prediction(tmp_path: Path) -> None:
-    store = open_store(str(tmp_path / "store"))
-    outputs = [{"id": uuid.uuid4().hex, "score": 0.1 * i, "fallback": False, "label": 0} for i in range(3)]
-    batch = {"kind": "prediction_batch", "ts": "2026-03-01T12:00:00.000000+00:00", "model_name": "plant",
-             "model_version": 4, "latency_ms": 2.5, "fallback": False, "endpoint": "/v1/predict",
-             "inputs": [{"x": i} for i in range(3)], "outputs": outputs}  # fmt: skip
-    with CaptureStore(store, tmp_path / "wal", settings()) as capture:
-        asyncio.run(capture.append_many_async([batch], trusted=True))
-    table = read_captures(store).to_pylist()
-    assert [row["prediction_id"] for row in table] == sorted(o["id"] for o in outputs)
-    by_id = {row["prediction_id"]: row for row in table}
-    for i, output in enumerate(outputs):
-        row = by_id[output["id"]]
-        assert orjson.loads(row["inputs"]) == {"x": i}
-        assert orjson.loads(row["outputs"]) == output
-        assert (row["score"], row["model_version"], row["latency_ms"]) == (output["score"], 4, 2.5)
-        assert (row["shadow_version"], row["shadow_score"]) == (None, None)
-
-
 def test_shadow_scores_land_beside_the_production_score_and_old_objects_read_as_null(tmp_path: Path) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     store = open_store(str(tmp_path / "store"))
-    outputs = [{"id": f"p{i}", "score": 0.1 * i, "fallback": False} for i in range(3)]
-    batch = {"kind": "prediction_batch", "ts": "2026-03-01T12:00:00.000000+00:00", "model_name": "plant",
-             "model_version": 4, "latency_ms": 2.5, "fallback": False, "endpoint": "/v1/predict",
-             "inputs": [{"x": i} for i in range(3)], "outputs": outputs, "shadow_version": 5,
-             "shadow_scores": [0.7, 0.8, 0.9]}  # fmt: skip
+    ts = "2026-03-01T12:00:00.000000+00:00"
+    shadowed = [
+        {
+            **prediction(i),
+            "prediction_id": f"p{i}",
+            "ts": ts,
+            "shadow_version": 5,
+            "shadow_score": 0.7 + 0.1 * i,
+        }
+        for i in range(3)
+    ]
     with CaptureStore(store, tmp_path / "wal", settings()) as capture:
-        asyncio.run(capture.append_many_async([batch], trusted=True))
+        asyncio.run(capture.append_many_async(shadowed, trusted=True))
+        assert capture.flush(10)
     # An object written before the shadow columns existed (the previous schema) still reads back.
     old_schema = pa.schema([f for f in PREDICTION_SCHEMA if not f.name.startswith("shadow_")])
     old = pa.table({"prediction_id": ["old"], "ts": pa.array([0], pa.timestamp("us", tz="UTC")),
@@ -498,9 +488,7 @@ def test_shadow_scores_land_beside_the_production_score_and_old_objects_read_as_
     store.write_bytes("captures/model=plant/date=1970-01-01/old.parquet", sink.getvalue().to_pybytes())
     rows = {r["prediction_id"]: r for r in read_captures(store).to_pylist()}
     assert [(rows[f"p{i}"]["shadow_version"], rows[f"p{i}"]["shadow_score"]) for i in range(3)] == [
-        (5, 0.7),
-        (5, 0.8),
-        (5, 0.9),
+        (5, 0.7 + 0.1 * i) for i in range(3)
     ]
     assert (rows["old"]["shadow_version"], rows["old"]["shadow_score"], rows["old"]["score"]) == (
         None,
@@ -525,6 +513,7 @@ def test_refused_requests_are_captured_and_counted_in_their_window(tmp_path: Pat
         ]:
             capture.append({"kind": "rejection", "ts": ts, "model_name": model, "endpoint": "/v1/predict",
                             "rows": rows, "errors": errors})  # fmt: skip
+        assert capture.flush(10)  # compacted: the monitoring window reads Parquet only
     table = read_captures(store, kind="rejection")
     assert table.num_rows == 4
     assert orjson.loads(table.column("errors")[0].as_py()) == errors
@@ -562,11 +551,11 @@ def _burst(capture: CaptureStore, records: list[dict[str, Any]]) -> list[BaseExc
 def test_appends_of_one_loop_iteration_share_one_frame_and_one_write(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import driftloop.capture.store as store_module
+    import driftloop.capture.writer as writer_module
 
     wal, writes = tmp_path / "wal", []
-    real = store_module.write_all
-    monkeypatch.setattr(store_module, "write_all", lambda fd, data: (writes.append(data), real(fd, data))[1])
+    real = writer_module.write_all
+    monkeypatch.setattr(writer_module, "write_all", lambda fd, data: (writes.append(data), real(fd, data))[1])
     records = [{**prediction(i), "ts": TS} for i in range(40)]
     with CaptureStore(open_store(str(tmp_path / "store")), wal, settings(segment_max_age_s=60)) as capture:
         assert _burst(capture, records) == [None] * 40
@@ -591,7 +580,7 @@ def test_a_full_buffer_refuses_every_append_of_the_iteration(tmp_path: Path) -> 
     store = Switchable(tmp_path / "store")
     store.up = False
     records = [{**prediction(i), "ts": TS} for i in range(13)]
-    size = len(orjson.dumps(records[:10])) + 8
+    size = len(encode([from_trusted(r) for r in records[:10]]))  # one frame holding exactly ten
     with CaptureStore(store, tmp_path / "wal", settings(max_buffer_bytes=size)) as capture:  # type: ignore[arg-type]
         refused = _burst(capture, records)  # 13 records: more than the buffer holds
         assert {type(o) for o in refused} == {CaptureFullError}
@@ -625,15 +614,15 @@ def test_the_helper_warms_up_on_every_kind_and_pauses_the_collector_only_while_c
 ) -> None:
     import gc
 
+    from driftloop.capture.helper import in_helper, warm_up
     from driftloop.capture.landing import land, landed_objects
-    from driftloop.capture.records import encode, parquet_objects
-    from driftloop.capture.wal import in_helper, warm_up
+    from driftloop.capture.parquet import parquet_objects
 
     warm_up()  # what the helper runs first: a record of every kind through the Parquet conversion
 
     segment = tmp_path / "seg-00000000000000000001.wal"
     records = [{**prediction(i), "ts": TS} for i in range(3)]
-    segment.write_bytes(encode(records))
+    segment.write_bytes(encode([from_trusted(r) for r in records]))
     count, landed = in_helper(land, segment)
     assert count == 3
     assert gc.isenabled()
@@ -647,7 +636,7 @@ def test_append_nowait_writes_a_batch_at_once_or_refuses_all_of_it(tmp_path: Pat
     store = Switchable(tmp_path / "store")
     store.up = False
     records = [{**prediction(i), "ts": TS} for i in range(6)]
-    size = len(orjson.dumps(records[:4])) + 8
+    size = len(encode([from_trusted(r) for r in records[:4]]))
     wal = tmp_path / "wal"
     cfg = settings(max_buffer_bytes=size, segment_max_age_s=60)
     with CaptureStore(store, wal, cfg) as capture:  # type: ignore[arg-type]
