@@ -24,8 +24,14 @@ if TYPE_CHECKING:
 
 
 def settings(**overrides: Any) -> CaptureSettings:
-    values: dict[str, Any] = {"segment_max_age_s": 0.1, "retry_initial_s": 0.05, "retry_max_s": 0.2,
-                              "compact_idle_s": 0, "convert_in_subprocess": False, **overrides}  # fmt: skip
+    values: dict[str, Any] = {
+        "segment_max_age_s": 0.1,
+        "retry_initial_s": 0.05,
+        "retry_max_s": 0.2,
+        "compact_idle_s": 0,
+        "convert_in_subprocess": False,
+        **overrides,
+    }
     return CaptureSettings(**values)
 
 
@@ -153,8 +159,14 @@ def test_capture_compact_cli_compacts_then_has_nothing_to_do(tmp_path: Path) -> 
     land_records(store, tmp_path / "wal", [prediction(i) for i in range(7)])
 
     def run() -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "driftloop", "capture", "compact"], cwd=tmp_path,
-                              capture_output=True, text=True, timeout=120, check=False)  # fmt: skip
+        return subprocess.run(
+            [sys.executable, "-m", "driftloop", "capture", "compact"],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
 
     first, second = run(), run()
     assert first.returncode == 0, first.stderr

@@ -41,28 +41,44 @@ def _requests() -> list[tuple[str, list[dict[str, Any]], bytes, str | None]]:
         ("/v1/predict", ROWS[:1], orjson.dumps({"instances": ROWS[:1]}), None),
         ("/v1/predict", ROWS[1:3], b'{ "instances" : ' + orjson.dumps(ROWS[1:3]) + b', "extra": 1 }', None),
         ("/invocations", ROWS[3:5], orjson.dumps(split), None),
-        ("/invocations", ROWS[5:7], orjson.dumps({"inputs": {c: [r[c] for r in ROWS[5:7]] for c in COLUMNS}}),
-         None),
+        (
+            "/invocations",
+            ROWS[5:7],
+            orjson.dumps({"inputs": {c: [r[c] for r in ROWS[5:7]] for c in COLUMNS}}),
+            None,
+        ),
         ("/invocations", ROWS[7:9], pd.DataFrame(ROWS[7:9]).to_csv(index=False).encode(), "text/csv"),
         ("/invocations", ROWS[9:11], parquet.getvalue(), "application/vnd.apache.parquet"),
-        ("/invocations", ROWS[11:13],
-         orjson.dumps({"instances": {c: [r[c] for r in ROWS[11:13]] for c in COLUMNS}, "params": {"k": 1}}),
-         None),
-    ]  # fmt: skip
+        (
+            "/invocations",
+            ROWS[11:13],
+            orjson.dumps(
+                {"instances": {c: [r[c] for r in ROWS[11:13]] for c in COLUMNS}, "params": {"k": 1}}
+            ),
+            None,
+        ),
+    ]
 
 
 def request_batch(*, threshold: float | None = 0.5, shadow: bool = False) -> dict[str, Any]:
     """A micro-batch as ``_Service.finish`` records it."""
     requests = _requests()
     record = {
-        "kind": "request_batch", "ts": TS, "model_name": "plant", "model_version": 4, "fallback": False,
-        "threshold": threshold, "ids": [uuid.uuid4().hex for _ in ROWS],
-        "scores": [0.13 * i for i in range(len(ROWS))], "rows": [len(rows) for _, rows, _, _ in requests],
-        "latency_ms": [1.5 + i for i in range(len(requests))], "endpoints": [e for e, _, _, _ in requests],
+        "kind": "request_batch",
+        "ts": TS,
+        "model_name": "plant",
+        "model_version": 4,
+        "fallback": False,
+        "threshold": threshold,
+        "ids": [uuid.uuid4().hex for _ in ROWS],
+        "scores": [0.13 * i for i in range(len(ROWS))],
+        "rows": [len(rows) for _, rows, _, _ in requests],
+        "latency_ms": [1.5 + i for i in range(len(requests))],
+        "endpoints": [e for e, _, _, _ in requests],
         "bodies": [body for _, _, body, _ in requests],
         # as the service records them when a batch holds a body that is not JSON
         "content_types": [media or "application/json" for _, _, _, media in requests],
-    }  # fmt: skip
+    }
     if shadow:
         record["shadow_version"], record["shadow_scores"] = 5, [0.9 - 0.1 * i for i in range(len(ROWS))]
     return record
