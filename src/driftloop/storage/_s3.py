@@ -11,7 +11,7 @@ import tempfile
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from driftloop.errors import NotFoundError, StorageError, StorageUnavailableError, UsageError
-from driftloop.storage.objectstore import ObjectInfo, validate_key
+from driftloop.storage.contract import ObjectInfo, validate_key
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
