@@ -6,6 +6,9 @@ becomes Parquet (:mod:`driftloop.capture.parquet`). Untrusted mappings are check
 (:func:`normalize`: a ``ValueError`` names the field); mappings driftloop builds itself skip the checks
 (:func:`from_trusted`). The field names are the WAL's JSON keys, so a segment written by an earlier
 version decodes the same.
+
+Records are never changed once made, but not ``frozen``: a frozen dataclass's ``__init__`` sets each
+field through ``object.__setattr__``, ~5 µs per micro-batch on the request path here.
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Prediction:
     """One scored row: what was asked, what was answered, by which version."""
 
@@ -52,7 +55,7 @@ class Prediction:
     kind: Literal["prediction"] = "prediction"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Feedback:
     """A label for an earlier prediction, and who sent it."""
 
@@ -63,7 +66,7 @@ class Feedback:
     kind: Literal["feedback"] = "feedback"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Rejection:
     """A request refused with 422: the monitor counts its rows as schema violations."""
 
@@ -75,7 +78,7 @@ class Rejection:
     kind: Literal["rejection"] = "rejection"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class RequestBatch:
     """The requests one model call scored (a micro-batch): each body as received, what was answered.
 
