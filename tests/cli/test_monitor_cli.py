@@ -43,7 +43,7 @@ def _capture(ws: Workspace) -> None:
     store = store_for(settings)
     keys = [i.key for i in store.list(f"raw/plant/date={DAY}/") if i.key.endswith(".csv")]
     frame = pd.concat(pd.read_csv(store.uri(k)) for k in keys)
-    # Landed, never compacted by the store: the monitor must compact what it reads (docs/capture.md).
+    # Compacted by flush: the monitor reads Parquet and never compacts itself (decision 0050).
     cfg = settings.capture.model_copy(update={"convert_in_subprocess": False, "compact_idle_s": 0})
     capture = CaptureStore(store, ws.directory / "wal", cfg)
     capture.start()
@@ -66,7 +66,7 @@ def _capture(ws: Workspace) -> None:
                     "endpoint": "/v1/predict",
                 }
             )
-        assert capture.flush(60, compact=False)
+        assert capture.flush(60)
     finally:
         capture.close()
 

@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pytest
 
-from driftloop.capture.records import normalize, parquet_objects
+from driftloop.capture.parquet import parquet_objects
+from driftloop.capture.records import normalize
 from driftloop.core.profile import build_profile
 from driftloop.errors import DataError
 from driftloop.monitoring.assess import Assessment, assess

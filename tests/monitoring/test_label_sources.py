@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from driftloop.capture.records import normalize, parquet_objects
+from driftloop.capture.parquet import parquet_objects
+from driftloop.capture.records import normalize
 from driftloop.core.labels import LabelSpec
 from driftloop.core.profile import build_profile
 from driftloop.monitoring.assess import Assessment, assess

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pytest
 
-from driftloop.capture.records import parquet_objects
+from driftloop.capture.parquet import parquet_objects
 from driftloop.monitoring.live import guard_verdict, live_scores, shadow_comparison
 from driftloop.settings import Settings
 

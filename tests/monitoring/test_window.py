@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -13,7 +14,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from driftloop.capture import PREDICTION_SCHEMA, CaptureStore
-from driftloop.capture.records import normalize, parquet_objects
+from driftloop.capture.parquet import parquet_objects
+from driftloop.capture.records import normalize
 from driftloop.errors import DataError, UsageError
 from driftloop.monitoring.labels import read_label_book, read_labels
 from driftloop.monitoring.window import CaptureChunk, decode_fields, iter_captures
@@ -36,11 +38,11 @@ FIELDS = (
 
 def _prediction(i: int, ts: datetime, *, model: str = "m", version: int = 1, **inputs: Any) -> dict[str, Any]:
     fields = {"record_id": f"rec-{i}", "temp": 300.0 + i % 7, "speed": 1500 + i % 11, "variant": "LMH"[i % 3]}
-    return normalize({
+    return asdict(normalize({
         "kind": "prediction", "prediction_id": f"p{i:05d}", "ts": ts.isoformat(), "model_name": model,
         "model_version": version, "inputs": fields | inputs, "outputs": {"score": 0.1},
         "score": (i % 100) / 100, "latency_ms": 1.0, "fallback": i % 50 == 0, "endpoint": "/v1/predict",
-    })  # fmt: skip
+    }))  # fmt: skip
 
 
 def _ship(store: ObjectStore, records: list[dict[str, Any]], stem: str) -> None:
@@ -98,8 +100,8 @@ def test_only_partitions_overlapping_the_window_are_listed(tmp_path: Path) -> No
     chunks = list(
         iter_captures(store, model="m", start=start, end=start + timedelta(hours=1), chunk_rows=1000)
     )
-    # The landed segments (compacted first, none here), then the one overlapping partition only.
-    assert listed == ["captures/_landing/", "captures/model=m/date=2026-03-02/"]
+    # The one overlapping partition only (the window reads Parquet, never compacts: decision 0050).
+    assert listed == ["captures/model=m/date=2026-03-02/"]
     assert sum(c.rows for c in chunks) == 10
     assert all(c.columns == {} for c in chunks)  # no fields asked for
 
@@ -166,6 +168,7 @@ def test_capture_store_output_is_read_back(tmp_path: Path) -> None:
     try:
         for i in range(30):
             capture.append(_prediction(i, T0 + timedelta(minutes=i)))
+        assert capture.flush(30)  # compacted: the window reads Parquet only
     finally:
         capture.close()
     # Naive datetimes are UTC.
@@ -239,8 +242,10 @@ def test_capture_chunk_checks_lengths() -> None:
 
 
 def _feedback(prediction_id: str, ts: datetime, label: float) -> dict[str, Any]:
-    return normalize(
-        {"kind": "feedback", "prediction_id": prediction_id, "ts": ts, "label": label, "source": "api"}
+    return asdict(
+        normalize(
+            {"kind": "feedback", "prediction_id": prediction_id, "ts": ts, "label": label, "source": "api"}
+        )
     )
 
 

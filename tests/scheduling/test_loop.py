@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from driftloop.capture.records import parquet_objects
+from driftloop.capture.parquet import parquet_objects
 from driftloop.core.models import Stage
 from driftloop.core.triggers import ACTIVE, PENDING, TriggerState
 from driftloop.scheduling.loop import ACTOR, Loop

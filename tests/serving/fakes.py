@@ -14,7 +14,7 @@ import pandas as pd
 import torch
 import uvicorn
 
-from driftloop.capture.records import expand
+from driftloop.capture.parquet import expand
 from driftloop.core.transform import fit
 from driftloop.serving.inputs import InputSpec
 from driftloop.serving.model import LoadedModel

@@ -38,18 +38,30 @@ KEY = re.compile(r"^captures/(model=[\w.-]+|feedback)/date=\d{4}-\d\d-\d\d/[0-9a
 
 def settings(**overrides: Any) -> CaptureSettings:
     """Fast timings for tests: short group-commit window, quick rotation and retries."""
-    values: dict[str, Any] = {"group_commit_ms": 1.0, "segment_max_age_s": 0.2, "retry_initial_s": 0.05,
-                              "retry_max_s": 0.2, **overrides}  # fmt: skip
+    values: dict[str, Any] = {
+        "group_commit_ms": 1.0,
+        "segment_max_age_s": 0.2,
+        "retry_initial_s": 0.05,
+        "retry_max_s": 0.2,
+        **overrides,
+    }
     return CaptureSettings(**values)
 
 
 def prediction(i: int = 0, *, model: str = "plant", ts: str = DAY) -> dict[str, Any]:
     return {
-        "kind": "prediction", "prediction_id": uuid.uuid4().hex, "ts": ts, "model_name": model,
-        "model_version": 3, "inputs": {"torque_nm": 40.0 + i, "product_variant": "L"},
-        "outputs": {"score": 0.25, "label": 0}, "score": 0.25, "latency_ms": 1.5, "fallback": False,
+        "kind": "prediction",
+        "prediction_id": uuid.uuid4().hex,
+        "ts": ts,
+        "model_name": model,
+        "model_version": 3,
+        "inputs": {"torque_nm": 40.0 + i, "product_variant": "L"},
+        "outputs": {"score": 0.25, "label": 0},
+        "score": 0.25,
+        "latency_ms": 1.5,
+        "fallback": False,
         "endpoint": "/v1/predict",
-    }  # fmt: skip
+    }
 
 
 def feedback(prediction_id: str, label: float) -> dict[str, Any]:
@@ -107,9 +119,10 @@ def test_records_come_out_as_partitioned_parquet(store: ObjectStore, tmp_path: P
     assert all(KEY.match(key) for key in keys), keys
     # The date partition is the UTC date: 01:30 at +02:00 is still March 1st in UTC.
     assert {key.rsplit("/", 1)[0] for key in keys} == {
-        "captures/model=plant/date=2026-03-01", "captures/model=other/date=2026-03-01",
+        "captures/model=plant/date=2026-03-01",
+        "captures/model=other/date=2026-03-01",
         "captures/feedback/date=2026-03-01",
-    }  # fmt: skip
+    }
     table = read_captures(store)
     assert table.schema == PREDICTION_SCHEMA
     rows = {row["prediction_id"]: row for row in table.to_pylist()}
@@ -456,51 +469,48 @@ def test_trusted_batches_are_one_frame_that_recovers_whole_or_not_at_all(tmp_pat
     assert sorted(ids(torn_store)) == sorted(r["prediction_id"] for r in batch)
 
 
-def test_a_request_batch_lands_as_one_row_per_prediction(tmp_path: Path) -> None:
-    store = open_store(str(tmp_path / "store"))
-    outputs = [{"id": uuid.uuid4().hex, "score": 0.1 * i, "fallback": False, "label": 0} for i in range(3)]
-    batch = {"kind": "prediction_batch", "ts": "2026-03-01T12:00:00.000000+00:00", "model_name": "plant",
-             "model_version": 4, "latency_ms": 2.5, "fallback": False, "endpoint": "/v1/predict",
-             "inputs": [{"x": i} for i in range(3)], "outputs": outputs}  # fmt: skip
-    with CaptureStore(store, tmp_path / "wal", settings()) as capture:
-        asyncio.run(capture.append_many_async([batch], trusted=True))
-    table = read_captures(store).to_pylist()
-    assert [row["prediction_id"] for row in table] == sorted(o["id"] for o in outputs)
-    by_id = {row["prediction_id"]: row for row in table}
-    for i, output in enumerate(outputs):
-        row = by_id[output["id"]]
-        assert orjson.loads(row["inputs"]) == {"x": i}
-        assert orjson.loads(row["outputs"]) == output
-        assert (row["score"], row["model_version"], row["latency_ms"]) == (output["score"], 4, 2.5)
-        assert (row["shadow_version"], row["shadow_score"]) == (None, None)
-
-
 def test_shadow_scores_land_beside_the_production_score_and_old_objects_read_as_null(tmp_path: Path) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     store = open_store(str(tmp_path / "store"))
-    outputs = [{"id": f"p{i}", "score": 0.1 * i, "fallback": False} for i in range(3)]
-    batch = {"kind": "prediction_batch", "ts": "2026-03-01T12:00:00.000000+00:00", "model_name": "plant",
-             "model_version": 4, "latency_ms": 2.5, "fallback": False, "endpoint": "/v1/predict",
-             "inputs": [{"x": i} for i in range(3)], "outputs": outputs, "shadow_version": 5,
-             "shadow_scores": [0.7, 0.8, 0.9]}  # fmt: skip
+    ts = "2026-03-01T12:00:00.000000+00:00"
+    shadowed = [
+        {
+            **prediction(i),
+            "prediction_id": f"p{i}",
+            "ts": ts,
+            "shadow_version": 5,
+            "shadow_score": 0.7 + 0.1 * i,
+        }
+        for i in range(3)
+    ]
     with CaptureStore(store, tmp_path / "wal", settings()) as capture:
-        asyncio.run(capture.append_many_async([batch], trusted=True))
+        asyncio.run(capture.append_many_async(shadowed, trusted=True))
+        assert capture.flush(10)
     # An object written before the shadow columns existed (the previous schema) still reads back.
     old_schema = pa.schema([f for f in PREDICTION_SCHEMA if not f.name.startswith("shadow_")])
-    old = pa.table({"prediction_id": ["old"], "ts": pa.array([0], pa.timestamp("us", tz="UTC")),
-                    "model_name": ["plant"], "model_version": [3], "inputs": ["{}"], "outputs": ["{}"],
-                    "score": [0.5], "latency_ms": [1.0], "fallback": [False], "endpoint": ["/v1/predict"]},
-                   schema=old_schema)  # fmt: skip
+    old = pa.table(
+        {
+            "prediction_id": ["old"],
+            "ts": pa.array([0], pa.timestamp("us", tz="UTC")),
+            "model_name": ["plant"],
+            "model_version": [3],
+            "inputs": ["{}"],
+            "outputs": ["{}"],
+            "score": [0.5],
+            "latency_ms": [1.0],
+            "fallback": [False],
+            "endpoint": ["/v1/predict"],
+        },
+        schema=old_schema,
+    )
     sink = pa.BufferOutputStream()
     pq.write_table(old, sink)
     store.write_bytes("captures/model=plant/date=1970-01-01/old.parquet", sink.getvalue().to_pybytes())
     rows = {r["prediction_id"]: r for r in read_captures(store).to_pylist()}
     assert [(rows[f"p{i}"]["shadow_version"], rows[f"p{i}"]["shadow_score"]) for i in range(3)] == [
-        (5, 0.7),
-        (5, 0.8),
-        (5, 0.9),
+        (5, 0.7 + 0.1 * i) for i in range(3)
     ]
     assert (rows["old"]["shadow_version"], rows["old"]["shadow_score"], rows["old"]["score"]) == (
         None,
@@ -523,157 +533,20 @@ def test_refused_requests_are_captured_and_counted_in_their_window(tmp_path: Pat
             ("2026-03-01T11:30:00Z", "other", 5),
             ("2026-03-02T00:00:00Z", "plant", 7),
         ]:
-            capture.append({"kind": "rejection", "ts": ts, "model_name": model, "endpoint": "/v1/predict",
-                            "rows": rows, "errors": errors})  # fmt: skip
+            capture.append(
+                {
+                    "kind": "rejection",
+                    "ts": ts,
+                    "model_name": model,
+                    "endpoint": "/v1/predict",
+                    "rows": rows,
+                    "errors": errors,
+                }
+            )
+        assert capture.flush(10)  # compacted: the monitoring window reads Parquet only
     table = read_captures(store, kind="rejection")
     assert table.num_rows == 4
     assert orjson.loads(table.column("errors")[0].as_py()) == errors
     day = (datetime(2026, 3, 1, tzinfo=UTC), datetime(2026, 3, 2, tzinfo=UTC))
     assert count_rejections(store, model="plant", start=day[0], end=day[1]) == 4
     assert count_rejections(store, model="other", start=day[0], end=day[1]) == 5
-
-
-TS = "2026-03-01T12:00:00.000000+00:00"
-
-
-def _frames(wal: Path) -> list[Any]:
-    """Each frame of the WAL's segments, decoded: a record, or the list of records written together."""
-    frames = []
-    for segment in sorted(wal.glob("seg-*.wal")):
-        data, pos = segment.read_bytes(), 0
-        while pos + 8 <= len(data):
-            length = struct.unpack_from("<I", data, pos)[0]
-            frames.append(orjson.loads(data[pos + 8 : pos + 8 + length]))
-            pos += 8 + length
-    return frames
-
-
-def _burst(capture: CaptureStore, records: list[dict[str, Any]]) -> list[BaseException | None]:
-    """Append each record on its own, all in the same event-loop iteration (as a micro-batch's requests)."""
-
-    async def appends() -> list[BaseException | None]:
-        return await asyncio.gather(
-            *(capture.append_many_async([r], trusted=True) for r in records), return_exceptions=True
-        )
-
-    return asyncio.run(appends())
-
-
-def test_appends_of_one_loop_iteration_share_one_frame_and_one_write(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    import driftloop.capture.store as store_module
-
-    wal, writes = tmp_path / "wal", []
-    real = store_module.write_all
-    monkeypatch.setattr(store_module, "write_all", lambda fd, data: (writes.append(data), real(fd, data))[1])
-    records = [{**prediction(i), "ts": TS} for i in range(40)]
-    with CaptureStore(open_store(str(tmp_path / "store")), wal, settings(segment_max_age_s=60)) as capture:
-        assert _burst(capture, records) == [None] * 40
-        [frame] = _frames(wal)  # written before the appends returned: in the file already
-    assert len(writes) == 1
-    assert [r["prediction_id"] for r in frame] == [r["prediction_id"] for r in records]
-
-
-def test_a_group_that_cannot_be_encoded_is_refused_alone(tmp_path: Path) -> None:
-    good = [{**prediction(i), "ts": TS} for i in range(3)]
-    bad = {**prediction(9), "ts": TS, "inputs": {"torque_nm": object()}}
-    store = open_store(str(tmp_path / "store"))
-    with CaptureStore(store, tmp_path / "wal", settings()) as capture:
-        outcomes = _burst(capture, [good[0], bad, good[1], good[2]])
-        assert capture.flush(10)
-    assert [type(o).__name__ for o in outcomes] == ["NoneType", "ValueError", "NoneType", "NoneType"]
-    assert "field 'inputs' is not JSON-serializable" in str(outcomes[1])
-    assert sorted(ids(store)) == sorted(r["prediction_id"] for r in good)
-
-
-def test_a_full_buffer_refuses_every_append_of_the_iteration(tmp_path: Path) -> None:
-    store = Switchable(tmp_path / "store")
-    store.up = False
-    records = [{**prediction(i), "ts": TS} for i in range(13)]
-    size = len(orjson.dumps(records[:10])) + 8
-    with CaptureStore(store, tmp_path / "wal", settings(max_buffer_bytes=size)) as capture:  # type: ignore[arg-type]
-        refused = _burst(capture, records)  # 13 records: more than the buffer holds
-        assert {type(o) for o in refused} == {CaptureFullError}
-        assert capture.stats()["rejected"] == 13
-        assert _burst(capture, records[:10]) == [None] * 10  # exactly the buffer
-        store.up = True
-        assert capture.flush(10)
-    assert sorted(ids(store)) == sorted(r["prediction_id"] for r in records[:10])
-
-
-def test_a_cancelled_append_does_not_cancel_the_others_of_its_iteration(tmp_path: Path) -> None:
-    records = [{**prediction(i), "ts": TS} for i in range(5)]
-    store = open_store(str(tmp_path / "store"))
-
-    async def appends(capture: CaptureStore) -> list[BaseException | None]:
-        tasks = [asyncio.create_task(capture.append_many_async([r], trusted=True)) for r in records]
-        await asyncio.sleep(0)  # every append is filed; the write comes at a later iteration
-        tasks[0].cancel()
-        return await asyncio.gather(*tasks, return_exceptions=True)
-
-    with CaptureStore(store, tmp_path / "wal", settings()) as capture:
-        outcomes = asyncio.run(appends(capture))
-        assert capture.flush(10)
-    assert isinstance(outcomes[0], asyncio.CancelledError)
-    assert outcomes[1:] == [None] * 4
-    assert {r["prediction_id"] for r in records[1:]} <= set(ids(store))
-
-
-def test_the_helper_warms_up_on_every_kind_and_pauses_the_collector_only_while_converting(
-    tmp_path: Path,
-) -> None:
-    import gc
-
-    from driftloop.capture.landing import land, landed_objects
-    from driftloop.capture.records import encode, parquet_objects
-    from driftloop.capture.wal import in_helper, warm_up
-
-    warm_up()  # what the helper runs first: a record of every kind through the Parquet conversion
-
-    segment = tmp_path / "seg-00000000000000000001.wal"
-    records = [{**prediction(i), "ts": TS} for i in range(3)]
-    segment.write_bytes(encode(records))
-    count, landed = in_helper(land, segment)
-    assert count == 3
-    assert gc.isenabled()
-    assert in_helper(landed_objects, landed, "stem") == (3, list(parquet_objects(records, "stem")))
-    with pytest.raises(FileNotFoundError):
-        in_helper(land, tmp_path / "gone.wal")
-    assert gc.isenabled()
-
-
-def test_append_nowait_writes_a_batch_at_once_or_refuses_all_of_it(tmp_path: Path) -> None:
-    store = Switchable(tmp_path / "store")
-    store.up = False
-    records = [{**prediction(i), "ts": TS} for i in range(6)]
-    size = len(orjson.dumps(records[:4])) + 8
-    wal = tmp_path / "wal"
-    cfg = settings(max_buffer_bytes=size, segment_max_age_s=60)
-    with CaptureStore(store, wal, cfg) as capture:  # type: ignore[arg-type]
-        assert capture.append_nowait(records[:4], trusted=True) is None
-        [frame] = _frames(wal)  # in the WAL file when the call returns: no await, no later iteration
-        assert [r["prediction_id"] for r in frame] == [r["prediction_id"] for r in records[:4]]
-        with pytest.raises(CaptureFullError):
-            capture.append_nowait(records[4:], trusted=True)
-        assert capture.stats()["rejected"] == 1
-        with pytest.raises(ValueError, match="field 'model_version'"):
-            capture.append_nowait([{**records[4], "model_version": "three"}])  # untrusted: checked
-        store.up = True
-        assert capture.flush(10)
-    assert sorted(ids(store)) == sorted(r["prediction_id"] for r in records[:4])
-
-
-def test_append_nowait_with_fsync_durability_hands_back_what_to_await(tmp_path: Path) -> None:
-    records = [{**prediction(i), "ts": TS} for i in range(3)]
-    store = open_store(str(tmp_path / "store"))
-
-    async def append(capture: CaptureStore) -> None:
-        pending = capture.append_nowait(records, trusted=True)
-        assert pending is not None
-        await pending
-
-    with CaptureStore(store, tmp_path / "wal", settings(durability="fsync")) as capture:
-        asyncio.run(append(capture))
-        assert capture.flush(10)
-    assert sorted(ids(store)) == sorted(r["prediction_id"] for r in records)

@@ -1,5 +1,6 @@
 """Landed capture segments: the service ships WAL segments as they are and compacts them into Parquet
-only when idle; readers and ``driftloop capture compact`` compact first; compaction is idempotent."""
+only when idle or asked (``flush``, ``driftloop capture compact``); readers never write; compaction is
+idempotent."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from driftloop.capture.landing import LANDING, QUARANTINE
 from driftloop.monitoring.window import partition_keys
 from driftloop.settings import CaptureSettings
 from driftloop.storage import ObjectStore, open_store
+from tests.conftest import wait_for
 from tests.serving.test_capture import KEY, prediction
 
 if TYPE_CHECKING:
@@ -22,8 +24,14 @@ if TYPE_CHECKING:
 
 
 def settings(**overrides: Any) -> CaptureSettings:
-    values: dict[str, Any] = {"segment_max_age_s": 0.1, "retry_initial_s": 0.05, "retry_max_s": 0.2,
-                              "compact_idle_s": 0, "convert_in_subprocess": False, **overrides}  # fmt: skip
+    values: dict[str, Any] = {
+        "segment_max_age_s": 0.1,
+        "retry_initial_s": 0.05,
+        "retry_max_s": 0.2,
+        "compact_idle_s": 0,
+        "convert_in_subprocess": False,
+        **overrides,
+    }
     return CaptureSettings(**values)
 
 
@@ -93,17 +101,25 @@ def test_a_compaction_that_died_before_deleting_is_redone_without_duplicates(tmp
         compact(DiesBeforeDelete(store))  # type: ignore[arg-type]
     assert landed(store)  # both: the segment kept …
     assert parquet(store)  # … and its objects written
-    assert ids(store) == sorted(r["prediction_id"] for r in records)  # read_captures compacts again
+    assert ids(store) == sorted(r["prediction_id"] for r in records)  # once: Parquet or landed, not both
+    assert landed(store)  # reading wrote nothing
+    assert compact(store).segments == 1  # the next compaction redoes it, to the same keys
     assert landed(store) == []
+    assert ids(store) == sorted(r["prediction_id"] for r in records)
 
 
-def test_readers_compact_first_so_landed_records_are_never_missed(tmp_path: Path) -> None:
+def test_readers_never_write_and_read_captures_still_sees_landed_records(tmp_path: Path) -> None:
     store = open_store(str(tmp_path / "store"))
-    land_records(store, tmp_path / "wal", [prediction(i) for i in range(5)])
+    records = [prediction(i) for i in range(5)]
+    land_records(store, tmp_path / "wal", records)
+    before = sorted(i.key for i in store.list(""))
     start, end = datetime(2026, 3, 1, tzinfo=UTC), datetime(2026, 3, 2, tzinfo=UTC)
-    keys = partition_keys(store, "captures/model=plant", start, end)  # what monitoring reads through
-    assert keys
-    assert landed(store) == []
+    assert partition_keys(store, "captures/model=plant", start, end) == []  # monitoring: Parquet only
+    assert ids(store) == sorted(r["prediction_id"] for r in records)  # converted in memory
+    assert sorted(i.key for i in store.list("")) == before  # nothing written, nothing deleted
+    compact(store)
+    assert partition_keys(store, "captures/model=plant", start, end)
+    assert ids(store) == sorted(r["prediction_id"] for r in records)
 
 
 def test_the_service_compacts_only_once_it_is_idle(tmp_path: Path) -> None:
@@ -114,9 +130,7 @@ def test_the_service_compacts_only_once_it_is_idle(tmp_path: Path) -> None:
             capture.append(record)
             time.sleep(0.02)
         busy = capture.stats()
-        deadline = time.monotonic() + 20
-        while capture.stats()["landed_segments"] and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_for(lambda: not capture.stats()["landed_segments"], timeout=20, what="the idle compaction")
         idle = capture.stats()
     assert busy["shipped_segments"] >= 3  # segments landed while the traffic went on …
     assert busy["compacted_segments"] == 0  # … and none was compacted then
@@ -145,8 +159,14 @@ def test_capture_compact_cli_compacts_then_has_nothing_to_do(tmp_path: Path) -> 
     land_records(store, tmp_path / "wal", [prediction(i) for i in range(7)])
 
     def run() -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "driftloop", "capture", "compact"], cwd=tmp_path,
-                              capture_output=True, text=True, timeout=120, check=False)  # fmt: skip
+        return subprocess.run(
+            [sys.executable, "-m", "driftloop", "capture", "compact"],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
 
     first, second = run(), run()
     assert first.returncode == 0, first.stderr

@@ -17,7 +17,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from driftloop.capture import CaptureStore, read_captures
-from driftloop.capture.records import decode, encode, expand, parquet_objects
+from driftloop.capture.frames import decode, encode, encode_one
+from driftloop.capture.parquet import expand, parquet_objects
+from driftloop.capture.records import Feedback, from_stored
 from driftloop.core.requests import RequestFormatError, request_rows
 from driftloop.settings import CaptureSettings
 from driftloop.storage import open_store
@@ -39,54 +41,81 @@ def _requests() -> list[tuple[str, list[dict[str, Any]], bytes, str | None]]:
         ("/v1/predict", ROWS[:1], orjson.dumps({"instances": ROWS[:1]}), None),
         ("/v1/predict", ROWS[1:3], b'{ "instances" : ' + orjson.dumps(ROWS[1:3]) + b', "extra": 1 }', None),
         ("/invocations", ROWS[3:5], orjson.dumps(split), None),
-        ("/invocations", ROWS[5:7], orjson.dumps({"inputs": {c: [r[c] for r in ROWS[5:7]] for c in COLUMNS}}),
-         None),
+        (
+            "/invocations",
+            ROWS[5:7],
+            orjson.dumps({"inputs": {c: [r[c] for r in ROWS[5:7]] for c in COLUMNS}}),
+            None,
+        ),
         ("/invocations", ROWS[7:9], pd.DataFrame(ROWS[7:9]).to_csv(index=False).encode(), "text/csv"),
         ("/invocations", ROWS[9:11], parquet.getvalue(), "application/vnd.apache.parquet"),
-        ("/invocations", ROWS[11:13],
-         orjson.dumps({"instances": {c: [r[c] for r in ROWS[11:13]] for c in COLUMNS}, "params": {"k": 1}}),
-         None),
-    ]  # fmt: skip
+        (
+            "/invocations",
+            ROWS[11:13],
+            orjson.dumps(
+                {"instances": {c: [r[c] for r in ROWS[11:13]] for c in COLUMNS}, "params": {"k": 1}}
+            ),
+            None,
+        ),
+    ]
 
 
 def request_batch(*, threshold: float | None = 0.5, shadow: bool = False) -> dict[str, Any]:
     """A micro-batch as ``_Service.finish`` records it."""
     requests = _requests()
     record = {
-        "kind": "request_batch", "ts": TS, "model_name": "plant", "model_version": 4, "fallback": False,
-        "threshold": threshold, "ids": [uuid.uuid4().hex for _ in ROWS],
-        "scores": [0.13 * i for i in range(len(ROWS))], "rows": [len(rows) for _, rows, _, _ in requests],
-        "latency_ms": [1.5 + i for i in range(len(requests))], "endpoints": [e for e, _, _, _ in requests],
+        "kind": "request_batch",
+        "ts": TS,
+        "model_name": "plant",
+        "model_version": 4,
+        "fallback": False,
+        "threshold": threshold,
+        "ids": [uuid.uuid4().hex for _ in ROWS],
+        "scores": [0.13 * i for i in range(len(ROWS))],
+        "rows": [len(rows) for _, rows, _, _ in requests],
+        "latency_ms": [1.5 + i for i in range(len(requests))],
+        "endpoints": [e for e, _, _, _ in requests],
         "bodies": [body for _, _, body, _ in requests],
         # as the service records them when a batch holds a body that is not JSON
         "content_types": [media or "application/json" for _, _, _, media in requests],
-    }  # fmt: skip
+    }
     if shadow:
         record["shadow_version"], record["shadow_scores"] = 5, [0.9 - 0.1 * i for i in range(len(ROWS))]
     return record
 
 
-def per_request(record: dict[str, Any]) -> list[dict[str, Any]]:
-    """The same batch as the per-request ``prediction_batch`` records the service wrote before."""
-    out, offset = [], 0
+def per_row(record: dict[str, Any]) -> list[dict[str, Any]]:
+    """The same batch as one ``prediction`` record per scored row, built here by the documented rules."""
+    out, row = [], 0
     for i, count in enumerate(record["rows"]):
-        outputs = []
-        for pid, score in zip(
-            record["ids"][offset : offset + count], record["scores"][offset : offset + count], strict=True
-        ):
+        for _ in range(count):
+            pid, score = record["ids"][row], record["scores"][row]
             item = {"id": pid, "score": score, "fallback": record["fallback"]}
             if record["threshold"] is not None:
                 item["label"] = int(score >= record["threshold"])
-            outputs.append(item)
-        batch = {"kind": "prediction_batch", "ts": record["ts"], "model_name": record["model_name"],
-                 "model_version": record["model_version"], "latency_ms": record["latency_ms"][i],
-                 "fallback": record["fallback"], "endpoint": record["endpoints"][i],
-                 "inputs": ROWS[offset : offset + count], "outputs": outputs}  # fmt: skip
-        if "shadow_scores" in record:
-            batch["shadow_version"] = record["shadow_version"]
-            batch["shadow_scores"] = record["shadow_scores"][offset : offset + count]
-        out.append(batch)
-        offset += count
+            shadow = {}
+            if "shadow_scores" in record:
+                shadow = {
+                    "shadow_version": record["shadow_version"],
+                    "shadow_score": record["shadow_scores"][row],
+                }
+            out.append(
+                {
+                    "kind": "prediction",
+                    "prediction_id": pid,
+                    "ts": record["ts"],
+                    "model_name": record["model_name"],
+                    "model_version": record["model_version"],
+                    "inputs": ROWS[row],
+                    "outputs": item,
+                    "score": score,
+                    "latency_ms": record["latency_ms"][i],
+                    "fallback": record["fallback"],
+                    "endpoint": record["endpoints"][i],
+                    **shadow,
+                }
+            )
+            row += 1
     return out
 
 
@@ -96,12 +125,12 @@ def _table(objects: list[tuple[str, bytes]]) -> tuple[list[str], pa.Table]:
 
 
 @pytest.mark.parametrize(("threshold", "shadow"), [(0.5, False), (None, True)], ids=["labels", "shadow"])
-def test_a_request_batch_becomes_exactly_the_rows_the_per_request_records_gave(
+def test_a_request_batch_becomes_exactly_the_rows_of_one_prediction_record_per_row(
     threshold: float | None, shadow: bool
 ) -> None:
     record = request_batch(threshold=threshold, shadow=shadow)
     new_keys, new = _table(list(parquet_objects([record], "stem")))
-    old_keys, old = _table(list(parquet_objects(per_request(record), "stem")))
+    old_keys, old = _table(list(parquet_objects(per_row(record), "stem")))
     assert new_keys == old_keys == ["captures/model=plant/date=2026-03-01/stem.parquet"]
     assert new.equals(old)
     assert [orjson.loads(x) for x in new.column("inputs").to_pylist()] == ROWS
@@ -123,21 +152,21 @@ def test_a_request_batch_becomes_exactly_the_rows_the_per_request_records_gave(
         7.5,
         7.5,
     ]
-    assert expanded == [r for batch in per_request(record) for r in expand(batch)]
+    assert expanded == [r for row in per_row(record) for r in expand(row)]
 
 
 def test_a_request_batch_frame_keeps_its_bodies_byte_for_byte_and_a_damaged_one_stops_decoding() -> None:
-    record = request_batch()
+    record = from_stored(request_batch())
     frame = encode([record])
-    assert frame == encode(record)
+    assert frame == encode_one(record)
     assert frame[8:9] == b"\x01"  # not JSON: the bodies are stored as received, not re-encoded
-    for body in record["bodies"]:
+    for body in request_batch()["bodies"]:
         assert body in frame
-    plain = encode({"kind": "feedback", "prediction_id": "p", "ts": TS, "label": 1.0, "source": "api"})
+    plain = encode_one(Feedback(prediction_id="p", ts=TS, label=1.0, source="api"))
     data = frame + plain + frame
     records, end = decode(data)
     assert end == len(data)
-    assert [r["kind"] for r in records] == ["request_batch", "feedback", "request_batch"]
+    assert [r.kind for r in records] == ["request_batch", "feedback", "request_batch"]
     assert records[0] == record
     assert records[2] == record
     # Torn in its bodies, a flipped byte, or sizes that do not add up: decoding stops before that frame.
@@ -154,14 +183,23 @@ def test_a_request_batch_frame_keeps_its_bodies_byte_for_byte_and_a_damaged_one_
     assert decode(plain + bad) == (decode(plain)[0], len(plain))
 
 
+def test_a_frame_that_is_whole_but_not_a_record_stops_decoding() -> None:
+    plain = encode_one(Feedback(prediction_id="p", ts=TS, label=1.0, source="api"))
+    for payload in (b'{"kind": "prediction_batch", "ts": "x"}', b"[1, 2]", b'{"kind": "feedback"}'):
+        unknown = struct.pack("<II", len(payload), zlib.crc32(payload)) + payload
+        assert decode(plain + unknown + plain) == (decode(plain)[0], len(plain))
+
+
 def test_mixed_appends_keep_the_plain_records_in_one_frame_and_each_batch_in_its_own() -> None:
-    record = request_batch()
-    plain = [
-        {"kind": "feedback", "prediction_id": f"p{i}", "ts": TS, "label": 1.0, "source": "api"}
-        for i in range(2)
-    ]
-    records, _ = decode(encode([plain[0], record, plain[1]]))
+    record = from_stored(request_batch())
+    plain = [Feedback(prediction_id=f"p{i}", ts=TS, label=1.0, source="api") for i in range(2)]
+    frame = encode([plain[0], record, plain[1]])
+    records, _ = decode(frame)
     assert records == [plain[0], plain[1], record]
+    assert orjson.loads(frame[8 : 8 + struct.unpack_from("<I", frame)[0]]) == [
+        {"prediction_id": f"p{i}", "ts": TS, "label": 1.0, "source": "api", "kind": "feedback"}
+        for i in range(2)
+    ]  # the WAL's JSON: the record's fields and its kind
 
 
 def test_a_batch_of_json_bodies_records_no_content_types_and_a_csv_body_needs_its_own() -> None:

@@ -246,7 +246,11 @@ def test_workers_each_capture_through_their_own_wal(production: Workspace) -> No
     assert set(load.statuses) == {200}
     shipped = read_captures(store_for(settings), kind="prediction")
     assert set(load.acked) <= set(shipped.column("prediction_id").to_pylist())
-    keys = [info.key for info in store_for(settings).list("captures/model=")]
+    keys = [
+        info.key
+        for prefix in ("captures/model=", "captures/_landing/")
+        for info in store_for(settings).list(prefix)
+    ]
     writers = {key.rsplit("/", 1)[1].split("-seg-")[0] for key in keys}
     assert len(writers) >= 2  # both workers' WALs shipped under their own writer ids
 

@@ -2,16 +2,16 @@
 
 The service does as little as it can on the host that answers requests: its shipper uploads each
 sealed WAL segment, zstd-compressed, to ``captures/_landing/<writer>-<segment>.wal.zst``. Turning the
-records into Parquet (parsing every request body, building columns: ~9 µs of CPU per captured row, more
-than half of what a prediction costs the service) is *compaction*, done where it does not compete with
-requests — by the service once it has been idle for ``capture.compact_idle_s``, by every reader of
-captures before it lists them (monitoring, ``read_captures``), and by ``driftloop capture compact``.
+records into Parquet (parsing every request body, building columns: several µs of CPU per captured row)
+is *compaction*, done where it does not compete with requests: by the service's compactor once it has
+been idle for ``capture.compact_idle_s``, by :meth:`CaptureStore.flush`, and by
+``driftloop capture compact``. Readers never compact (decision 0050): :func:`read_captures` converts
+landed segments in memory, and the monitoring window reads Parquet only.
 
-Compaction writes :func:`~driftloop.capture.records.parquet_objects` under deterministic keys (the
+Compaction writes :func:`~driftloop.capture.parquet.parquet_objects` under deterministic keys (the
 landed segment's stem), and deletes the landed object only once all of them are written. So it is
 idempotent and safe to run concurrently (two compactors write the same bytes to the same keys) and a
-crash part-way leaves the landed object, which the next compaction redoes. Records that have landed
-but are not compacted yet are not in Parquet, as records still in a WAL are not: readers compact first.
+crash part-way leaves the landed object, which the next compaction redoes.
 """
 
 from __future__ import annotations
@@ -23,13 +23,12 @@ from typing import TYPE_CHECKING, Literal
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from driftloop.capture.records import (
+from driftloop.capture.frames import count_rows, decode
+from driftloop.capture.parquet import (
     FEEDBACK_SCHEMA,
     PREDICTION_SCHEMA,
     REJECTION_SCHEMA,
     conform,
-    count_rows,
-    decode,
     parquet_objects,
     rows_in,
 )
@@ -44,9 +43,15 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 __all__ = [
-    "LANDING", "QUARANTINE", "Compaction", "compact", "land", "landed_objects", "landing_key",
+    "LANDING",
+    "QUARANTINE",
+    "Compaction",
+    "compact",
+    "land",
+    "landed_objects",
+    "landing_key",
     "read_captures",
-]  # fmt: skip
+]
 
 LANDING = "captures/_landing/"
 QUARANTINE = "captures/_quarantine/"
@@ -160,10 +165,10 @@ def read_captures(
 ) -> pa.Table:
     """Every shipped record of ``kind`` (predictions of ``model`` only, when given), sorted by time.
 
-    The schema is :data:`PREDICTION_SCHEMA` or :data:`FEEDBACK_SCHEMA`; records still in a WAL are not
-    included (landed ones are: they are compacted first). Raises the store's errors.
+    The schema is :data:`PREDICTION_SCHEMA`, :data:`FEEDBACK_SCHEMA` or :data:`REJECTION_SCHEMA`.
+    Segments landed and not compacted yet are included, converted in memory: reading writes nothing
+    (decision 0050). Records still in a WAL are not included. Raises the store's errors.
     """
-    compact(store)
     if kind == "feedback":
         prefix, schema = "captures/feedback/", FEEDBACK_SCHEMA
     elif kind == "rejection":
@@ -172,12 +177,34 @@ def read_captures(
         prefix, schema = f"captures/model={model}/" if model else "captures/model=", PREDICTION_SCHEMA
     else:
         raise ValueError(f"kind must be 'prediction', 'feedback' or 'rejection', not {kind!r}")
-    tables = [
-        conform(pq.read_table(pa.BufferReader(store.read_bytes(info.key))), schema)
-        for info in store.list(prefix)
-        if info.key.endswith(".parquet")
-    ]
+    # Landed segments first, Parquet second: a compactor writes a segment's objects before it deletes the
+    # segment, so a segment gone by the time it is read has its objects in the listing that follows.
+    landed = _landed(store)
+    keys = [info.key for info in store.list(prefix) if info.key.endswith(".parquet")]
+    bodies = [store.read_bytes(key) for key in keys]
+    listed = set(keys)
+    for stem, data in landed:
+        try:
+            _, objects = landed_objects(data, stem)
+        except ValueError:  # not a segment: compaction quarantines it
+            continue
+        # Keys are deterministic: an object already compacted is read from Parquet, not twice.
+        bodies += [body for key, body in objects if key.startswith(prefix) and key not in listed]
+    tables = [conform(pq.read_table(pa.BufferReader(body)), schema) for body in bodies]
     if not tables:
         return schema.empty_table()
     order = [("ts", "ascending")] + ([("prediction_id", "ascending")] if kind != "rejection" else [])
     return pa.concat_tables(tables).sort_by(order)
+
+
+def _landed(store: ObjectStore) -> list[tuple[str, bytes]]:
+    """The landed segments (stem, bytes) still there when read."""
+    found = []
+    for info in store.list(LANDING):
+        if not info.key.endswith(_SUFFIX):
+            continue
+        try:
+            found.append((info.key[len(LANDING) : -len(_SUFFIX)], store.read_bytes(info.key)))
+        except NotFoundError:  # compacted meanwhile
+            continue
+    return found

@@ -12,6 +12,7 @@ recovery line per outage. The state and the number of outages are exported as me
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from typing import Literal
 
@@ -21,22 +22,29 @@ log = logging.getLogger(__name__)
 
 
 class ShipperHealth:
-    """The object store as the shipper thread sees it. Only that thread calls :meth:`failed` and
-    :meth:`succeeded`; other threads read :attr:`reachable` and :attr:`outages`."""
+    """The object store as the shipper and the compactor see it (both report attempts); other threads
+    read :attr:`reachable`, :attr:`outages` and :attr:`last_error`."""
 
     def __init__(self, root: str) -> None:
         self._root = root
+        self._report_lock = threading.Lock()  # guards the state: two threads report
         self._state: Literal["up", "down", "recovering"] = "up"
         self._since = 0.0  # monotonic: when the outage began
         self._attempts = 0  # failed attempts in this outage
         self._recovered = 0  # records shipped since the store answered again
         self.reachable = True
         self.outages = 0
+        self.last_error: str | None = None  # the most recent failure
 
     def failed(self, message: str, *, pending_bytes: int, bug: bool = False) -> None:
         """A shipping or compaction attempt failed with ``message``; ``bug``: not a storage error (the
         warning then carries the traceback of the exception being handled)."""
+        with self._report_lock:
+            self._failed(message, pending_bytes=pending_bytes, bug=bug)
+
+    def _failed(self, message: str, *, pending_bytes: int, bug: bool) -> None:
         self.reachable = False
+        self.last_error = message
         self._attempts += 1
         if self._state == "up":
             self._state, self._since, self._attempts, self._recovered = "down", time.monotonic(), 1, 0
@@ -55,6 +63,10 @@ class ShipperHealth:
 
     def succeeded(self, records: int, *, backlog: int) -> None:
         """An attempt succeeded, shipping ``records``; ``backlog``: sealed segments still to ship."""
+        with self._report_lock:
+            self._succeeded(records, backlog=backlog)
+
+    def _succeeded(self, records: int, *, backlog: int) -> None:
         self.reachable = True
         if self._state == "up":
             return

@@ -30,7 +30,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from driftloop.capture.records import FEEDBACK_SCHEMA
+from driftloop.capture.parquet import FEEDBACK_SCHEMA
 from driftloop.data.ingest import list_partitions
 from driftloop.data.ingest import read_labels as read_label_files
 from driftloop.errors import UsageError

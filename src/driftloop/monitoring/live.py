@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from driftloop.capture.records import PREDICTION_SCHEMA, conform
+from driftloop.capture.parquet import PREDICTION_SCHEMA, conform
 from driftloop.core.promotion import CheckResult
 from driftloop.monitoring.labels import LabelBook, read_label_book
 from driftloop.monitoring.sequential import paired_difference_interval

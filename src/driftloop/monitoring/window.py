@@ -23,7 +23,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from driftloop.capture.landing import compact
 from driftloop.core.transform import INVALID, canonical_category
 from driftloop.errors import UsageError
 
@@ -255,10 +254,10 @@ def _days(start: datetime, end: datetime) -> list[date]:
 
 
 def partition_keys(store: ObjectStore, prefix: str, start: datetime, end: datetime) -> list[str]:
-    """The Parquet objects under ``<prefix>/date=<day>/`` for the days that ``[start, end)`` touches,
-    once the capture segments that landed are compacted (:mod:`driftloop.capture.landing`), so every
-    shipped record is in them."""
-    compact(store)
+    """The Parquet objects under ``<prefix>/date=<day>/`` for the days that ``[start, end)`` touches.
+
+    Reads only: segments landed and not compacted yet are not in them (the capture service compacts
+    once idle; ``driftloop capture compact`` on demand; decision 0050)."""
     keys: list[str] = []
     for day in _days(start, end):
         keys += [i.key for i in store.list(f"{prefix}/date={day.isoformat()}/") if i.key.endswith(".parquet")]

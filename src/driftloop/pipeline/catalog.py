@@ -20,7 +20,6 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from driftloop.storage import join_key
-from driftloop.storage.retry import retry_transient
 
 if TYPE_CHECKING:
     from driftloop.pipeline.spec import ArtifactKind, Output
@@ -60,7 +59,7 @@ def artifact_key(run_id: str, step: str, name: str, output: Output) -> str:
 def save(store: ObjectStore, key: str, kind: ArtifactKind, value: Any) -> ArtifactRef:
     """Serialise ``value`` (DataFrame or Arrow table for table/csv, dict for json) and write it atomically."""
     data = _encode(kind, value)
-    retry_transient(lambda: store.write_bytes(key, data))
+    store.write_bytes(key, data)
     return ArtifactRef(
         key=key, uri=store.uri(key), kind=kind, sha256=hashlib.sha256(data).hexdigest(), size=len(data)
     )
@@ -68,7 +67,7 @@ def save(store: ObjectStore, key: str, kind: ArtifactKind, value: Any) -> Artifa
 
 def load(store: ObjectStore, ref: ArtifactRef) -> Any:
     """The artifact's value: an Arrow table for tables, a DataFrame for CSV, a dict for JSON."""
-    data = retry_transient(lambda: store.read_bytes(ref.key))
+    data = store.read_bytes(ref.key)
     if ref.kind == "json":
         return json.loads(data)
     if ref.kind == "table":

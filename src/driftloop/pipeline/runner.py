@@ -19,7 +19,6 @@ from driftloop.pipeline.execute import resolve_inputs, step_logger
 from driftloop.pipeline.params import RunParams
 from driftloop.pipeline.spec import StepContext
 from driftloop.storage import join_key
-from driftloop.storage.retry import retry_transient
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -179,7 +178,7 @@ class Runner:
         key = join_key("pipelines", "runs", run_id, step, "step.log")
         try:
             data = path.read_bytes() if path.exists() else b""
-            retry_transient(lambda: self._store.write_bytes(key, data))
+            self._store.write_bytes(key, data)
         except DriftloopError:
             return str(Path(path).resolve())  # the local copy is still there
         return self._store.uri(key)

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
 from driftloop.errors import NotFoundError, StorageError
-from driftloop.storage.objectstore import ObjectInfo, validate_key
+from driftloop.storage.contract import ObjectInfo, validate_key
 
 if TYPE_CHECKING:
     from collections.abc import Iterator

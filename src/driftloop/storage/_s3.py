@@ -11,7 +11,7 @@ import tempfile
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from driftloop.errors import NotFoundError, StorageError, StorageUnavailableError, UsageError
-from driftloop.storage.objectstore import ObjectInfo, validate_key
+from driftloop.storage.contract import ObjectInfo, validate_key
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -161,12 +161,18 @@ class S3Store:
 
 
 def make_client(settings: S3Settings) -> S3Client:
-    """A boto3 S3 client for ``settings`` with bounded, standard-mode retries."""
+    """A boto3 S3 client for ``settings``.
+
+    Its retries are the only retry layer around S3 (decision 0049): botocore's standard mode retries
+    throttling, 5xx and connection errors with jittered exponential backoff, ``settings.max_attempts``
+    attempts in all (the first included: ``total_max_attempts``; botocore's ``max_attempts`` would
+    count retries only). What still fails is translated once, by :meth:`S3Store._errors`.
+    """
     import boto3
     from botocore.config import Config
 
     config = Config(
-        retries={"mode": "standard", "max_attempts": settings.max_attempts},
+        retries={"mode": "standard", "total_max_attempts": settings.max_attempts},
         connect_timeout=settings.connect_timeout_s,
         read_timeout=settings.read_timeout_s,
         s3={"addressing_style": settings.addressing_style},

@@ -1,36 +1,22 @@
-"""One API over local directories and S3-compatible buckets.
+"""One API over local directories and S3-compatible buckets: the store for a URI or the settings.
 
-A store is rooted at a URI (``/abs/path`` or ``s3://bucket/prefix``) and addressed by *keys*: relative,
-``/``-separated paths such as ``raw/plant/date=2026-01-01/part-0000.csv``. Backends are chosen by the
-URI's scheme and imported lazily, so a local-only install never touches boto3.
-
-Contract shared by every backend (``tests/storage/test_objectstore_contract.py`` runs it against each):
-
-* writes are atomic: a reader sees the old object, or the whole new one, never a partial file;
-* a write that raises leaves nothing behind;
-* ``list`` is recursive, sorted by key, and never shows in-flight temporary files;
-* ``delete`` of a missing key is a no-op (idempotent);
-* reading a missing key raises :class:`~driftloop.errors.NotFoundError`; an unreachable store
-  raises :class:`~driftloop.errors.StorageUnavailableError`; any other refusal
-  :class:`~driftloop.errors.StorageError`.
+Backends are chosen by the URI's scheme; each meets :mod:`driftloop.storage.contract`. The S3 backend
+imports boto3 only when it first talks to S3, so a local-only install never loads it.
 """
 
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, BinaryIO, Protocol, runtime_checkable
+from typing import TYPE_CHECKING
 
 from driftloop.errors import UsageError
+from driftloop.settings import S3Settings
+from driftloop.storage._local import LocalStore
+from driftloop.storage._s3 import S3Store
+from driftloop.storage.contract import ObjectInfo, ObjectStore, join_key, validate_key
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
-    from contextlib import AbstractContextManager
-    from datetime import datetime
-
-    import pyarrow.fs
-
-    from driftloop.settings import S3Settings, Settings
+    from driftloop.settings import Settings
 
 __all__ = [
     "ObjectInfo",
@@ -43,77 +29,13 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True, slots=True)
-class ObjectInfo:
-    """One stored object: its key relative to the store root, size in bytes, last modification."""
-
-    key: str
-    size: int
-    modified: datetime
-
-
-@runtime_checkable
-class ObjectStore(Protocol):
-    """Bytes under keys. See the module docstring for the contract."""
-
-    @property
-    def root(self) -> str:
-        """The URI this store is rooted at (no trailing slash)."""
-        ...
-
-    def uri(self, key: str) -> str:
-        """The full URI of ``key`` (what other tools such as DVC or DuckDB are given)."""
-        ...
-
-    def read_bytes(self, key: str) -> bytes: ...
-
-    def write_bytes(self, key: str, data: bytes) -> None: ...
-
-    def open_write(self, key: str) -> AbstractContextManager[BinaryIO]:
-        """A binary file to stream into; published atomically when the block exits without error."""
-        ...
-
-    def open_read(self, key: str) -> AbstractContextManager[BinaryIO]: ...
-
-    def exists(self, key: str) -> bool: ...
-
-    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
-        """Every object whose key starts with ``prefix`` (a key prefix, not only a directory)."""
-        ...
-
-    def delete(self, key: str) -> None: ...
-
-    def arrow_filesystem(self) -> tuple[pyarrow.fs.FileSystem, str]:
-        """A pyarrow filesystem and the base path of the root in it, for Parquet datasets."""
-        ...
-
-
-def validate_key(key: str) -> str:
-    """Return ``key`` if it is a well-formed relative key, else raise :class:`UsageError`."""
-    if not key or key.startswith("/") or key.endswith("/") or "\\" in key:
-        raise UsageError(f"invalid storage key {key!r}: use a relative path like 'raw/part-0.csv'")
-    if any(part in ("", ".", "..") for part in key.split("/")):
-        raise UsageError(f"invalid storage key {key!r}: empty, '.' or '..' segments are not allowed")
-    return key
-
-
-def join_key(*parts: str) -> str:
-    """Join key segments with ``/``, ignoring empty ones and stray slashes."""
-    return "/".join(p.strip("/") for p in parts if p and p.strip("/"))
-
-
 def open_store(uri: str, s3: S3Settings | None = None) -> ObjectStore:
     """The store rooted at ``uri``: an absolute local path, ``file://…`` or ``s3://bucket[/prefix]``."""
     if uri.startswith("s3://"):
-        from driftloop.settings import S3Settings
-        from driftloop.storage._s3 import S3Store
-
         return S3Store(uri, s3 or S3Settings())
     if "://" in uri and not uri.startswith("file://"):
         scheme = uri.split("://", 1)[0]
         raise UsageError(f"unsupported storage URI {uri!r}: scheme {scheme!r} (use a local path or s3://)")
-    from driftloop.storage._local import LocalStore
-
     return LocalStore(uri.removeprefix("file://"))
 
 
