@@ -125,7 +125,8 @@ def test_readers_never_write_and_read_captures_still_sees_landed_records(tmp_pat
 def test_the_service_compacts_only_once_it_is_idle(tmp_path: Path) -> None:
     store = open_store(str(tmp_path / "store"))
     records = [prediction(i) for i in range(60)]
-    with CaptureStore(store, tmp_path / "wal", settings(compact_idle_s=1.0)) as capture:
+    cfg = settings(compact_idle_s=1.0, compact_max_delay_s=0)
+    with CaptureStore(store, tmp_path / "wal", cfg) as capture:
         for record in records:  # 1.2 s of steady traffic, an append every 20 ms
             capture.append(record)
             time.sleep(0.02)
@@ -137,6 +138,27 @@ def test_the_service_compacts_only_once_it_is_idle(tmp_path: Path) -> None:
     assert idle["landed_segments"] == 0
     assert idle["compacted_segments"] == idle["shipped_segments"]
     assert ids(store) == sorted(r["prediction_id"] for r in records)
+
+
+def test_under_traffic_that_never_pauses_a_landed_segment_is_compacted_within_the_delay_bound(
+    tmp_path: Path,
+) -> None:
+    store = open_store(str(tmp_path / "store"))
+    cfg = settings(compact_idle_s=60.0, compact_max_delay_s=0.3)
+    appended: list[dict[str, Any]] = []
+    with CaptureStore(store, tmp_path / "wal", cfg) as capture:
+
+        def traffic_until_compacted() -> bool:
+            # Never idle: an append before every look, so only the delay bound can start a pass.
+            record = prediction(len(appended))
+            capture.append(record)
+            appended.append(record)
+            return capture.stats()["compacted_segments"] >= 2
+
+        wait_for(traffic_until_compacted, timeout=30, what="compaction under traffic")
+        assert capture.flush(30)
+    assert ids(store) == sorted(r["prediction_id"] for r in appended)
+    assert landed(store) == []
 
 
 def test_an_object_that_is_not_a_segment_is_quarantined_with_its_reason(tmp_path: Path) -> None:

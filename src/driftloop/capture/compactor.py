@@ -1,8 +1,11 @@
-"""The service's compactor: its own landed segments → Parquet, only while the service is idle.
+"""The service's compactor: its own landed segments → Parquet, preferably while the service is idle.
 
-It compacts once no capture has been appended for ``capture.compact_idle_s`` (0: never on its own), or
-at once when :meth:`Compactor.compact_now` asks, one segment at a time in the helper, and stops between
-segments when appends resume or the shipper has segments to ship. A failure waits ``capture.retry_max_s``.
+It compacts once no capture has been appended for ``capture.compact_idle_s`` (0: not on idleness), once
+a segment has waited ``capture.compact_max_delay_s`` since it landed, busy or not (0: no such bound), or
+at once when :meth:`Compactor.compact_now` asks; one segment at a time in the helper. It stops between
+segments when appends resume (unless a segment is overdue) or the shipper has segments to ship. A
+failure waits ``capture.retry_max_s``. The delay bound is what keeps a service under a load that never
+pauses visible to monitoring, which reads Parquet only (decision 0050).
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ class Compactor:
         self._helper = helper
         self._health = health
         self._idle = cfg.compact_idle_s
+        self._max_delay = cfg.compact_max_delay_s
         self._retry_after = cfg.retry_max_s
         self._backlog = backlog
         self.writer_id = ""  # whose landed segments: set by the store before start()
@@ -52,6 +56,9 @@ class Compactor:
         self._changed = threading.Condition(self._state_lock)
         self._landed = 0  # segments this store landed and has not compacted
         self._leftovers = True  # an earlier process may have left some: the first pass looks
+        # Monotonic time since which segments have been waiting (the oldest landed one, or the start for
+        # leftovers); None: nothing waits.
+        self._waiting_since: float | None = time.monotonic()
         self._requested = False  # compact now, idle or not
         self._retry_at = 0.0  # monotonic; after a failed pass
         self._stopping = False
@@ -65,6 +72,8 @@ class Compactor:
 
     def note_landed(self) -> None:
         with self._state_lock:
+            if self._waiting_since is None:
+                self._waiting_since = time.monotonic()
             self._landed += 1
             self._changed.notify_all()
 
@@ -90,9 +99,18 @@ class Compactor:
 
     def _due_in(self) -> float | None:
         """Under the lock: seconds until a pass should start (0: now); None: no reason for one."""
-        if not (self._landed or self._leftovers) or not (self._requested or self._idle):
+        if not (self._landed or self._leftovers):
             return None
-        due = max(self._retry_at, 0 if self._requested else self.last_append + self._idle)
+        candidates = []
+        if self._requested:
+            candidates.append(0.0)
+        if self._idle:
+            candidates.append(self.last_append + self._idle)
+        if self._max_delay and self._waiting_since is not None:
+            candidates.append(self._waiting_since + self._max_delay)
+        if not candidates:
+            return None
+        due = max(self._retry_at, min(candidates))
         return max(due - time.monotonic(), 0.0)
 
     def _proceed(self) -> bool:
@@ -136,5 +154,8 @@ class Compactor:
                 self._landed = max(self._landed - done.segments, 0)
             if not (self._landed or self._leftovers):
                 self._requested = False
+                self._waiting_since = None
+            elif done.complete:  # only segments landed during the pass wait: from about now
+                self._waiting_since = time.monotonic()
             self._changed.notify_all()
         self._health.succeeded(0, backlog=self._backlog())

@@ -20,6 +20,7 @@ import logging
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from driftloop.capture import compact
 from driftloop.core.runs import RunStatus
 from driftloop.core.triggers import ACTIVE, PENDING, TriggerAction, TriggerState, decide
 from driftloop.errors import ConflictError, DriftloopError, NotFoundError
@@ -119,6 +120,9 @@ class Loop:
         """One monitoring pass over captures in ``[start, end)`` (labels known by wall-clock now), then
         the trigger policy on its decision; a retraining it starts reads data up to ``end_day`` with
         labels known by ``as_of``."""
+        # Monitoring reads Parquet only (decision 0050); the loop may write, so what a stopped service
+        # shipped without compacting (close() does not compact) is in Parquet before the window is read.
+        compact(store_for(self.settings))
         result = monitor_once(self.settings, start=start, end=end)
         decision = result.assessment.decision
         reason = "; ".join(result.assessment.reasons[:2]) or decision

@@ -86,10 +86,12 @@ class CaptureSettings(Section):
     # Shipping retries after a storage failure wait this long, doubling up to ``retry_max_s``.
     retry_initial_s: float = Field(default=0.5, gt=0)
     retry_max_s: float = Field(default=30.0, gt=0)
-    # Landed segments are compacted into Parquet once no capture came for this long (0: never in the
-    # service; readers and `driftloop capture compact` do it). Land and compact in a helper process,
-    # off the service's GIL (off: in the shipper thread).
+    # Landed segments are compacted into Parquet (what monitoring reads) once no capture came for this
+    # long (0: not on idleness), and at the latest once one has waited ``compact_max_delay_s`` (0: no
+    # bound; then only idleness, `flush()` and `driftloop capture compact` compact). Readers never do.
+    # Land and compact in a helper process, off the service's GIL (off: in the shipper thread).
     compact_idle_s: float = Field(default=2.0, ge=0)
+    compact_max_delay_s: float = Field(default=60.0, ge=0)
     convert_in_subprocess: bool = True
 
     @model_validator(mode="after")
