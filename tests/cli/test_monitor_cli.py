@@ -14,7 +14,7 @@ from driftloop.capture.store import CaptureStore
 from driftloop.settings import load_settings
 from driftloop.storage import store_for
 from driftloop.storage.metadata import MonitorDecisionRow, open_metadata
-from tests.registry.conftest import POLICY, TRAINING
+from tests.plant import Plant, copy_plant
 from tests.workspace import Workspace, make_workspace
 
 if TYPE_CHECKING:
@@ -25,14 +25,13 @@ TORQUE_SHIFT = 20.0  # newtons: two reference standard deviations
 
 
 @pytest.fixture(scope="module")
-def production(mlflow_server: MlflowServer, tmp_path_factory: pytest.TempPathFactory) -> Workspace:
-    """Version 1 in Production, and the predictions it served on DAY captured with torque shifted."""
-    ws = make_workspace(tmp_path_factory.mktemp("monitor"), mlflow_server, TRAINING + POLICY, git=True)
-    ws.ok("simulate", "--start", "2026-01-01", "--days", "6", "--rows-per-day", "2000", "--seed", "5")
-    ws.ok("pipeline", "run", "--as-of", "2026-01-10")
-    ws.ok("promote", ws.name, "1", "--to", "staging")
-    ws.ok("approve", ws.name, "1", "--by", "t", "--comment", "t")
-    ws.ok("promote", ws.name, "1", "--to", "production")
+def production(
+    trained_plant: Plant, mlflow_server: MlflowServer, tmp_path_factory: pytest.TempPathFactory
+) -> Workspace:
+    """A copy of the session's plant (tests.plant: simulated up to DAY) with version 1 in Production,
+    and the predictions it served on DAY captured with torque shifted."""
+    directory = tmp_path_factory.mktemp("monitor") / "plant"
+    ws = copy_plant(trained_plant, directory, mlflow_server, production=True)
     _capture(ws)
     return ws
 
@@ -51,12 +50,21 @@ def _capture(ws: Workspace) -> None:
         for i, row in enumerate(frame.to_dict("records")):
             inputs: dict[str, Any] = {k: _plain(v) for k, v in row.items() if k != "timestamp"}
             inputs["torque_nm"] = inputs["torque_nm"] + TORQUE_SHIFT
-            capture.append({
-                "kind": "prediction", "ts": row["timestamp"], "prediction_id": f"p-{i}",
-                "model_name": ws.name, "model_version": 1, "inputs": inputs, "outputs": {"score": 0.02},
-                "score": 0.01 + 0.05 * ((i * 7919) % 100) / 100, "latency_ms": 1.0, "fallback": False,
-                "endpoint": "/v1/predict",
-            })  # fmt: skip
+            capture.append(
+                {
+                    "kind": "prediction",
+                    "ts": row["timestamp"],
+                    "prediction_id": f"p-{i}",
+                    "model_name": ws.name,
+                    "model_version": 1,
+                    "inputs": inputs,
+                    "outputs": {"score": 0.02},
+                    "score": 0.01 + 0.05 * ((i * 7919) % 100) / 100,
+                    "latency_ms": 1.0,
+                    "fallback": False,
+                    "endpoint": "/v1/predict",
+                }
+            )
         assert capture.flush(60, compact=False)
     finally:
         capture.close()
