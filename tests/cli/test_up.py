@@ -9,7 +9,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -21,7 +20,7 @@ import pytest
 from driftloop.cli._state import CliState
 from driftloop.cli.up import MLFLOW, SCHEDULER, SERVICE, _mlflow_env, _mlflow_security, _specs
 from driftloop.core.processes import InstanceLock
-from tests.conftest import free_port
+from tests.conftest import free_port, wait_for
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -65,11 +64,11 @@ class Up:
         self.descendants: list[int] = []
 
     def wait_until_up(self) -> str:
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while "Ctrl-C stops everything" not in self.out.read_text():
+        def up() -> bool:
             assert self.proc.poll() is None, f"up exited {self.proc.returncode}: {self.err.read_text()}"
-            assert time.monotonic() < deadline, f"not up in {START_TIMEOUT_S} s: {self.err.read_text()}"
-            time.sleep(0.1)
+            return "Ctrl-C stops everything" in self.out.read_text()
+
+        wait_for(up, START_TIMEOUT_S, "driftloop up to print its URLs")
         self.descendants = [p.pid for p in psutil.Process(self.proc.pid).children(recursive=True)]
         return self.out.read_text()
 
@@ -128,10 +127,24 @@ def test_up_serves_refuses_a_second_up_and_stops_cleanly_on_ctrl_c(
     assert len(up.descendants) >= 4
 
     second = subprocess.run(
-        [sys.executable, "-m", "driftloop", "up", "--no-scheduler", "--port", str(free_port()),
-         "--mlflow-port", str(free_port())],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60, check=False,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "driftloop",
+            "up",
+            "--no-scheduler",
+            "--port",
+            str(free_port()),
+            "--mlflow-port",
+            str(free_port()),
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert second.returncode == 1
     assert second.stderr.splitlines() == [
         f"error: driftloop up is already running here (pid {up.proc.pid}, since "
@@ -141,9 +154,13 @@ def test_up_serves_refuses_a_second_up_and_stops_cleanly_on_ctrl_c(
     # Another home on the same ports: the lock is free there, the ports are not.
     elsewhere = subprocess.run(
         [sys.executable, "-m", "driftloop", "up", "--port", str(port), "--mlflow-port", str(mlflow_port)],
-        cwd=tmp_path, env={**env, "DRIFTLOOP_HOME": str(tmp_path / "other")}, capture_output=True,
-        text=True, timeout=60, check=False,
-    )  # fmt: skip
+        cwd=tmp_path,
+        env={**env, "DRIFTLOOP_HOME": str(tmp_path / "other")},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert elsewhere.returncode == 1
     assert elsewhere.stderr.splitlines() == [
         f"error: port {mlflow_port} on 127.0.0.1 (MLflow server) is already in use; choose another "
@@ -259,8 +276,10 @@ def test_hosts_mlflow_allows_by_default_need_no_flags(host: str) -> None:
 def test_a_named_host_is_allowed_by_mlflow(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("MLFLOW_SERVER_ALLOWED_HOSTS", raising=False)
     assert _mlflow_security("ml.example.com", 5000) == [
-        "--allowed-hosts", "ml.example.com,ml.example.com:5000,localhost,localhost:*,127.0.0.1,127.0.0.1:*",
-        "--cors-allowed-origins", "http://ml.example.com:5000",
-    ]  # fmt: skip
+        "--allowed-hosts",
+        "ml.example.com,ml.example.com:5000,localhost,localhost:*,127.0.0.1,127.0.0.1:*",
+        "--cors-allowed-origins",
+        "http://ml.example.com:5000",
+    ]
     monkeypatch.setenv("MLFLOW_SERVER_ALLOWED_HOSTS", "*.example.com")  # the user's own choice wins
     assert _mlflow_security("ml.example.com", 5000) == []

@@ -85,8 +85,10 @@ def test_fit_learns_scaling_and_declared_levels_in_order() -> None:
         "f_product_variant=H",
     ]
     assert {d.name: d.role for d in transform.dropped} == {
-        "timestamp": "timestamp", "record_id": "id", "machine_id": "entity",
-    }  # fmt: skip
+        "timestamp": "timestamp",
+        "record_id": "id",
+        "machine_id": "entity",
+    }
     matrix = transform.encode_frame(frame)
     assert matrix.dtype == np.float32
     assert matrix.shape == (len(frame), len(transform.feature_names))
@@ -173,8 +175,10 @@ def test_unseen_levels_and_nulls_encode_as_documented() -> None:
     row["zone"], row["plan"] = "atlantis", None
     out = transform.encode_frame(row)[0]
     zone = {n: out[names.index(n)] for n in names if n.startswith("f_zone=")}
-    assert zone == {f"f_zone={c}": float(c == OTHER_LEVEL) for c in ("east", "north", "south", "west",
-                                                                      NULL_LEVEL, OTHER_LEVEL)}  # fmt: skip
+    assert zone == {
+        f"f_zone={c}": float(c == OTHER_LEVEL)
+        for c in ("east", "north", "south", "west", NULL_LEVEL, OTHER_LEVEL)
+    }
     plan = {n: out[names.index(n)] for n in names if n.startswith("f_plan=")}
     assert plan[f"f_plan={NULL_LEVEL}"] == 1.0
     assert sum(plan.values()) == 1.0
@@ -210,14 +214,30 @@ def test_values_no_category_can_be_are_refused_with_their_place() -> None:
 @pytest.mark.parametrize(
     ("value", "boolean", "expected"),
     [
-        (" pro ", False, "pro"), ("", False, None), (None, False, None), (float("nan"), False, None),
-        (3, False, "3"), (3.0, False, "3"), (np.int64(7), False, "7"), (2.5, False, "2.5"),
-        (True, False, INVALID), ([1], False, INVALID), (float("inf"), False, INVALID), (pd.NA, False, None),
-        (True, True, "true"), (False, True, "false"), ("Yes", True, "true"), (" F ", True, "false"),
-        (1, True, "true"), (0.0, True, "false"), ("", True, None), ("maybe", True, INVALID),
-        (2, True, INVALID), (np.bool_(True), True, "true"),
+        (" pro ", False, "pro"),
+        ("", False, None),
+        (None, False, None),
+        (float("nan"), False, None),
+        (3, False, "3"),
+        (3.0, False, "3"),
+        (np.int64(7), False, "7"),
+        (2.5, False, "2.5"),
+        (True, False, INVALID),
+        ([1], False, INVALID),
+        (float("inf"), False, INVALID),
+        (pd.NA, False, None),
+        (True, True, "true"),
+        (False, True, "false"),
+        ("Yes", True, "true"),
+        (" F ", True, "false"),
+        (1, True, "true"),
+        (0.0, True, "false"),
+        ("", True, None),
+        ("maybe", True, INVALID),
+        (2, True, INVALID),
+        (np.bool_(True), True, "true"),
     ],
-)  # fmt: skip
+)
 def test_category_values_compare_as_documented(value: Any, boolean: bool, expected: Any) -> None:
     assert canonical_category(value, boolean) is expected or canonical_category(value, boolean) == expected
 

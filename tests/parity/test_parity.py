@@ -206,10 +206,26 @@ class _MlflowServe:
         self.log = trained.directory / "mlflow-serve.log"
         with self.log.open("wb") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "mlflow", "models", "serve", "-m", f"models:/{trained.dataset.name}/1",
-                 "--env-manager", "local", "--host", "127.0.0.1", "-p", self.url.rsplit(":", 1)[1]],
-                cwd=trained.directory, env=env, stdout=log, stderr=subprocess.STDOUT,
-            )  # fmt: skip
+                [
+                    sys.executable,
+                    "-m",
+                    "mlflow",
+                    "models",
+                    "serve",
+                    "-m",
+                    f"models:/{trained.dataset.name}/1",
+                    "--env-manager",
+                    "local",
+                    "--host",
+                    "127.0.0.1",
+                    "-p",
+                    self.url.rsplit(":", 1)[1],
+                ],
+                cwd=trained.directory,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
 
     def wait_ready(self) -> None:
         from mlflow.pyfunc.scoring_server.client import ScoringServerClient
@@ -267,8 +283,12 @@ def test_mlflow_models_serve_of_the_same_version_answers_the_same_bodies_alike(t
         mlflow_serve.wait_ready()
         for case, content_type, body in _bodies(trained):
             ours = trained.client.post("/invocations", content=body, headers={"content-type": content_type})
-            theirs = httpx.post(f"{mlflow_serve.url}/invocations", content=body,
-                                headers={"content-type": content_type}, timeout=60)  # fmt: skip
+            theirs = httpx.post(
+                f"{mlflow_serve.url}/invocations",
+                content=body,
+                headers={"content-type": content_type},
+                timeout=60,
+            )
             assert ours.status_code == theirs.status_code, (case, ours.text, theirs.text)
             if theirs.status_code == 200:
                 mine, reference = ours.json()["predictions"], theirs.json()["predictions"]

@@ -65,10 +65,17 @@ def test_pipeline_registers_a_version_with_everything_tracked(
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
     artifacts |= {a.path for d in ("plots", "evaluation") for a in client.list_artifacts(run.info.run_id, d)}
     for path in (
-        "model.pth", "transform.json", "reference_profile.json", "training_config.json",
-        "plots/roc.png", "plots/pr.png", "plots/calibration.png",
-        "evaluation/metrics.json", "evaluation/confusion_matrix.json", "evaluation/calibration.json",
-    ):  # fmt: skip
+        "model.pth",
+        "transform.json",
+        "reference_profile.json",
+        "training_config.json",
+        "plots/roc.png",
+        "plots/pr.png",
+        "plots/calibration.png",
+        "evaluation/metrics.json",
+        "evaluation/confusion_matrix.json",
+        "evaluation/calibration.json",
+    ):
         assert path in artifacts, path
     # The dataset is logged as an MLflow input.
     assert run.inputs.dataset_inputs
