@@ -190,6 +190,8 @@ def test_corrupt_requests_refused_by_the_service_count_as_violations(plant: Plan
     assert result.decision == "WARN"
 
 
+# slow: many simulated no-drift days, each assessed (74 s under load)
+@pytest.mark.slow
 def test_no_drift_is_ok_with_few_false_alarms(plant: Plant) -> None:
     decisions = {seed: _assess_window(plant(100 + seed)) for seed in range(20)}
     alarms = {seed: r.reasons for seed, r in decisions.items() if r.decision != "OK"}

@@ -146,6 +146,8 @@ def test_bad_input_is_one_readable_line(  # noqa: PLR0917 — fixtures plus para
     assert lines[0].isprintable()
 
 
+# slow: trains every point of the grid (76 s under load)
+@pytest.mark.slow
 def test_experiment_grid_runs_children_under_one_parent_and_reports_the_best(
     cli, tracked: str, tmp_path: Path, mlflow_server: MlflowServer
 ) -> None:
