@@ -29,6 +29,8 @@ if TYPE_CHECKING:
 POSTGRES_ENV = "DRIFTLOOP_TEST_POSTGRES_URL"
 # Set by .ci/run: PostgreSQL tests must run there, so an unreachable server is a failure, not a skip.
 POSTGRES_REQUIRED_ENV = "DRIFTLOOP_TEST_POSTGRES_REQUIRED"
+# An MLflow server imports a lot and migrates its database; on a loaded 2-core machine that took > 90 s.
+MLFLOW_START_TIMEOUT_S = 240
 
 
 class MotoServer:
@@ -216,23 +218,45 @@ class MlflowServer:
     def __init__(
         self, backend_uri: str, artifacts: str, log: Path, env: dict[str, str] | None = None
     ) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self._cmd = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", backend_uri]
-        self._cmd += ["--artifacts-destination", artifacts, "--host", "127.0.0.1", "--port", str(self.port)]
-        self._cmd += ["--workers", "1"]
+        self._args = ["--backend-store-uri", backend_uri, "--artifacts-destination", artifacts]
         self._env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true", **(env or {})}
         self._log = log
         self._proc: subprocess.Popen[bytes] | None = None
+        self._started = False
+        self._use_port(free_port())
+
+    def _use_port(self, port: int) -> None:
+        self.port = port
+        self.url = f"http://127.0.0.1:{port}"
 
     def start(self) -> None:
-        with self._log.open("ab") as fh:
-            self._proc = subprocess.Popen(self._cmd, stdout=fh, stderr=subprocess.STDOUT, env=self._env)
-        try:
-            wait_answering(f"{self.url}/health", 90)
-        except OSError:
+        """Start and wait until it answers. On the first start, a port another process took between
+        ``free_port()`` and the bind (xdist workers and other jobs share the machine) is retried on a
+        fresh one; a restart keeps its port, which its clients know."""
+        for _ in range(3):
+            if self._started_once():
+                return
+            assert self._proc is not None
+            exited = self._proc.poll() is not None  # a port clash ends it at once; silence is not one
             self.stop()
-            raise RuntimeError(f"mlflow server did not start; see {self._log}") from None
+            if self._started or not exited:
+                break
+            self._use_port(free_port())
+        raise RuntimeError(f"mlflow server did not start; see {self._log}")
+
+    def _started_once(self) -> bool:
+        """One start: True once it answers; False when it exited or stayed silent for START_TIMEOUT_S."""
+        command = [sys.executable, "-m", "mlflow", "server", *self._args, "--host", "127.0.0.1"]
+        command += ["--port", str(self.port), "--workers", "1"]
+        with self._log.open("ab") as fh:
+            self._proc = subprocess.Popen(command, stdout=fh, stderr=subprocess.STDOUT, env=self._env)
+        deadline = time.monotonic() + MLFLOW_START_TIMEOUT_S
+        while self._proc.poll() is None and time.monotonic() < deadline:
+            with contextlib.suppress(TimeoutError):
+                wait_answering(f"{self.url}/health", 1)
+                self._started = True
+                return True
+        return False
 
     def stop(self) -> None:
         if self._proc is not None:
