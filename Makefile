@@ -8,7 +8,7 @@ STAMP := $(VENV)/.driftloop-installed
 # This machine's pip configuration names index directories that do not exist; hide that noise only.
 QUIET_PIP := grep -v -e 'is ignored: it is neither a file nor a directory' || true
 
-.PHONY: install demo test lint typecheck unit bench clean
+.PHONY: install demo test test-slow lint typecheck unit bench clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -29,10 +29,19 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
+# Two lanes (docs/testing.md): `make test` runs everything but the tests marked slow; `make test-slow`
+# runs those. Both on WORKERS pytest-xdist processes; --dist loadscope keeps each module on one worker,
+# so a module's fixtures are built once, and each worker builds its own session fixtures (servers, plant).
+WORKERS ?= 2
+PYTEST := $(BIN)/pytest -n $(WORKERS) --dist loadscope
+
 unit: $(STAMP)
-	$(BIN)/pytest
+	$(PYTEST) -m "not slow"
 
 test: lint typecheck unit
+
+test-slow: $(STAMP)
+	$(PYTEST) -m slow
 
 demo: $(STAMP)
 	@bash scripts/demo.sh

@@ -19,6 +19,8 @@ from driftloop.cli.main import main
 from driftloop.runtime.processes import free_port, wait_answering
 from driftloop.settings import S3Settings
 from driftloop.storage import ObjectStore, open_store
+from tests.mlflow_state import SESSION_ENV, mlflow_state_kept
+from tests.plant import Plant, build_plant, copy_plant
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -27,6 +29,8 @@ if TYPE_CHECKING:
 POSTGRES_ENV = "DRIFTLOOP_TEST_POSTGRES_URL"
 # Set by .ci/run: PostgreSQL tests must run there, so an unreachable server is a failure, not a skip.
 POSTGRES_REQUIRED_ENV = "DRIFTLOOP_TEST_POSTGRES_REQUIRED"
+# An MLflow server imports a lot and migrates its database; on a loaded 2-core machine that took > 90 s.
+MLFLOW_START_TIMEOUT_S = 240
 
 
 class MotoServer:
@@ -78,7 +82,7 @@ def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 def _mlflow_state() -> Iterator[None]:
     """No test, nor a module fixture before it, leaves MLflow pointed at its own tracking store for the
     next test (see mlflow_state_kept): after each test the process is back to the session's start."""
-    with mlflow_state_kept(restore=_SESSION_ENV):
+    with mlflow_state_kept(restore=SESSION_ENV):
         yield
 
 
@@ -194,40 +198,6 @@ class Result:
     err: str
 
 
-def _process_owned(key: str) -> bool:
-    """Environment variables an in-process driftloop command may export (see mlflow_state_kept)."""
-    return "MLFLOW" in key or key.startswith(("DRIFTLOOP_", "AWS_"))
-
-
-# What the session started with: a module- or session-scoped fixture that runs a command in-process
-# exports its MLflow URIs before any test's own bookkeeping starts, so "as the test found it" is not clean.
-_SESSION_ENV = {k: v for k, v in os.environ.items() if _process_owned(k)}
-
-
-@contextlib.contextmanager
-def mlflow_state_kept(restore: dict[str, str] | None = None) -> Iterator[None]:
-    """Undo what an in-process driftloop command leaves in the process: MLflow's URIs and environment.
-
-    ``mlflow.set_tracking_uri``/``set_registry_uri`` (which driftloop calls) also export
-    ``MLFLOW_TRACKING_URI``/``MLFLOW_REGISTRY_URI``, and a later ``MlflowClient(url)`` in the same
-    process resolves its *registry* from them: without this, a test after an in-process command reads
-    another test's registry. ``serve --model``/``--log-level`` export ``DRIFTLOOP_*`` for its worker
-    processes; the tracker exports ``AWS_*`` credentials for boto3. ``restore``: the variables to leave
-    behind (default: those found on entry).
-    """
-    import mlflow
-
-    saved = {k: v for k, v in os.environ.items() if _process_owned(k)} if restore is None else restore
-    try:
-        yield
-    finally:
-        mlflow.set_tracking_uri(None)  # type: ignore[arg-type]  # None resets it (MLflow's own code path)
-        mlflow.set_registry_uri(None)  # type: ignore[arg-type]
-        for key in [k for k in os.environ if _process_owned(k)]:
-            del os.environ[key]
-        os.environ.update(saved)
-
-
 @pytest.fixture
 def cli(capsys: pytest.CaptureFixture[str]) -> Callable[..., Result]:
     """Run ``driftloop ARGS…`` in-process and return its exit code and output."""
@@ -248,25 +218,45 @@ class MlflowServer:
     def __init__(
         self, backend_uri: str, artifacts: str, log: Path, env: dict[str, str] | None = None
     ) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self._cmd = [
-            sys.executable, "-m", "mlflow", "server", "--backend-store-uri", backend_uri,
-            "--artifacts-destination", artifacts, "--host", "127.0.0.1", "--port", str(self.port),
-            "--workers", "1",
-        ]  # fmt: skip
+        self._args = ["--backend-store-uri", backend_uri, "--artifacts-destination", artifacts]
         self._env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true", **(env or {})}
         self._log = log
         self._proc: subprocess.Popen[bytes] | None = None
+        self._started = False
+        self._use_port(free_port())
+
+    def _use_port(self, port: int) -> None:
+        self.port = port
+        self.url = f"http://127.0.0.1:{port}"
 
     def start(self) -> None:
-        with self._log.open("ab") as fh:
-            self._proc = subprocess.Popen(self._cmd, stdout=fh, stderr=subprocess.STDOUT, env=self._env)
-        try:
-            wait_answering(f"{self.url}/health", 90)
-        except OSError:
+        """Start and wait until it answers. On the first start, a port another process took between
+        ``free_port()`` and the bind (xdist workers and other jobs share the machine) is retried on a
+        fresh one; a restart keeps its port, which its clients know."""
+        for _ in range(3):
+            if self._started_once():
+                return
+            assert self._proc is not None
+            exited = self._proc.poll() is not None  # a port clash ends it at once; silence is not one
             self.stop()
-            raise RuntimeError(f"mlflow server did not start; see {self._log}") from None
+            if self._started or not exited:
+                break
+            self._use_port(free_port())
+        raise RuntimeError(f"mlflow server did not start; see {self._log}")
+
+    def _started_once(self) -> bool:
+        """One start: True once it answers; False when it exited or stayed silent for START_TIMEOUT_S."""
+        command = [sys.executable, "-m", "mlflow", "server", *self._args, "--host", "127.0.0.1"]
+        command += ["--port", str(self.port), "--workers", "1"]
+        with self._log.open("ab") as fh:
+            self._proc = subprocess.Popen(command, stdout=fh, stderr=subprocess.STDOUT, env=self._env)
+        deadline = time.monotonic() + MLFLOW_START_TIMEOUT_S
+        while self._proc.poll() is None and time.monotonic() < deadline:
+            with contextlib.suppress(TimeoutError):
+                wait_answering(f"{self.url}/health", 1)
+                self._started = True
+                return True
+        return False
 
     def stop(self) -> None:
         if self._proc is not None:
@@ -287,3 +277,22 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowSe
     server.start()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def trained_plant(mlflow_server: MlflowServer, tmp_path_factory: pytest.TempPathFactory) -> Plant:
+    """The session's trained plant (tests.plant): version 1 registered by a pipeline run, no stage.
+    Read-only: a test that writes to the workspace or the registry takes a ``plant_copy``."""
+    return build_plant(tmp_path_factory.mktemp("plant"), mlflow_server)
+
+
+@pytest.fixture
+def plant_copy(trained_plant: Plant, mlflow_server: MlflowServer, tmp_path: Path) -> Callable[..., Plant]:
+    """``plant_copy(config="", production=False)``: a private copy of the trained plant for this test."""
+    count = iter(range(1000))
+
+    def make(config: str = "", *, production: bool = False) -> Plant:
+        directory = tmp_path / f"plant-{next(count)}"
+        return copy_plant(trained_plant, directory, mlflow_server, config, production=production)
+
+    return make

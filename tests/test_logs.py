@@ -6,6 +6,8 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
 # What the service does: configure logging (or not), load a model (which imports mlflow.pytorch), then
 # log a warning the way the capture shipper does, and an info line.
 _SCRIPT = """
@@ -29,6 +31,8 @@ def _run(mode: str) -> list[str]:
     return done.stderr.splitlines()
 
 
+# slow: two real processes that each import torch and MLflow and train (55 s under load)
+@pytest.mark.slow
 def test_mlflow_pytorch_silences_driftloop_unless_driftloop_configures_its_logging() -> None:
     assert _run("bare") == ["ERROR"]  # what main did: every warning dropped, the root left at ERROR
     lines = _run("configured")

@@ -15,9 +15,11 @@ if TYPE_CHECKING:
     from tests.conftest import MlflowServer
 
 _GIT_IDENTITY = {
-    "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com",
-    "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.com",
-}  # fmt: skip
+    "GIT_AUTHOR_NAME": "t",
+    "GIT_AUTHOR_EMAIL": "t@example.com",
+    "GIT_COMMITTER_NAME": "t",
+    "GIT_COMMITTER_EMAIL": "t@example.com",
+}
 
 
 @dataclass(frozen=True)
@@ -30,10 +32,11 @@ class Workspace:
 
     def run(self, *args: str, extra_env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
         """``driftloop ARGS…`` as a separate process, as a user would run it."""
+        env = {**self.env, **(extra_env or {})}
+        command = [sys.executable, "-m", "driftloop", *args]
         return subprocess.run(
-            [sys.executable, "-m", "driftloop", *args], cwd=self.directory,
-            env={**self.env, **(extra_env or {})}, capture_output=True, text=True, timeout=600, check=False,
-        )  # fmt: skip
+            command, cwd=self.directory, env=env, capture_output=True, text=True, timeout=600, check=False
+        )
 
     def ok(self, *args: str) -> str:
         done = self.run(*args)

@@ -14,25 +14,26 @@ from driftloop.capture.store import CaptureStore
 from driftloop.settings import load_settings
 from driftloop.storage import store_for
 from driftloop.storage.metadata import MonitorDecisionRow, open_metadata
-from tests.registry.conftest import POLICY, TRAINING
+from tests.plant import Plant, copy_plant
 from tests.workspace import Workspace, make_workspace
 
 if TYPE_CHECKING:
-    from tests.conftest import MlflowServer
+    from collections.abc import Callable
+
+    from tests.conftest import MlflowServer, Result
 
 DAY = "2026-01-06"  # the last simulated day: its delayed labels are known by --as-of
 TORQUE_SHIFT = 20.0  # newtons: two reference standard deviations
 
 
 @pytest.fixture(scope="module")
-def production(mlflow_server: MlflowServer, tmp_path_factory: pytest.TempPathFactory) -> Workspace:
-    """Version 1 in Production, and the predictions it served on DAY captured with torque shifted."""
-    ws = make_workspace(tmp_path_factory.mktemp("monitor"), mlflow_server, TRAINING + POLICY, git=True)
-    ws.ok("simulate", "--start", "2026-01-01", "--days", "6", "--rows-per-day", "2000", "--seed", "5")
-    ws.ok("pipeline", "run", "--as-of", "2026-01-10")
-    ws.ok("promote", ws.name, "1", "--to", "staging")
-    ws.ok("approve", ws.name, "1", "--by", "t", "--comment", "t")
-    ws.ok("promote", ws.name, "1", "--to", "production")
+def production(
+    trained_plant: Plant, mlflow_server: MlflowServer, tmp_path_factory: pytest.TempPathFactory
+) -> Workspace:
+    """A copy of the session's plant (tests.plant: simulated up to DAY) with version 1 in Production,
+    and the predictions it served on DAY captured with torque shifted."""
+    directory = tmp_path_factory.mktemp("monitor") / "plant"
+    ws = copy_plant(trained_plant, directory, mlflow_server, production=True)
     _capture(ws)
     return ws
 
@@ -128,22 +129,33 @@ def test_monitor_records_the_decision_and_writes_the_reports(production: Workspa
         (["--to", "yesterday"], 2, "invalid --to"),
     ],
 )
-def test_monitor_errors_are_one_line(
-    production: Workspace, args: list[str], code: int, fragment: str
+def test_monitor_errors_are_one_line(  # noqa: PLR0917 — fixtures plus parameters
+    cli: Callable[..., Result],
+    production: Workspace,
+    monkeypatch: pytest.MonkeyPatch,
+    args: list[str],
+    code: int,
+    fragment: str,
 ) -> None:
-    done = production.run("monitor", *args)
-    assert done.returncode == code, done.stdout + done.stderr
-    lines = done.stderr.strip().splitlines()
-    assert len(lines) == 1, done.stderr
+    # In-process: the end-to-end test above already runs monitor as its own process.
+    monkeypatch.chdir(production.directory)
+    done = cli("monitor", *args)
+    assert done.code == code, done.out + done.err
+    lines = done.err.strip().splitlines()
+    assert len(lines) == 1, done.err
     assert fragment in lines[0]
 
 
-def test_monitor_without_a_production_model(mlflow_server: MlflowServer, tmp_path: Any) -> None:
-    ws = make_workspace(tmp_path, mlflow_server)
-    done = ws.run("monitor", "--window", "1h")
-    assert done.returncode == 1
-    assert done.stderr.strip().splitlines() == [
+def test_monitor_without_a_production_model(
+    cli: Callable[..., Result], mlflow_server: MlflowServer, tmp_path: Any
+) -> None:
+    ws = make_workspace(tmp_path, mlflow_server)  # the test's own directory is the working directory
+    done = cli("monitor", "--window", "1h")
+    assert done.code == 1
+    assert done.err.strip().splitlines() == [
         f"error: no production version of {ws.name}: promote one first (driftloop promote {ws.name} VERSION "
         "--to production)"
     ]
-    assert f"no monitoring decisions recorded for {ws.name}" in ws.ok("monitor", "history")
+    history = cli("monitor", "history")
+    assert history.code == 0, history.err
+    assert f"no monitoring decisions recorded for {ws.name}" in history.out

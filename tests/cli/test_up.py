@@ -9,7 +9,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -21,7 +20,7 @@ import pytest
 from driftloop.cli._state import CliState
 from driftloop.cli.up import MLFLOW, SCHEDULER, SERVICE, _mlflow_env, _mlflow_security, _specs
 from driftloop.runtime.processes import InstanceLock
-from tests.conftest import free_port
+from tests.conftest import free_port, wait_for
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -65,11 +64,11 @@ class Up:
         self.descendants: list[int] = []
 
     def wait_until_up(self) -> str:
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while "Ctrl-C stops everything" not in self.out.read_text():
+        def up() -> bool:
             assert self.proc.poll() is None, f"up exited {self.proc.returncode}: {self.err.read_text()}"
-            assert time.monotonic() < deadline, f"not up in {START_TIMEOUT_S} s: {self.err.read_text()}"
-            time.sleep(0.1)
+            return "Ctrl-C stops everything" in self.out.read_text()
+
+        wait_for(up, START_TIMEOUT_S, "driftloop up to print its URLs")
         self.descendants = [p.pid for p in psutil.Process(self.proc.pid).children(recursive=True)]
         return self.out.read_text()
 

@@ -143,9 +143,15 @@ def run_plant(root: Path, seed: int, model: PlantModel, drift: str | None = None
     # Options follow the scenario name after ":"; the window day is the scenario's first day.
     drifts = (parse_drift(drift, WINDOW_DAY),) if drift else ()
     request = SimulationRequest(
-        dataset="plant", start=START, days=REFERENCE_DAYS + 1, rows_per_day=ROWS_PER_DAY, machines=10,
-        seed=seed, label_delay=timedelta(hours=6), drifts=drifts,
-    )  # fmt: skip
+        dataset="plant",
+        start=START,
+        days=REFERENCE_DAYS + 1,
+        rows_per_day=ROWS_PER_DAY,
+        machines=10,
+        seed=seed,
+        label_delay=timedelta(hours=6),
+        drifts=drifts,
+    )
     summary = simulate(request, store)
     frames = [_csv(store.read_bytes(key)) for key in summary.raw_keys]
     labels_frame = pd.concat([_csv(store.read_bytes(key)) for key in summary.label_keys])
@@ -164,9 +170,14 @@ def plant_model(tmp_path_factory: pytest.TempPathFactory) -> PlantModel:
     """The model, fitted once on its own clean run (another seed): no scenario scores its training data."""
     store = open_store(str(tmp_path_factory.mktemp("plant-model")))
     request = SimulationRequest(
-        dataset="plant", start=START, days=4, rows_per_day=4000, machines=10, seed=10_000,
+        dataset="plant",
+        start=START,
+        days=4,
+        rows_per_day=4000,
+        machines=10,
+        seed=10_000,
         label_delay=timedelta(hours=6),
-    )  # fmt: skip
+    )
     summary = simulate(request, store)
     train = Day.parse(pd.concat([_csv(store.read_bytes(k)) for k in summary.raw_keys], ignore_index=True))
     frame = pd.concat([_csv(store.read_bytes(k)) for k in summary.label_keys])

@@ -34,9 +34,14 @@ def _drifted(result: Assessment) -> set[str]:
 def _assess_window(scenario: Scenario, *, labels: bool = True, **kwargs: Any) -> Assessment:
     profile, evaluation = scenario.reference_profile()
     return assess(
-        profile, [scenario.window_chunk()], schema=PLANT_COLUMNS, cfg=PLANT_MONITORING,
-        labels=scenario.labels if labels else None, evaluation=evaluation, **kwargs,
-    )  # fmt: skip
+        profile,
+        [scenario.window_chunk()],
+        schema=PLANT_COLUMNS,
+        cfg=PLANT_MONITORING,
+        labels=scenario.labels if labels else None,
+        evaluation=evaluation,
+        **kwargs,
+    )
 
 
 # Severities in each sensor's units: a shift of about a fifth of a standard deviation or more
@@ -81,11 +86,23 @@ def _serve(scenario: Scenario, model_name: str) -> None:
     records = []
     for i, (row, score) in enumerate(zip(rows, scores.tolist(), strict=True)):
         inputs = {**row, **{name: float(day.columns[name][i]) for name in SENSORS}}
-        records.append(normalize({
-            "kind": "prediction", "prediction_id": f"p{i:06d}", "ts": row["timestamp"],
-            "model_name": model_name, "model_version": 3, "inputs": inputs, "outputs": {"score": score},
-            "score": score, "latency_ms": 1.0, "fallback": False, "endpoint": "/v1/predict",
-        }))  # fmt: skip
+        records.append(
+            normalize(
+                {
+                    "kind": "prediction",
+                    "prediction_id": f"p{i:06d}",
+                    "ts": row["timestamp"],
+                    "model_name": model_name,
+                    "model_version": 3,
+                    "inputs": inputs,
+                    "outputs": {"score": score},
+                    "score": score,
+                    "latency_ms": 1.0,
+                    "fallback": False,
+                    "endpoint": "/v1/predict",
+                }
+            )
+        )
     for segment in range(3):  # three shipped WAL segments
         part = records[segment::3]
         for key, data in parquet_objects(part, f"test-seg-{segment:020d}"):
@@ -98,9 +115,13 @@ def test_concept_decays_without_input_drift(plant: Plant) -> None:
     _serve(scenario, "plant-failure")
     profile, evaluation = scenario.reference_profile()
     chunks = iter_captures(
-        scenario.store, model="plant-failure", start=WINDOW[0], end=WINDOW[1], chunk_rows=400,
+        scenario.store,
+        model="plant-failure",
+        start=WINDOW[0],
+        end=WINDOW[1],
+        chunk_rows=400,
         fields=PLANT_COLUMNS,
-    )  # fmt: skip
+    )
     labels = read_labels(scenario.store, *WINDOW, as_of=WINDOW[1] + timedelta(days=1), dataset="plant")
     result = assess(
         profile, chunks, schema=PLANT_COLUMNS, cfg=PLANT_MONITORING, labels=labels, evaluation=evaluation
@@ -170,6 +191,8 @@ def test_corrupt_requests_refused_by_the_service_count_as_violations(plant: Plan
     assert result.decision == "WARN"
 
 
+# slow: many simulated no-drift days, each assessed (74 s under load)
+@pytest.mark.slow
 def test_no_drift_is_ok_with_few_false_alarms(plant: Plant) -> None:
     decisions = {seed: _assess_window(plant(100 + seed)) for seed in range(20)}
     alarms = {seed: r.reasons for seed, r in decisions.items() if r.decision != "OK"}

@@ -26,9 +26,15 @@ def _settings(tmp_path: Path, **policy: float) -> Settings:
 
 
 def _traffic(
-    settings: Settings, n: int, *, champion_skill: float, challenger_skill: float | None, labelled: int,
-    seed: int = 0, fallback_every: int = 0,
-) -> None:  # fmt: skip
+    settings: Settings,
+    n: int,
+    *,
+    champion_skill: float,
+    challenger_skill: float | None,
+    labelled: int,
+    seed: int = 0,
+    fallback_every: int = 0,
+) -> None:
     """``n`` predictions answered by v1 (v2 in shadow when ``challenger_skill``), the first ``labelled``
     with feedback; skill 1 ranks failures perfectly, 0 is noise."""
     from driftloop.storage import store_for
@@ -45,14 +51,27 @@ def _traffic(
         ts = (T0 + timedelta(seconds=i)).isoformat(timespec="microseconds")
         fallback = bool(fallback_every and i % fallback_every == 0)
         shadow = {"shadow_version": 2, "shadow_score": float(challenger[i])} if challenger is not None else {}
-        records.append({
-            "kind": "prediction", "prediction_id": f"p{i:05d}", "ts": ts, "model_name": "plant-failure",
-            "model_version": 1, "inputs": {"record_id": f"r{i}"}, "outputs": {}, "score": float(champion[i]),
-            "latency_ms": 1.0, "fallback": fallback, "endpoint": "/v1/predict", **shadow,
-        })  # fmt: skip
+        records.append(
+            {
+                "kind": "prediction",
+                "prediction_id": f"p{i:05d}",
+                "ts": ts,
+                "model_name": "plant-failure",
+                "model_version": 1,
+                "inputs": {"record_id": f"r{i}"},
+                "outputs": {},
+                "score": float(champion[i]),
+                "latency_ms": 1.0,
+                "fallback": fallback,
+                "endpoint": "/v1/predict",
+                **shadow,
+            }
+        )
     later = (T0 + timedelta(hours=1)).isoformat()
-    records += [{"kind": "feedback", "prediction_id": f"p{i:05d}", "ts": later, "label": float(y[i]),
-                 "source": "api"} for i in range(labelled)]  # fmt: skip
+    records += [
+        {"kind": "feedback", "prediction_id": f"p{i:05d}", "ts": later, "label": float(y[i]), "source": "api"}
+        for i in range(labelled)
+    ]
     store: ObjectStore = store_for(settings)
     for key, data in parquet_objects(records, f"seg-{seed}"):
         store.write_bytes(key, data)
@@ -61,8 +80,15 @@ def _traffic(
 def _shadow(settings: Settings) -> tuple[bool, dict[str, object], str]:
     from driftloop.storage import store_for
 
-    result = shadow_comparison(settings, store_for(settings), challenger=2, champion=1, threshold=0.5,
-                               since=T0, now=T0 + timedelta(hours=2))  # fmt: skip
+    result = shadow_comparison(
+        settings,
+        store_for(settings),
+        challenger=2,
+        champion=1,
+        threshold=0.5,
+        since=T0,
+        now=T0 + timedelta(hours=2),
+    )
     return result.passed, result.evidence, result.detail
 
 
@@ -161,10 +187,15 @@ def test_the_guard_acts_on_undisputed_labels_and_not_when_sources_disagree(tmp_p
 
     def poison(rows: range, at: datetime) -> None:
         records = [
-            {"kind": "feedback", "prediction_id": f"p{i:05d}", "ts": at.isoformat(), "label": 1.0 - truth[i],
-             "source": "poisoner"}
+            {
+                "kind": "feedback",
+                "prediction_id": f"p{i:05d}",
+                "ts": at.isoformat(),
+                "label": 1.0 - truth[i],
+                "source": "poisoner",
+            }
             for i in rows
-        ]  # fmt: skip
+        ]
         for key, data in parquet_objects(records, f"seg-poison-{rows.start}"):
             store.write_bytes(key, data)
 

@@ -31,9 +31,10 @@ def _assessment() -> Assessment:
     rng = np.random.default_rng(0)
     n = 2000
     reference = {
-        "x": rng.normal(0, 1, n), "y": rng.normal(5, 2, n),
+        "x": rng.normal(0, 1, n),
+        "y": rng.normal(5, 2, n),
         "kind": rng.choice(np.array(["a", "b"], dtype=object), n),
-    }  # fmt: skip
+    }
     profile = build_profile(reference, numeric=["x", "y"], categorical=["kind"], scores=rng.uniform(0, 1, n))
     kind = rng.choice(np.array(["a", "b"], dtype=object), n)
     kind[:300] = EVIL
@@ -49,10 +50,17 @@ def _earlier(decision: str, share: float, day: int) -> MonitorDecision:
 
     at = T0 - dt.timedelta(days=day)
     return MonitorDecision(
-        id=day, model="m", version=1, start=at - dt.timedelta(days=1), end=at, decision=decision,
-        reasons=(f"reason {EVIL}",), summary={"drift_share": share, "performance": {"current": 0.8}},
-        report_uri="file:///r", created_at=at,
-    )  # fmt: skip
+        id=day,
+        model="m",
+        version=1,
+        start=at - dt.timedelta(days=1),
+        end=at,
+        decision=decision,
+        reasons=(f"reason {EVIL}",),
+        summary={"drift_share": share, "performance": {"current": 0.8}},
+        report_uri="file:///r",
+        created_at=at,
+    )
 
 
 def test_html_is_self_contained_escaped_and_has_one_chart_per_feature() -> None:
@@ -106,14 +114,29 @@ def test_decisions_round_trip_oldest_first(db_url: str) -> None:
         a = _assessment()
         for day in (3, 1, 2):
             record_decision(
-                db, model="m", version=day, start=T0, end=T0 + dt.timedelta(days=day), decision=a.decision,
-                reasons=a.reasons, summary=summarize(a), report_uri=f"s3://b/monitoring/m/{day}/report.html",
+                db,
+                model="m",
+                version=day,
+                start=T0,
+                end=T0 + dt.timedelta(days=day),
+                decision=a.decision,
+                reasons=a.reasons,
+                summary=summarize(a),
+                report_uri=f"s3://b/monitoring/m/{day}/report.html",
                 created_at=T0 + dt.timedelta(days=day),
-            )  # fmt: skip
+            )
         record_decision(
-            db, model="other", version=1, start=T0, end=T0 + dt.timedelta(days=1), decision="OK", reasons=(),
-            summary={}, report_uri="x", created_at=T0,
-        )  # fmt: skip
+            db,
+            model="other",
+            version=1,
+            start=T0,
+            end=T0 + dt.timedelta(days=1),
+            decision="OK",
+            reasons=(),
+            summary={},
+            report_uri="x",
+            created_at=T0,
+        )
         history = decision_history(db, "m", limit=2)
         assert [h.version for h in history] == [2, 3]
         assert history[-1].summary["drifted_features"] == list(a.dataset.drifted_features)

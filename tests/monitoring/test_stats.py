@@ -35,8 +35,11 @@ CATEGORIES = np.array(["A", "B", "C", "D", "E", "F"], dtype=object)
 SHARES = np.array([0.4, 0.25, 0.15, 0.1, 0.07, 0.03])
 DEFAULTS = MonitoringSettings()
 NUMERIC_METHODS: list[tuple[Method, float]] = [
-    ("wasserstein", 0.1), ("psi", 0.1), ("jensenshannon", 0.1), ("ks", 0.05),
-]  # fmt: skip
+    ("wasserstein", 0.1),
+    ("psi", 0.1),
+    ("jensenshannon", 0.1),
+    ("ks", 0.05),
+]
 CATEGORICAL_METHODS: list[tuple[Method, float]] = [("jensenshannon", 0.1), ("psi", 0.1), ("chisquare", 0.05)]
 
 
@@ -141,9 +144,11 @@ def test_psi_and_jensenshannon_on_the_decile_bins_match_a_hand_computation() -> 
     acc.update(current)
     edges = np.asarray(profile["edges"])
     ref_counts = np.histogram(reference, np.concatenate([[-np.inf], edges, [np.inf]]))[0]
-    cur_counts = np.array([np.sum(current <= edges[0])] + [
-        np.sum((current > a) & (current <= b)) for a, b in itertools.pairwise(edges)
-    ] + [np.sum(current > edges[-1])])  # fmt: skip
+    cur_counts = np.array(
+        [np.sum(current <= edges[0])]
+        + [np.sum((current > a) & (current <= b)) for a, b in itertools.pairwise(edges)]
+        + [np.sum(current > edges[-1])]
+    )
     ref_shares, cur_shares = ref_counts / ref_counts.sum(), cur_counts / cur_counts.sum()
     psi = compare("x", acc, method="psi", threshold=0.1)
     js = compare("x", acc, method="jensenshannon", threshold=0.1)

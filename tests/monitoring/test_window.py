@@ -38,11 +38,23 @@ FIELDS = (
 
 def _prediction(i: int, ts: datetime, *, model: str = "m", version: int = 1, **inputs: Any) -> dict[str, Any]:
     fields = {"record_id": f"rec-{i}", "temp": 300.0 + i % 7, "speed": 1500 + i % 11, "variant": "LMH"[i % 3]}
-    return asdict(normalize({
-        "kind": "prediction", "prediction_id": f"p{i:05d}", "ts": ts.isoformat(), "model_name": model,
-        "model_version": version, "inputs": fields | inputs, "outputs": {"score": 0.1},
-        "score": (i % 100) / 100, "latency_ms": 1.0, "fallback": i % 50 == 0, "endpoint": "/v1/predict",
-    }))  # fmt: skip
+    return asdict(
+        normalize(
+            {
+                "kind": "prediction",
+                "prediction_id": f"p{i:05d}",
+                "ts": ts.isoformat(),
+                "model_name": model,
+                "model_version": version,
+                "inputs": fields | inputs,
+                "outputs": {"score": 0.1},
+                "score": (i % 100) / 100,
+                "latency_ms": 1.0,
+                "fallback": i % 50 == 0,
+                "endpoint": "/v1/predict",
+            }
+        )
+    )
 
 
 def _ship(store: ObjectStore, records: list[dict[str, Any]], stem: str) -> None:
@@ -204,10 +216,15 @@ def test_category_values_decode_as_the_model_compares_them() -> None:
     # Integer codes, padded text and JSON booleans are what the service accepted and scored: monitoring
     # counts them as the same categories the model's transform saw (core.transform.canonical_category).
     fields = (ColumnSpec(name="code", type="category"), ColumnSpec(name="member", type="bool"))
-    texts = [orjson.dumps(row).decode() for row in (
-        {"code": 3, "member": True}, {"code": " 3 ", "member": "yes"}, {"code": 3.0, "member": 0},
-        {"code": "", "member": "maybe"},
-    )]  # fmt: skip
+    texts = [
+        orjson.dumps(row).decode()
+        for row in (
+            {"code": 3, "member": True},
+            {"code": " 3 ", "member": "yes"},
+            {"code": 3.0, "member": 0},
+            {"code": "", "member": "maybe"},
+        )
+    ]
     columns, invalid, _ = decode_fields(texts, fields)
     assert columns["code"].tolist() == ["3", "3", "3", None]
     assert columns["member"].tolist() == ["true", "true", "false", None]
@@ -251,16 +268,24 @@ def _feedback(prediction_id: str, ts: datetime, label: float) -> dict[str, Any]:
 
 def test_feedback_labels_first_wins_within_the_period_and_later_ones_are_conflicts(tmp_path: Path) -> None:
     store = open_store(str(tmp_path / "store"))
-    _ship(store, [
-        _feedback("a", T0 - timedelta(hours=1), 1.0),  # before the window: not for its predictions
-        _feedback("b", T0 + timedelta(hours=2), 0.0),
-        _feedback("c", T0 + timedelta(hours=3), 1.0),
-    ], "w1-seg-00000000000000000001")  # fmt: skip
-    _ship(store, [
-        _feedback("b", T0 + timedelta(days=1, hours=1), 1.0),  # a second label, shipped later: a conflict
-        _feedback("c", T0 + timedelta(days=1, hours=2), 1.0),  # the same label again: a duplicate
-        _feedback("d", T0 + timedelta(days=3), 1.0),  # after as_of: not known yet
-    ], "w1-seg-00000000000000000002")  # fmt: skip
+    _ship(
+        store,
+        [
+            _feedback("a", T0 - timedelta(hours=1), 1.0),  # before the window: not for its predictions
+            _feedback("b", T0 + timedelta(hours=2), 0.0),
+            _feedback("c", T0 + timedelta(hours=3), 1.0),
+        ],
+        "w1-seg-00000000000000000001",
+    )
+    _ship(
+        store,
+        [
+            _feedback("b", T0 + timedelta(days=1, hours=1), 1.0),  # a second label, shipped later: a conflict
+            _feedback("c", T0 + timedelta(days=1, hours=2), 1.0),  # the same label again: a duplicate
+            _feedback("d", T0 + timedelta(days=3), 1.0),  # after as_of: not known yet
+        ],
+        "w1-seg-00000000000000000002",
+    )
     as_of = T0 + timedelta(days=2)
     assert read_labels(store, T0, T0 + timedelta(days=1), as_of=as_of) == {"b": 0.0, "c": 1.0}
     book = read_label_book(store, T0, T0 + timedelta(days=1), as_of=as_of)
@@ -278,10 +303,12 @@ def test_label_files_by_record_id(tmp_path: Path) -> None:
     header = "record_id,timestamp,available_at,machine_failure\n"
     store.write_bytes(
         "labels/plant/date=2026-03-01/part-0000.csv",
-        (header + "r1,2026-03-01T01:00:00.000Z,2026-03-01T07:00:00.000Z,1\n"
-         "r2,2026-03-01T02:00:00.000Z,2026-03-01T08:00:00.000Z,0\n"
-         "r3,2026-03-01T03:00:00.000Z,2026-03-01T09:00:00.000Z,oops\n").encode(),
-    )  # fmt: skip
+        (
+            header + "r1,2026-03-01T01:00:00.000Z,2026-03-01T07:00:00.000Z,1\n"
+            "r2,2026-03-01T02:00:00.000Z,2026-03-01T08:00:00.000Z,0\n"
+            "r3,2026-03-01T03:00:00.000Z,2026-03-01T09:00:00.000Z,oops\n"
+        ).encode(),
+    )
     store.write_bytes(
         "labels/plant/date=2026-03-02/part-0000.csv",
         (header + "r4,2026-03-01T23:00:00.000Z,2026-03-02T05:00:00.000Z,1\n").encode(),

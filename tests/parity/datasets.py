@@ -55,9 +55,14 @@ def _churn(n: int = 1500, seed: int = 1) -> pd.DataFrame:
     tenure = rng.gamma(2, 12, n).round(1)
     charges = rng.normal(60, 20, n).round(2)
     logit = (
-        -1.0 + 2.0 * (plan == "basic") - 0.08 * tenure + 0.04 * (charges - 60) + 1.5 * (member == "False")
-        + 1.2 * (region == "region-3") - 1.5 * (channel == "store")
-    )  # fmt: skip
+        -1.0
+        + 2.0 * (plan == "basic")
+        - 0.08 * tenure
+        + 0.04 * (charges - 60)
+        + 1.5 * (member == "False")
+        + 1.2 * (region == "region-3")
+        - 1.5 * (channel == "store")
+    )
     churned = np.where(rng.random(n) < 1 / (1 + np.exp(-logit)), "Yes", "No")
     clv = (
         tenure * charges / 10 + 30 * (plan == "pro") - 20 * (channel == "web") + rng.normal(0, 5, n)
@@ -65,12 +70,18 @@ def _churn(n: int = 1500, seed: int = 1) -> pd.DataFrame:
     frame = pd.DataFrame(
         {
             # An unusual order: target in the middle, the id last.
-            "monthly_charges": charges, "plan": plan, "signup_date": pd.date_range(
-                "2024-01-01", periods=n, freq="h").strftime("%Y-%m-%d"),
-            "churned": churned, "region": region, "is_member": member, "tenure_months": tenure,
-            "channel": channel, "clv": clv, "customer_id": np.arange(1, n + 1),
+            "monthly_charges": charges,
+            "plan": plan,
+            "signup_date": pd.date_range("2024-01-01", periods=n, freq="h").strftime("%Y-%m-%d"),
+            "churned": churned,
+            "region": region,
+            "is_member": member,
+            "tenure_months": tenure,
+            "channel": channel,
+            "clv": clv,
+            "customer_id": np.arange(1, n + 1),
         }
-    )  # fmt: skip
+    )
     _blank(frame, ["tenure_months", "monthly_charges", "plan", "channel", "region", "is_member"], 0.05, rng)
     frame.loc[rng.random(n) < 0.02, "churned"] = None  # unlabelled rows: skipped and counted
     return frame
@@ -90,10 +101,15 @@ def _coded(n: int = 1200, seed: int = 2) -> pd.DataFrame:
     stamps = pd.Timestamp("2025-03-01") + pd.to_timedelta(rng.permutation(n) * 7, unit="min")
     frame = pd.DataFrame(
         {
-            "measured at": stamps.strftime("%Y-%m-%dT%H:%M:%SZ"), "site code": site, "Shift (crew)": shift,
-            "heavy?": heavy, "load kN": load, "machine age": age, "defect": defect,
+            "measured at": stamps.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "site code": site,
+            "Shift (crew)": shift,
+            "heavy?": heavy,
+            "load kN": load,
+            "machine age": age,
+            "defect": defect,
         }
-    )  # fmt: skip
+    )
     _blank(frame, ["site code", "Shift (crew)", "heavy?", "load kN", "machine age"], 0.06, rng)
     return frame
 
@@ -124,20 +140,30 @@ def _json_value(text: Any, kind: str) -> Any:
 CHURN = _churn()
 CODED = _coded()
 _CHURN_TYPES = {
-    "monthly_charges": "number", "tenure_months": "number", "clv": "number", "is_member": "bool",
+    "monthly_charges": "number",
+    "tenure_months": "number",
+    "clv": "number",
+    "is_member": "bool",
     "customer_id": "int",
-}  # fmt: skip
+}
 
 DATASETS = (
     Dataset("churn", "churned", "classification", CHURN, json_types=_CHURN_TYPES),
     Dataset(
-        "clv", "clv", "regression", CHURN.drop(columns=["churned"]), flags=("--task", "regression"),
+        "clv",
+        "clv",
+        "regression",
+        CHURN.drop(columns=["churned"]),
+        flags=("--task", "regression"),
         json_types=_CHURN_TYPES,
     ),
     Dataset(
-        "coded", "defect", "classification", CODED,
+        "coded",
+        "defect",
+        "classification",
+        CODED,
         flags=("--categorical", "site code", "--timestamp", "measured at"),
         json_types={"site code": "code", "heavy?": "bool", "load kN": "number", "machine age": "int"},
         timestamp="measured at",
     ),
-)  # fmt: skip
+)

@@ -56,8 +56,14 @@ def test_a_churn_csv_goes_train_promote_serve_monitor(mlflow_server: MlflowServe
     report = _report(tmp_path, name)
     assert report["rows"] == 300
     assert {f["name"] for f in report["features"]} == {
-        "plan", "region", "channel", "is_member", "tenure_months", "monthly_charges", "clv",
-    }  # fmt: skip
+        "plan",
+        "region",
+        "channel",
+        "is_member",
+        "tenure_months",
+        "monthly_charges",
+        "clv",
+    }
     assert report["quality"]["features"]["plan"]["unknown"] == 1
     assert report["quality"]["invalid_values"] == 0  # booleans and nulls are valid inputs
     performance = report["performance"]

@@ -108,6 +108,10 @@ def _split(trained: Trained, rows: list[dict[str, Any]]) -> dict[str, Any]:
     return {"columns": columns, "data": [[row.get(c) for c in columns] for row in rows]}
 
 
+def _tracking_uri(trained: Trained) -> str:
+    return f"sqlite:///{trained.directory / '.driftloop' / 'mlflow.db'}"
+
+
 def test_the_service_the_mlflow_model_and_the_evaluation_give_the_same_scores(trained: Trained) -> None:
     import mlflow.pyfunc
     from mlflow.pyfunc.scoring_server import infer_and_parse_data
@@ -118,6 +122,9 @@ def test_the_service_the_mlflow_model_and_the_evaluation_give_the_same_scores(tr
     response = trained.client.post("/invocations", json={"dataframe_split": _split(trained, rows)})
     assert response.status_code == 200, response.text
     invoked = np.array(response.json()["predictions"], dtype=np.float64)
+    # The version's source is a logged model of the dataset's own tracking store: name it, rather than
+    # rely on the store the module fixture's setup left current (reset after every test).
+    mlflow.set_tracking_uri(_tracking_uri(trained))
     model = mlflow.pyfunc.load_model(trained.version.source)
     # The very body, parsed as `mlflow models serve` parses it before calling the model.
     frame = infer_and_parse_data(
@@ -199,17 +206,33 @@ class _MlflowServe:
         from tests.conftest import free_port
 
         self.url = f"http://127.0.0.1:{free_port()}"
-        tracking = f"sqlite:///{trained.directory / '.driftloop' / 'mlflow.db'}"
+        tracking = _tracking_uri(trained)
         env = {k: v for k, v in os.environ.items() if not k.startswith("DRIFTLOOP_")}
         env |= {"MLFLOW_TRACKING_URI": tracking, "MLFLOW_DISABLE_TELEMETRY": "true"}
         env["PATH"] = f"{os.path.dirname(sys.executable)}{os.pathsep}{env.get('PATH', '')}"  # its uvicorn
         self.log = trained.directory / "mlflow-serve.log"
         with self.log.open("wb") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "mlflow", "models", "serve", "-m", f"models:/{trained.dataset.name}/1",
-                 "--env-manager", "local", "--host", "127.0.0.1", "-p", self.url.rsplit(":", 1)[1]],
-                cwd=trained.directory, env=env, stdout=log, stderr=subprocess.STDOUT,
-            )  # fmt: skip
+                [
+                    sys.executable,
+                    "-m",
+                    "mlflow",
+                    "models",
+                    "serve",
+                    "-m",
+                    f"models:/{trained.dataset.name}/1",
+                    "--env-manager",
+                    "local",
+                    "--host",
+                    "127.0.0.1",
+                    "-p",
+                    self.url.rsplit(":", 1)[1],
+                ],
+                cwd=trained.directory,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
 
     def wait_ready(self) -> None:
         from mlflow.pyfunc.scoring_server.client import ScoringServerClient
@@ -257,6 +280,8 @@ def _bodies(trained: Trained) -> list[tuple[str, str, bytes]]:
     ]
 
 
+# slow: starts `mlflow models serve` once per dataset (75 s each with its set-up, under load)
+@pytest.mark.slow
 def test_mlflow_models_serve_of_the_same_version_answers_the_same_bodies_alike(trained: Trained) -> None:
     if trained.dataset.name != "churn":
         pytest.skip("one dataset is enough to compare with mlflow models serve (it takes ~20 s to start)")
@@ -267,8 +292,12 @@ def test_mlflow_models_serve_of_the_same_version_answers_the_same_bodies_alike(t
         mlflow_serve.wait_ready()
         for case, content_type, body in _bodies(trained):
             ours = trained.client.post("/invocations", content=body, headers={"content-type": content_type})
-            theirs = httpx.post(f"{mlflow_serve.url}/invocations", content=body,
-                                headers={"content-type": content_type}, timeout=60)  # fmt: skip
+            theirs = httpx.post(
+                f"{mlflow_serve.url}/invocations",
+                content=body,
+                headers={"content-type": content_type},
+                timeout=60,
+            )
             assert ours.status_code == theirs.status_code, (case, ours.text, theirs.text)
             if theirs.status_code == 200:
                 mine, reference = ours.json()["predictions"], theirs.json()["predictions"]

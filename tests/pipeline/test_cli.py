@@ -91,6 +91,8 @@ def test_simulate_then_pipeline_produces_a_feature_version(cli, configured: str,
     assert again.out.count("cached") == 4
 
 
+# slow: a whole pipeline run, then a resumed one (70 s under load)
+@pytest.mark.slow
 def test_failed_step_points_at_its_log_and_resume_finishes(cli, tmp_path: Path) -> None:
     # Plain `python -m driftloop pipeline step …` processes here (the pre-warmed fork server elsewhere).
     runner = '[pipeline.runner]\ntype = "local"\nprewarm = false\n'

@@ -36,12 +36,8 @@ def alive(pid: int) -> bool:
 
 
 def read_pid(path: Path, timeout_s: float = 10.0) -> int:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if path.exists() and path.read_text().strip():
-            return int(path.read_text())
-        time.sleep(0.02)
-    raise AssertionError(f"{path} was never written")
+    wait_for(lambda: path.exists() and bool(path.read_text().strip()), timeout_s, f"{path} to be written")
+    return int(path.read_text())
 
 
 def write_pid(path: Path) -> str:
@@ -72,7 +68,7 @@ def test_ready_when_the_url_answers_then_stopped_by_sigterm(tmp_path: Path) -> N
 def test_without_a_url_ready_once_it_stayed_alive(tmp_path: Path) -> None:
     with Supervisor(tmp_path) as sup:
         began = time.monotonic()
-        child = sup.start(ServiceSpec("worker", py("import time; time.sleep(60)"), settle_s=0.3))
+        child = sup.start(ServiceSpec("worker", py("import signal; signal.pause()"), settle_s=0.3))
         assert time.monotonic() - began >= 0.3
         assert sup.children == (child,)
     assert not alive(child.pid)
@@ -93,11 +89,11 @@ def test_a_child_that_exits_while_starting_fails_with_its_log_tail(tmp_path: Pat
 
 def test_not_ready_in_time_stops_everything(tmp_path: Path) -> None:
     sup = Supervisor(tmp_path)
-    sup.start(ServiceSpec("first", py("import time; time.sleep(60)"), settle_s=0.1))
+    sup.start(ServiceSpec("first", py("import signal; signal.pause()"), settle_s=0.1))
     url = f"http://127.0.0.1:{free_port()}/health"
     # Not flushed, and no PYTHONUNBUFFERED given: the supervisor makes Python children unbuffered.
     env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
-    code = "import time; print('booting'); time.sleep(60)"
+    code = "import signal; print('booting'); signal.pause()"
     with pytest.raises(ServiceError, match=r"^slow was not ready at .* within 3 s: booting"):
         sup.start(ServiceSpec("slow", py(code), ready_url=url, env=env), timeout_s=3)
     assert [c.name for c in sup.children] == ["first", "slow"]
@@ -106,7 +102,7 @@ def test_not_ready_in_time_stops_everything(tmp_path: Path) -> None:
 
 def test_a_child_dying_later_stops_the_others(tmp_path: Path) -> None:
     sup = Supervisor(tmp_path)
-    steady = sup.start(ServiceSpec("steady", py("import time; time.sleep(60)"), settle_s=0.1))
+    steady = sup.start(ServiceSpec("steady", py("import signal; signal.pause()"), settle_s=0.1))
     code = "import os, signal, time; time.sleep(0.5); print('out of memory', flush=True); os.abort()"
     sup.start(ServiceSpec("fragile", py(code), settle_s=0.1))
     began = time.monotonic()
@@ -118,13 +114,13 @@ def test_a_child_dying_later_stops_the_others(tmp_path: Path) -> None:
 
 def test_request_stop_ends_watch_and_start(tmp_path: Path) -> None:
     sup = Supervisor(tmp_path)
-    sup.start(ServiceSpec("a", py("import time; time.sleep(60)"), settle_s=0.1))
+    sup.start(ServiceSpec("a", py("import signal; signal.pause()"), settle_s=0.1))
     threading.Timer(0.3, sup.request_stop).start()
     sup.watch(poll_s=0.05)  # returns instead of raising
     # A stop requested while waiting for readiness: start returns at once with the child not ready.
     url = f"http://127.0.0.1:{free_port()}/"
     began = time.monotonic()
-    child = sup.start(ServiceSpec("b", py("import time; time.sleep(60)"), ready_url=url), timeout_s=30)
+    child = sup.start(ServiceSpec("b", py("import signal; signal.pause()"), ready_url=url), timeout_s=30)
     assert time.monotonic() - began < 5
     stopped = sup.stop()
     assert [s.name for s in stopped] == ["b", "a"]  # last started, first stopped
@@ -134,7 +130,7 @@ def test_request_stop_ends_watch_and_start(tmp_path: Path) -> None:
 def test_a_child_ignoring_sigterm_is_killed_after_the_grace_period(tmp_path: Path) -> None:
     marker = tmp_path / "ignoring"
     ignore = "signal.signal(signal.SIGTERM, signal.SIG_IGN)"
-    code = f"import os, signal, time; {ignore}; {write_pid(marker)}; time.sleep(60)"
+    code = f"import os, signal; {ignore}; {write_pid(marker)}; signal.pause()"
     sup = Supervisor(tmp_path, grace_s=0.5)
     child = sup.start(ServiceSpec("stubborn", py(code), settle_s=0.1))
     read_pid(marker)  # its handler is set
@@ -153,10 +149,10 @@ def test_grandchildren_go_with_their_group(tmp_path: Path, grandchild_ignores_si
     ignore = "signal.signal(signal.SIGTERM, signal.SIG_IGN); " if grandchild_ignores_sigterm else ""
     pid_file = tmp_path / "grandchild.pid"
     # The grandchild announces itself only once its handler is set, or the test would race its start-up.
-    grandchild = f"import os, signal, time; {ignore}{write_pid(pid_file)}; time.sleep(60)"
+    grandchild = f"import os, signal; {ignore}{write_pid(pid_file)}; signal.pause()"
     code = (
-        f"import subprocess, sys, time; subprocess.Popen([sys.executable, '-c', {grandchild!r}]); "
-        "time.sleep(60)"
+        f"import signal, subprocess, sys; subprocess.Popen([sys.executable, '-c', {grandchild!r}]); "
+        "signal.pause()"
     )
     sup = Supervisor(tmp_path / "logs", grace_s=0.5)
     child = sup.start(ServiceSpec("parent", py(code), settle_s=0.1))
@@ -183,7 +179,7 @@ def test_log_tail_reads_only_this_run(tmp_path: Path) -> None:
 def test_logs_are_appended_per_service(tmp_path: Path) -> None:
     for word in ("first", "second"):
         marker = tmp_path / f"{word}.done"
-        code = f"import os, time; print({word!r}); {write_pid(marker)}; time.sleep(60)"
+        code = f"import os, signal; print({word!r}); {write_pid(marker)}; signal.pause()"
         with Supervisor(tmp_path) as sup:
             sup.start(ServiceSpec("My Service", py(code), settle_s=0.1))
             read_pid(marker)
@@ -217,13 +213,13 @@ def test_instance_lock_is_released_when_its_holder_is_killed(tmp_path: Path) -> 
     path = tmp_path / "up.lock"
     ready = tmp_path / "ready"
     code = (
-        "import os, subprocess, sys, time\nfrom pathlib import Path\n"
+        "import os, signal, subprocess, sys\nfrom pathlib import Path\n"
         "from driftloop.runtime.processes import InstanceLock\n"
         f"lock = InstanceLock(Path({str(path)!r})); lock.acquire(); lock.update({{'x': 'http://x'}})\n"
-        "kid = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'])\n"
+        "kid = subprocess.Popen([sys.executable, '-c', 'import signal; signal.pause()'])\n"
         f"Path({str(ready)!r} + '.tmp').write_text(str(kid.pid))\n"
         f"os.replace({str(ready)!r} + '.tmp', {str(ready)!r})\n"
-        "time.sleep(60)\n"
+        "signal.pause()\n"
     )
     holder = subprocess.Popen([PY, "-c", code])
     try:

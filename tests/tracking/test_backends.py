@@ -30,6 +30,8 @@ def _s3_toml(s3: S3Settings, bucket: str) -> str:
     )
 
 
+# slow: a whole pipeline run with every artifact through moto S3 (89 s under load)
+@pytest.mark.slow
 def test_pipeline_on_s3_keeps_model_artifacts_in_the_bucket(
     cli, tmp_path: Path, s3_settings: S3Settings, s3_bucket: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -26,9 +26,21 @@ def test_a_non_plant_csv_trains_registers_and_serves_through_pyfunc(
 ) -> None:
     data = churn_csv(tmp_path / "churn.csv")
     result = cli(
-        "train", "--data", str(data), "--target", "churned", "--id", "customer", "--register",
-        "--set", "max_epochs=40", "--set", "learning_rate=0.01", "--set", "batch_size=64",
-    )  # fmt: skip
+        "train",
+        "--data",
+        str(data),
+        "--target",
+        "churned",
+        "--id",
+        "customer",
+        "--register",
+        "--set",
+        "max_epochs=40",
+        "--set",
+        "learning_rate=0.01",
+        "--set",
+        "batch_size=64",
+    )
     assert result.code == 0, result.err
     assert f"registered {tracked}/1 (stage None)" in result.out
     client = MlflowClient(mlflow_server.url)
@@ -61,9 +73,20 @@ def test_regression_on_a_csv(cli, tracked: str, tmp_path: Path, mlflow_server: M
     frame["load"] = 3 * frame["a"] - frame["b"] + np.where(frame["kind"] == "x", 2.0, 0.0)
     frame.to_csv(tmp_path / "load.csv", index=False)
     result = cli(
-        "train", "--data", "load.csv", "--target", "load", "--task", "regression",
-        "--set", "max_epochs=60", "--set", "learning_rate=0.01", "--set", "batch_size=64",
-    )  # fmt: skip
+        "train",
+        "--data",
+        "load.csv",
+        "--target",
+        "load",
+        "--task",
+        "regression",
+        "--set",
+        "max_epochs=60",
+        "--set",
+        "learning_rate=0.01",
+        "--set",
+        "batch_size=64",
+    )
     assert result.code == 0, result.err
     assert "rmse" in result.out
     run_id = result.out.split("MLflow run ", 1)[1].split()[0]
@@ -123,6 +146,8 @@ def test_bad_input_is_one_readable_line(  # noqa: PLR0917 — fixtures plus para
     assert lines[0].isprintable()
 
 
+# slow: trains every point of the grid (76 s under load)
+@pytest.mark.slow
 def test_experiment_grid_runs_children_under_one_parent_and_reports_the_best(
     cli, tracked: str, tmp_path: Path, mlflow_server: MlflowServer
 ) -> None:
@@ -145,8 +170,11 @@ def test_experiment_grid_runs_children_under_one_parent_and_reports_the_best(
     children = client.search_runs([parent.info.experiment_id], f"tags.mlflow.parentRunId = '{parent_id}'")
     assert len(children) == 4
     assert {(c.data.params["hidden"], c.data.params["learning_rate"]) for c in children} == {
-        ("[8]", "0.001"), ("[8]", "0.01"), ("[16, 8]", "0.001"), ("[16, 8]", "0.01"),
-    }  # fmt: skip
+        ("[8]", "0.001"),
+        ("[8]", "0.01"),
+        ("[16, 8]", "0.001"),
+        ("[16, 8]", "0.01"),
+    }
     best = max(children, key=lambda c: c.data.metrics["val_best_score"])
     assert best.info.run_id[:12] in next(line for line in result.out.splitlines() if "★" in line)
     assert "best (on validation)" in result.out

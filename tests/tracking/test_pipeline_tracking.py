@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -16,11 +15,12 @@ import torch
 from mlflow.tracking import MlflowClient
 
 from driftloop.settings import load_settings
-from tests.tracking.conftest import TRAINING
-from tests.workspace import make_workspace
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from tests.conftest import MlflowServer
+    from tests.plant import Plant
 
 
 def _artifact_json(client: MlflowClient, run_id: str, path: str, tmp_path: Path) -> Any:
@@ -28,34 +28,19 @@ def _artifact_json(client: MlflowClient, run_id: str, path: str, tmp_path: Path)
     return json.loads(Path(local).read_text())
 
 
-@dataclass(frozen=True)
-class Pipelined:
-    directory: Path
-    name: str
-    run_id: str
-
-
-@pytest.fixture(scope="module")
-def pipelined(mlflow_server: MlflowServer, tmp_path_factory: pytest.TempPathFactory) -> Pipelined:
-    """Simulate and run the whole pipeline once for this module (real processes, as a user would)."""
-    ws = make_workspace(tmp_path_factory.mktemp("pipeline"), mlflow_server, TRAINING)
-    ws.ok("simulate", "--start", "2026-01-01", "--days", "4", "--rows-per-day", "2500", "--seed", "2")
-    out = ws.ok("pipeline", "run", "--as-of", "2026-01-10")
-    assert f"model={ws.name}/1" in out
-    return Pipelined(ws.directory, ws.name, out.split("pipeline run ", 1)[1].split()[0])
-
-
 @pytest.fixture
-def pipeline_model(pipelined: Pipelined, monkeypatch: pytest.MonkeyPatch) -> tuple[str, str]:
-    """(model name, pipeline run id), with the working directory set to the pipeline's."""
-    monkeypatch.chdir(pipelined.directory)
-    return pipelined.name, pipelined.run_id
+def pipeline_model(plant_copy: Callable[..., Plant], monkeypatch: pytest.MonkeyPatch) -> tuple[str, str]:
+    """(model name, pipeline run id) of a private copy of the session's trained plant (tests.plant),
+    with the working directory set to the copy's."""
+    plant = plant_copy()
+    monkeypatch.chdir(plant.directory)
+    return plant.name, plant.pipeline_run
 
 
 def test_pipeline_registers_a_version_with_everything_tracked(
-    pipeline_model: tuple[str, str], mlflow_server: MlflowServer, tmp_path: Path
+    trained_plant: Plant, mlflow_server: MlflowServer, tmp_path: Path
 ) -> None:
-    name, pipeline_run = pipeline_model
+    name, pipeline_run = trained_plant.name, trained_plant.pipeline_run
     client = MlflowClient(mlflow_server.url)
     version = client.get_model_version(name, "1")
     # Seed 19: a new version with no stage, tagged with its lineage; never the deprecated stage API.
@@ -69,7 +54,7 @@ def test_pipeline_registers_a_version_with_everything_tracked(
     for key in ("driftloop.git.commit", "driftloop.git.dirty", "driftloop.data_window", "driftloop.version"):
         assert key in tags
     assert tags["driftloop.feature_version"] == feature_version
-    assert params["max_epochs"] == "4"
+    assert params["max_epochs"] == "30"  # tests.plant.TRAINING
     assert params["model_factory"] == "driftloop.training.model:mlp"
     assert 0.5 < metrics["holdout_roc_auc"] <= 1.0
     for key in ("holdout_pr_auc", "holdout_f1", "holdout_brier", "holdout_precision", "holdout_recall"):
@@ -80,10 +65,17 @@ def test_pipeline_registers_a_version_with_everything_tracked(
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
     artifacts |= {a.path for d in ("plots", "evaluation") for a in client.list_artifacts(run.info.run_id, d)}
     for path in (
-        "model.pth", "transform.json", "reference_profile.json", "training_config.json",
-        "plots/roc.png", "plots/pr.png", "plots/calibration.png",
-        "evaluation/metrics.json", "evaluation/confusion_matrix.json", "evaluation/calibration.json",
-    ):  # fmt: skip
+        "model.pth",
+        "transform.json",
+        "reference_profile.json",
+        "training_config.json",
+        "plots/roc.png",
+        "plots/pr.png",
+        "plots/calibration.png",
+        "evaluation/metrics.json",
+        "evaluation/confusion_matrix.json",
+        "evaluation/calibration.json",
+    ):
         assert path in artifacts, path
     # The dataset is logged as an MLflow input.
     assert run.inputs.dataset_inputs
