@@ -33,7 +33,7 @@ typecheck: $(STAMP)
 # runs those. Both on WORKERS pytest-xdist processes; --dist loadscope keeps each module on one worker,
 # so a module's fixtures are built once, and each worker builds its own session fixtures (servers, plant).
 WORKERS ?= 2
-PYTEST := $(BIN)/pytest -n $(WORKERS) --dist loadscope
+PYTEST := $(BIN)/pytest -n $(WORKERS) --dist loadscope --durations=25
 
 unit: $(STAMP)
 	$(PYTEST) -m "not slow"

@@ -96,10 +96,12 @@ def write(path: Path, rows: int, *, seed: int, drifted: bool, chunk_rows: int = 
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    schema = pa.schema([
-        *(pa.field(name, pa.float64()) for name in NUMERIC),
-        *(pa.field(name, pa.string()) for name in CATEGORICAL),
-    ])  # fmt: skip
+    schema = pa.schema(
+        [
+            *(pa.field(name, pa.float64()) for name in NUMERIC),
+            *(pa.field(name, pa.string()) for name in CATEGORICAL),
+        ]
+    )
     with pq.ParquetWriter(path, schema) as writer:
         for index, start in enumerate(range(0, rows, chunk_rows)):
             rng = np.random.default_rng([seed, index])

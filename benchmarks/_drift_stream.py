@@ -97,15 +97,19 @@ def main() -> None:
     start = time.perf_counter()
     results, verdict, rows = monitor(profile, args.current, cfg, watch)
     seconds = time.perf_counter() - start
-    print(json.dumps({
-        "rows": rows,
-        "seconds": seconds,
-        "peak_rss_mb": peak_rss_mb(),
-        "rss_before_mb": before,
-        "peak_rss_first_million_mb": early[0] if early else None,
-        "drifted": [r.name for r in results if r.drifted],
-        "dataset_drifted": verdict.drifted,
-    }))  # fmt: skip
+    print(
+        json.dumps(
+            {
+                "rows": rows,
+                "seconds": seconds,
+                "peak_rss_mb": peak_rss_mb(),
+                "rss_before_mb": before,
+                "peak_rss_first_million_mb": early[0] if early else None,
+                "drifted": [r.name for r in results if r.drifted],
+                "dataset_drifted": verdict.drifted,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -111,12 +111,17 @@ async def run(
     usage = resource.getrusage(resource.RUSAGE_SELF)
     lat = np.array(tally.latencies) * 1000 if tally.latencies else np.array([float("nan")])
     return {
-        "connections": connections, "requests": len(tally.latencies), "non_2xx": tally.non_2xx,
-        "errors": tally.errors, "statuses": {str(k): v for k, v in sorted(tally.statuses.items())},
-        "rps": len(tally.latencies) / duration, "p50_ms": float(np.percentile(lat, 50)),
-        "p99_ms": float(np.percentile(lat, 99)), "max_ms": float(lat.max()),
+        "connections": connections,
+        "requests": len(tally.latencies),
+        "non_2xx": tally.non_2xx,
+        "errors": tally.errors,
+        "statuses": {str(k): v for k, v in sorted(tally.statuses.items())},
+        "rps": len(tally.latencies) / duration,
+        "p50_ms": float(np.percentile(lat, 50)),
+        "p99_ms": float(np.percentile(lat, 99)),
+        "max_ms": float(lat.max()),
         "client_cpu_s": usage.ru_utime + usage.ru_stime,
-    }  # fmt: skip
+    }
 
 
 def main() -> None:
@@ -131,9 +136,14 @@ def main() -> None:
     args = parser.parse_args()
     bodies = [json.dumps(b, separators=(",", ":")).encode() for b in json.loads(args.bodies.read_text())]
     coro = run(
-        host=args.host, port=args.port, path=args.path, bodies=bodies, connections=args.connections,
-        warmup=args.warmup, duration=args.duration,
-    )  # fmt: skip
+        host=args.host,
+        port=args.port,
+        path=args.path,
+        bodies=bodies,
+        connections=args.connections,
+        warmup=args.warmup,
+        duration=args.duration,
+    )
     # No collector pauses in the client: they would show up as the server's latency (wrk has none).
     # A run allocates little that only the cycle collector could free, so memory stays bounded.
     gc.collect()

@@ -150,8 +150,11 @@ def run(root: Path) -> bool:
     home.mkdir()
     pg = Postgres(root)
     s3_port, mlflow_port = free_port(), free_port()
-    s3 = Service([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(s3_port)],
-                 f"http://127.0.0.1:{s3_port}/moto-api/", root / "moto.log")  # fmt: skip
+    s3 = Service(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(s3_port)],
+        f"http://127.0.0.1:{s3_port}/moto-api/",
+        root / "moto.log",
+    )
     server = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(mlflow_port)]
     backend = ["--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}", "--workers", "1"]
     artifacts = ["--artifacts-destination", str(root / "artifacts")]
@@ -165,16 +168,27 @@ def run(root: Path) -> bool:
             part.start()
             started.append(part)
         s3_url = f"http://127.0.0.1:{s3_port}"
-        boto3.client("s3", endpoint_url=s3_url, region_name="us-east-1", aws_access_key_id="chaos",
-                     aws_secret_access_key="chaos").create_bucket(Bucket=BUCKET)  # fmt: skip
-        os.environ.update(plan.environment(home) | {
-            "DRIFTLOOP_STORAGE__ROOT": f"s3://{BUCKET}/root", "DRIFTLOOP_STORAGE__S3__ENDPOINT_URL": s3_url,
-            "DRIFTLOOP_STORAGE__S3__ACCESS_KEY_ID": "chaos",
-            "DRIFTLOOP_STORAGE__S3__SECRET_ACCESS_KEY": "chaos",
-            "DRIFTLOOP_STORAGE__S3__CONNECT_TIMEOUT_S": "2", "DRIFTLOOP_STORAGE__S3__READ_TIMEOUT_S": "5",
-            "DRIFTLOOP_DATABASE__URL": pg.url, "DRIFTLOOP_TRACKING__URI": f"http://127.0.0.1:{mlflow_port}",
-            "MLFLOW_DISABLE_TELEMETRY": "true",
-        })  # fmt: skip
+        boto3.client(
+            "s3",
+            endpoint_url=s3_url,
+            region_name="us-east-1",
+            aws_access_key_id="chaos",
+            aws_secret_access_key="chaos",
+        ).create_bucket(Bucket=BUCKET)
+        os.environ.update(
+            plan.environment(home)
+            | {
+                "DRIFTLOOP_STORAGE__ROOT": f"s3://{BUCKET}/root",
+                "DRIFTLOOP_STORAGE__S3__ENDPOINT_URL": s3_url,
+                "DRIFTLOOP_STORAGE__S3__ACCESS_KEY_ID": "chaos",
+                "DRIFTLOOP_STORAGE__S3__SECRET_ACCESS_KEY": "chaos",
+                "DRIFTLOOP_STORAGE__S3__CONNECT_TIMEOUT_S": "2",
+                "DRIFTLOOP_STORAGE__S3__READ_TIMEOUT_S": "5",
+                "DRIFTLOOP_DATABASE__URL": pg.url,
+                "DRIFTLOOP_TRACKING__URI": f"http://127.0.0.1:{mlflow_port}",
+                "MLFLOW_DISABLE_TELEMETRY": "true",
+            }
+        )
         return _story(plan, home, Parts(pg, s3, mlflow))
     finally:
         for part in reversed(started):
@@ -364,10 +378,16 @@ def _figures(
     promoted = next((d for d, e in tally.events if e["kind"] == "promoted"), None)
     ledger = Ledger(db)
     triggers = ledger.triggers(name, limit=1000)
-    stuck = [f"trigger {t.id} {t.state} held by {t.holder}" for t in triggers
-             if t.state in ACTIVE and (t.state == "training" or t.holder)]  # fmt: skip
-    stuck += [f"pipeline run {r.id} {r.status}" for r in records.list_runs(db, limit=1000)
-              if r.status in (RunStatus.RUNNING, RunStatus.PENDING)]  # fmt: skip
+    stuck = [
+        f"trigger {t.id} {t.state} held by {t.holder}"
+        for t in triggers
+        if t.state in ACTIVE and (t.state == "training" or t.holder)
+    ]
+    stuck += [
+        f"pipeline run {r.id} {r.status}"
+        for r in records.list_runs(db, limit=1000)
+        if r.status in (RunStatus.RUNNING, RunStatus.PENDING)
+    ]
     with db.session() as session:
         leases = session.scalars(sa.select(RegistryLockRow)).all()
         stuck += [f"registry lease {row.model}: intent left" for row in leases if row.intent]
@@ -375,12 +395,15 @@ def _figures(
     # The retrained version is good: a rollback of it (by a poisoned label batch, say) is a false one.
     rollbacks = [f"{d}: {e['message'][:140]}" for d, e in tally.events if e["kind"] == "rollback"]
     return {
-        "recovery_days": (promoted - onset).days if promoted else None, "promoted": promoted,
-        "failed": tally.failed, "lost": sorted(tally.acknowledged - stored),
+        "recovery_days": (promoted - onset).days if promoted else None,
+        "promoted": promoted,
+        "failed": tally.failed,
+        "lost": sorted(tally.acknowledged - stored),
         "acknowledged": len(tally.acknowledged),
-        "stuck": stuck, "false_retrainings": [f"trigger {t.id}: {t.reason[:120]}" for t in after],
+        "stuck": stuck,
+        "false_retrainings": [f"trigger {t.id}: {t.reason[:120]}" for t in after],
         "false_rollbacks": rollbacks,
-    }  # fmt: skip
+    }
 
 
 def _report(figures: dict[str, Any], tally: Tally) -> bool:

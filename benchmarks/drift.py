@@ -51,8 +51,10 @@ def evidently_python() -> Path:
     for step in (["pip>=26"], EVIDENTLY_REQUIREMENTS[1:]):
         done = subprocess.run(
             [str(python), "-m", "pip", "install", "--quiet", "--upgrade", *step],
-            capture_output=True, text=True, check=False,
-        )  # fmt: skip
+            capture_output=True,
+            text=True,
+            check=False,
+        )
         if done.returncode:
             sys.stderr.write(done.stdout + done.stderr)
             raise SystemExit(f"pip install {' '.join(step)} failed in {EVIDENTLY_VENV}")
@@ -65,8 +67,11 @@ def run_evidently(reference: Path, current: Path) -> dict[str, Any]:
     start = time.perf_counter()
     done = subprocess.run(
         [str(python), str(HERE / "_drift_evidently.py"), str(reference), str(current)],
-        capture_output=True, text=True, check=False, cwd=HERE,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=HERE,
+    )
     if done.returncode:
         sys.stderr.write(done.stderr)
         raise SystemExit(f"Evidently failed (exit {done.returncode})")
@@ -114,8 +119,10 @@ def one_million(root: Path, rows: int, cfg: MonitoringSettings) -> Path:
     start = time.perf_counter()
     write(reference, rows, seed=1, drifted=False)
     write(current, rows, seed=2, drifted=True)
-    print(f"data: {rows:,} rows × {len(NUMERIC)} numeric + {len(CATEGORICAL)} categorical columns, "
-          f"reference + current written to Parquet in {time.perf_counter() - start:.1f} s")  # fmt: skip
+    print(
+        f"data: {rows:,} rows × {len(NUMERIC)} numeric + {len(CATEGORICAL)} categorical columns, "
+        f"reference + current written to Parquet in {time.perf_counter() - start:.1f} s"
+    )
 
     print("Evidently: running DataDriftPreset in its own venv …", flush=True)
     evidently = run_evidently(reference, current)
@@ -138,9 +145,11 @@ def one_million(root: Path, rows: int, cfg: MonitoringSettings) -> Path:
         f"\nverdicts agree on {agree}/{total} columns ({'PASS' if agree == total else 'MISS'}); "
         f"driftloop matches the planted shifts on {expected}/{total}"
     )
-    print(f"dataset drift: Evidently share {ev_dataset['share']:.3f} -> "
-          f"{'DRIFT' if ev_dataset.get('drifted') else 'no drift'}; driftloop share {verdict.share:.3f} -> "
-          f"{'DRIFT' if verdict.drifted else 'no drift'}")  # fmt: skip
+    print(
+        f"dataset drift: Evidently share {ev_dataset['share']:.3f} -> "
+        f"{'DRIFT' if ev_dataset.get('drifted') else 'no drift'}; driftloop share {verdict.share:.3f} -> "
+        f"{'DRIFT' if verdict.drifted else 'no drift'}"
+    )
 
     ev = evidently["seconds"]
     ratio = ev["report"] / ours_s
@@ -153,9 +162,11 @@ def one_million(root: Path, rows: int, cfg: MonitoringSettings) -> Path:
         f"driftloop: stream + test {ours_s:.2f} s (Parquet read in {cfg.chunk_rows:,}-row chunks included); "
         f"reference profile at training time {profile_s:.2f} s"
     )
-    print(f"speed-up vs Evidently's report: {ratio:.1f}× (target ≥ {SPEEDUP_TARGET:.0f}× with the same "
-          f"verdicts: {'PASS' if ratio >= SPEEDUP_TARGET and agree == total else 'MISS'}); "
-          f"vs its whole process: {ev['wall'] / ours_s:.1f}×")  # fmt: skip
+    print(
+        f"speed-up vs Evidently's report: {ratio:.1f}× (target ≥ {SPEEDUP_TARGET:.0f}× with the same "
+        f"verdicts: {'PASS' if ratio >= SPEEDUP_TARGET and agree == total else 'MISS'}); "
+        f"vs its whole process: {ev['wall'] / ours_s:.1f}×"
+    )
     profile_path = root / "profile.json"
     profile_path.write_text(json.dumps(profile))
     return profile_path
@@ -166,25 +177,40 @@ def ten_million(root: Path, profile: Path, rows: int, cfg: MonitoringSettings) -
     start = time.perf_counter()
     write(current, rows, seed=3, drifted=True)
     size, took = current.stat().st_size / 1e9, time.perf_counter() - start
-    print(f"\nstreaming: {rows:,}-row window written ({size:.2f} GB Parquet) in {took:.1f} s; "
-          f"monitoring it in a fresh process …", flush=True)  # fmt: skip
+    print(
+        f"\nstreaming: {rows:,}-row window written ({size:.2f} GB Parquet) in {took:.1f} s; "
+        f"monitoring it in a fresh process …",
+        flush=True,
+    )
     done = subprocess.run(
-        [sys.executable, str(HERE / "_drift_stream.py"), str(profile), str(current),
-         "--chunk-rows", str(cfg.chunk_rows)],
-        capture_output=True, text=True, check=False,
-    )  # fmt: skip
+        [
+            sys.executable,
+            str(HERE / "_drift_stream.py"),
+            str(profile),
+            str(current),
+            "--chunk-rows",
+            str(cfg.chunk_rows),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     if done.returncode:
         sys.stderr.write(done.stderr)
         raise SystemExit(f"the streaming run failed (exit {done.returncode})")
     out = json.loads(done.stdout.strip().splitlines()[-1])
     peak = out["peak_rss_mb"]
     rate = out["rows"] / out["seconds"] / 1e6
-    print(f"streamed {out['rows']:,} rows in {out['seconds']:.1f} s ({rate:.2f} M rows/s); "
-          f"drifted: {', '.join(out['drifted'])}")  # fmt: skip
+    print(
+        f"streamed {out['rows']:,} rows in {out['seconds']:.1f} s ({rate:.2f} M rows/s); "
+        f"drifted: {', '.join(out['drifted'])}"
+    )
     before, early = out["rss_before_mb"], out["peak_rss_first_million_mb"]
-    print(f"peak RSS {peak:.0f} MB (VmHWM of the monitoring process; {before:.0f} MB before the first chunk: "
-          f"interpreter, numpy/scipy/pandas/pyarrow, profile; {early:.0f} MB after the first 1M rows); "
-          f"target ≤ {RSS_TARGET_MB:.0f} MB: {'PASS' if peak <= RSS_TARGET_MB else 'MISS'}")  # fmt: skip
+    print(
+        f"peak RSS {peak:.0f} MB (VmHWM of the monitoring process; {before:.0f} MB before the first chunk: "
+        f"interpreter, numpy/scipy/pandas/pyarrow, profile; {early:.0f} MB after the first 1M rows); "
+        f"target ≤ {RSS_TARGET_MB:.0f} MB: {'PASS' if peak <= RSS_TARGET_MB else 'MISS'}"
+    )
 
 
 def main() -> None:

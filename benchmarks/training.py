@@ -49,14 +49,23 @@ def _features(root: Path, rows: int) -> modeling.TrainingData:
     store = store_for(settings)
     days = 10
     request = SimulationRequest(
-        dataset="plant", start=date(2026, 1, 1), days=days, rows_per_day=rows // days, machines=50, seed=1,
+        dataset="plant",
+        start=date(2026, 1, 1),
+        days=days,
+        rows_per_day=rows // days,
+        machines=50,
+        seed=1,
         label_delay=timedelta(0),
-    )  # fmt: skip
+    )
     simulate(request, store)
     ctx = StepContext(
-        "bench", "bench", RunParams(dataset="plant", as_of=datetime(2026, 2, 1, tzinfo=UTC)), settings, store,
+        "bench",
+        "bench",
+        RunParams(dataset="plant", as_of=datetime(2026, 2, 1, tzinfo=UTC)),
+        settings,
+        store,
         logging.getLogger("bench"),
-    )  # fmt: skip
+    )
     ingested = ingest(ctx)
     out = ingested.outputs
     validated = validate(ctx, out["raw"], out["labels"], out["manifest"])
@@ -105,16 +114,19 @@ def run(root: Path, rows: int) -> None:
     modeling.evaluate_and_log(settings, tracker, data, outcome)
     tracked_s = time.perf_counter() - t0
 
-    print(f"driftloop training benchmark — {len(data.table):,} plant rows, {x.shape[1]} features, "
-          f"{split.val_start:,} train / {split.holdout_start - split.val_start:,} validation / "
-          f"{split.rows - split.holdout_start:,} hold-out, failure rate {y.mean():.2%}")  # fmt: skip
-    print(f"model: MLP {list(cfg.hidden)}, batch {cfg.batch_size}, {cfg.optimizer} lr {cfg.learning_rate}, "
-          f"early stopping patience {cfg.patience}, {cfg.threads} torch thread(s)")  # fmt: skip
+    print(
+        f"driftloop training benchmark — {len(data.table):,} plant rows, {x.shape[1]} features, "
+        f"{split.val_start:,} train / {split.holdout_start - split.val_start:,} validation / "
+        f"{split.rows - split.holdout_start:,} hold-out, failure rate {y.mean():.2%}"
+    )
+    print(
+        f"model: MLP {list(cfg.hidden)}, batch {cfg.batch_size}, {cfg.optimizer} lr {cfg.learning_rate}, "
+        f"early stopping patience {cfg.patience}, {cfg.threads} torch thread(s)"
+    )
     print(f"{'':<44}{'seconds':>9}{'× anchor':>10}{'hold-out ROC AUC':>18}")
     print(f"{'anchor: sklearn LogisticRegression':<44}{anchor_s:>9.2f}{1.0:>10.2f}{anchor_auc:>18.4f}")
     label = f"driftloop fit ({len(result.history)} epochs, best {result.best_epoch})"
-    print(f"{label:<44}"
-          f"{fit_s:>9.2f}{fit_s / anchor_s:>10.2f}{auc:>18.4f}")  # fmt: skip
+    print(f"{label:<44}{fit_s:>9.2f}{fit_s / anchor_s:>10.2f}{auc:>18.4f}")
     print(f"{'  per epoch (mean / max)':<44}{np.mean(per_epoch):>9.3f}  max {max(per_epoch):.3f}")
     label = "driftloop train+evaluate, tracked in MLflow"
     print(f"{label:<44}{tracked_s:>9.2f}{tracked_s / anchor_s:>10.2f}")

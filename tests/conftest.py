@@ -167,6 +167,12 @@ def postgres_url() -> str:
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    yield from metadata_url(request, tmp_path)
+
+
+def metadata_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh metadata database for ``request.param`` ("sqlite" or "postgresql"), for ``db_url``
+    fixtures (tests/registry overrides it to put its slow PostgreSQL variants in the slow lane)."""
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'meta.db'}"
         return

@@ -38,8 +38,9 @@ def production(
     return ws
 
 
-def _capture(ws: Workspace) -> None:
-    """The service's prediction records for DAY's raw rows, through the capture store."""
+def _capture(ws: Workspace, *, compact: bool = True) -> None:
+    """The service's prediction records for DAY's raw rows, through the capture store (``compact``:
+    into Parquet; else shipped and left landed)."""
     settings = load_settings(ws.directory / "driftloop.toml")
     store = store_for(settings)
     keys = [i.key for i in store.list(f"raw/plant/date={DAY}/") if i.key.endswith(".csv")]
@@ -67,9 +68,9 @@ def _capture(ws: Workspace) -> None:
                     "endpoint": "/v1/predict",
                 }
             )
-        assert capture.flush(60)
+        assert capture.flush(60, compact=compact)
     finally:
-        capture.close()
+        capture.close(compact=compact)
 
 
 def _plain(value: Any) -> Any:
@@ -118,6 +119,18 @@ def test_monitor_records_the_decision_and_writes_the_reports(production: Workspa
     assert f"#{row.id}" in history
     assert row.decision in history
     assert row.report_uri in history
+
+
+def test_monitor_says_when_shipped_captures_wait_for_compaction(plant_copy: Callable[..., Plant]) -> None:
+    ws = plant_copy(production=True)
+    _capture(ws, compact=False)
+    window = ("monitor", "--from", DAY, "--to", "2026-01-07", "--as-of", "2026-01-10")
+    refused = ws.run(*window)
+    assert refused.returncode == 1
+    assert "no captured predictions in the window" in refused.stderr
+    assert "run `driftloop capture compact`, then monitor again" in refused.stderr
+    ws.ok("capture", "compact")
+    assert "torque_nm" in ws.ok(*window)
 
 
 @pytest.mark.parametrize(

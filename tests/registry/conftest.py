@@ -6,9 +6,13 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from tests.conftest import metadata_url
 from tests.workspace import Workspace, make_workspace
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from pathlib import Path
+
     from tests.conftest import MlflowServer
 
 TRAINING = "[training]\nmax_epochs = 30\nhidden = [32]\nlearning_rate = 0.005\n"
@@ -27,3 +31,10 @@ def plant(mlflow_server: MlflowServer, tmp_path_factory: pytest.TempPathFactory)
     p.ok("pipeline", "run", "--from", "2026-01-01", "--to", "2026-01-05", "--as-of", "2026-01-12")
     p.ok("pipeline", "run", "--from", "2026-01-01", "--to", "2026-01-07", "--as-of", "2026-01-12")
     return p
+
+
+# Kill -9 and race scenarios are 20-50 s each: SQLite's run in the fast lane, PostgreSQL's in the slow
+# lane (docs/testing.md), which .ci/run runs too.
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=[pytest.mark.postgres, pytest.mark.slow])])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    yield from metadata_url(request, tmp_path)

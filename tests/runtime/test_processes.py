@@ -268,7 +268,8 @@ def test_children_of_a_killed_supervisor_stop_and_the_next_holder_reaps_any_left
         lock = InstanceLock(path)
         lock.acquire()
         assert reap_leftovers(lock.previous, grace_s=0.5) == [obstinate]
-        assert not alive(obstinate)
+        # Its command line is gone once the kernel tears it down; the exit itself may lag under load.
+        wait_for(lambda: not alive(obstinate), timeout=10, what="the stubborn child to be gone")
         assert reap_leftovers(lock.previous) == []  # gone: nothing to do, and a reused pid is never hit
         lock.release()
     finally:

@@ -49,11 +49,15 @@ def ids(store: ObjectStore) -> list[str]:
 
 def land_records(store: ObjectStore, wal: Path, records: list[dict[str, Any]]) -> int:
     """``records`` through a capture store that never compacts: shipped, landed, not in Parquet."""
-    with CaptureStore(store, wal, settings()) as capture:
+    capture = CaptureStore(store, wal, settings())
+    capture.start()
+    try:
         for record in records:
             capture.append(record)
         assert capture.flush(30, compact=False)
         stats = capture.stats()
+    finally:
+        capture.close(compact=False)
     assert stats["shipped_records"] == len(records)
     assert stats["compacted_segments"] == 0
     assert len(landed(store)) == stats["landed_segments"] >= 1
@@ -159,6 +163,18 @@ def test_under_traffic_that_never_pauses_a_landed_segment_is_compacted_within_th
         assert capture.flush(30)
     assert ids(store) == sorted(r["prediction_id"] for r in appended)
     assert landed(store) == []
+
+
+def test_a_clean_close_compacts_what_landed_so_monitoring_sees_the_last_records(tmp_path: Path) -> None:
+    store = open_store(str(tmp_path / "store"))
+    records = [prediction(i) for i in range(5)]
+    # Never on idleness, no delay bound: only the close compacts.
+    with CaptureStore(store, tmp_path / "wal", settings(compact_max_delay_s=0)) as capture:
+        for record in records:
+            capture.append(record)
+    assert landed(store) == []
+    start, end = datetime(2000, 1, 1, tzinfo=UTC), datetime(2100, 1, 1, tzinfo=UTC)
+    assert partition_keys(store, "captures/model=plant", start, end)
 
 
 def test_an_object_that_is_not_a_segment_is_quarantined_with_its_reason(tmp_path: Path) -> None:

@@ -17,14 +17,14 @@ import pytest
 from driftloop.settings import load_settings
 from driftloop.storage import store_for
 from tests.conftest import free_port, wait_for
-from tests.registry.conftest import POLICY, TRAINING
+from tests.plant import Plant, copy_plant
 from tests.serving.fakes import plant_rows
-from tests.workspace import Workspace, make_workspace
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
 
     from tests.conftest import MlflowServer
+    from tests.workspace import Workspace
 
 
 class Server:
@@ -83,18 +83,14 @@ class Server:
 
 
 @pytest.fixture(scope="module")
-def production(mlflow_server: MlflowServer, tmp_path_factory: pytest.TempPathFactory) -> Workspace:
-    """A clean checkout whose model has version 1 in Production."""
-    serving = "[serving]\npoll_interval_s = 0.5\n"
-    ws = make_workspace(
-        tmp_path_factory.mktemp("serve"), mlflow_server, TRAINING + POLICY + serving, git=True
+def production(
+    trained_plant: Plant, mlflow_server: MlflowServer, tmp_path_factory: pytest.TempPathFactory
+) -> Workspace:
+    """A clean checkout whose model has version 1 in Production: a copy of the session's trained plant."""
+    directory = tmp_path_factory.mktemp("serve") / "plant"
+    return copy_plant(
+        trained_plant, directory, mlflow_server, "[serving]\npoll_interval_s = 0.5\n", production=True
     )
-    ws.ok("simulate", "--start", "2026-01-01", "--days", "6", "--rows-per-day", "2000", "--seed", "5")
-    ws.ok("pipeline", "run", "--as-of", "2026-01-10")
-    ws.ok("promote", ws.name, "1", "--to", "staging")
-    ws.ok("approve", ws.name, "1", "--by", "t", "--comment", "t")
-    ws.ok("promote", ws.name, "1", "--to", "production")
-    return ws
 
 
 @pytest.fixture

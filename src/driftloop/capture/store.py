@@ -191,10 +191,13 @@ class CaptureStore:
             self._buffer.wait_shrink(left)
         return not compact or self._compactor.compact_now(max(deadline - time.monotonic(), 0.0))
 
-    def close(self, timeout: float = 10.0) -> None:
-        """Refuse new appends, ship what can be shipped within ``timeout``, stop the threads.
+    def close(self, timeout: float = 10.0, *, compact: bool = True) -> None:
+        """Refuse new appends, ship what can be shipped and (``compact``) compact what landed within
+        ``timeout``, stop the threads.
 
-        Whatever is not shipped stays in the WAL for the next :meth:`start`; nothing is deleted.
+        Compacting at a clean stop is what lets a `driftloop monitor` right after it see the service's
+        last records (monitoring reads Parquet only, decision 0050). Whatever is not shipped stays in
+        the WAL for the next :meth:`start`, whatever is not compacted stays landed; nothing is deleted.
         """
         with self._lifecycle_lock:
             if self._state != "running":
@@ -202,7 +205,7 @@ class CaptureStore:
                 return
             self._state = "closing"
         deadline = time.monotonic() + timeout
-        self.flush(timeout, compact=False)  # compaction can wait for the next start or the command
+        self.flush(timeout, compact=compact)
         self._durability.stop()  # accepted records still get their write and sync
         self._writer.close()
         compactor_done = self._compactor.stop(max(deadline - time.monotonic(), 1.0))

@@ -23,9 +23,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from driftloop.capture.landing import LANDING
 from driftloop.core.labels import TASK_TAG, LabelSpec
 from driftloop.core.transform import NumericInput, Transform
-from driftloop.errors import DriftloopError, NotFoundError, UsageError
+from driftloop.errors import DataError, DriftloopError, NotFoundError, UsageError
 from driftloop.monitoring.assess import assess
 from driftloop.monitoring.history import decision_history, record_decision
 from driftloop.monitoring.labels import read_label_book
@@ -39,6 +40,8 @@ from driftloop.tracking import Tracker
 from driftloop.tracking.tracker import read_json
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from driftloop.core.models import ModelVersion
     from driftloop.monitoring.assess import Assessment
     from driftloop.monitoring.history import MonitorDecision
@@ -123,17 +126,18 @@ def monitor_once(
     )
     chunks = iter_captures(store, model=name, start=start, end=end, chunk_rows=cfg.chunk_rows, fields=columns)
     refused = count_rejections(store, model=name, start=start, end=end)  # the service's 422s
-    assessment = assess(
-        profile,
-        chunks,
-        schema=columns,
-        cfg=cfg,
-        labels=labels,
-        evaluation=evaluation,
-        invalid_requests=refused,
-        levels={c.name: c.levels for c in transform.categorical},
-        label_spec=spec,
-    )
+    with _compaction_hint(store):
+        assessment = assess(
+            profile,
+            chunks,
+            schema=columns,
+            cfg=cfg,
+            labels=labels,
+            evaluation=evaluation,
+            invalid_requests=refused,
+            levels={c.name: c.levels for c in transform.categorical},
+            label_spec=spec,
+        )
 
     labelled = len(labels.merged())
     created = datetime.now(UTC)
@@ -284,3 +288,18 @@ def _finite(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [_finite(v) for v in value]
     return value
+
+
+@contextlib.contextmanager
+def _compaction_hint(store: ObjectStore) -> Iterator[None]:
+    """The window reads Parquet only (decision 0050): a data error names shipped segments not in it yet."""
+    try:
+        yield
+    except DataError as exc:
+        waiting = sum(1 for _ in store.list(LANDING))
+        if not waiting:
+            raise
+        raise DataError(
+            f"{exc}; {waiting} shipped capture segment(s) are not compacted yet: "
+            "run `driftloop capture compact`, then monitor again"
+        ) from exc
