@@ -61,17 +61,20 @@ def durability_for(cfg: CaptureSettings, writer: WalWriter, buffer: Buffer) -> D
     return WriteThenSync(writer, cfg.sync_interval_ms / 1000)
 
 
-class WriteThenSync:
-    """ "process" durability: written by the caller, synced by a thread soon after."""
+class _WalThread:
+    """What both strategies' threads share: one lock and its wake-up condition, the seal and stop
+    requests, and why the thread broke. A subclass runs :meth:`_rounds` and guards its own state with
+    the same lock."""
 
-    def __init__(self, writer: WalWriter, interval: float) -> None:
+    _what = "thread"  # for the broken message
+
+    def __init__(self, writer: WalWriter, name: str) -> None:
         self._writer = writer
-        self._interval = interval
-        self._sync_lock = threading.Lock()  # guards the three flags below
-        self._due = threading.Condition(self._sync_lock)  # something to sync or seal, or stop
-        self._unsynced = self._seal_requested = self._stopping = False
-        self._thread = threading.Thread(target=self._run, name="capture-sync", daemon=True)
+        self._lock = threading.Lock()  # guards the flags here and the subclass's state
+        self._wake = threading.Condition(self._lock)  # work queued, a seal or a stop asked
+        self._seal_requested = self._stopping = False
         self._broken: str | None = None
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
 
     @property
     def broken(self) -> str | None:
@@ -80,128 +83,126 @@ class WriteThenSync:
     def start(self) -> None:
         self._thread.start()
 
-    def submit(self, frame: bytes, waiter: Waiter | None) -> None:
-        # Written into the kernel's page cache here, before the caller acknowledges anything.
-        self._writer.write(frame, sync=False)
-        with self._sync_lock:
-            if not self._unsynced:
-                self._unsynced = True
-                self._due.notify()
-        if waiter is not None:
-            settle([waiter], None)
-
     def request_seal(self) -> None:
-        with self._sync_lock:
+        with self._lock:
             self._seal_requested = True
-            self._due.notify()
+            self._wake.notify()
 
     def stop(self) -> None:
-        with self._sync_lock:
+        with self._lock:
             self._stopping = True
-            self._due.notify()
+            self._wake.notify()
         self._thread.join()
 
     def _run(self) -> None:
         try:
-            self._sync_until_stopped()
+            self._rounds()
         except BaseException as exc:  # a bug: refuse new records rather than leave them unsynced
-            log.exception("capture sync thread stopped")
-            self._broken = f"the WAL sync thread stopped: {exc!r}"
+            log.exception("%s stopped", self._thread.name)
+            with self._lock:
+                self._broken = f"the WAL {self._what} stopped: {exc!r}"
+            self._crashed()
 
-    def _sync_until_stopped(self) -> None:
-        writer = self._writer
+    def _idle(self, pending: bool) -> bool:
+        """Under the lock: nothing to do until woken (or the segment's rotation is due)."""
+        return not (pending or self._seal_requested or self._stopping or self._writer.rotation_due())
+
+    def _seal_or_stop(self, seal: bool, stop: bool) -> bool:
+        """After a round: seal when asked or due; True once the thread should end."""
+        if seal or self._writer.rotation_due():
+            self._writer.seal()
+        return stop
+
+    def _rounds(self) -> None:
+        raise NotImplementedError
+
+    def _crashed(self) -> None:
+        """After the thread broke: release whatever still waits on it."""
+
+
+class WriteThenSync(_WalThread):
+    """ "process" durability: written by the caller, synced by a thread soon after."""
+
+    _what = "sync thread"
+
+    def __init__(self, writer: WalWriter, interval: float) -> None:
+        super().__init__(writer, "capture-sync")
+        self._interval = interval
+        self._unsynced = False  # written since the last sync
+
+    def submit(self, frame: bytes, waiter: Waiter | None) -> None:
+        # Written into the kernel's page cache here, before the caller acknowledges anything.
+        self._writer.write(frame, sync=False)
+        with self._lock:
+            if not self._unsynced:
+                self._unsynced = True
+                self._wake.notify()
+        if waiter is not None:
+            settle([waiter], None)
+
+    def _rounds(self) -> None:
         while True:
-            with self._sync_lock:
-                while not (self._unsynced or self._seal_requested or self._stopping or writer.rotation_due()):
-                    self._due.wait(writer.rotation_wait())
+            with self._lock:
+                while self._idle(self._unsynced):
+                    self._wake.wait(self._writer.rotation_wait())
                 if self._unsynced and not (self._seal_requested or self._stopping):
-                    self._due.wait(self._interval)  # let writes gather, then one sync for all of them
+                    self._wake.wait(self._interval)  # let writes gather, then one sync for all of them
                 seal, stop = self._seal_requested, self._stopping
                 self._unsynced = self._seal_requested = False
-            writer.sync()
-            if seal or writer.rotation_due():
-                writer.seal()
-            if stop:
+            self._writer.sync()
+            if self._seal_or_stop(seal, stop):
                 return
 
 
-class GroupCommit:
+class GroupCommit(_WalThread):
     """ "fsync" durability: queued frames written and fdatasynced as one group by a thread."""
 
+    _what = "writer"
+
     def __init__(self, writer: WalWriter, buffer: Buffer, window: float) -> None:
-        self._writer = writer
+        super().__init__(writer, "capture-writer")
         self._buffer = buffer
         self._window = window  # capture.group_commit_ms: hold a group open this long for more
-        self._queue_lock = threading.Lock()  # guards the queue and the flags
-        self._queued = threading.Condition(self._queue_lock)  # frames queued, seal or stop asked
         self._queue: list[tuple[bytes, Waiter]] = []
         self._first_queued = 0.0  # monotonic
-        self._seal_requested = self._stopping = False
-        self._thread = threading.Thread(target=self._run, name="capture-writer", daemon=True)
-        self._broken: str | None = None
-
-    @property
-    def broken(self) -> str | None:
-        return self._broken
-
-    def start(self) -> None:
-        self._thread.start()
 
     def submit(self, frame: bytes, waiter: Waiter | None) -> None:
         if waiter is None:
             raise RuntimeError("a group-commit append needs a waiter")
-        with self._queue_lock:
+        with self._lock:
             if self._stopping or self._broken:
                 raise StorageUnavailableError(
                     f"the capture store refuses records: {self._broken or 'it is closed'}"
                 )
             if not self._queue:
                 self._first_queued = time.monotonic()
-                self._queued.notify()
+                self._wake.notify()
             self._queue.append((frame, waiter))
 
-    def request_seal(self) -> None:
-        with self._queue_lock:
-            self._seal_requested = True
-            self._queued.notify()
+    def _crashed(self) -> None:
+        # Appends waiting on this thread would hang forever: refuse them.
+        with self._lock:
+            batch, self._queue = self._queue, []
+        self._buffer.release(sum(len(frame) for frame, _ in batch))
+        settle([waiter for _, waiter in batch], StorageUnavailableError(f"capture: {self._broken}"))
 
-    def stop(self) -> None:
-        with self._queue_lock:
-            self._stopping = True
-            self._queued.notify()
-        self._thread.join()
-
-    def _run(self) -> None:
-        try:
-            self._commit_until_stopped()
-        except BaseException as exc:  # a bug: refuse new records rather than let appends hang forever
-            log.exception("capture writer stopped")
-            with self._queue_lock:
-                self._broken = f"the WAL writer stopped: {exc!r}"
-                batch, self._queue = self._queue, []
-            self._buffer.release(sum(len(frame) for frame, _ in batch))
-            settle([waiter for _, waiter in batch], StorageUnavailableError(f"capture: {self._broken}"))
-
-    def _commit_until_stopped(self) -> None:
-        writer = self._writer
+    def _rounds(self) -> None:
         while True:
-            with self._queue_lock:
-                while not (self._queue or self._seal_requested or self._stopping or writer.rotation_due()):
-                    self._queued.wait(writer.rotation_wait())
+            with self._lock:
+                while self._idle(bool(self._queue)):
+                    self._wake.wait(self._writer.rotation_wait())
                 # Group commit: appends arriving within the window share this write and fdatasync.
                 while self._queue and not self._stopping:
                     left = self._first_queued + self._window - time.monotonic()
                     if left <= 0:
                         break
-                    self._queued.wait(left)
+                    self._wake.wait(left)
                 batch, self._queue = self._queue, []
                 seal, stop = self._seal_requested, self._stopping
                 self._seal_requested = False
             if batch:
                 self._commit(batch)
-            if seal or writer.rotation_due():
-                writer.seal()
-            if stop:
+            if self._seal_or_stop(seal, stop):
                 return
 
     def _commit(self, batch: list[tuple[bytes, Waiter]]) -> None:
