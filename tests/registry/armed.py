@@ -1,9 +1,10 @@
 """Test hooks armed from outside the code under test: a process killed at a named point, or a
-promotion that holds its registry lease long enough for another to overlap it.
+promotion that holds its registry lease until another process has found it held.
 
 ``python -m tests.registry.armed crash POINT ARGS…``: ``driftloop ARGS…``, ``kill -9``-ed at POINT.
-``python -m tests.registry.armed hold SECONDS ARGS…``: ``driftloop ARGS…``, each promotion holding the
-model's registry lease SECONDS before it changes anything. :func:`arm_crash` arms a point in the
+``python -m tests.registry.armed hold DIR ARGS…``: ``driftloop ARGS…``, a promotion that takes the
+model's registry lease first holding it, before it changes anything, until another process sharing
+DIR has found the lease held. :func:`arm_crash` arms a point in the
 calling process (the loop worker of tests/scheduling does).
 
 The points, each right after what it names: ``intent`` (a stage change's intent committed), ``op-N``
@@ -19,12 +20,14 @@ import os
 import signal
 import sys
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from driftloop.core.models import Stage
 from driftloop.core.triggers import TriggerState
+from driftloop.registry import lease as lease_module
 from driftloop.registry.changes import Changes
-from driftloop.registry.lease import Lease
+from driftloop.registry.lease import Lease, Leases
 from driftloop.registry.promotion import Promoter
 from driftloop.scheduling.gates import Gates
 from driftloop.scheduling.loop import Loop
@@ -101,16 +104,44 @@ def _before(cls: type, name: str) -> None:
     setattr(cls, name, wrapper)
 
 
-def hold_lease(seconds: float) -> None:
-    """Every promotion holds the model's registry lease ``seconds`` before applying its change."""
+def hold_until_contended(directory: Path, timeout_s: float = 120.0) -> None:
+    """Racing promotions overlap for certain, not by timing: a process that finds the lease held
+    leaves a marker in ``directory``; one that took the lease without having waited for it holds it
+    until another's marker is there."""
+    directory.mkdir(parents=True, exist_ok=True)
+    mine = directory / f"blocked-{os.getpid()}"
+    seen_alive = lease_module.holder_gone
+
+    def noting(*args: Any, **kwargs: Any) -> bool:
+        gone = seen_alive(*args, **kwargs)
+        if not gone:
+            mine.touch()
+        return gone
+
+    acquire = Leases._acquire
+
+    @functools.wraps(acquire)
+    def acquiring(self: Leases, model: str) -> Lease:
+        # Only a wait for the lease counts (a registry command's start also looks at holders).
+        lease_module.holder_gone = noting  # type: ignore[assignment]
+        try:
+            return acquire(self, model)
+        finally:
+            lease_module.holder_gone = seen_alive
+
+    Leases._acquire = acquiring  # type: ignore[method-assign]
     original = Promoter._apply
 
     @functools.wraps(original)
-    def slow(self: Promoter, *args: Any, **kwargs: Any) -> Any:
-        time.sleep(seconds)  # the overlap the race test needs, under the lease like the real work
+    def contended(self: Promoter, *args: Any, **kwargs: Any) -> Any:
+        deadline = time.monotonic() + timeout_s
+        while not mine.exists() and not any(p != mine for p in directory.iterdir()):
+            if time.monotonic() > deadline:
+                raise SystemExit(f"no other process came for the lease within {timeout_s:g} s")
+            time.sleep(0.02)  # polling the condition, under the lease like the real work
         return original(self, *args, **kwargs)
 
-    Promoter._apply = slow  # type: ignore[method-assign]
+    Promoter._apply = contended  # type: ignore[method-assign]
 
 
 def main(argv: list[str]) -> None:
@@ -118,9 +149,9 @@ def main(argv: list[str]) -> None:
     if hook == "crash":
         arm_crash(value)
     elif hook == "hold":
-        hold_lease(float(value))
+        hold_until_contended(Path(value))
     else:
-        raise SystemExit(f"unknown hook {hook!r}: crash POINT or hold SECONDS")
+        raise SystemExit(f"unknown hook {hook!r}: crash POINT or hold DIR")
     from driftloop.cli.main import main as driftloop
 
     sys.argv = ["driftloop", *args]

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 
 
 def test_racing_promotions_leave_one_production_version_and_both_attempts_in_history(
-    plant: Plant, mlflow_server: MlflowServer, db_url: str
+    plant: Plant, mlflow_server: MlflowServer, db_url: str, tmp_path: Path
 ) -> None:
     name = plant.name
     client = MlflowClient(mlflow_server.url)
@@ -35,12 +35,12 @@ def test_racing_promotions_leave_one_production_version_and_both_attempts_in_his
         done = plant.run(*args, extra_env=env)
         assert done.returncode == 0, done.stderr
 
-    # Both processes hold the lock for 2 s once they have it (tests.registry.armed), so their critical
-    # sections must overlap unless the lease serialises them.
+    # The first to take the lock holds it until the other has found it held (tests.registry.armed), so
+    # their critical sections overlap unless the lease serialises them.
     repo = str(Path(__file__).resolve().parents[2])
     path = os.pathsep.join([repo, *filter(None, [plant.env.get("PYTHONPATH")])])
     racing = {**plant.env, **env, "PYTHONPATH": path}
-    cmd = [sys.executable, "-m", "tests.registry.armed", "hold", "2"]
+    cmd = [sys.executable, "-m", "tests.registry.armed", "hold", str(tmp_path / "contention")]
     cmd += ["promote", name, version, "--to", "production", "--by"]
     procs = [
         subprocess.Popen(
