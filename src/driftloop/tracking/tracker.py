@@ -109,11 +109,6 @@ class Tracker:
     def tracking_uri(self) -> str:
         return self._settings.tracking_uri
 
-    @property
-    def experiment_id(self) -> str:
-        """The training experiment's id (created on first use)."""
-        return self.experiment_for("training")
-
     def experiment_for(self, kind: RunKind) -> str:
         """The id of the experiment runs of ``kind`` go to (created on first use)."""
         name = experiment_name(self._experiment, kind)
