@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import pytest
+from mlflow.tracking import MlflowClient
 
 from driftloop.capture.store import CaptureStore
 from driftloop.settings import load_settings
@@ -114,6 +115,12 @@ def test_monitor_records_the_decision_and_writes_the_reports(production: Workspa
         in gauges
     )
     assert "mlflow    run " in out  # logged to MLflow as its own run
+    # ... in the monitoring experiment, apart from the training runs (decision 0064).
+    client = MlflowClient(settings.tracking_uri)
+    run = client.get_run(out.split("mlflow    run ", 1)[1].split()[0])
+    assert client.get_experiment(run.info.experiment_id).name == f"{settings.tracking.experiment}/monitoring"
+    assert run.data.tags["driftloop.kind"] == "monitoring"
+    assert run.data.tags["mlflow.source.name"] == "driftloop monitor"
 
     history = production.ok("monitor", "history")
     assert f"#{row.id}" in history

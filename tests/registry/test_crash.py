@@ -137,6 +137,11 @@ def test_a_promotion_killed_at_any_step_is_finished_by_the_next_command(model: M
     production, staging, tags = model.state()
     assert (production, staging) == ("2", None)
     assert tags == {"1": "Archived", "2": "Production", "3": "None"}
+    # The descriptions MLflow's UI shows were rewritten with the change, or by whoever finished it.
+    described = model.client.get_registered_model(model.name).description
+    assert "| `production` | 2 | Production |" in described
+    assert "`staging`" not in described
+    assert "**driftloop.stage: Archived**" in model.client.get_model_version(model.name, "1").description
     rows = [line for line in listed.stdout.splitlines() if line.strip()[:1].isdigit()]
     assert sum("Production" in line for line in rows) == 1, listed.stdout
 

@@ -1,5 +1,5 @@
-"""The service's OpenAPI document is complete, the service keeps to it for any input (schemathesis), and
-``/docs`` works without a network."""
+"""The service's OpenAPI document is complete, valid, describes the served model's rows and the access
+rules, the service keeps to it for any input (schemathesis), and ``/docs`` works without a network."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import pytest
 import schemathesis
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, Phase, given, settings
+from openapi_spec_validator import validate
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
@@ -17,11 +18,12 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
+from driftloop.auth import Gate, RateLimiter, TokenVerifier
 from driftloop.capture import CaptureStore
 from driftloop.serving.app import create_app
 from driftloop.serving.batching import MicroBatcher
 from driftloop.serving.model import ModelHolder
-from driftloop.settings import CaptureSettings
+from driftloop.settings import CaptureSettings, RateLimit
 from driftloop.storage import open_store
 from tests.serving.fakes import MemoryCapture, plant_model
 
@@ -31,9 +33,10 @@ if TYPE_CHECKING:
     from fastapi import FastAPI
 
 
-def _app(capture: Any = None) -> FastAPI:
-    holder = ModelHolder()
-    holder.install(plant_model(1))
+def _app(capture: Any = None, *, holder: ModelHolder | None = None, gate: Gate | None = None) -> FastAPI:
+    if holder is None:
+        holder = ModelHolder()
+        holder.install(plant_model(1))
     app = create_app(
         holder,
         capture=capture or MemoryCapture(),
@@ -42,6 +45,7 @@ def _app(capture: Any = None) -> FastAPI:
         webhook_secret="s3cret",
         monitor_gauges=lambda: b"",
         max_body_bytes=64 * 1024,
+        gate=gate,
     )
     return app
 
@@ -127,6 +131,102 @@ def test_no_input_makes_the_service_fail_or_leave_its_schema(tmp_path: Path) -> 
             call()
 
 
+def test_a_row_is_described_as_the_served_model_takes_it() -> None:
+    model = plant_model(1)
+    document = TestClient(_app()).get("/openapi.json").json()
+    validate(document)  # a valid OpenAPI 3.1 document (openapi-spec-validator)
+    row = document["components"]["schemas"]["Row"]
+    transform = model.spec.transform
+    ignored = [d.name for d in transform.dropped]
+    assert ignored == ["timestamp", "record_id", "machine_id"]  # accepted, not used
+    assert list(row["properties"]) == transform.input_names + ignored
+    assert row["required"] == transform.input_names
+    assert row["properties"]["record_id"]["description"].startswith("Ignored (id)")
+    assert row["additionalProperties"] is False  # an unknown field is a 422
+    fields = {  # null where training allowed nulls (the plant's columns allow none)
+        spec.name: row["properties"][spec.name]["anyOf"][0] if spec.nullable else row["properties"][spec.name]
+        for spec in transform.inputs
+    }
+    # The bounds and values the plant's schema declares (simulate/plant.py).
+    assert fields["air_temperature_k"] == {"type": "number", "minimum": 250.0, "maximum": 350.0}
+    assert fields["rotational_speed_rpm"] == {"type": "integer", "minimum": 0.0, "maximum": 5000.0}
+    assert fields["product_variant"] == {"type": "string", "enum": ["L", "M", "H"]}
+    assert document["info"]["x-driftloop-model"] == {"name": "plant", "version": 1}
+    schemas = document["components"]["schemas"]
+    ref = {"$ref": "#/components/schemas/Row"}
+    assert schemas["PredictRequest"]["properties"]["instances"]["items"] == ref
+    records = schemas["InvocationsRequest"]["properties"]["dataframe_records"]["anyOf"][0]
+    assert records["items"] == ref
+    # Request and response schemas of the routes a client of the model calls.
+    paths = document["paths"]
+    for path, method in (("/v1/predict", "post"), ("/invocations", "post"), ("/v1/feedback", "post")):
+        assert paths[path][method]["requestBody"]["content"]["application/json"]["schema"]["$ref"], path
+    for path, method in (
+        ("/v1/predict", "post"),
+        ("/invocations", "post"),
+        ("/v1/feedback", "post"),
+        ("/v1/model", "get"),
+    ):
+        assert paths[path][method]["responses"]["200"]["content"]["application/json"]["schema"], path
+
+
+def test_the_document_follows_the_served_version() -> None:
+    holder = ModelHolder()
+    client = TestClient(_app(holder=holder))
+    before = client.get("/openapi.json").json()
+    validate(before)
+    assert before["components"]["schemas"]["Row"]["additionalProperties"] is True  # no model yet
+    assert "x-driftloop-model" not in before["info"]
+    holder.install(plant_model(1))
+    assert client.get("/openapi.json").json()["info"]["x-driftloop-model"]["version"] == 1
+    holder.install(plant_model(2))  # a hot swap
+    after = client.get("/openapi.json").json()
+    assert after["info"]["x-driftloop-model"]["version"] == 2
+    assert "plant/2" in after["components"]["schemas"]["Row"]["description"]
+
+
+def test_with_auth_on_the_document_declares_the_token_and_the_docs_stay_open() -> None:
+    """docs/auth.md: /docs and /openapi.json are open (the API's shape, no data); the protected routes
+    say which role they need, and answer 401, 403 and, with rate limits, 429."""
+    gate = Gate(TokenVerifier(lambda _: None, ttl_s=5.0), RateLimiter(RateLimit(per_second=5, burst=5), {}))
+    client = TestClient(_app(gate=gate))
+    document = client.get("/openapi.json").json()  # no token
+    validate(document)
+    assert document["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
+    roles = {
+        ("/v1/predict", "post"): "predict",
+        ("/invocations", "post"): "predict",
+        ("/v1/feedback", "post"): "label",
+        ("/v1/model", "get"): "view",
+        ("/metrics", "get"): "view",
+    }
+    for (path, method), role in roles.items():
+        operation = document["paths"][path][method]
+        assert operation["security"] == [{"bearer": []}], path
+        assert f"`{role}` role" in operation["description"], path
+        assert {"401", "403", "429"} <= set(operation["responses"]), path
+    for path in ("/health", "/ready", "/ping", "/version"):
+        assert "security" not in document["paths"][path]["get"], path
+    assert client.get("/docs").status_code == 200
+    refused = client.post("/v1/predict", json={"instances": []})
+    assert refused.status_code == 401  # as documented
+    assert "401" in document["paths"]["/v1/predict"]["post"]["responses"]
+
+
+def test_without_a_gate_no_access_rules_are_declared() -> None:
+    document = TestClient(_app()).get("/openapi.json").json()
+    assert "securitySchemes" not in document["components"]
+    assert "429" not in document["paths"]["/v1/predict"]["post"]["responses"]
+
+
+# What each documentation page's files must be served as, by their extension.
+CONTENT_TYPES = {
+    ".js": ("application/javascript", "text/javascript"),
+    ".css": ("text/css",),
+    ".png": ("image/png",),
+}
+
+
 @pytest.mark.parametrize("page", ["/docs", "/redoc"])
 def test_the_documentation_pages_load_only_local_files(page: str) -> None:
     client = TestClient(_app())
@@ -139,5 +239,11 @@ def test_the_documentation_pages_load_only_local_files(page: str) -> None:
     assert "https://" not in html.text  # no CDN, no fonts, no validator badge
     for url in urls:
         assert url.startswith("/"), url
-        assert client.get(url).status_code == 200, url
+        answer = client.get(url)
+        assert answer.status_code == 200, url
+        kind = answer.headers["content-type"].split(";")[0]
+        if url == "/openapi.json":
+            assert kind == "application/json"
+        else:
+            assert kind in CONTENT_TYPES["." + url.rpartition(".")[2]], (url, kind)
     assert any(url.endswith(".js") for url in urls)

@@ -14,6 +14,7 @@ import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
+from driftloop.auth import os_user
 from driftloop.settings import load_settings
 
 if TYPE_CHECKING:
@@ -53,6 +54,13 @@ def test_pipeline_registers_a_version_with_everything_tracked(
     tags, params, metrics = run.data.tags, run.data.params, run.data.metrics
     for key in ("driftloop.git.commit", "driftloop.git.dirty", "driftloop.data_window", "driftloop.version"):
         assert key in tags
+    # What MLflow's UI shows (decision 0064): the source, the user, the kind and the commit.
+    assert tags["mlflow.source.name"] == f"driftloop pipeline run {pipeline_run}"
+    assert tags["mlflow.source.type"] == "JOB"
+    assert tags["mlflow.user"] == os_user()
+    assert tags["driftloop.kind"] == "training"
+    assert tags["mlflow.source.git.commit"] == tags["driftloop.git.commit"]
+    assert client.get_experiment(run.info.experiment_id).name == f"exp-{name}"  # tests.workspace's
     assert tags["driftloop.feature_version"] == feature_version
     assert params["max_epochs"] == "30"  # tests.plant.TRAINING
     assert params["model_factory"] == "driftloop.training.model:mlp"

@@ -7,26 +7,19 @@ metadata database (no cache: one lookup per command) and holding the role the ac
 
 from __future__ import annotations
 
-import getpass
 from typing import TYPE_CHECKING
 
 from driftloop.auth.tokens import Principal, TokenStore
 from driftloop.errors import AuthenticationError, PermissionDeniedError, UsageError
+from driftloop.runtime.users import os_user
 from driftloop.settings import TOKEN_ENV
+from driftloop.storage.metadata import open_metadata
 
 if TYPE_CHECKING:
     from driftloop.settings import Settings
     from driftloop.storage.metadata import Database
 
-__all__ = ["acting_identity", "os_user", "token_manager", "token_principal"]
-
-
-def os_user() -> str:
-    """The operating-system user, or ``unknown`` (a container may have no passwd entry)."""
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return "unknown"
+__all__ = ["acting_identity", "os_user", "run_user", "token_manager", "token_principal"]
 
 
 def token_principal(settings: Settings, db: Database, *, needed: str) -> Principal:
@@ -77,3 +70,18 @@ def token_manager(settings: Settings, store: TokenStore) -> str:
             f"the token of {principal.name!r} lacks the admin role managing tokens needs"
         )
     return principal.name
+
+
+def run_user(settings: Settings) -> str:
+    """Who MLflow runs started by this command name as their user: with auth on and a token set, the
+    token's identity (verified: :class:`AuthenticationError` when it is invalid, before any work);
+    otherwise the operating-system user. No role is needed: tracking a run is not a guarded action,
+    the user only says who did it (decision 0064)."""
+    secret = settings.auth.token
+    if not settings.auth.enabled or secret is None or not secret.get_secret_value():
+        return os_user()
+    db = open_metadata(settings.database_url, echo=settings.database.echo)
+    try:
+        return token_principal(settings, db, needed="naming the user of MLflow runs").name
+    finally:
+        db.dispose()

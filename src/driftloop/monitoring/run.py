@@ -9,8 +9,9 @@ this order so that a stored decision never points at a missing report:
 2. ``monitoring/<model>/latest.prom``: the pass as Prometheus gauges (text exposition format), a file
    any exporter or the prediction service can serve as it is;
 3. a row in the ``monitor_decisions`` table (``driftloop monitor history``);
-4. best effort, an MLflow run named ``monitor <model> v<version>`` in the configured experiment with
-   the two reports as artifacts and the drift share as metrics (a warning when MLflow refuses).
+4. best effort, an MLflow run named ``monitor <model> v<version>`` in the experiment
+   ``<training experiment>/monitoring`` (driftloop.tracking.runs) with the two reports as artifacts
+   and the drift share as metrics (a warning when MLflow refuses).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from driftloop.auth import run_user
 from driftloop.capture.landing import LANDING
 from driftloop.core.labels import TASK_TAG, LabelSpec
 from driftloop.core.transform import NumericInput, Transform
@@ -36,7 +38,7 @@ from driftloop.registry import Registry
 from driftloop.settings import ColumnSpec
 from driftloop.storage import store_for
 from driftloop.storage.metadata import open_metadata
-from driftloop.tracking import Tracker
+from driftloop.tracking import RunOrigin, Tracker
 from driftloop.tracking.tracker import read_json
 
 if TYPE_CHECKING:
@@ -88,7 +90,7 @@ def monitor_once(
     as_of = as_utc(as_of) if as_of is not None else datetime.now(UTC)
     name = settings.registry.model_name
     version = _production(settings, name)
-    tracker = Tracker(settings)
+    tracker = Tracker(settings, origin=RunOrigin("driftloop monitor", "JOB", run_user(settings)))
     run_id = version.run_id
     if run_id is None:
         raise NotFoundError(f"{name}/{version.version} has no MLflow run, so no reference profile")
@@ -245,8 +247,8 @@ def _log_to_mlflow(
     try:
         run_id = tracker.start_run(
             f"monitor {version.name} v{version.version}",
+            kind="monitoring",  # its own experiment, <training experiment>/monitoring (decision 0064)
             tags={
-                "driftloop.kind": "monitoring",
                 "driftloop.model": version.name,
                 "driftloop.model_version": str(version.version),
                 "driftloop.model_run": version.run_id or "",

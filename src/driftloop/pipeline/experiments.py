@@ -138,7 +138,7 @@ def run_grid(
     (choosing on the hold-out would tune to the test set); its hold-out metrics are reported."""
     combos = configurations(settings.training, grid)
     parent = tracker.start_run(
-        f"experiment {' × '.join(grid)}", tags={**data.tags, "driftloop.experiment": "grid"}
+        f"experiment {' × '.join(grid)}", kind="grid", tags={**data.tags, "driftloop.experiment": "grid"}
     )
     rows = []
     try:

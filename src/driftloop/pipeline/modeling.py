@@ -192,7 +192,7 @@ def train_and_log(
     }
     # Built before the run starts: a bad model factory is a configuration error, not a failed run.
     model = build_model(cfg, len(data.feature_names))
-    run_id = tracker.start_run(run_name, tags=tags, parent_run_id=parent_run_id)
+    run_id = tracker.start_run(run_name, kind="training", tags=tags, parent_run_id=parent_run_id)
     try:
         tracker.log_params(run_id, _params(cfg, data, split))
         tracker.log_dataset(

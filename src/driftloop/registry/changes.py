@@ -82,6 +82,7 @@ class Changes:
         lease.commit_intent(plan)
         for op in plan.ops:
             self._apply(lease.model, op)
+        self.registry.describe_stages(lease.model)  # before completing: a crash repeats it with the ops
         lease.complete(plan.entries)
 
     def recover(self) -> list[str]:
@@ -97,6 +98,7 @@ class Changes:
         assert plan is not None
         for op in plan.ops:
             self._apply(lease.model, op)
+        self.registry.describe_stages(lease.model)
         why = f"completed after {lease.interrupted or 'a failed command'} was interrupted"
         entries = tuple({**e, "reasons": [*e.get("reasons", ()), why]} for e in plan.entries)
         lease.complete(entries)

@@ -15,6 +15,7 @@ from mlflow.tracking import MlflowClient
 
 from driftloop.core.models import STAGE_TAG, ModelVersion, Stage
 from driftloop.errors import NotFoundError, StorageError, StorageUnavailableError
+from driftloop.registry.descriptions import model_description, version_description
 from driftloop.tracking import configure_mlflow, login_refused
 
 if TYPE_CHECKING:
@@ -115,6 +116,24 @@ class Registry:
     def delete_alias(self, name: str, alias: str) -> None:
         with self._errors(f"delete alias {alias} of {name}"), contextlib.suppress(MlflowException):
             self._client.delete_registered_model_alias(name, alias)
+
+    def describe_stages(self, name: str) -> None:
+        """Rewrite the stage blocks of ``name``'s description and of its staged versions' descriptions
+        from its aliases and ``driftloop.stage`` tags (:mod:`driftloop.registry.descriptions`); only
+        the texts that change are written. Idempotent: a repeat after a crash writes the same."""
+        with self._errors(f"describe the stages of {name}"):
+            model = self._client.get_registered_model(name)
+            found = self._client.search_model_versions(f"name = '{name}'")
+            aliases = {alias: int(v) for alias, v in (getattr(model, "aliases", None) or {}).items()}
+            versions = [_version(mv) for mv in found]
+            text = model_description(model.description or "", aliases, {v.version: v.stage for v in versions})
+            if text != (model.description or ""):
+                self._client.update_registered_model(name, description=text)
+            for v in versions:
+                held = [a for a, number in aliases.items() if number == v.version]
+                line = version_description(v.description, v.stage, held)
+                if line is not None and line != v.description:
+                    self._client.update_model_version(name, str(v.version), description=line)
 
     def models(self) -> list[str]:
         with self._errors("list registered models"):

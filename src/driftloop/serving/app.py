@@ -86,7 +86,7 @@ def create_app(
     )
     app.add_middleware(ObservedRequests, metrics=metrics, max_body_bytes=max_body_bytes)
     mount_docs(app, app.title)  # Swagger UI and ReDoc from the package's own files: no CDN
-    _openapi_from_routes(app)
+    _openapi_from_routes(app, holder, gate)
     _error_handlers(app)
     app.state.holder = holder
     app.state.metrics = metrics
@@ -136,14 +136,22 @@ def create_app(
     return app
 
 
-def _openapi_from_routes(app: FastAPI) -> None:
-    """``app.openapi()``: FastAPI's document completed by ``serving.openapi`` (schemas, scoring routes),
-    made once."""
+def _openapi_from_routes(app: FastAPI, holder: ModelHolder, gate: Gate | None) -> None:
+    """``app.openapi()``: FastAPI's document completed by ``serving.openapi`` (schemas, scoring routes,
+    the served model's rows, the access rules), made again only when the served version changes."""
     make = app.openapi
+    limited = gate is not None and gate.limiter is not None
+    auth = gate is not None and gate.auth
+    made_for: tuple[str, int] | None = None  # the version the cached document describes
 
     def openapi() -> dict[str, Any]:
-        if app.openapi_schema is None:
-            app.openapi_schema = document(make())
+        nonlocal made_for
+        model = holder.current  # one read: a swap meanwhile is picked up by the next request
+        served = (model.name, model.version) if model is not None else None
+        if app.openapi_schema is None or served != made_for:
+            app.openapi_schema = None  # FastAPI's own method returns the cached one when set
+            app.openapi_schema = document(make(), model=model, auth=auth, limited=limited)
+            made_for = served
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]  # FastAPI's documented way to extend it

@@ -21,11 +21,15 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.json_schema import models_json_schema
 
+from driftloop.serving.row_schema import row_schema
+
 if TYPE_CHECKING:
     from fastapi import FastAPI
     from fastapi.responses import HTMLResponse
 
-__all__ = ["STATIC", "document", "mount_docs"]
+    from driftloop.serving.model import LoadedModel
+
+__all__ = ["STATIC", "Row", "document", "mount_docs"]
 
 STATIC = "/static/docs"  # where the documentation pages' scripts and styles are served
 
@@ -36,10 +40,15 @@ class _Open(BaseModel):
     model_config = ConfigDict(extra="allow")  # the service ignores keys it does not read
 
 
+class Row(_Open):
+    """One row: field → value. With a model loaded, :func:`document` replaces this schema with the
+    served model's own (``serving.row_schema``): its field names, types and bounds."""
+
+
 class PredictRequest(_Open):
     """Rows to score: the raw fields of the served model (``GET /v1/model`` lists them as ``inputs``)."""
 
-    instances: list[dict[str, Scalar]] = Field(
+    instances: list[Row] = Field(
         description="One object per row: field → value. An unknown field, a missing or malformed value "
         "is a 422 naming it; more than serving.max_rows rows is a 413."
     )
@@ -89,9 +98,9 @@ class InvocationsRequest(_Open):
     unused: the served model takes none)."""
 
     dataframe_split: DataframeSplit | None = None
-    dataframe_records: list[dict[str, Scalar]] | None = None
-    instances: list[dict[str, Scalar]] | dict[str, Scalar | list[Scalar]] | None = None
-    inputs: list[dict[str, Scalar]] | dict[str, Scalar | list[Scalar]] | None = None
+    dataframe_records: list[Row] | None = None
+    instances: list[Row] | dict[str, Scalar | list[Scalar]] | None = None
+    inputs: list[Row] | dict[str, Scalar | list[Scalar]] | None = None
     params: dict[str, Any] | None = None
 
 
@@ -248,6 +257,7 @@ _SCORING: dict[str, dict[str, Any]] = {
     },
 }
 _MODELS = (
+    Row,
     PredictRequest,
     PredictResponse,
     ErrorBody,
@@ -262,21 +272,71 @@ _MODELS = (
 )
 
 
-def document(schema: dict[str, Any]) -> dict[str, Any]:
+# The role each protected route needs (docs/auth.md); the others are open even with auth on.
+_ROLES = {
+    ("/v1/predict", "post"): "predict",
+    ("/invocations", "post"): "predict",
+    ("/v1/feedback", "post"): "label",
+    ("/v1/model", "get"): "view",
+    ("/metrics", "get"): "view",
+    ("/v1/registry-events", "post"): "promote",
+}
+_BEARER = {
+    "type": "http",
+    "scheme": "bearer",
+    "description": "A driftloop token: `driftloop auth create NAME --role ROLE` (docs/auth.md)",
+}
+
+
+def document(
+    schema: dict[str, Any], *, model: LoadedModel | None = None, auth: bool = False, limited: bool = False
+) -> dict[str, Any]:
     """``schema`` (FastAPI's document) with the scoring routes' operations, each route's responses and
-    request body, and the models they refer to among its components."""
+    request body, and the models they refer to among its components. With ``model``, a row is that
+    model's (``Row``: its fields, types and bounds); with ``auth``, the protected routes declare the
+    bearer token and their 401 and 403; ``limited`` (rate limits on), their 429."""
     _, defs = models_json_schema([(m, "validation") for m in _MODELS], ref_template=_REF)
-    schema.setdefault("components", {}).setdefault("schemas", {}).update(defs.get("$defs", {}))
+    schemas = schema.setdefault("components", {}).setdefault("schemas", {})
+    schemas.update(defs.get("$defs", {}))
     scoring = {path: {"post": dict(operation)} for path, operation in _SCORING.items()}
     schema["paths"] = scoring | schema.get("paths", {})
     for path, operations in schema["paths"].items():
         for method, operation in operations.items():
             responses, body = _ROUTES.get((path, method), (None, None))
             if responses is not None:
-                operation["responses"] = responses
+                operation["responses"] = dict(responses)  # a copy: _access adds to it
             if body is not None:
                 operation["requestBody"] = body
+    if model is not None:
+        served = f"{model.name}/{model.version}"
+        schemas["Row"] = row_schema(model.spec.transform, served)
+        schema["info"]["x-driftloop-model"] = {"name": model.name, "version": model.version}
+        schema["info"]["description"] = (
+            f"Rows are described as {served} takes them, the version served when this document was "
+            "made; the document follows the version the service serves."
+        )
+    _access(schema, auth=auth, limited=limited)
     return schema
+
+
+def _access(schema: dict[str, Any], *, auth: bool, limited: bool) -> None:
+    """The service's access rules in the document: a bearer token with the route's role, a rate limit."""
+    if auth:
+        schema["components"]["securitySchemes"] = {"bearer": _BEARER}
+    for (path, method), role in _ROLES.items():
+        operation = schema["paths"].get(path, {}).get(method)
+        if operation is None:
+            continue
+        shape = MlflowError if path == "/invocations" else ErrorBody
+        responses = operation["responses"]
+        if auth:
+            operation["security"] = [{"bearer": []}]
+            needs = f"Needs a token with the `{role}` role."
+            operation["description"] = f"{operation.get('description', '')}\n\n{needs}".strip()
+            responses.setdefault("401", _json(shape, "No token, or one that is unknown, revoked or expired"))
+            responses["403"] = _json(shape, f"The token lacks the {role} role")
+        if limited:
+            responses["429"] = _json(shape, "Over the rate limit: retry after Retry-After seconds")
 
 
 def mount_docs(app: FastAPI, title: str) -> None:

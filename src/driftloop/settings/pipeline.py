@@ -99,7 +99,9 @@ class TrackingSettings(Section):
     """MLflow tracking. Empty URI: an embedded SQLite store at ``<home>/mlflow.db``."""
 
     uri: str = ""
-    experiment: str = "driftloop"
+    # Training runs' experiment; empty: the registered model's name. Monitoring passes go to
+    # ``<experiment>/monitoring`` (driftloop.tracking.runs, decision 0064).
+    experiment: str = ""
     # Where new experiments keep artifacts; empty: ``<storage root>/mlflow`` (local or S3).
     artifact_root: str = ""
     # Basic-auth login for an MLflow server that requires one, sent once a password is set

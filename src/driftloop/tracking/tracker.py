@@ -24,6 +24,13 @@ from mlflow.tracking import MlflowClient
 
 from driftloop.core.models import TrackedRun
 from driftloop.errors import NotFoundError, StorageError, StorageUnavailableError
+from driftloop.tracking.runs import (
+    RunOrigin,
+    experiment_description,
+    experiment_name,
+    run_tags,
+    training_experiment,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Mapping
@@ -34,6 +41,7 @@ if TYPE_CHECKING:
 
     from driftloop.core.transform import Transform
     from driftloop.settings import Settings
+    from driftloop.tracking.runs import RunKind
 
 __all__ = ["Scorer", "Tracker", "configure_mlflow", "login_refused"]
 
@@ -80,32 +88,45 @@ def login_refused(message: str, uri: str) -> str | None:
 
 
 class Tracker:
-    """Runs in the configured experiment. Every method translates MLflow failures to driftloop errors."""
+    """Runs in the experiments of their kinds (:mod:`driftloop.tracking.runs`), started by ``origin``.
+    Every method translates MLflow failures to driftloop errors.
 
-    def __init__(self, settings: Settings, *, experiment: str | None = None) -> None:
+    ``experiment``: the training experiment's name instead of the configured one (monitoring runs go
+    to ``<experiment>/monitoring``).
+    """
+
+    def __init__(
+        self, settings: Settings, *, experiment: str | None = None, origin: RunOrigin | None = None
+    ) -> None:
         configure_mlflow(settings)
         self._settings = settings
         self._client = MlflowClient(settings.tracking_uri)
-        self._experiment_name = experiment or settings.tracking.experiment
-        self._experiment_id: str | None = None
+        self._experiment = experiment or training_experiment(settings)
+        self.origin = origin or RunOrigin()
+        self._experiment_ids: dict[str, str] = {}
 
     @property
     def tracking_uri(self) -> str:
         return self._settings.tracking_uri
 
-    @property
-    def experiment_id(self) -> str:
-        if self._experiment_id is None:
-            self._experiment_id = self._ensure_experiment()
-        return self._experiment_id
+    def experiment_for(self, kind: RunKind) -> str:
+        """The id of the experiment runs of ``kind`` go to (created on first use)."""
+        name = experiment_name(self._experiment, kind)
+        if name not in self._experiment_ids:
+            description = experiment_description(self._settings.registry.model_name, kind)
+            self._experiment_ids[name] = self._ensure_experiment(name, description)
+        return self._experiment_ids[name]
 
-    def start_run(self, name: str, *, tags: Mapping[str, str], parent_run_id: str | None = None) -> str:
-        """Create a running run and return its id (``parent_run_id`` nests it, as MLflow's UI shows)."""
-        all_tags = dict(tags)
+    def start_run(
+        self, name: str, *, kind: RunKind, tags: Mapping[str, str], parent_run_id: str | None = None
+    ) -> str:
+        """Create a running run of ``kind`` in its experiment, tagged with its origin (source, user, kind,
+        commit) and ``tags``, and return its id (``parent_run_id`` nests it, as MLflow's UI shows)."""
+        all_tags = run_tags(self.origin, kind, tags)
         if parent_run_id:
             all_tags["mlflow.parentRunId"] = parent_run_id
         with self._errors("start a run"):
-            run = self._client.create_run(self.experiment_id, run_name=name, tags=all_tags)
+            run = self._client.create_run(self.experiment_for(kind), run_name=name, tags=all_tags)
         return str(run.info.run_id)
 
     def end_run(self, run_id: str, *, failed: bool = False) -> None:
@@ -187,7 +208,7 @@ class Tracker:
         )
         with self._errors("log the model"), _quiet("mlflow.pytorch"):
             # The logged model belongs to the run's experiment (and its artifact root), not "Default".
-            mlflow.set_experiment(experiment_id=self.experiment_id)
+            mlflow.set_experiment(experiment_id=self._client.get_run(run_id).info.experiment_id)
             info = Model.log(
                 None,  # artifact_path: deprecated in favour of name, yet still a required argument
                 name=MODEL_ARTIFACT,
@@ -265,9 +286,12 @@ class Tracker:
         )
 
     def child_runs(self, parent_run_id: str) -> list[TrackedRun]:
+        """The runs nested under ``parent_run_id``, searched in the parent's own experiment: a grid run
+        before decision 0064 (experiment ``driftloop``) is found as well as one made since."""
+        parent = self.get_run(parent_run_id)
         with self._errors("search runs"):
             runs = self._client.search_runs(
-                [self.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{parent_run_id}'"
+                [parent.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{parent_run_id}'"
             )
         return [self.get_run(r.info.run_id) for r in runs]
 
@@ -275,17 +299,19 @@ class Tracker:
         with self._errors("read metric history"):
             return [(m.step, m.value) for m in self._client.get_metric_history(run_id, key)]
 
-    def _ensure_experiment(self) -> str:
-        with self._errors(f"open experiment {self._experiment_name!r}"):
-            found = self._client.get_experiment_by_name(self._experiment_name)
+    def _ensure_experiment(self, name: str, description: str) -> str:
+        with self._errors(f"open experiment {name!r}"):
+            found = self._client.get_experiment_by_name(name)
             if found is not None:
                 return str(found.experiment_id)
             location = self._artifact_location()
+            # The note MLflow's UI shows as the experiment's description.
+            tags = {"mlflow.note.content": description}
             try:
-                return str(self._client.create_experiment(self._experiment_name, artifact_location=location))
+                return str(self._client.create_experiment(name, artifact_location=location, tags=tags))
             except MlflowException:
                 # Another process created it between our lookup and create: use theirs.
-                again = self._client.get_experiment_by_name(self._experiment_name)
+                again = self._client.get_experiment_by_name(name)
                 if again is None:
                     raise
                 return str(again.experiment_id)
