@@ -58,14 +58,37 @@ def _heavy_after(code: str) -> list[str]:
     return list(json.loads(done.stdout.strip().splitlines()[-1]))
 
 
+def _heavy_after_main(argv: list[str]) -> list[str]:
+    """The heavy libraries ``driftloop ARGV…`` has imported by its end, in a fresh interpreter."""
+    return _heavy_after(
+        f"from driftloop.cli.main import main\ntry:\n    main({argv!r})\nexcept SystemExit:\n    pass"
+    )
+
+
 def test_the_cli_imports_no_heavy_library_to_start() -> None:
     assert _heavy_after("import driftloop.cli.main") == []
 
 
 @pytest.mark.parametrize("argv", [["--help"], ["models", "list", "--help"], ["pipeline", "run", "--help"]])
 def test_help_imports_no_heavy_library(argv: list[str]) -> None:
-    code = f"from driftloop.cli.main import main\ntry:\n    main({argv!r})\nexcept SystemExit:\n    pass"
-    assert _heavy_after(code) == []
+    assert _heavy_after_main(argv) == []
+
+
+def test_reads_on_a_fresh_home_import_little_and_create_nothing(tmp_path: Path) -> None:
+    # No MLflow store yet: no version exists, so MLflow is neither imported nor asked to create one.
+    for argv in (["models", "list", "--json"], ["models", "list"]):
+        assert _heavy_after_main(argv) == []
+    assert not (tmp_path / ".driftloop" / "mlflow.db").exists()
+    # Run records need SQLAlchemy, not pandas or pyarrow (ArtifactRef lives apart from the catalog).
+    assert set(_heavy_after_main(["pipeline", "list", "--json"])) <= {"sqlalchemy"}
+
+
+def test_models_show_on_a_fresh_home_is_one_line(cli) -> None:
+    result = cli("models", "show", "plant-failure/1")
+    assert result.code == 1
+    assert result.err.strip().splitlines() == [
+        "error: no registered model 'plant-failure' (nothing is registered yet)"
+    ]
 
 
 def test_every_read_command_takes_json() -> None:
