@@ -319,6 +319,7 @@ def test_a_bad_byte_costs_its_line_not_the_training(cli, tmp_path: Path) -> None
     done = cli("train", "--data", str(csv), "--target", "churned", "--set", "max_epochs=2")
     assert done.code == 0, done.err
     assert "2 lines are not CSV rows" in done.err
+    assert "    train: epochs 2/2  val_score " in done.err  # progress off a terminal: a line per epoch
     store = store_for(load_settings(cwd=tmp_path))
     [key] = [i.key for i in store.list("quarantine/") if i.key.endswith("malformed.csv")]
     quarantined = pd.read_csv(io.BytesIO(store.read_bytes(key)), keep_default_na=False)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -56,6 +57,7 @@ def test_simulate_then_pipeline_produces_a_feature_version(cli, configured: str,
     for step in ("ingest", "validate", "transform", "features"):
         assert step in result.out
     assert "feature version" in result.out
+    assert "    ingest: files 3/3  " in result.out  # progress inside the step: plain lines off a terminal
 
     listing = cli("features", "list")
     assert listing.code == 0
@@ -71,6 +73,13 @@ def test_simulate_then_pipeline_produces_a_feature_version(cli, configured: str,
     assert shown.code == 0
     assert "quarantine/" in shown.out
     assert run_id in cli("pipeline", "list").out
+    # The same records for scripts: one JSON document each.
+    run = json.loads(cli("pipeline", "show", run_id, "--json").out)
+    assert run["id"] == run_id
+    assert [s["step"] for s in run["steps"]] == ["ingest", "validate", "transform", "features"]
+    assert [r["id"] for r in json.loads(cli("pipeline", "list", "--json").out)] == [run_id]
+    assert json.loads(cli("features", "show", version.short, "--json").out)["id"] == version.id
+    assert [v["id"] for v in json.loads(cli("features", "list", "--json").out)] == [version.id]
 
     # features pull gives back exactly the versioned bytes, through DVC.
     pulled = cli("features", "pull", version.short, "--out", str(tmp_path / "pulled.csv"))

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
+from driftloop.cli._output import json_option, plain, print_json
 from driftloop.cli._state import state
 from driftloop.errors import UsageError
 
@@ -86,6 +87,7 @@ def create(
 def list_tokens(
     ctx: typer.Context,
     show_all: bool = typer.Option(False, "--all", help="Include revoked and expired tokens."),
+    as_json: bool = json_option(),
 ) -> None:
     """List tokens: id, identity, roles, first characters, created, expiry, last use (never the token)."""
     from driftloop.auth import token_manager
@@ -94,6 +96,9 @@ def list_tokens(
     store = _store(ctx)
     token_manager(st.settings, store)
     tokens = store.tokens(include_inactive=show_all)
+    if as_json:  # TokenInfo holds no secret: the prefix is what `auth list` shows anyway
+        print_json([{**plain(t), "state": _state(t)} for t in tokens])
+        return
     if not tokens:
         st.out.print("no tokens" + ("" if show_all else " (active ones; --all shows revoked and expired)"))
         return
@@ -136,7 +141,7 @@ def revoke(
 
 
 @app.command("whoami")
-def whoami(ctx: typer.Context) -> None:
+def whoami(ctx: typer.Context, as_json: bool = json_option()) -> None:
     """Verify the token in DRIFTLOOP_TOKEN (or auth.token) and print its identity and roles."""
     from driftloop.auth import token_principal
 
@@ -144,5 +149,10 @@ def whoami(ctx: typer.Context) -> None:
     store = _store(ctx)
     principal = token_principal(st.settings, store.db, needed="whoami")
     info = next(t for t in store.tokens() if t.id == principal.token_id)
+    if as_json:
+        print_json(
+            {"name": principal.name, "token_id": info.id, "roles": info.roles, "expires_at": info.expires_at}
+        )
+        return
     until = f"expires {_when(info.expires_at)} UTC" if info.expires_at else "no expiry"
     st.out.print(f"{principal.name} (token {info.id}, roles {', '.join(info.roles)}; {until})")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 
+from driftloop.cli._output import json_option, print_json
 from driftloop.cli._state import state
 
 app = typer.Typer(help="Metadata database: migrate and inspect the schema.", no_args_is_help=True)
@@ -27,7 +28,7 @@ def upgrade(ctx: typer.Context) -> None:
 
 
 @app.command("status")
-def status(ctx: typer.Context) -> None:
+def status(ctx: typer.Context, as_json: bool = json_option()) -> None:
     """Show the database URL (password masked), its schema revision and the newest known one."""
     from driftloop.storage.metadata import Database
 
@@ -38,6 +39,12 @@ def status(ctx: typer.Context) -> None:
     finally:
         db.dispose()
     head = Database.head_revision()
-    st.out.print(f"url:      {db.engine.url.render_as_string(hide_password=True)}")
+    url = db.engine.url.render_as_string(hide_password=True)
+    if as_json:
+        print_json(
+            {"url": url, "dialect": db.dialect, "revision": current, "head": head, "pending": current != head}
+        )
+        return
+    st.out.print(f"url:      {url}")
     st.out.print(f"revision: {current or 'none (run: driftloop db upgrade)'}")
     st.out.print(f"head:     {head}{'' if current == head else '  (pending migrations)'}")

@@ -14,13 +14,21 @@ from driftloop.errors import DriftloopError
 if TYPE_CHECKING:
     from driftloop.demo.plan import DayRow
 
+# The demo's own home, inside the platform's default one but apart from it: the quick tour's data in
+# ./.driftloop stays, and `driftloop demo` after the tour (or `make demo` twice) just works.
+DEFAULT_HOME = Path(".driftloop") / "demo"
+
 
 def demo(
     ctx: typer.Context,
     home: Path = typer.Option(
-        Path(".driftloop"),
+        DEFAULT_HOME,
         "--home",
-        help="Where the demo's platform lives (reset on every run; refused when it holds other data).",
+        help="Where the demo's platform lives, apart from ./.driftloop's own state (reset on every run; "
+        "refused when it holds data the demo did not make).",
+    ),
+    port: int | None = typer.Option(
+        None, "--port", min=1, max=65535, help="Port of the demo's prediction service (default: a free one)."
     ),
     quick: bool = typer.Option(False, "--quick", help="A shorter story (fewer days and rows)."),
 ) -> None:
@@ -45,7 +53,11 @@ def demo(
 
     with st.out.status("running the closed loop…"):
         result = run_demo(
-            home.resolve(), plan, say=lambda text: st.out.print(f"[bold]·[/] {text}"), on_day=on_day
+            home.resolve(),
+            plan,
+            port=port,
+            say=lambda text: st.out.print(f"[bold]·[/] {text}"),
+            on_day=on_day,
         )
     st.out.print(table)
     st.out.print(f"report: {result.report}")
@@ -65,4 +77,4 @@ def demo(
         raise DriftloopError(
             "the loop did not close: no retrained version reached production (see the report)"
         )
-    st.out.print("see it all in the MLflow UI: driftloop up")
+    st.out.print(f"see it all in the MLflow UI: DRIFTLOOP_HOME={home} driftloop up", markup=False)

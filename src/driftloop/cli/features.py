@@ -9,18 +9,22 @@ import typer
 from rich import box
 from rich.table import Column, Table
 
+from driftloop.cli._output import json_option, print_json
 from driftloop.cli._state import state
 
 app = typer.Typer(help="Feature store: DVC-versioned feature snapshots.", no_args_is_help=True)
 
 
 @app.command("list")
-def list_(ctx: typer.Context) -> None:
+def list_(ctx: typer.Context, as_json: bool = json_option()) -> None:
     """Every feature version, newest first (lineage: driftloop features show VERSION)."""
     from driftloop.features import feature_store_for
 
     st = state(ctx)
     versions = feature_store_for(st.settings).list()
+    if as_json:
+        print_json(versions)
+        return
     if not versions:
         st.out.print("no feature versions yet (create one: driftloop pipeline run --until features)")
         return
@@ -41,13 +45,18 @@ def list_(ctx: typer.Context) -> None:
 
 @app.command("show")
 def show(
-    ctx: typer.Context, version: str = typer.Argument(..., metavar="VERSION", help="Version id or prefix.")
+    ctx: typer.Context,
+    version: str = typer.Argument(..., metavar="VERSION", help="Version id or prefix."),
+    as_json: bool = json_option(),
 ) -> None:
     """A version's size, columns and lineage (raw partitions, validation, pipeline run)."""
     from driftloop.features import feature_store_for
 
     st = state(ctx)
     v = feature_store_for(st.settings).get(version)
+    if as_json:
+        print_json(v)
+        return
     st.out.print(f"version  [bold]{v.id}[/]")
     st.out.print(f"created  {v.created_at:%Y-%m-%d %H:%M:%S %Z}")
     st.out.print(f"rows     {v.rows:,} ({_size(v.size)})")

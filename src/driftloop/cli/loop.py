@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 from rich.table import Table
 
+from driftloop.cli._output import json_option, print_json
 from driftloop.cli._state import state
 
 app = typer.Typer(
@@ -17,6 +18,7 @@ def history(
     ctx: typer.Context,
     name: str | None = typer.Argument(None, help="Registered model \\[registry.model_name]."),
     limit: int = typer.Option(20, "--limit", min=1, help="The latest N triggers."),
+    as_json: bool = json_option(),
 ) -> None:
     """Each trigger (drift, decay, schedule, manual) with its reason, pipeline run, candidate and outcome,
     then the rollback guards."""
@@ -31,6 +33,9 @@ def history(
         triggers, guards = ledger.triggers(model, limit=limit), ledger.guards(model)
     finally:
         db.dispose()
+    if as_json:
+        print_json({"model": model, "triggers": triggers, "guards": guards})
+        return
     if not triggers:
         st.out.print(f"no triggers recorded for {model}")
         return

@@ -7,6 +7,7 @@ expected errors too.
 
 from __future__ import annotations
 
+import os
 import sys
 import traceback
 from pathlib import Path
@@ -14,11 +15,14 @@ from pathlib import Path
 import typer
 
 # Typer ≥ 0.20 ships its own copy of click; its exceptions are the ones the parser raises.
+from typer._click.core import Command, Context
 from typer._click.exceptions import ClickException, NoArgsIsHelpError
+from typer.core import TyperOption
 
 import driftloop
 from driftloop.cli import auth as auth_cli
 from driftloop.cli import capture as capture_cli
+from driftloop.cli import completion as completion_cli
 from driftloop.cli import config as config_cli
 from driftloop.cli import db as db_cli
 from driftloop.cli import demo as demo_cli
@@ -37,7 +41,9 @@ from driftloop.cli._state import CliState
 from driftloop.errors import DriftloopError, one_line
 from driftloop.logs import configure_logging
 
-__all__ = ["app", "main"]
+__all__ = ["app", "build_command", "main"]
+
+_HELP_NAMES = ["-h", "--help"]
 
 app = typer.Typer(
     name="driftloop",
@@ -45,10 +51,11 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
-    context_settings={"help_option_names": ["-h", "--help"]},
+    context_settings={"help_option_names": _HELP_NAMES},
 )
 app.add_typer(auth_cli.app, name="auth")
 app.add_typer(capture_cli.app, name="capture")
+app.add_typer(completion_cli.app, name="completion")
 app.add_typer(config_cli.app, name="config")
 app.add_typer(db_cli.app, name="db")
 app.add_typer(features_cli.app, name="features")
@@ -99,13 +106,37 @@ def root(
     ctx.obj = CliState(config=config, debug=debug)
 
 
+def build_command() -> Command:
+    """The click command tree :func:`main` runs (tests and completion walk the same tree)."""
+    command = typer.main.get_command(app)
+    _flags_take_no_value(command)
+    return command
+
+
+def _flags_take_no_value(command: Command) -> None:
+    """Typer 0.29's help shows a flag's Python type (``--json <bool>``, even ``--help <bool>``) as if it
+    took a value; an empty metavar leaves a flag's type column blank. The help option is made (and
+    cached) by the command on first use, so it is made here, with the names every context gets."""
+    ctx = Context(command, help_option_names=_HELP_NAMES)
+    flags = [*command.params, command.get_help_option(ctx)]
+    for param in flags:
+        if isinstance(param, TyperOption) and (param.is_flag or param.count):
+            param.metavar = ""
+    for sub in getattr(command, "commands", {}).values():
+        _flags_take_no_value(sub)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Run the CLI and exit with its status. ``argv`` defaults to ``sys.argv[1:]``."""
     args = sys.argv[1:] if argv is None else argv
     debug = "--debug" in args
-    command = typer.main.get_command(app)
+    if os.environ.get(completion_cli.COMPLETE_VAR):  # the completion script asking for candidates
+        completion_cli.enable_completion()
+    command = build_command()
     try:
-        result = command.main(args=args, prog_name="driftloop", standalone_mode=False)
+        result = command.main(
+            args=args, prog_name="driftloop", complete_var=completion_cli.COMPLETE_VAR, standalone_mode=False
+        )
     except typer.Abort:
         _fail("aborted", 130)
     except KeyboardInterrupt:

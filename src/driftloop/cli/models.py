@@ -3,21 +3,26 @@
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich import box
 from rich.table import Column, Table
 
+from driftloop.cli._output import json_option, print_json
 from driftloop.cli._state import CliState, state
+from driftloop.errors import NotFoundError
 
 if TYPE_CHECKING:
     from datetime import datetime
 
-    from driftloop.core.models import ModelVersion
+    from driftloop.core.models import ModelVersion, Stage
+    from driftloop.settings import Settings
 
 app = typer.Typer(help="Model registry: versions, stages, metrics, lineage.", no_args_is_help=True)
 
+_SQLITE = "sqlite:///"
 _KEY_METRICS = ("roc_auc", "pr_auc", "f1", "rmse")
 # Padded to one width: the history's columns line up.
 _OUTCOMES = {
@@ -32,19 +37,26 @@ _OUTCOMES = {
 def list_(
     ctx: typer.Context,
     name: str | None = typer.Argument(None, help="Registered model \\[registry.model_name]."),
+    as_json: bool = json_option(),
 ) -> None:
     """A model's versions, newest first: stage (by the audit), aliases, key metrics, created.
 
     The stage is what driftloop's audit recorded; an MLflow alias or stage tag moved by hand is shown
     and flagged, never counted as a second production version.
     """
+    st = state(ctx)
+    model = name or st.settings.registry.model_name
+    if no_registry_yet(st.settings):
+        if as_json:
+            print_json([])
+        else:
+            st.out.print(f"no versions of {model} yet (register one: driftloop pipeline run)")
+        return
     from driftloop.core.models import Stage
     from driftloop.registry import Registry
     from driftloop.registry.changes import ALIASES, Changes
     from driftloop.storage.metadata import open_metadata
 
-    st = state(ctx)
-    model = name or st.settings.registry.model_name
     registry = Registry(st.settings)
     db = open_metadata(st.settings.database_url, echo=st.settings.database.echo)
     ctx.call_on_close(db.dispose)
@@ -70,6 +82,14 @@ def list_(
         expected = {a for s, a in ALIASES.items() if s == stage}
         if v.stage != stage or set(v.aliases) & set(ALIASES.values()) != expected:
             flagged.append(v.version)
+    if as_json:
+        print_json(
+            [_version_json(v, audited.get(v.version, Stage.NONE), v.version in flagged) for v in versions]
+        )
+        _warn_flagged(st, flagged)
+        return
+    for v in versions:
+        stage = audited.get(v.version, Stage.NONE)
         metrics = [v.tags.get(f"driftloop.metric.{k}", "-")[:6] for k in _KEY_METRICS[:3]]
         table.add_row(
             str(v.version),
@@ -79,6 +99,18 @@ def list_(
             f"{v.created_at:%Y-%m-%d %H:%M}",
         )
     st.out.print(table)
+    _warn_flagged(st, flagged)
+
+
+def no_registry_yet(settings: Settings) -> bool:
+    """Whether the embedded MLflow store (a SQLite file) does not exist yet: then no model has a
+    version, and a read command says so at once instead of importing MLflow and creating the store
+    (seconds of migrations on a fresh home)."""
+    uri = settings.tracking_uri
+    return uri.startswith(_SQLITE) and not Path(uri.removeprefix(_SQLITE)).exists()
+
+
+def _warn_flagged(st: CliState, flagged: list[int]) -> None:
     for number in flagged:
         st.err.print(
             f"[red]![/] v{number}: MLflow's stage tag or aliases differ from the audit (changed outside "
@@ -86,36 +118,81 @@ def list_(
         )
 
 
-def resolve_and_print(st: CliState, ref: str) -> ModelVersion:
-    """``NAME[/VERSION]`` → that version, whose headline is printed."""
-    from driftloop.core.models import ModelRef
-    from driftloop.registry import Registry
+def _version_json(v: ModelVersion, stage: Stage, flagged: bool) -> dict[str, Any]:
+    """A version for ``--json``: its stage by the audit, and MLflow's own tag when they differ."""
+    return {
+        "name": v.name,
+        "version": v.version,
+        "stage": stage.value,
+        "mlflow_stage": v.stage.value,
+        "changed_outside_driftloop": flagged,
+        "aliases": list(v.aliases),
+        "metrics": {
+            k.removeprefix("driftloop.metric."): _float(val)
+            for k, val in sorted(v.tags.items())
+            if k.startswith("driftloop.metric.")
+        },
+        "created_at": v.created_at,
+        "run_id": v.run_id,
+        "source": v.source,
+    }
 
-    registry = Registry(st.settings)
-    v = registry.resolve(ModelRef.parse(ref))
+
+def _float(text: str) -> float | str:
+    try:
+        return float(text)
+    except ValueError:
+        return text
+
+
+def _headline(st: CliState, v: ModelVersion) -> None:
     st.out.print(
         f"[bold]{v.name}/{v.version}[/]  stage {v.stage.value}  aliases {', '.join(v.aliases) or '-'}"
     )
-    return v
 
 
 @app.command("show")
 def show(
-    ctx: typer.Context, ref: str = typer.Argument(..., metavar="NAME[/VERSION]", help="Default: latest.")
+    ctx: typer.Context,
+    ref: str = typer.Argument(..., metavar="NAME[/VERSION]", help="Default: latest."),
+    as_json: bool = json_option(),
 ) -> None:
     """One version: stage, aliases, hold-out metrics, and lineage back to data, run and commit."""
-    from driftloop.tracking import Tracker
+    from driftloop.core.models import ModelRef
 
     st = state(ctx)
-    v = resolve_and_print(st, ref)
+    if no_registry_yet(st.settings):
+        raise NotFoundError(f"no registered model {ModelRef.parse(ref).name!r} (nothing is registered yet)")
+    from driftloop.registry import Registry
+    from driftloop.tracking import Tracker
+
+    v = Registry(st.settings).resolve(ModelRef.parse(ref))
+    run = Tracker(st.settings).get_run(v.run_id) if v.run_id is not None else None
+    metrics = {
+        k.removeprefix("holdout_"): val
+        for k, val in sorted(run.metrics.items() if run is not None else ())
+        if k.startswith("holdout_")
+    }
+    if as_json:
+        print_json(
+            {
+                "name": v.name,
+                "version": v.version,
+                "stage": v.stage.value,
+                "aliases": list(v.aliases),
+                "created_at": v.created_at,
+                "source": v.source,
+                "run_id": v.run_id,
+                "metrics": metrics,
+                "tags": run.tags if run is not None else {},
+            }
+        )
+        return
+    _headline(st, v)
     st.out.print(f"created   {v.created_at:%Y-%m-%d %H:%M:%S %Z}")
     st.out.print(f"source    {v.source}")
-    if v.run_id is None:
+    if run is None:
         return
-    run = Tracker(st.settings).get_run(v.run_id)
-    metrics = {
-        k.removeprefix("holdout_"): val for k, val in sorted(run.metrics.items()) if k.startswith("holdout_")
-    }
     st.out.print("metrics   " + "  ".join(f"{k} {_number(val)}" for k, val in metrics.items()))
     tags = run.tags
     lineage = {
@@ -153,6 +230,7 @@ def history(
     name: str | None = typer.Argument(None, help="Registered model \\[registry.model_name]."),
     version: int | None = typer.Option(None, "--version", help="Only this version."),
     checks: bool = typer.Option(False, "--checks", help="List each check and its evidence."),
+    as_json: bool = json_option(),
 ) -> None:
     """Every stage transition and approval — who, when, from → to, outcome, reasons, check results."""
     from driftloop.registry.audit import AuditLog
@@ -165,6 +243,9 @@ def history(
     audit = AuditLog(db)
     entries = audit.history(model, version=version)
     approvals = audit.approvals(model, version)
+    if as_json:
+        print_json({"model": model, "transitions": entries, "approvals": approvals})
+        return
     if not entries and not approvals:
         st.out.print(f"no transitions recorded for {model}")
         return

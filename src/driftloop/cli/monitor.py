@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
+from driftloop.cli._output import json_option, print_json
 from driftloop.cli._state import state
 from driftloop.errors import UsageError
 
@@ -72,6 +73,7 @@ def history(
     ctx: typer.Context,
     name: str | None = typer.Argument(None, help="Registered model \\[registry.model_name]."),
     limit: int = typer.Option(20, "--limit", min=1, help="The latest N decisions."),
+    as_json: bool = json_option(),
 ) -> None:
     """The recorded decisions of a model, oldest first: window, version, decision, drift share, report."""
     from driftloop.monitoring.history import decision_history
@@ -84,6 +86,9 @@ def history(
         decisions = decision_history(db, model, limit=limit)
     finally:
         db.dispose()
+    if as_json:
+        print_json(decisions)
+        return
     if not decisions:
         st.out.print(f"no monitoring decisions recorded for {model}")
         return

@@ -11,14 +11,17 @@ import typer
 from rich import box
 from rich.table import Column, Table
 
+from driftloop.cli._output import json_option, print_json
 from driftloop.cli._state import CliState, state
 from driftloop.errors import UsageError
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator
+    from collections.abc import Iterator
 
     from rich.console import Console
+    from rich.progress import Progress, TaskID
 
+    from driftloop.pipeline.progress import StepProgress
     from driftloop.pipeline.records import RunView, StepView
     from driftloop.pipeline.runner import StepEvent
     from driftloop.storage.metadata import Database
@@ -80,10 +83,9 @@ def run(
     pipeline = training_pipeline()
     if until is not None:
         pipeline.step(until)
-    with _database(st) as db:
-        runner = Runner(
-            settings, db, store_for(settings), pipeline, executor_for(settings), on_event=_printer(st.out)
-        )
+    display = _StepDisplay(st.out)
+    with _database(st) as db, contextlib.closing(display):
+        runner = Runner(settings, db, store_for(settings), pipeline, executor_for(settings), on_event=display)
         if resume:
             st.out.print(f"resuming run [bold]{resume}[/]")
             with _trigger_held(st, db, resume):
@@ -150,13 +152,20 @@ def _trigger_held(st: CliState, db: Database, run_id: str) -> Iterator[None]:
 
 
 @app.command("list")
-def list_(ctx: typer.Context, limit: int = typer.Option(20, "--limit", min=1, help="How many runs.")) -> None:
+def list_(
+    ctx: typer.Context,
+    limit: int = typer.Option(20, "--limit", min=1, help="How many runs."),
+    as_json: bool = json_option(),
+) -> None:
     """Recent runs, newest first."""
     from driftloop.pipeline.records import list_runs
 
     st = state(ctx)
     with _database(st) as db:
         runs = list_runs(db, limit)
+    if as_json:
+        print_json(runs)
+        return
     table = Table(
         Column("run", no_wrap=True),
         "status",
@@ -181,13 +190,20 @@ def list_(ctx: typer.Context, limit: int = typer.Option(20, "--limit", min=1, he
 
 
 @app.command("show")
-def show(ctx: typer.Context, run_id: str = typer.Argument(..., metavar="RUN", help="Run id.")) -> None:
+def show(
+    ctx: typer.Context,
+    run_id: str = typer.Argument(..., metavar="RUN", help="Run id."),
+    as_json: bool = json_option(),
+) -> None:
     """A run's parameters and steps: status, duration, outputs, summary, log."""
     from driftloop.pipeline.records import get_run
 
     st = state(ctx)
     with _database(st) as db:
         view = get_run(db, run_id)
+    if as_json:
+        print_json(view)
+        return
     st.out.print(
         f"run [bold]{view.id}[/]  {_status(view.status.value)}  "
         f"pipeline {view.pipeline}  trigger {view.trigger}"
@@ -231,11 +247,24 @@ def step(
         raise typer.Exit(code)
 
 
-def _printer(console: Console) -> Callable[[StepEvent], None]:
-    def on_event(event: StepEvent) -> None:
+class _StepDisplay:
+    """What ``pipeline run`` shows: a line as each step starts and ends and, inside a long step (epochs,
+    rows), a live bar on a terminal or one plain line per report elsewhere (a log file, a CI job)."""
+
+    def __init__(self, console: Console) -> None:
+        self._console = console
+        self._bar: Progress | None = None
+        self._task: TaskID | None = None
+
+    def __call__(self, event: StepEvent) -> None:
+        if event.kind == "progress":
+            if event.progress is not None:
+                self._progress(event.step, event.progress)
+            return
+        self.close()
         view = event.view
         if event.kind == "start":
-            console.print(f"  … {event.step}", highlight=False)
+            self._console.print(f"  … {event.step}", highlight=False)
             return
         if view is None:
             return
@@ -245,9 +274,34 @@ def _printer(console: Console) -> Callable[[StepEvent], None]:
             "cached": _ICON["cached"] + " cached",
             "failed": _ICON["failed"],
         }[event.kind]
-        console.print(f"  {label} {event.step} {_duration(view)}  {brief}", highlight=False)
+        self._console.print(f"  {label} {event.step} {_duration(view)}  {brief}", highlight=False)
 
-    return on_event
+    def _progress(self, step: str, p: StepProgress) -> None:
+        if not self._console.is_terminal:
+            count = f"{p.done}/{p.total}" if p.total is not None else str(p.done)
+            detail = f"  {p.detail}" if p.detail else ""
+            self._console.print(f"    {step}: {p.unit} {count}{detail}", highlight=False, markup=False)
+            return
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+        if self._bar is None or self._task is None:
+            self._bar = Progress(
+                TextColumn("    {task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[unit]}  {task.fields[detail]}", markup=False),
+                console=self._console,
+                transient=True,  # the step's own line replaces it when the step ends
+            )
+            self._bar.start()
+            self._task = self._bar.add_task(step, total=p.total, unit=p.unit, detail=p.detail)
+        self._bar.update(self._task, completed=p.done, total=p.total, unit=p.unit, detail=p.detail)
+
+    def close(self) -> None:
+        """Take a live bar off the screen (at a step's end, or when the run stops)."""
+        if self._bar is not None:
+            self._bar.stop()
+            self._bar, self._task = None, None
 
 
 def _day(text: str | None, flag: str) -> date | None:

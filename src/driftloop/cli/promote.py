@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
 
+from driftloop.cli._output import json_option, print_json
 from driftloop.cli._state import CliState, state
 from driftloop.errors import UsageError
 
 if TYPE_CHECKING:
+    from driftloop.core.models import ModelVersion
     from driftloop.registry.promotion import Promoter
     from driftloop.storage.metadata import Database
     from driftloop.tracking import Tracker
@@ -140,42 +142,87 @@ def rollback(
 
 
 def lineage(
-    ctx: typer.Context, ref: str = typer.Argument(..., metavar="NAME/VERSION", help="A registered version.")
+    ctx: typer.Context,
+    ref: str = typer.Argument(..., metavar="NAME/VERSION", help="A registered version."),
+    as_json: bool = json_option(),
 ) -> None:
     """From a version back to its run, commit, feature version, pipeline run and raw data partitions."""
-    import json
+    from driftloop.core.models import ModelRef
+    from driftloop.registry import Registry
 
-    from driftloop.cli.models import resolve_and_print
+    st = state(ctx)
+    v = Registry(st.settings).resolve(ModelRef.parse(ref))
+    trail = _trail(st, v)
+    if as_json:
+        print_json(trail)
+        return
+    _print_trail(st, trail)
+
+
+def _trail(st: CliState, v: ModelVersion) -> dict[str, Any]:
+    """The lineage as data: version → run → commit, pipeline run, feature version → partitions."""
     from driftloop.errors import NotFoundError
     from driftloop.features import feature_store_for
     from driftloop.tracking import Tracker
 
-    st = state(ctx)
-    v = resolve_and_print(st, ref)
-    st.out.print(f"└─ model        {v.source}")
+    trail: dict[str, Any] = {
+        "model": {"name": v.name, "version": v.version, "stage": v.stage.value, "aliases": list(v.aliases)},
+        "source": v.source,
+        "run": None,
+    }
     if not v.run_id:
-        return
+        return trail
     run = Tracker(st.settings).get_run(v.run_id)
     tags = run.tags
-    st.out.print(f"   └─ run      {run.run_id} ({run.name}, {run.status})")
-    commit = tags.get("driftloop.git.commit", "-")
-    st.out.print(f"      ├─ code     git {commit} (dirty: {tags.get('driftloop.git.dirty', '-')})")
-    if tags.get("driftloop.pipeline_run"):
-        st.out.print(f"      ├─ pipeline {tags['driftloop.pipeline_run']} (driftloop pipeline show …)")
     feature_version = tags.get("driftloop.feature_version")
-    if not feature_version:
-        st.out.print(f"      └─ data     {tags.get('driftloop.source', '-')} (a local file)")
+    trail["run"] = {"id": run.run_id, "name": run.name, "status": run.status}
+    trail["git"] = {"commit": tags.get("driftloop.git.commit"), "dirty": tags.get("driftloop.git.dirty")}
+    trail["pipeline_run"] = tags.get("driftloop.pipeline_run")
+    trail["data_file"] = None if feature_version else tags.get("driftloop.source")
+    trail["features"] = None
+    if feature_version:
+        try:
+            info = feature_store_for(st.settings).get(feature_version)
+        except NotFoundError:
+            trail["features"] = {"version": feature_version, "in_store": False}
+            return trail
+        trail["features"] = {
+            "version": feature_version,
+            "in_store": True,
+            "window": info.lineage.get("window", {}),
+            "raw_partitions": info.lineage.get("raw_partitions", {}),
+            "label_partitions": info.lineage.get("label_partitions", {}),
+        }
+    return trail
+
+
+def _print_trail(st: CliState, trail: dict[str, Any]) -> None:
+    import json
+
+    model = trail["model"]
+    st.out.print(
+        f"[bold]{model['name']}/{model['version']}[/]  stage {model['stage']}  "
+        f"aliases {', '.join(model['aliases']) or '-'}"
+    )
+    st.out.print(f"└─ model        {trail['source']}")
+    run = trail["run"]
+    if run is None:
         return
-    st.out.print(f"      └─ features {feature_version}")
-    try:
-        info = feature_store_for(st.settings).get(feature_version)
-    except NotFoundError:
+    st.out.print(f"   └─ run      {run['id']} ({run['name']}, {run['status']})")
+    git = trail["git"]
+    st.out.print(f"      ├─ code     git {git['commit'] or '-'} (dirty: {git['dirty'] or '-'})")
+    if trail["pipeline_run"]:
+        st.out.print(f"      ├─ pipeline {trail['pipeline_run']} (driftloop pipeline show …)")
+    features = trail["features"]
+    if features is None:
+        st.out.print(f"      └─ data     {trail['data_file'] or '-'} (a local file)")
+        return
+    st.out.print(f"      └─ features {features['version']}")
+    if not features["in_store"]:
         st.out.print("         └─ (the feature version is no longer in the store)")
         return
-    window = info.lineage.get("window", {})
-    st.out.print(f"         ├─ window   {json.dumps(window, sort_keys=True)}")
-    raw = info.lineage.get("raw_partitions", {})
-    labels = info.lineage.get("label_partitions", {})
+    raw, labels = features["raw_partitions"], features["label_partitions"]
+    st.out.print(f"         ├─ window   {json.dumps(features['window'], sort_keys=True)}")
     st.out.print(f"         ├─ raw      {len(raw)} partitions")
     for key, meta in sorted(raw.items()):
         st.out.print(f"         │   {key}  sha256 {str(meta.get('sha256', ''))[:16]}")

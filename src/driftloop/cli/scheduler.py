@@ -8,10 +8,11 @@ import signal
 import sys
 import threading
 from dataclasses import asdict
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
 
+from driftloop.cli._output import json_option, plain, print_json
 from driftloop.cli._state import state
 from driftloop.errors import UsageError
 from driftloop.logs import FORMAT, LOGGER, configure_logging
@@ -21,6 +22,7 @@ if TYPE_CHECKING:
     from datetime import datetime
 
     from driftloop.scheduling.claims import Fire
+    from driftloop.scheduling.scheduler import JobSpec, StoredJob
 
 schedule_app = typer.Typer(help="Schedules: what runs when, and what ran.", no_args_is_help=True)
 
@@ -72,7 +74,7 @@ def scheduler(
 
 
 @schedule_app.command("list")
-def list_jobs(ctx: typer.Context) -> None:
+def list_jobs(ctx: typer.Context, as_json: bool = json_option()) -> None:
     """Each job: its trigger, its next run time and its last fire (time, scheduler, outcome)."""
     from driftloop.scheduling.claims import last_fires
     from driftloop.scheduling.scheduler import configured_jobs, stored_jobs
@@ -86,8 +88,14 @@ def list_jobs(ctx: typer.Context) -> None:
         fires = last_fires(db)
     finally:
         db.dispose()
+    order = [*specs, *(j for j in stored if j not in specs)]
+    if as_json:
+        print_json(
+            [_job_json(job_id, specs.get(job_id), stored.get(job_id), fires.get(job_id)) for job_id in order]
+        )
+        return
     st.out.print(f"{'job':<12} {'trigger':<44} {'next run (UTC)':<26} last fire")
-    for job_id in [*specs, *(j for j in stored if j not in specs)]:
+    for job_id in order:
         spec, job = specs.get(job_id), stored.get(job_id)
         trigger = str(job.trigger if job is not None else spec.trigger if spec is not None else "")
         upcoming = "not scheduled yet" if job is None else _when(job.next_run_time)
@@ -100,6 +108,20 @@ def list_jobs(ctx: typer.Context) -> None:
             )
     if not stored:
         st.out.print("no scheduler has run on this database yet (start one: driftloop scheduler)")
+
+
+def _job_json(job_id: str, spec: JobSpec | None, job: StoredJob | None, fire: Fire | None) -> dict[str, Any]:
+    """One job for ``schedule list --json``: configured and stored trigger, next run, last fire."""
+    return {
+        "id": job_id,
+        "configured": spec is not None,
+        "configured_trigger": str(spec.trigger) if spec is not None else None,
+        "stored_trigger": job.trigger if job is not None else None,
+        "pending_change": spec is not None and job is not None and job.signature != spec.signature,
+        "next_run_time": job.next_run_time if job is not None else None,
+        "paused": job is not None and job.next_run_time is None,
+        "last_fire": None if fire is None else {**plain(fire), "duration_s": fire.duration_s},
+    }
 
 
 def _when(moment: datetime | None) -> str:

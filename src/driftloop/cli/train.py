@@ -112,7 +112,10 @@ def _epochs(console: Console, total: int) -> tuple[Progress, Any]:
     task = progress.add_task("train", total=total, note="")
 
     def on_epoch(record: Any) -> None:
-        progress.update(task, advance=1, note=f"val_score {record.val_score:.4f}")
+        note = f"val_score {record.val_score:.4f}"
+        progress.update(task, advance=1, note=note)
+        if not console.is_terminal:  # no live bar off a terminal (a log, CI): one line per epoch
+            console.print(f"    train: epochs {record.epoch}/{total}  {note}", markup=False, highlight=False)
 
     return progress, on_epoch
 

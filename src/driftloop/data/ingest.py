@@ -97,7 +97,7 @@ def read_raw(
     partitions: Sequence[Partition],
     columns: Sequence[str],
     *,
-    on_file: Callable[[Partition], None] | None = None,
+    on_file: Callable[[Partition, int], None] | None = None,
 ) -> RawBatch:
     """Read every partition as string columns ``columns`` (missing ones become null, noted per file).
 
@@ -122,8 +122,8 @@ def read_raw(
         arrays.append(pa.repeat(pa.scalar(part.key, pa.string()), n))
         arrays.append(pa.array(range(n), pa.int64()))
         tables.append(pa.table(arrays, names=[*columns, SOURCE_COLUMN, SOURCE_ROW_COLUMN]))
-        if on_file is not None:
-            on_file(part)
+        if on_file is not None:  # progress: the file just read and its rows
+            on_file(part, n)
     schema = pa.schema(
         [*((c, pa.string()) for c in columns), (SOURCE_COLUMN, pa.string()), (SOURCE_ROW_COLUMN, pa.int64())]
     )

@@ -66,13 +66,17 @@ def run_demo(
     home: Path,
     plan: DemoPlan | None = None,
     *,
+    port: int | None = None,
     say: Callable[[str], None] = print,
     on_day: Callable[[DayRow], None] | None = None,
 ) -> DemoResult:
     """Run the story under ``home`` (reset first when the demo made it; refused when it holds other
-    data) and return the timeline. Raises :class:`DriftloopError` when a component fails."""
+    data) and return the timeline; the service listens on ``port`` (None: a free one). Raises
+    :class:`DriftloopError` when a component fails, :class:`UsageError` when ``port`` is taken."""
     plan = plan or DemoPlan()
     started = time.perf_counter()
+    if port is not None:
+        _check_port(port)  # before the reset and minutes of work, not when the service starts
     _reset(home)
     os.environ.update(plan.environment(home))
     settings = load_settings(None)
@@ -94,7 +98,7 @@ def run_demo(
         )
         first = _first_version(story.loop, settings, plan)
         say(f"serving {settings.registry.model_name}/{first} through `driftloop serve` (real HTTP)")
-        with _Service(home) as service:
+        with _Service(home, port) as service:
             rows = []
             for k in range(1, plan.live_days + 1):
                 rows.append(story.live_day(service, k, say))
@@ -183,6 +187,16 @@ def _reset(home: Path) -> None:
     (home / MARKER).write_text("made by `driftloop demo`; the next demo run resets this directory\n")
 
 
+def _check_port(port: int) -> None:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError as exc:
+            raise UsageError(
+                f"--port {port} is not free on 127.0.0.1 ({exc.strerror}): choose another"
+            ) from None
+
+
 def _simulate(plant: ObjectStore, plan: DemoPlan, onset: date) -> None:
     drifts = (
         f"sensor-offset:start={onset},severity=3,sensor=air_temperature_k",
@@ -268,9 +282,9 @@ def _finite(value: Any) -> float | None:
 class _Service:
     """``driftloop serve`` as a child process on a free port, and a keep-alive HTTP client to it."""
 
-    def __init__(self, home: Path) -> None:
+    def __init__(self, home: Path, port: int | None = None) -> None:
         with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
+            s.bind(("127.0.0.1", port or 0))
             self.port = s.getsockname()[1]
         self._supervisor = Supervisor(home / "logs" / "demo", grace_s=30)  # SIGTERM: the WAL ships first
         self._conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)

@@ -11,7 +11,6 @@ import hashlib
 import io
 import json
 import warnings
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
@@ -19,6 +18,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from driftloop.pipeline.artifacts import ArtifactRef
 from driftloop.storage import join_key
 
 if TYPE_CHECKING:
@@ -28,26 +28,6 @@ if TYPE_CHECKING:
 __all__ = ["ArtifactRef", "arrow_table", "artifact_key", "load", "save", "to_csv_bytes"]
 
 _EXT = {"table": "parquet", "json": "json", "csv": "csv"}
-
-
-@dataclass(frozen=True)
-class ArtifactRef:
-    """Where an artifact is (store key and full URI), its kind, and the sha256 of its bytes."""
-
-    key: str
-    uri: str
-    kind: ArtifactKind
-    sha256: str
-    size: int
-
-    def to_json(self) -> dict[str, Any]:
-        return {"key": self.key, "uri": self.uri, "kind": self.kind, "sha256": self.sha256, "size": self.size}
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> ArtifactRef:
-        return cls(
-            key=data["key"], uri=data["uri"], kind=data["kind"], sha256=data["sha256"], size=data["size"]
-        )
 
 
 def artifact_key(run_id: str, step: str, name: str, output: Output) -> str:

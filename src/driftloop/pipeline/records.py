@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 from driftloop.core.runs import RunStatus, StepStatus
 from driftloop.errors import NotFoundError
-from driftloop.pipeline.catalog import ArtifactRef
+from driftloop.pipeline.artifacts import ArtifactRef
 from driftloop.storage.metadata import PipelineRunRow, StepRunRow
 
 if TYPE_CHECKING:

@@ -6,6 +6,7 @@ runs in its executor's isolation and records its own outcome in the metadata dat
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ from driftloop.errors import ConflictError, DriftloopError
 from driftloop.pipeline import records
 from driftloop.pipeline.execute import resolve_inputs, step_logger
 from driftloop.pipeline.params import RunParams
+from driftloop.pipeline.progress import LogFollower, StepProgress
 from driftloop.pipeline.spec import StepContext
 from driftloop.storage import join_key
 
@@ -40,12 +42,14 @@ class PipelineFailedError(DriftloopError):
 
 @dataclass(frozen=True)
 class StepEvent:
-    """Progress for displays: a step started, finished, was served from cache, or failed."""
+    """Progress for displays: a step started, reported progress (epochs, rows: ``progress``), finished,
+    was served from cache, or failed."""
 
     run_id: str
     step: str
-    kind: Literal["start", "done", "cached", "failed"]
+    kind: Literal["start", "progress", "done", "cached", "failed"]
     view: records.StepView | None = None
+    progress: StepProgress | None = None
 
 
 class Runner:
@@ -67,6 +71,7 @@ class Runner:
         self._pipeline = pipeline
         self._executor = executor
         self._emit = on_event or (lambda _event: None)
+        self._watched = on_event is not None  # only then is a running step's log followed
 
     def create(self, params: RunParams, *, trigger: str = "manual", run_id: str | None = None) -> str:
         """Record a new pending run (so a caller can show its id before it starts); ``run_id``: the id
@@ -137,7 +142,8 @@ class Runner:
         records.start_step(self._db, run_id, spec.name, cache_key=key, inputs=inputs)
         self._emit(StepEvent(run_id, spec.name, "start"))
         log_path = self._settings.home / "logs" / run_id / f"{spec.name}.log"
-        code = self._executor.run(spec.name, run_id, log_path, self._settings.pipeline.step_timeout_s)
+        with self._following(run_id, spec.name, log_path):
+            code = self._executor.run(spec.name, run_id, log_path, self._settings.pipeline.step_timeout_s)
         log_uri = self._publish_log(run_id, spec.name, log_path)
         view = records.get_run(self._db, run_id).step(spec.name)
         if code == 0 and view.status == StepStatus.SUCCEEDED:
@@ -152,6 +158,14 @@ class Runner:
         records.finish_step(self._db, run_id, spec.name, StepStatus.FAILED, log_uri=log_uri, error=error)
         self._emit(StepEvent(run_id, spec.name, "failed", records.get_run(self._db, run_id).step(spec.name)))
         return f"step {spec.name} failed: {error} (log: {log_uri})"
+
+    def _following(self, run_id: str, step: str, log_path: Path) -> contextlib.AbstractContextManager[object]:
+        """While a step runs, its log's progress lines as ``progress`` events (when anyone watches)."""
+        if not self._watched:
+            return contextlib.nullcontext()
+        return LogFollower(
+            log_path, lambda progress: self._emit(StepEvent(run_id, step, "progress", progress=progress))
+        )
 
     def _cache_key(
         self, run_id: str, spec: StepSpec, params: RunParams, inputs: dict[str, ArtifactRef]

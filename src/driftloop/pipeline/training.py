@@ -25,6 +25,7 @@ from driftloop.features import store as feature_store_mod
 from driftloop.features.store import FeatureStore
 from driftloop.pipeline import modeling
 from driftloop.pipeline.catalog import arrow_table, to_csv_bytes
+from driftloop.pipeline.progress import report
 from driftloop.pipeline.spec import Output, Pipeline, StepContext, StepResult, StepSpec
 from driftloop.storage import join_key
 
@@ -87,7 +88,14 @@ def ingest(ctx: StepContext) -> StepResult:
     data = ctx.settings.data
     columns = [c.name for c in data.columns]
     id_col = next(c.name for c in data.columns if c.role == "id")
-    batch = ingest_mod.read_raw(ctx.store, parts, columns)
+    read = {"files": 0, "rows": 0}
+
+    def read_file(_part: Partition, rows: int) -> None:
+        read["files"] += 1
+        read["rows"] += rows
+        report(ctx.log, read["files"], len(parts), "files", f"{read['rows']:,} rows")
+
+    batch = ingest_mod.read_raw(ctx.store, parts, columns, on_file=read_file)
     label_lines: list[ingest_mod.MalformedLine] = []
     labels, label_hashes = ingest_mod.read_labels(
         ctx.store,
@@ -251,13 +259,12 @@ def train(ctx: StepContext, version: dict[str, Any]) -> StepResult:
         tags = {**data.tags, modeling.TAG_PIPELINE_RUN: ctx.run_id}
 
         def progress(record: Any) -> None:
-            ctx.log.info(
-                "epoch %d: train_loss %.4f val_loss %.4f val_score %.4f",
-                record.epoch,
-                record.train_loss,
-                record.val_loss,
-                record.val_score,
+            detail = (
+                f"train_loss {record.train_loss:.4f} val_loss {record.val_loss:.4f} "
+                f"val_score {record.val_score:.4f}"
             )
+            # Out of max_epochs: early stopping ends the count before it (the summary says where).
+            report(ctx.log, record.epoch, ctx.settings.training.max_epochs, "epochs", detail)
 
         outcome = modeling.train_and_log(
             ctx.settings, tracker, data, run_name=f"pipeline {ctx.run_id}", extra_tags=tags, on_epoch=progress

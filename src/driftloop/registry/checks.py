@@ -152,31 +152,43 @@ def check_model_size(ctx: CheckContext) -> CheckResult:
     )
 
 
-def check_latency(ctx: CheckContext, *, calls: int = 50) -> CheckResult:
-    """p95 of single-row predictions through the loaded pyfunc model, after a warm-up."""
+def check_latency(ctx: CheckContext, *, calls: int = 30, runs: int = 5, warmup: int = 20) -> CheckResult:
+    """p95 of single-row predictions through the loaded pyfunc model, judged so that a busy machine does
+    not refuse a fast model: ``warmup`` calls first (lazy initialisation, cold caches), then ``runs``
+    runs of ``calls`` each; the verdict is on the median of the runs' p95s, so a burst of load from
+    elsewhere that spoils one or two runs does not decide it (decision 0063)."""
     scorer = ctx.scorer()
     if scorer.input_example is None or scorer.input_example.empty:
         return CheckResult("latency", False, "the logged model has no input example to time")
     row = scorer.input_example.iloc[:1]
-    for _ in range(5):
+    for _ in range(warmup):
         scorer.predict(row)
-    timings = []
-    for _ in range(calls):
-        start = time.perf_counter()
-        scorer.predict(row)
-        timings.append((time.perf_counter() - start) * 1000)
-    p50, p95 = (float(np.percentile(timings, q)) for q in (50, 95))
+    per_run: list[list[float]] = []
+    for _ in range(runs):
+        timings = []
+        for _ in range(calls):
+            start = time.perf_counter()
+            scorer.predict(row)
+            timings.append((time.perf_counter() - start) * 1000)
+        per_run.append(timings)
+    run_p95 = [float(np.percentile(t, 95)) for t in per_run]
+    p95 = float(np.median(run_p95))
+    p50 = float(np.median([np.percentile(t, 50) for t in per_run]))
     ok = p95 <= ctx.policy.max_latency_ms
     evidence = {
         "p50_ms": round(p50, 3),
         "p95_ms": round(p95, 3),
+        "run_p95_ms": [round(v, 3) for v in run_p95],
         "calls": calls,
+        "runs": runs,
+        "warmup": warmup,
         "budget_ms": ctx.policy.max_latency_ms,
     }
     return CheckResult(
         "latency",
         ok,
-        f"single-row p95 {p95:.2f} ms {'≤' if ok else '>'} {ctx.policy.max_latency_ms} ms",
+        f"single-row p95 {p95:.2f} ms (median of {runs} runs) {'≤' if ok else '>'} "
+        f"{ctx.policy.max_latency_ms} ms",
         evidence,
     )
 
