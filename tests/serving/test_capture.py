@@ -25,6 +25,7 @@ from driftloop.errors import CaptureFullError, ConfigError, ConflictError, Stora
 from driftloop.settings import CaptureSettings, load_settings
 from driftloop.storage import ObjectStore, open_store
 from driftloop.storage._s3 import make_client
+from tests.conftest import SETTLE_S
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -112,7 +113,7 @@ def test_records_come_out_as_partitioned_parquet(store: ObjectStore, tmp_path: P
         capture.append(first)
         capture.append(second)
         capture.append(feedback(first["prediction_id"], 1.0))
-        assert capture.flush(30)
+        assert capture.flush(SETTLE_S)
         assert capture.stats()["shipped_records"] == 3
     keys = [info.key for info in store.list("captures/")]
     assert len(keys) == 3
@@ -215,6 +216,7 @@ def test_torn_tail_is_truncated_and_the_records_before_it_survive(tmp_path: Path
     for record in records:
         capture.append(record)
     capture.close(timeout=0.1)
+    assert capture.wait_released(SETTLE_S)  # its shipper may still be in its last attempt
     last = sorted(wal.glob("seg-*.wal"))[-1]
     intact = last.stat().st_size
     with last.open("ab") as fh:
@@ -224,7 +226,7 @@ def test_torn_tail_is_truncated_and_the_records_before_it_survive(tmp_path: Path
     try:
         assert last.stat().st_size == intact
         store.up = True
-        assert recovered.flush(10)
+        assert recovered.flush(SETTLE_S)
     finally:
         recovered.close()
     assert sorted(ids(store)) == sorted(r["prediction_id"] for r in records)
@@ -255,7 +257,7 @@ def test_s3_outage_buffers_locally_and_ships_everything_once_it_is_back(
         finally:
             moto_server.start()
         make_client(s3).create_bucket(Bucket=s3_bucket)  # moto keeps buckets in memory: a restart empties it
-        assert capture.flush(30)
+        assert capture.flush(SETTLE_S)
     finally:
         capture.close(timeout=1)
     shipped = ids(store)
@@ -277,9 +279,9 @@ def test_full_buffer_refuses_new_records_and_keeps_the_accepted_ones(tmp_path: P
         assert 5 < len(accepted) < 1000
         assert capture.stats()["rejected"] == 1
         store.up = True
-        assert capture.flush(10)
+        assert capture.flush(SETTLE_S)
         capture.append(later := prediction())  # room again once shipped
-        assert capture.flush(10)
+        assert capture.flush(SETTLE_S)
     assert sorted(ids(store)) == sorted([*accepted, later["prediction_id"]])
 
 
@@ -301,7 +303,7 @@ def test_a_failed_wal_write_refuses_its_records_and_keeps_the_acknowledged_ones(
             capture.append(prediction())
         monkeypatch.undo()
         capture.append(later := prediction())  # lands in a new segment, not behind the torn bytes
-        assert capture.flush(10)
+        assert capture.flush(SETTLE_S)
     assert sorted(ids(store)) == sorted([first["prediction_id"], later["prediction_id"]])
 
 
@@ -356,7 +358,7 @@ def test_feedback_lands_apart_and_joins_predictions_by_id(tmp_path: Path) -> Non
             capture.append(record)
         for prediction_id, label in labels.items():
             capture.append(feedback(prediction_id, label))
-        assert capture.flush(10)
+        assert capture.flush(SETTLE_S)
     assert all(
         info.key.startswith("captures/feedback/date=2026-03-01/") for info in store.list("captures/feedback")
     )
@@ -377,7 +379,7 @@ def test_append_async_waits_without_blocking_the_loop(tmp_path: Path) -> None:
             await asyncio.gather(*(capture.append_async(r) for r in records))
 
         asyncio.run(main())
-        assert capture.flush(10)
+        assert capture.flush(SETTLE_S)
     assert sorted(ids(store)) == sorted(r["prediction_id"] for r in records)
 
 
@@ -415,6 +417,40 @@ def test_one_store_per_wal_dir_and_a_closed_store_answers_503(tmp_path: Path) ->
         CaptureStore(store, tmp_path / "wal", settings()).start()
     with pytest.raises(StorageUnavailableError, match="closed"):
         capture.append(prediction())
+
+
+class Stalled(Switchable):
+    """A store whose writes hang until the test lets them go (an S3 call stuck in its timeout)."""
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(root)
+        self.entered, self.go = threading.Event(), threading.Event()
+
+    def write_bytes(self, key: str, data: bytes) -> None:
+        self.entered.set()
+        self.go.wait()
+        super().write_bytes(key, data)
+
+
+def test_a_closed_store_keeps_its_wal_dir_locked_until_its_last_shipping_attempt_ends(tmp_path: Path) -> None:
+    # Otherwise a store started next on the directory ships the same segment as the old shipper.
+    store, wal = Stalled(tmp_path / "store"), tmp_path / "wal"
+    capture = CaptureStore(store, wal, settings())  # type: ignore[arg-type]
+    capture.start()
+    capture.append(record := prediction())
+    assert not capture.flush(0.0)  # seals the segment for the shipper
+    assert store.entered.wait(SETTLE_S)
+    capture.close(timeout=0.1)
+    assert not capture.wait_released(0.0)
+    with pytest.raises(ConflictError, match="in use"):
+        CaptureStore(store, wal, settings()).start()  # type: ignore[arg-type]
+    store.go.set()
+    assert capture.wait_released(SETTLE_S)
+    with CaptureStore(store, wal, settings()) as after:  # type: ignore[arg-type]
+        assert after.flush(SETTLE_S)
+    assert ids(store) == [record["prediction_id"]]
+    landed = [n for key, n in store.writes.items() if key.startswith("captures/_landing/")]
+    assert landed == [1]  # shipped once, by the old store's last attempt
 
 
 def test_capture_settings_default_and_resolve_relative_to_the_config(tmp_path: Path) -> None:
@@ -465,7 +501,7 @@ def test_trusted_batches_are_one_frame_that_recovers_whole_or_not_at_all(tmp_pat
     torn.mkdir()
     (torn / segment.name).write_bytes(data[: first + 10])
     with CaptureStore(torn_store, torn, settings()) as recovered:
-        assert recovered.flush(30)
+        assert recovered.flush(SETTLE_S)
     assert sorted(ids(torn_store)) == sorted(r["prediction_id"] for r in batch)
 
 
@@ -487,7 +523,7 @@ def test_shadow_scores_land_beside_the_production_score_and_old_objects_read_as_
     ]
     with CaptureStore(store, tmp_path / "wal", settings()) as capture:
         asyncio.run(capture.append_many_async(shadowed, trusted=True))
-        assert capture.flush(10)
+        assert capture.flush(SETTLE_S)
     # An object written before the shadow columns existed (the previous schema) still reads back.
     old_schema = pa.schema([f for f in PREDICTION_SCHEMA if not f.name.startswith("shadow_")])
     old = pa.table(
@@ -543,7 +579,7 @@ def test_refused_requests_are_captured_and_counted_in_their_window(tmp_path: Pat
                     "errors": errors,
                 }
             )
-        assert capture.flush(10)  # compacted: the monitoring window reads Parquet only
+        assert capture.flush(SETTLE_S)  # compacted: the monitoring window reads Parquet only
     table = read_captures(store, kind="rejection")
     assert table.num_rows == 4
     assert orjson.loads(table.column("errors")[0].as_py()) == errors

@@ -88,8 +88,9 @@ class Compactor:
     def start(self) -> None:
         self._thread.start()
 
-    def stop(self, timeout: float) -> bool:
-        """Stop after the segment being compacted; True once the thread has ended within ``timeout``."""
+    def stop(self, timeout: float | None) -> bool:
+        """Stop after the segment being compacted;
+        True once the thread has ended within ``timeout`` (None: however long that takes)."""
         with self._state_lock:
             self._stopping = True
             self._changed.notify_all()

@@ -83,8 +83,9 @@ class Shipper:
     def start(self) -> None:
         self._thread.start()
 
-    def stop(self, timeout: float) -> bool:
-        """Stop after the segment being shipped; True once the thread has ended within ``timeout``."""
+    def stop(self, timeout: float | None) -> bool:
+        """Stop after the segment being shipped;
+        True once the thread has ended within ``timeout`` (None: however long that takes)."""
         with self._queue_lock:
             self._stopping = True
             self._changed.notify()

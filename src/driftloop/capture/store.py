@@ -81,6 +81,7 @@ class CaptureStore:
         self._lifecycle_lock = threading.Lock()  # guards _state and _lock_fd
         self._state: Literal["new", "running", "closing", "closed"] = "new"
         self._lock_fd: int | None = None
+        self._released = threading.Event()  # set once a closed store has unlocked wal_dir
         self._helper = Helper(cfg.convert_in_subprocess)
         self._health = ShipperHealth(store.root)  # one log line per outage and one per recovery
         self._buffer = Buffer(cfg.max_buffer_bytes, store.root)
@@ -209,13 +210,15 @@ class CaptureStore:
         self._durability.stop()  # accepted records still get their write and sync
         self._writer.close()
         compactor_done = self._compactor.stop(max(deadline - time.monotonic(), 1.0))
-        if self._shipper.stop(max(deadline - time.monotonic(), 1.0)) and compactor_done:
-            self._helper.shutdown()
+        shipper_done = self._shipper.stop(max(deadline - time.monotonic(), 1.0))
         with self._lifecycle_lock:
             self._state = "closed"
-            if self._lock_fd is not None:
-                os.close(self._lock_fd)  # releases the flock
-                self._lock_fd = None
+        if shipper_done and compactor_done:
+            self._release()
+        else:
+            # A thread still in its last attempt may yet ship (and delete) a segment: the directory stays
+            # locked until it has ended, or a store started next on it would ship the same segment.
+            threading.Thread(target=self._release_when_stopped, name="capture-release", daemon=True).start()
         pending, segments = self._buffer.used, self._shipper.backlog
         if pending:
             log.warning(
@@ -224,6 +227,23 @@ class CaptureStore:
                 segments,
                 self._dir,
             )
+
+    def wait_released(self, timeout: float) -> bool:
+        """True once a closed store has let go of ``wal_dir`` (its threads ended) within ``timeout``."""
+        return self._released.wait(timeout)
+
+    def _release_when_stopped(self) -> None:
+        self._compactor.stop(None)
+        self._shipper.stop(None)
+        self._release()
+
+    def _release(self) -> None:
+        self._helper.shutdown()
+        with self._lifecycle_lock:
+            if self._lock_fd is not None:
+                os.close(self._lock_fd)  # releases the flock
+                self._lock_fd = None
+        self._released.set()
 
     def stats(self) -> CaptureStats:
         """A snapshot of the counters (each part's own, read one after the other)."""
