@@ -31,6 +31,9 @@ POSTGRES_ENV = "DRIFTLOOP_TEST_POSTGRES_URL"
 POSTGRES_REQUIRED_ENV = "DRIFTLOOP_TEST_POSTGRES_REQUIRED"
 # An MLflow server imports a lot and migrates its database; on a loaded 2-core machine that took > 90 s.
 MLFLOW_START_TIMEOUT_S = 240
+# How long a test waits for capture to settle (flush, release) before it fails. Waits end as soon as the
+# condition holds, so this only bounds a failure; a 2-core machine under load ran these 5x slower than idle.
+SETTLE_S = 60.0
 
 
 class MotoServer:

@@ -21,6 +21,7 @@ from driftloop.monitoring.labels import read_label_book, read_labels
 from driftloop.monitoring.window import CaptureChunk, decode_fields, iter_captures
 from driftloop.settings import CaptureSettings, ColumnSpec
 from driftloop.storage import open_store
+from tests.conftest import SETTLE_S
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -180,7 +181,7 @@ def test_capture_store_output_is_read_back(tmp_path: Path) -> None:
     try:
         for i in range(30):
             capture.append(_prediction(i, T0 + timedelta(minutes=i)))
-        assert capture.flush(30)  # compacted: the window reads Parquet only
+        assert capture.flush(SETTLE_S)  # compacted: the window reads Parquet only
     finally:
         capture.close()
     # Naive datetimes are UTC.

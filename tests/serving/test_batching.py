@@ -17,6 +17,7 @@ from driftloop.serving.batching import MicroBatcher
 from driftloop.serving.model import ModelHolder, NoModelError, Prediction
 from driftloop.settings import CaptureSettings
 from driftloop.storage import open_store
+from tests.conftest import SETTLE_S
 from tests.serving.fakes import MemoryCapture, plant_model, plant_rows
 
 if TYPE_CHECKING:
@@ -341,7 +342,7 @@ def test_batched_requests_are_captured_by_a_real_store_or_refused_together(
         app = create_app(holder, capture=capture, batcher=MicroBatcher(holder.predict, max_rows=256))
         responses = asyncio.run(burst(app))
         assert [r.status_code for r in responses] == [200] * 40
-        assert capture.flush(10)
+        assert capture.flush(SETTLE_S)
     answered = {r.json()["predictions"][0]["id"] for r in responses}
     assert set(read_captures(objects).column("prediction_id").to_pylist()) == answered
 

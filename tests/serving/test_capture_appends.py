@@ -15,6 +15,7 @@ from driftloop.capture.frames import encode
 from driftloop.capture.records import from_trusted
 from driftloop.errors import CaptureFullError
 from driftloop.storage import open_store
+from tests.conftest import SETTLE_S
 from tests.serving.test_capture import Switchable, ids, prediction, settings
 
 if TYPE_CHECKING:
@@ -68,7 +69,7 @@ def test_a_group_that_cannot_be_encoded_is_refused_alone(tmp_path: Path) -> None
     store = open_store(str(tmp_path / "store"))
     with CaptureStore(store, tmp_path / "wal", settings()) as capture:
         outcomes = _burst(capture, [good[0], bad, good[1], good[2]])
-        assert capture.flush(10)
+        assert capture.flush(SETTLE_S)
     assert [type(o).__name__ for o in outcomes] == ["NoneType", "ValueError", "NoneType", "NoneType"]
     assert "field 'inputs' is not JSON-serializable" in str(outcomes[1])
     assert sorted(ids(store)) == sorted(r["prediction_id"] for r in good)
@@ -85,7 +86,7 @@ def test_a_full_buffer_refuses_every_append_of_the_iteration(tmp_path: Path) -> 
         assert capture.stats()["rejected"] == 13
         assert _burst(capture, records[:10]) == [None] * 10  # exactly the buffer
         store.up = True
-        assert capture.flush(10)
+        assert capture.flush(SETTLE_S)
     assert sorted(ids(store)) == sorted(r["prediction_id"] for r in records[:10])
 
 
@@ -101,7 +102,7 @@ def test_a_cancelled_append_does_not_cancel_the_others_of_its_iteration(tmp_path
 
     with CaptureStore(store, tmp_path / "wal", settings()) as capture:
         outcomes = asyncio.run(appends(capture))
-        assert capture.flush(10)
+        assert capture.flush(SETTLE_S)
     assert isinstance(outcomes[0], asyncio.CancelledError)
     assert outcomes[1:] == [None] * 4
     assert {r["prediction_id"] for r in records[1:]} <= set(ids(store))
@@ -147,7 +148,7 @@ def test_append_nowait_writes_a_batch_at_once_or_refuses_all_of_it(tmp_path: Pat
         with pytest.raises(ValueError, match="field 'model_version'"):
             capture.append_nowait([{**records[4], "model_version": "three"}])  # untrusted: checked
         store.up = True
-        assert capture.flush(10)
+        assert capture.flush(SETTLE_S)
     assert sorted(ids(store)) == sorted(r["prediction_id"] for r in records[:4])
 
 
@@ -162,5 +163,5 @@ def test_append_nowait_with_fsync_durability_hands_back_what_to_await(tmp_path: 
 
     with CaptureStore(store, tmp_path / "wal", settings(durability="fsync")) as capture:
         asyncio.run(append(capture))
-        assert capture.flush(10)
+        assert capture.flush(SETTLE_S)
     assert sorted(ids(store)) == sorted(r["prediction_id"] for r in records)

@@ -7,7 +7,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from driftloop.capture import CaptureStore
-from tests.conftest import wait_for
+from tests.conftest import SETTLE_S, wait_for
 from tests.serving.test_capture import Switchable, ids, prediction, settings
 
 if TYPE_CHECKING:
@@ -23,7 +23,7 @@ def test_an_outage_is_one_warning_and_its_end_one_info_line_with_the_records_shi
     caplog.set_level(logging.DEBUG, logger="driftloop.capture")
     with CaptureStore(store, tmp_path / "wal", settings()) as capture:  # type: ignore[arg-type]
         capture.append(prediction())
-        assert capture.flush(10)
+        assert capture.flush(SETTLE_S)
         assert (capture.stats()["store_reachable"], capture.stats()["outages"]) == (True, 0)
         for outage in (1, 2):
             caplog.clear()

@@ -21,6 +21,7 @@ from driftloop.serving.model import ModelHolder
 from driftloop.serving.stamps import IdKeys
 from driftloop.settings import CaptureSettings
 from driftloop.storage import open_store
+from tests.conftest import SETTLE_S
 from tests.serving.fakes import MemoryCapture, plant_model, plant_rows, serving
 
 if TYPE_CHECKING:
@@ -288,7 +289,7 @@ def test_through_the_capture_store_an_empty_id_is_a_422_and_labels_land_with_the
         _refused(client.post("/v1/feedback", json={"labels": [{"prediction_id": "", "label": 1}]}))
         labels = [{"prediction_id": ids[0], "label": True}, {"prediction_id": ids[1], "label": 0}]
         assert client.post("/v1/feedback", json={"labels": labels}).status_code == 200
-        assert capture.flush(30)
+        assert capture.flush(SETTLE_S)
     feedback = read_captures(store, kind="feedback").sort_by("label").to_pylist()
     assert [(r["prediction_id"], r["label"], r["source"]) for r in feedback] == [
         (ids[1], 0.0, "api"),

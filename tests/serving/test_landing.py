@@ -16,7 +16,7 @@ from driftloop.capture.landing import LANDING, QUARANTINE
 from driftloop.monitoring.window import partition_keys
 from driftloop.settings import CaptureSettings
 from driftloop.storage import ObjectStore, open_store
-from tests.conftest import wait_for
+from tests.conftest import SETTLE_S, wait_for
 from tests.serving.test_capture import KEY, prediction
 
 if TYPE_CHECKING:
@@ -160,7 +160,7 @@ def test_under_traffic_that_never_pauses_a_landed_segment_is_compacted_within_th
             return capture.stats()["compacted_segments"] >= 2
 
         wait_for(traffic_until_compacted, timeout=30, what="compaction under traffic")
-        assert capture.flush(30)
+        assert capture.flush(SETTLE_S)
     assert ids(store) == sorted(r["prediction_id"] for r in appended)
     assert landed(store) == []
 

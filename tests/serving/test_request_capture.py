@@ -23,6 +23,7 @@ from driftloop.capture.records import Feedback, from_stored
 from driftloop.core.requests import RequestFormatError, request_rows
 from driftloop.settings import CaptureSettings
 from driftloop.storage import open_store
+from tests.conftest import SETTLE_S
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -240,7 +241,7 @@ def test_request_batches_go_through_the_store_to_parquet(tmp_path: Path, durabil
 
     with CaptureStore(store, tmp_path / "wal", cfg) as capture:
         asyncio.run(append(capture))
-        assert capture.flush(30)
+        assert capture.flush(SETTLE_S)
         assert capture.stats()["shipped_records"] == 2 * len(ROWS)
     table = read_captures(store, model="plant")
     by_id = {r["prediction_id"]: r for r in table.to_pylist()}
