@@ -167,8 +167,13 @@ def _plain(value: Any) -> Any:
 def _loop_records(ws: Plant, server: MlflowServer) -> None:
     """What the loop leaves after acting on the drift: v2 registered by a retraining that went through
     shadow and was promoted under a rollback guard, a suppressed trigger, and a retraining kept."""
-    version = MlflowClient(server.url).get_model_version(ws.name, "1")
-    MlflowClient(server.url).create_model_version(ws.name, version.source, version.run_id, dict(version.tags))
+    client = MlflowClient(server.url)
+    version = client.get_model_version(ws.name, "1")
+    # MLflow 3 names a logged model (``models:/m-…``) by its id as well as by its source (tests.plant).
+    model_id = version.source.removeprefix("models:/") if version.source.startswith("models:/m-") else None
+    client.create_model_version(
+        ws.name, version.source, version.run_id, dict(version.tags), model_id=model_id
+    )
     settings = load_settings(ws.directory / "driftloop.toml")
     db = open_metadata(settings.database_url)
     try:

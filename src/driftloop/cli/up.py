@@ -42,6 +42,7 @@ __all__ = ["up"]
 
 MLFLOW, SERVICE, SCHEDULER = "MLflow server", "prediction service", "scheduler"
 DASHBOARD = "dashboard"
+_OPTIONS = {SERVICE: "--port", MLFLOW: "--mlflow-port", DASHBOARD: "--ui-port"}  # what moves each port
 # A first start migrates MLflow's SQLite store and imports torch + MLflow in the service: tens of seconds
 # on a small host, so the deadline is generous; a crash is reported at once, not at the deadline.
 _READY_TIMEOUT_S = 180.0
@@ -72,8 +73,13 @@ def up(
     external_mlflow = settings.tracking_uri.startswith(("http://", "https://"))
     ports = {SERVICE: service_port} if external_mlflow else {MLFLOW: mlflow_port, SERVICE: service_port}
     ports[DASHBOARD] = ui_port
-    if len(set(ports.values())) < len(ports):
-        raise UsageError("--port, --mlflow-port and --ui-port must be different ports")
+    seen: dict[int, str] = {}
+    for name in (n for n in _OPTIONS if n in ports):  # named in the order the options are listed
+        number = ports[name]
+        if number in seen:
+            both = f"{_OPTIONS[seen[number]]} and {_OPTIONS[name]}"
+            raise UsageError(f"{both} are both {number}: give them different ports")
+        seen[number] = name
     warn_if_exposed(st, host, "driftloop up serves the prediction service and MLflow (registry writes)")
     lock = InstanceLock(settings.home / "up.lock")
     lock.acquire()  # before the port check: a second `up` here should hear about the first, not a port
@@ -82,7 +88,7 @@ def up(
     try:
         for name, number in ports.items():
             if _port_in_use(host, number):
-                option = {MLFLOW: "--mlflow-port", DASHBOARD: "--ui-port"}.get(name, "--port")
+                option = _OPTIONS[name]
                 raise ConflictError(
                     f"port {number} on {host} ({name}) is already in use; choose another with {option}"
                 )

@@ -54,6 +54,8 @@ _STATE_COLOURS = {
 }
 _OUTCOME_COLOURS = {"done": "#2e7d32", "refused": "#c62828", "given": "#1565c0"}
 _WINDOW_AXIS = "monitoring window end (UTC)"
+# Tests whose score is a p-value: drift is a score *below* the threshold (the others are distances).
+_P_VALUES = {"ks", "chisquare"}
 
 
 def when(moment: datetime) -> str:
@@ -122,6 +124,10 @@ def drift_chart(series: DriftSeries, *, title: str | None = None) -> Figure:
             }
         )
     label = "score" + (f" ({', '.join(methods)})" if methods else "")
+    if methods and set(methods) <= _P_VALUES:
+        label += ": drift below the line"
+    elif methods and not set(methods) & _P_VALUES:
+        label += ": drift above the line"
     return {"data": data, "layout": _layout(title or series.name, _WINDOW_AXIS, label, height=300)}
 
 
@@ -263,27 +269,25 @@ def trigger_chart(all_triggers: Sequence[Trigger]) -> Figure:
 
 
 def retraining_chart(started: Sequence[Trigger]) -> Figure:
-    """Each retraining as a bar from its trigger to its last change, one colour per outcome."""
+    """Each retraining at its trigger's time (the loop's clock, simulated in the demo), by the candidate
+    it produced, one colour (and legend entry) per outcome."""
     data = []
     for state in sorted({t.state.value for t in started}):
-        x: list[str | None] = []
-        y: list[str | None] = []
-        for t in (t for t in started if t.state.value == state):
-            label = f"#{t.id}" + (f" → v{t.candidate_version}" if t.candidate_version else "")
-            x += [when(t.created_at), when(t.updated_at), None]
-            y += [label, label, None]
+        chosen = [t for t in started if t.state.value == state]
         data.append(
             {
                 "type": "scatter",
-                "mode": "lines+markers",
+                "mode": "markers",
                 "name": state,
-                "x": x,
-                "y": y,
-                "line": {"color": _STATE_COLOURS.get(state, "#455a64"), "width": 10},
-                "connectgaps": False,
+                "x": [when(t.created_at) for t in chosen],
+                "y": [f"v{t.candidate_version}" if t.candidate_version else "no candidate" for t in chosen],
+                "text": [f"trigger {t.id} ({t.kind}), pipeline run {t.pipeline_run}" for t in chosen],
+                "hovertemplate": "%{text}<br>%{x}<extra>" + state + "</extra>",
+                "marker": {"color": _STATE_COLOURS.get(state, "#455a64"), "size": 14, "symbol": "square"},
             }
         )
-    return {"data": data, "layout": _layout("retrainings, trigger to outcome", "time (UTC)", "trigger")}
+    layout = _layout("retrainings by candidate and outcome", "triggered (UTC)", "candidate version")
+    return {"data": data, "layout": layout}
 
 
 def shadow_chart(comparisons: Sequence[ShadowComparison]) -> Figure:

@@ -52,6 +52,7 @@ def frame(path: str, model: str, title: str, body: str, *, who: str | None = Non
         '<html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>{e(title)} — {e(model)} — driftloop</title>"
+        '<link rel="icon" href="data:,">'  # no favicon request (a 404 in the browser's console)
         '<link rel="stylesheet" href="/static/dashboard.css">'
         '<script src="/static/plotly.min.js" defer></script>'
         '<script src="/static/dashboard.js" defer></script>'

@@ -130,7 +130,7 @@ def versions(registry: Registry, db: Database, model: str) -> list[VersionView]:
             number = _number(value) if key.startswith(_METRIC_PREFIX) else None
             if number is not None:
                 metrics[key.removeprefix(_METRIC_PREFIX)] = number
-        lineage = {label: v.tags[tag] for tag, label in _LINEAGE_TAGS.items() if v.tags.get(tag)}
+        lineage = {label: _readable(v.tags[tag]) for tag, label in _LINEAGE_TAGS.items() if v.tags.get(tag)}
         out.append(
             VersionView(
                 version=v.version,
@@ -203,7 +203,7 @@ def drift_series(
         value = _number(summary.get("drift_share"))
         if value is not None:
             limit = _number(summary.get("drift_share_threshold"))
-            share.append(DriftPoint(end, value, limit, "share", d.decision in ("DRIFT", "WARN")))
+            share.append(DriftPoint(end, value, limit, None, limit is not None and value >= limit))
     series = [DriftSeries(name, tuple(points)) for name, points in sorted(features.items())]
     return series, DriftSeries("prediction", tuple(prediction)), share
 
@@ -327,6 +327,21 @@ def _point(
     return DriftPoint(
         end, score, threshold, str(method) if method else None, bool(record.get("drifted", drifted))
     )
+
+
+def _readable(tag: str) -> str:
+    """A lineage tag for people: the training data window (JSON) as ``start → end (labels as of …)``."""
+    if not tag.startswith("{"):
+        return tag
+    try:
+        window = json.loads(tag)
+    except ValueError:
+        return tag
+    if not isinstance(window, dict):
+        return tag
+    if window.get("prefix"):
+        return f"prefix {window['prefix']}"
+    return f"{window.get('start') or '…'} → {window.get('end') or '…'} (labels as of {window.get('as_of')})"
 
 
 def _number(value: Any) -> float | None:
