@@ -5,8 +5,10 @@ service that is down shown as such."""
 from __future__ import annotations
 
 import base64
+import http.server
 import socket
-from typing import TYPE_CHECKING
+import threading
+from typing import TYPE_CHECKING, ClassVar
 
 import pytest
 from fastapi.testclient import TestClient
@@ -17,9 +19,11 @@ from driftloop.dashboard.html import PAGES
 from driftloop.runtime.processes import free_port
 from driftloop.settings import load_settings
 from driftloop.storage.metadata import open_metadata
+from tests.dashboard.test_sources import METRICS
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
+    from pathlib import Path
 
 # Pages that read only the metadata database (the models page reads MLflow: tests/dashboard/test_browser.py).
 LOCAL_PAGES = ["drift", "decisions", "triggers", "retrainings", "shadow", "guards", "traffic"]
@@ -133,3 +137,48 @@ def test_ui_help_and_its_one_line_errors(cli) -> None:
     assert busy.err.strip().splitlines() == [
         f"error: port {port} on 127.0.0.1 is already in use; choose another with --port"
     ]
+
+
+class _Metrics(http.server.BaseHTTPRequestHandler):
+    """A stand-in service's ``/metrics`` that remembers the credentials it was sent."""
+
+    seen: ClassVar[list[str | None]] = []
+
+    def do_GET(self) -> None:
+        self.seen.append(self.headers.get("Authorization"))
+        body = METRICS.encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain; version=0.0.4")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        """Quiet."""
+
+
+def test_the_traffic_page_scrapes_the_service_with_the_viewers_own_token(tmp_path: Path) -> None:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Metrics)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        config = tmp_path / "driftloop.toml"
+        config.write_text('[auth]\nenabled = true\n[registry]\nmodel_name = "m"\n')
+        settings = load_settings(config)
+        db = open_metadata(settings.database_url)
+        _, viewer = TokenStore(db).create("viewer", ["view"], created_by="t")
+        db.dispose()
+        app = build_app(settings, service_url=f"http://127.0.0.1:{server.server_address[1]}")
+        basic = "Basic " + base64.b64encode(f"me:{viewer}".encode()).decode()
+        with TestClient(app) as client:
+            data = client.get("/api/traffic", headers={"Authorization": basic}).json()
+            page = client.get("/traffic", headers={"Authorization": basic}).text
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+    assert _Metrics.seen == [f"Bearer {viewer}"] * 2  # as the service's gate reads it
+    assert data["reachable"] is True
+    assert data["refusals"] == {"invalid input": 6.0, "unauthenticated": 4.0}
+    assert "serving v2; 100 requests since it started" in page
+    assert page.count('class="chart"') == 3

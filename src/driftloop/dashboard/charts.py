@@ -65,7 +65,8 @@ def when(moment: datetime) -> str:
 
 def _layout(title: str, x: str, y: str, **extra: Any) -> dict[str, Any]:
     return {
-        "title": {"text": title, "font": {"size": 15}},
+        # Left-aligned: Plotly's tool bar sits at the top right, over a centred long title.
+        "title": {"text": title, "font": {"size": 15}, "x": 0.01, "xanchor": "left"},
         "xaxis": {"title": {"text": x}, "automargin": True},
         "yaxis": {"title": {"text": y}, "automargin": True},
         "legend": {"orientation": "h", "y": -0.25},
@@ -80,7 +81,7 @@ def _finite(values: Iterable[float | None]) -> list[float | None]:
     return [v if v is not None and math.isfinite(v) else None for v in values]
 
 
-def drift_chart(series: DriftSeries, *, title: str | None = None) -> Figure:
+def drift_chart(series: DriftSeries, *, title: str | None = None, y_title: str | None = None) -> Figure:
     """A feature's (or the prediction's) drift score per monitoring window, its threshold as a dashed
     step line, and the windows judged drifted marked in red."""
     points = series.points
@@ -123,17 +124,19 @@ def drift_chart(series: DriftSeries, *, title: str | None = None) -> Figure:
                 "hoverinfo": "skip",
             }
         )
-    label = "score" + (f" ({', '.join(methods)})" if methods else "")
+    heading = title or series.name
     if methods and set(methods) <= _P_VALUES:
-        label += ": drift below the line"
+        heading += ": drift below the threshold"
     elif methods and not set(methods) & _P_VALUES:
-        label += ": drift above the line"
-    return {"data": data, "layout": _layout(title or series.name, _WINDOW_AXIS, label, height=300)}
+        heading += ": drift above the threshold"
+    label = y_title or (", ".join(methods) if methods else "score")
+    return {"data": data, "layout": _layout(heading, _WINDOW_AXIS, label, height=300)}
 
 
 def share_chart(points: Sequence[DriftPoint]) -> Figure:
     """The dataset's drifted share per window, with the share that makes the dataset drift."""
-    return drift_chart(_as_series("drift share", points), title="share of features drifted")
+    series = _as_series("drift share", points)
+    return drift_chart(series, title="share of features drifted", y_title="share drifted")
 
 
 def _as_series(name: str, points: Sequence[DriftPoint]) -> DriftSeries:

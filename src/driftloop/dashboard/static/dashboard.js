@@ -6,6 +6,6 @@ document.addEventListener("DOMContentLoaded", function () {
     var source = document.getElementById(div.dataset.figure);
     if (!source) { return; }
     var figure = JSON.parse(source.textContent);
-    Plotly.newPlot(div, figure.data, figure.layout, { displaylogo: false, responsive: true });
+    Plotly.newPlot(div, figure.data, figure.layout, { displaylogo: false, responsive: true, displayModeBar: "hover" });
   });
 });
