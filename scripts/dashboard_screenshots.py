@@ -2,7 +2,7 @@
 
     make demo
     .venv/bin/driftloop up --no-scheduler &        # MLflow, the service (8080), the dashboard (8090)
-    .venv/bin/python scripts/dashboard_screenshots.py [--home .driftloop] [--out test-artifacts/dashboard-demo]
+    .venv/bin/python scripts/dashboard_screenshots.py [--home .driftloop] [--out DIR]
 
 Sends the service some of the plant's last simulated day (and two invalid requests, so refusals show),
 then loads each page in Debian's headless Chromium, waits until its charts are drawn, prints how many
@@ -24,7 +24,9 @@ from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 
 PAGES = ("models", "traffic", "drift", "decisions", "triggers", "retrainings", "shadow", "guards")
-DRAWN = "return [...document.querySelectorAll('div.chart')].every(d => d.classList.contains('js-plotly-plot'))"
+DRAWN = (
+    "return [...document.querySelectorAll('div.chart')].every(d => d.classList.contains('js-plotly-plot'))"
+)
 TRACES = "return [...document.querySelectorAll('.js-plotly-plot')].map(g => g.data.length)"
 
 
@@ -41,7 +43,8 @@ def traffic(home: Path, service: str) -> None:
     for start in range(0, len(instances), 3):
         httpx.post(f"{service}/v1/predict", json={"instances": instances[start : start + 3]}, timeout=30)
     for _ in range(2):
-        httpx.post(f"{service}/v1/predict", json={"instances": [{**instances[0], "torque_nm": "?"}]}, timeout=30)
+        invalid = {"instances": [{**instances[0], "torque_nm": "?"}]}
+        httpx.post(f"{service}/v1/predict", json=invalid, timeout=30)
 
 
 def main() -> int:
@@ -71,7 +74,7 @@ def main() -> int:
             traces = driver.execute_script(TRACES)
             failed |= bool(errors) or not traces
             height = driver.execute_script("return document.documentElement.scrollHeight")
-            driver.set_window_size(1400, min(max(height, 1000), 8000))
+            driver.set_window_size(1400, min(max(height + 200, 1000), 8000))  # + the window frame
             driver.save_screenshot(str(args.out / f"{page}.png"))
             driver.set_window_size(1400, 1000)
             print(f"{page:<12} charts (traces each) {traces}  console errors {errors or 'none'}")

@@ -327,7 +327,7 @@ def test_every_page_renders_with_data_in_every_chart_and_no_console_error(platfo
             errors = [entry for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
             assert errors == [], f"{path}: console errors {errors}"
             height = driver.execute_script("return document.documentElement.scrollHeight")
-            driver.set_window_size(1400, min(max(height, 1000), 8000))
+            driver.set_window_size(1400, min(max(height + 200, 1000), 8000))  # + the window frame
             shot = ARTIFACTS / f"{path.strip('/')}.png"
             driver.save_screenshot(str(shot))
             driver.set_window_size(1400, 1000)
