@@ -9,7 +9,6 @@ the Content-Security-Policy can forbid it.
 from __future__ import annotations
 
 import html
-import itertools
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
@@ -31,7 +30,6 @@ PAGES = {
     "/shadow": "Shadow",
     "/guards": "Guards",
 }
-_ids = itertools.count(1)
 
 
 def e(value: object) -> str:
@@ -63,9 +61,8 @@ def frame(path: str, model: str, title: str, body: str, *, who: str | None = Non
     )
 
 
-def chart(figure: dict[str, Any]) -> str:
-    """A chart's place on the page and its figure."""
-    number = next(_ids)
+def chart(figure: dict[str, Any], number: int) -> str:
+    """The page's chart ``number``: its place on the page and its figure."""
     data = orjson.dumps(figure).decode().replace("</", "<\\/")
     return (
         f'<div class="chart" id="chart-{number}" data-figure="figure-{number}"></div>'

@@ -8,6 +8,7 @@ never a failed page: the other sections still show what they can.
 from __future__ import annotations
 
 import dataclasses
+import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -44,8 +45,8 @@ class Page:
         self.body += html
 
     def plot(self, figure: dict[str, Any]) -> None:
-        self.body += chart(figure)
         self.charts += 1
+        self.body += chart(figure, self.charts)
 
     def failed(self, what: str, exc: DriftloopError) -> None:
         self.body += note(f"{what}: {exc.headline}", kind="warn")
@@ -70,6 +71,7 @@ class Views:
         self.store = store
         self.service_url = service_url
         self._reports: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        self._reports_lock = threading.Lock()  # pages are built in the server's worker threads
 
     def render(self, name: str, model: str, authorization: str | None) -> Page:
         """Page ``name`` (a key of :data:`driftloop.dashboard.html.PAGES` without its slash) of ``model``."""
@@ -356,11 +358,15 @@ class Views:
     def _thresholds(self, decision: MonitorDecision) -> dict[str, Any]:
         """The thresholds of ``decision``'s pass, from its report (read once, then remembered)."""
         key = decision.report_uri
-        if key not in self._reports:
-            self._reports[key] = sources.report_thresholds(self.store.read_bytes, decision)
-            if len(self._reports) > _REPORTS_CACHED:
-                self._reports.popitem(last=False)
-        return self._reports[key]
+        with self._reports_lock:
+            found = self._reports.get(key)
+        if found is None:  # two threads may both read it: the same bytes, harmless
+            found = sources.report_thresholds(self.store.read_bytes, decision)
+            with self._reports_lock:
+                self._reports[key] = found
+                if len(self._reports) > _REPORTS_CACHED:
+                    self._reports.popitem(last=False)
+        return found
 
 
 def _rate(value: Any) -> str:
