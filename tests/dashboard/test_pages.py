@@ -38,6 +38,7 @@ from driftloop.settings import load_settings
 from driftloop.storage import store_for
 from driftloop.storage.metadata import open_metadata
 from tests.conftest import wait_for
+from tests.dashboard.browser import chromium
 from tests.plant import AS_OF, copy_plant, in_process
 
 if TYPE_CHECKING:
@@ -52,7 +53,6 @@ pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts" / "dashboard"
 DEPLOY = ROOT / "deploy"
-CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 DAYS = {"2026-01-05": 0.0, "2026-01-06": 20.0}  # day → torque shift (N): the second day drifts
 # Compact at once: the monitor reads Parquet only (decision 0050).
 CONFIG = "[capture]\ncompact_idle_s = 0.1\n"
@@ -273,29 +273,6 @@ def _traffic(ws: Plant, service: str) -> None:
     assert bad.status_code == 422
 
 
-def _chromium() -> Any:
-    """A headless Chromium from Debian's packages, keeping the browser's console log."""
-    if not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()):
-        pytest.skip(
-            f"the browser tests need Debian's chromium and chromium-driver ({CHROMIUM}, {CHROMEDRIVER})"
-        )
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for argument in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--window-size=1400,1000",
-    ):
-        options.add_argument(argument)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    return webdriver.Chrome(options=options, service=Service(executable_path=CHROMEDRIVER))
-
-
 # Points of every trace of every drawn chart (non-null x values), and how many chart places there are.
 _COUNT_POINTS = """
 const graphs = [...document.querySelectorAll('.js-plotly-plot')];
@@ -308,7 +285,7 @@ return {
 
 
 def test_every_page_renders_with_data_in_every_chart_and_no_console_error(platform: Platform) -> None:
-    driver = _chromium()
+    driver = chromium()
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     try:
         for path in PAGES:
