@@ -97,6 +97,8 @@ def test_unknown_pages_and_bad_model_names_are_json_4xx(dashboard) -> None:
     assert missing.status_code == 404
     assert "no dashboard page 'nothing'" in missing.json()["error"]
     assert client.get("/nowhere", headers=auth).json() == {"error": "Not Found", "detail": None}
+    # Query parameters other than ?model= change nothing (a page's name is its path, not a parameter).
+    assert "<h1>Triggers" in client.get("/triggers", params={"name": "nothing"}, headers=auth).text
     bad = client.get("/api/drift", params={"model": "a\nb"}, headers=auth)
     assert bad.status_code == 400
     assert "invalid ?model=" in bad.json()["error"]

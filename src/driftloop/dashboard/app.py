@@ -117,15 +117,21 @@ def build_app(settings: Settings, *, service_url: str | None = None) -> FastAPI:
         return _json({"page": name, "model": model, **page.data})
 
     for path in PAGES:
-
-        def html_page(request: Request, name: str = path.strip("/")) -> Response:
-            model = _model(request, settings)
-            page = views.render(name, model, _forwarded(request))
-            who = getattr(request.state, "who", None)
-            return HTMLResponse(frame(f"/{name}", model, page.title, page.body, who=who))
-
-        app.add_api_route(path, html_page, methods=["GET"])
+        app.add_api_route(path, _html_page(views, settings, path.strip("/")), methods=["GET"])
     return app
+
+
+def _html_page(views: Views, settings: Settings, name: str) -> Callable[[Request], Response]:
+    """The handler of page ``name``: its only parameter is the request (a default argument would be
+    a query parameter to FastAPI)."""
+
+    def html_page(request: Request) -> Response:
+        model = _model(request, settings)
+        page = views.render(name, model, _forwarded(request))
+        who = getattr(request.state, "who", None)
+        return HTMLResponse(frame(f"/{name}", model, page.title, page.body, who=who))
+
+    return html_page
 
 
 def _assets() -> dict[str, tuple[bytes, str]]:
