@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Page", "Views"]
 
+_KEY_METRICS = ("roc_auc", "pr_auc", "f1", "brier", "accuracy")
 _REPORTS_CACHED = 512  # thresholds of this many monitoring reports kept in memory (reports never change)
 
 
@@ -106,7 +107,7 @@ class Views:
                         f"v{v.version}",
                         v.stage,
                         ", ".join(v.aliases) or "-",
-                        "  ".join(f"{k} {val:.4g}" for k, val in sorted(v.metrics.items())[:4]) or "-",
+                        "  ".join(f"{k} {v.metrics[k]:.4g}" for k in _key_metrics(v.metrics)) or "-",
                         charts.when(v.created_at),
                         "; ".join(f"{k} {val}" for k, val in v.lineage.items()) or "-",
                         f"trigger {v.trigger}" if v.trigger else "-",
@@ -367,6 +368,12 @@ class Views:
                 if len(self._reports) > _REPORTS_CACHED:
                     self._reports.popitem(last=False)
         return found
+
+
+def _key_metrics(metrics: dict[str, float]) -> list[str]:
+    """The hold-out metrics a version's row shows: the ones promotion and decay judge first."""
+    preferred = [k for k in _KEY_METRICS if k in metrics]
+    return (preferred + sorted(k for k in metrics if k not in preferred))[:4]
 
 
 def _rate(value: Any) -> str:
