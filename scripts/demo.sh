@@ -20,4 +20,4 @@ echo
 echo "== the monitoring decisions that drove it =="
 seen monitor history | tail -n 12
 echo
-echo "The MLflow UI, the prediction service and the scheduler over this state: DRIFTLOOP_HOME=$DEMO_HOME .venv/bin/driftloop up"
+echo "The MLflow UI, the prediction service, the dashboard (http://127.0.0.1:8090) and the scheduler over this state: DRIFTLOOP_HOME=$DEMO_HOME .venv/bin/driftloop up"

@@ -29,3 +29,14 @@ def test_migrations_ship_with_the_package() -> None:
     assert (migrations / "env.py").exists()
     assert (migrations / "script.py.mako").exists()
     assert sorted(p.name for p in (migrations / "versions").glob("v*.py"))[0] == "v0001_simulations.py"
+
+
+def test_the_dashboards_static_files_ship_with_the_package() -> None:
+    import tomllib
+
+    pyproject = tomllib.loads((SRC.parents[1] / "pyproject.toml").read_text())
+    assert "dashboard/static/*" in pyproject["tool"]["setuptools"]["package-data"]["driftloop"]
+    assert sorted(p.name for p in (SRC / "dashboard" / "static").iterdir()) == [
+        "dashboard.css",
+        "dashboard.js",
+    ]

@@ -81,7 +81,7 @@ def test_up_beyond_loopback_with_auth_off_warns_before_starting(
     monkeypatch.setattr(up, "_run", lambda st, specs, lock: started.append([s.name for s in specs]))
     result = cli("up", "--host", "0.0.0.0", "--no-scheduler")
     assert result.code == 0, result.err
-    assert started == [[up.MLFLOW, up.SERVICE]]
+    assert started == [[up.MLFLOW, up.SERVICE, up.DASHBOARD]]
     assert result.err.count("WARNING:") == 1
     assert (
         "driftloop up serves the prediction service and MLflow (registry writes) on 0.0.0.0 with auth off"

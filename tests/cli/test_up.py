@@ -104,9 +104,16 @@ def test_up_serves_refuses_a_second_up_and_stops_cleanly_on_ctrl_c(
     tmp_path: Path, env: dict[str, str], up_process: Callable[..., Up]
 ) -> None:
     port, mlflow_port = free_port(), free_port()
-    up = up_process("--port", str(port), "--mlflow-port", str(mlflow_port))
+    ui_port = free_port()
+    up = up_process("--port", str(port), "--mlflow-port", str(mlflow_port), "--ui-port", str(ui_port))
     out = up.wait_until_up()
     mlflow, service = f"http://127.0.0.1:{mlflow_port}", f"http://127.0.0.1:{port}"
+    dashboard = f"http://127.0.0.1:{ui_port}"
+    assert re.search(rf"dashboard\s*│\s*{re.escape(dashboard)}\s", out), out
+    assert get(f"{dashboard}/health") == (200, '{"status":"ok"}')
+    status, page = get(f"{dashboard}/decisions")
+    assert status == 200
+    assert "no monitoring pass recorded" in page
     assert re.search(rf"MLflow UI\s*│\s*{re.escape(mlflow)}\s", out), out
     assert re.search(rf"prediction service\s*│\s*{re.escape(service)}\s", out), out
     assert f"{service}/docs" in out
@@ -137,6 +144,8 @@ def test_up_serves_refuses_a_second_up_and_stops_cleanly_on_ctrl_c(
             str(free_port()),
             "--mlflow-port",
             str(free_port()),
+            "--ui-port",
+            str(free_port()),
         ],
         cwd=tmp_path,
         env=env,
@@ -149,11 +158,12 @@ def test_up_serves_refuses_a_second_up_and_stops_cleanly_on_ctrl_c(
     assert second.stderr.splitlines() == [
         f"error: driftloop up is already running here (pid {up.proc.pid}, since "
         + second.stderr.split("since ", 1)[1].split(")", 1)[0]
-        + f"): URLs MLflow UI {mlflow}, prediction service {service}"
+        + f"): URLs MLflow UI {mlflow}, prediction service {service}, dashboard {dashboard}"
     ]
     # Another home on the same ports: the lock is free there, the ports are not.
+    same_ports = ("--port", str(port), "--mlflow-port", str(mlflow_port), "--ui-port", str(ui_port))
     elsewhere = subprocess.run(
-        [sys.executable, "-m", "driftloop", "up", "--port", str(port), "--mlflow-port", str(mlflow_port)],
+        [sys.executable, "-m", "driftloop", "up", *same_ports],
         cwd=tmp_path,
         env={**env, "DRIFTLOOP_HOME": str(tmp_path / "other")},
         capture_output=True,
@@ -170,7 +180,12 @@ def test_up_serves_refuses_a_second_up_and_stops_cleanly_on_ctrl_c(
     up.proc.send_signal(signal.SIGINT)
     assert up.proc.wait(timeout=60) == 0, up.err.read_text()
     err = up.err.read_text()
-    order = ["stopped the scheduler", "stopped the prediction service", "stopped the MLflow server"]
+    order = [
+        "stopped the scheduler",
+        "stopped the dashboard",
+        "stopped the prediction service",
+        "stopped the MLflow server",
+    ]
     assert sorted(order, key=err.index) == order, err
     assert [pid for pid in up.descendants if alive(pid)] == []
     lock = InstanceLock(tmp_path / "home" / "up.lock")
@@ -184,7 +199,8 @@ def test_a_service_that_cannot_start_stops_the_rest_with_one_line(
 ) -> None:
     # A store MLflow cannot open: its server exits while starting, before anything else is started.
     monkeypatch.setenv("DRIFTLOOP_TRACKING__URI", "bogus://nowhere")
-    result = cli("up", "--no-scheduler", "--port", str(free_port()), "--mlflow-port", str(free_port()))
+    ports = ("--port", str(free_port()), "--mlflow-port", str(free_port()), "--ui-port", str(free_port()))
+    result = cli("up", "--no-scheduler", *ports)
     assert result.code == 1
     [line] = result.err.strip().splitlines()
     assert re.match(
@@ -198,7 +214,9 @@ def test_a_busy_port_is_one_line_naming_it(cli: Callable[..., Result]) -> None:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        result = cli("up", "--port", str(port), "--mlflow-port", str(free_port()))
+        result = cli(
+            "up", "--port", str(port), "--mlflow-port", str(free_port()), "--ui-port", str(free_port())
+        )
     assert result.code == 1
     assert result.err.splitlines() == [
         f"error: port {port} on 127.0.0.1 (prediction service) is already in use; choose another with --port"
@@ -229,7 +247,8 @@ def test_the_same_port_twice_is_a_usage_error(cli: Callable[..., Result]) -> Non
 
 def test_up_is_a_listed_verb(cli: Callable[..., Result]) -> None:
     assert re.search(
-        r"│ up\s+Start MLflow \(UI\), the prediction service and the scheduler", cli("--help").out
+        r"│ up\s+Start MLflow \(UI\), the prediction service, the dashboard and the",
+        cli("--help").out,
     )
 
 

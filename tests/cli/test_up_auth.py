@@ -54,7 +54,12 @@ def test_mlflow_refuses_an_anonymous_alias_move_and_driftloop_promotes_with_its_
     (platform / "driftloop.toml").write_text(f'[auth]\nenabled = true\n[tracking]\npassword = "{PASSWORD}"\n')
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     mlflow_port = free_port()
-    up = Up(platform, env, "--no-scheduler", "--port", str(free_port()), "--mlflow-port", str(mlflow_port))
+    up = Up(
+        platform,
+        env,
+        *("--no-scheduler", "--port", str(free_port()), "--mlflow-port", str(mlflow_port)),
+        *("--ui-port", str(free_port())),
+    )
     try:
         up.wait_until_up()
         site = f"http://127.0.0.1:{mlflow_port}"

@@ -36,6 +36,7 @@ from driftloop.cli import scheduler as scheduler_cli
 from driftloop.cli import serve as serve_cli
 from driftloop.cli import simulate as simulate_cli
 from driftloop.cli import train as train_cli
+from driftloop.cli import ui as ui_cli
 from driftloop.cli import up as up_cli
 from driftloop.cli._state import CliState
 from driftloop.errors import DriftloopError, one_line
@@ -72,6 +73,7 @@ app.command("rollback")(promote_cli.rollback)
 app.command("lineage")(promote_cli.lineage)
 app.command("serve")(serve_cli.serve)
 app.command("up")(up_cli.up)
+app.command("ui")(ui_cli.ui)
 app.command("scheduler")(scheduler_cli.scheduler)
 app.add_typer(scheduler_cli.schedule_app, name="schedule")
 app.command("demo")(demo_cli.demo)

@@ -41,6 +41,8 @@ if TYPE_CHECKING:
 __all__ = ["up"]
 
 MLFLOW, SERVICE, SCHEDULER = "MLflow server", "prediction service", "scheduler"
+DASHBOARD = "dashboard"
+_OPTIONS = {SERVICE: "--port", MLFLOW: "--mlflow-port", DASHBOARD: "--ui-port"}  # what moves each port
 # A first start migrates MLflow's SQLite store and imports torch + MLflow in the service: tens of seconds
 # on a small host, so the deadline is generous; a crash is reported at once, not at the deadline.
 _READY_TIMEOUT_S = 180.0
@@ -61,16 +63,23 @@ def up(
     ),
     mlflow_port: int = typer.Option(5000, "--mlflow-port", min=1, max=65535, help="MLflow server (UI) port."),
     no_scheduler: bool = typer.Option(False, "--no-scheduler", help="Do not start the scheduler."),
+    ui_port: int = typer.Option(8090, "--ui-port", min=1, max=65535, help="Dashboard (driftloop ui) port."),
 ) -> None:
-    """Start MLflow (UI), the prediction service and the scheduler; Ctrl-C stops all of them."""
+    """Start MLflow (UI), the prediction service, the dashboard and the scheduler; Ctrl-C stops all."""
     st = state(ctx)
     settings = st.settings
     service_port = port or settings.serving.port
     # A tracking server configured elsewhere already has its UI; up starts MLflow only over a local store.
     external_mlflow = settings.tracking_uri.startswith(("http://", "https://"))
     ports = {SERVICE: service_port} if external_mlflow else {MLFLOW: mlflow_port, SERVICE: service_port}
-    if len(set(ports.values())) < len(ports):
-        raise UsageError(f"--port and --mlflow-port are both {service_port}: give them different ports")
+    ports[DASHBOARD] = ui_port
+    seen: dict[int, str] = {}
+    for name in (n for n in _OPTIONS if n in ports):  # named in the order the options are listed
+        number = ports[name]
+        if number in seen:
+            both = f"{_OPTIONS[seen[number]]} and {_OPTIONS[name]}"
+            raise UsageError(f"{both} are both {number}: give them different ports")
+        seen[number] = name
     warn_if_exposed(st, host, "driftloop up serves the prediction service and MLflow (registry writes)")
     lock = InstanceLock(settings.home / "up.lock")
     lock.acquire()  # before the port check: a second `up` here should hear about the first, not a port
@@ -79,11 +88,12 @@ def up(
     try:
         for name, number in ports.items():
             if _port_in_use(host, number):
-                option = "--mlflow-port" if name == MLFLOW else "--port"
+                option = _OPTIONS[name]
                 raise ConflictError(
                     f"port {number} on {host} ({name}) is already in use; choose another with {option}"
                 )
-        _run(st, _specs(st, host, service_port, mlflow_port, external_mlflow, no_scheduler), lock)
+        specs = _specs(st, host, service_port, mlflow_port, external_mlflow, no_scheduler)
+        _run(st, _with_dashboard(specs, st, host, ui_port), lock)
     finally:
         lock.release()
 
@@ -180,6 +190,19 @@ def _specs(
         # No HTTP endpoint: ready once it has outlived its imports and configuration checks.
         specs.append(ServiceSpec(SCHEDULER, [*driftloop, "scheduler"], settle_s=1.0))
     return specs
+
+
+def _with_dashboard(specs: list[ServiceSpec], st: CliState, host: str, ui_port: int) -> list[ServiceSpec]:
+    """``specs`` with the dashboard (``driftloop ui``) after the prediction service it reads metrics of."""
+    driftloop = [sys.executable, "-m", "driftloop"]
+    if st.settings.config_file is not None:
+        driftloop += ["--config", str(st.settings.config_file)]
+    service = next(s for s in specs if s.name == SERVICE)
+    assert service.ready_url is not None
+    ui = [*driftloop, "ui", "--host", host, "--port", str(ui_port), "--service-url", _site(service.ready_url)]
+    url = f"http://{_url_host(_WILDCARDS.get(host, host))}:{ui_port}"
+    at = specs.index(service) + 1
+    return [*specs[:at], ServiceSpec(DASHBOARD, ui, ready_url=f"{url}/health"), *specs[at:]]
 
 
 def _mlflow_env(settings: Settings) -> dict[str, str]:
@@ -294,6 +317,8 @@ def _print_table(
         elif spec.name == SERVICE:
             table.add_row(SERVICE, urls[SERVICE])
             table.add_row("  API docs", f"{urls[SERVICE]}/docs")
+        elif spec.name == DASHBOARD:
+            table.add_row(DASHBOARD, urls[DASHBOARD])
         else:
             table.add_row(spec.name, f"running (pid {started[spec.name].pid})")
     st.out.print(table)

@@ -1,0 +1,389 @@
+"""The dashboard's pages: for each, the data it reads and its HTML. A page and its JSON endpoint
+(``/api/<page>``) come from one :class:`Page`, so what the browser draws is what the API returns.
+
+A source that cannot be read (MLflow down, a model not registered yet) is a warning line in its section,
+never a failed page: the other sections still show what they can.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from driftloop.dashboard import charts, sources
+from driftloop.dashboard.html import chart, note, table
+from driftloop.dashboard.traffic import QUANTILES, scrape
+from driftloop.errors import DriftloopError
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from driftloop.monitoring.history import MonitorDecision
+    from driftloop.registry import Registry
+    from driftloop.settings import Settings
+    from driftloop.storage import ObjectStore
+    from driftloop.storage.metadata import Database
+
+__all__ = ["Page", "Views"]
+
+_KEY_METRICS = ("roc_auc", "pr_auc", "f1", "brier", "accuracy")
+_REPORTS_CACHED = 512  # thresholds of this many monitoring reports kept in memory (reports never change)
+
+
+@dataclass
+class Page:
+    """A rendered page: its title, its HTML body and the same data as JSON-ready values."""
+
+    title: str
+    body: str = ""
+    data: dict[str, Any] = field(default_factory=dict)
+    charts: int = 0
+
+    def add(self, html: str) -> None:
+        self.body += html
+
+    def plot(self, figure: dict[str, Any]) -> None:
+        self.charts += 1
+        self.body += chart(figure, self.charts)
+
+    def failed(self, what: str, exc: DriftloopError) -> None:
+        self.body += note(f"{what}: {exc.headline}", kind="warn")
+        self.data.setdefault("errors", []).append({"source": what, "error": exc.headline})
+
+
+class Views:
+    """The pages over one platform: its metadata database, registry and store, and the service whose
+    ``/metrics`` the traffic page reads (``service_url``)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        db: Database,
+        registry: Registry,
+        store: ObjectStore,
+        service_url: str,
+    ) -> None:
+        self.settings = settings
+        self.db = db
+        self.registry = registry
+        self.store = store
+        self.service_url = service_url
+        self._reports: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        self._reports_lock = threading.Lock()  # pages are built in the server's worker threads
+
+    def render(self, name: str, model: str, authorization: str | None) -> Page:
+        """Page ``name`` (a key of :data:`driftloop.dashboard.html.PAGES` without its slash) of ``model``."""
+        builders: dict[str, Callable[[str], Page]] = {
+            "models": self.models,
+            "traffic": lambda _model: self.traffic(authorization),
+            "drift": self.drift,
+            "decisions": self.decisions,
+            "triggers": self.triggers,
+            "retrainings": self.retrainings,
+            "shadow": self.shadow,
+            "guards": self.guards,
+        }
+        return builders[name](model)
+
+    def models(self, model: str) -> Page:
+        page = Page("Models")
+        try:
+            versions = sources.versions(self.registry, self.db, model)
+            entries = sources.audit_entries(self.db, model)
+        except DriftloopError as exc:
+            page.failed("registry", exc)
+            return page
+        page.data = {"versions": _json(versions), "audit": _json(entries)}
+        page.plot(charts.audit_timeline(entries, versions))
+        page.add("<h2>Versions</h2>")
+        page.add(
+            table(
+                ("version", "stage (audit)", "aliases", "metrics", "created (UTC)", "lineage", "made by"),
+                (
+                    (
+                        f"v{v.version}",
+                        v.stage,
+                        ", ".join(v.aliases) or "-",
+                        "  ".join(f"{k} {v.metrics[k]:.4g}" for k in _key_metrics(v.metrics)) or "-",
+                        charts.when(v.created_at),
+                        "; ".join(f"{k} {val}" for k, val in v.lineage.items()) or "-",
+                        f"trigger {v.trigger}" if v.trigger else "-",
+                    )
+                    for v in versions
+                ),
+                empty=f"{model} has no versions",
+            )
+        )
+        page.add("<h2>Audit history</h2>")
+        page.add(
+            table(
+                ("at (UTC)", "version", "action", "move", "outcome", "by", "why"),
+                (
+                    (charts.when(a.at), f"v{a.version}", a.action, a.move, a.outcome, a.actor, a.why)
+                    for a in reversed(entries)
+                ),
+                empty="no stage change recorded",
+            )
+        )
+        return page
+
+    def traffic(self, authorization: str | None) -> Page:
+        page = Page("Live traffic")
+        seen = scrape(self.service_url, authorization)
+        page.data = {
+            "url": seen.url,
+            "reachable": seen.reachable,
+            "reason": seen.reason,
+            "requests": [{"path": p, "status": s, "count": c} for (p, s), c in sorted(seen.requests.items())],
+            "latency_seconds": {
+                p: {f"p{q * 100:g}": v for q, v in per.items()} for p, per in seen.latency.items()
+            },
+            "counters": seen.counters,
+            "refusals": seen.refusals(),
+        }
+        if not seen.reachable:
+            page.add(note(seen.reason, kind="warn"))
+            return page
+        version = seen.counters.get("driftloop_model_version")
+        serving = f"serving v{version:g}" if version is not None else "no model loaded"
+        total = sum(seen.requests.values())
+        percentiles = ", ".join(f"p{q * 100:g}" for q in QUANTILES)
+        page.add(
+            note(f"{seen.url}: {serving}; {total:,.0f} requests since it started (latency {percentiles})")
+        )
+        page.plot(charts.requests_chart(seen))
+        if seen.latency:
+            page.plot(charts.latency_chart(seen))
+        page.plot(charts.outcomes_chart(seen))
+        return page
+
+    def drift(self, model: str) -> Page:
+        page = Page("Drift over time")
+        try:
+            history = sources.decisions(self.db, model)
+        except DriftloopError as exc:
+            page.failed("monitoring decisions", exc)
+            return page
+        features, prediction, share = sources.drift_series(history, self._thresholds)
+        page.data = {
+            "features": _json(features),
+            "prediction": _json(prediction),
+            "drift_share": _json(share),
+        }
+        if not history:
+            page.add(note(f"no monitoring pass recorded for {model} (driftloop monitor)"))
+            return page
+        if share:
+            page.plot(charts.share_chart(share))
+        if prediction.points:
+            page.plot(charts.drift_chart(prediction, title="prediction"))
+        page.add('<h2>Features</h2><div class="grid">')
+        for series in features:
+            page.plot(charts.drift_chart(series))
+        page.add("</div>")
+        return page
+
+    def decisions(self, model: str) -> Page:
+        page = Page("Monitoring decisions")
+        try:
+            history = sources.decisions(self.db, model)
+        except DriftloopError as exc:
+            page.failed("monitoring decisions", exc)
+            return page
+        page.data = {"decisions": _json(history)}
+        if not history:
+            page.add(note(f"no monitoring pass recorded for {model} (driftloop monitor)"))
+            return page
+        page.plot(charts.decision_timeline(history))
+        page.add(
+            table(
+                ("window (UTC)", "version", "decision", "rows", "reasons"),
+                (
+                    (
+                        f"{charts.when(d.start)} → {charts.when(d.end)}",
+                        f"v{d.version}",
+                        d.decision,
+                        d.summary.get("rows", "-"),
+                        "; ".join(d.reasons),
+                    )
+                    for d in reversed(history)
+                ),
+            )
+        )
+        return page
+
+    def triggers(self, model: str) -> Page:
+        page = Page("Triggers")
+        try:
+            found = sources.triggers(self.db, model)
+        except DriftloopError as exc:
+            page.failed("loop ledger", exc)
+            return page
+        page.data = {"triggers": _json(found)}
+        if not found:
+            page.add(note(f"no trigger recorded for {model}"))
+            return page
+        page.plot(charts.trigger_chart(found))
+        page.add(
+            table(
+                ("id", "at (UTC)", "kind", "mode", "state", "decision", "why"),
+                (
+                    (
+                        t.id,
+                        charts.when(t.created_at),
+                        t.kind,
+                        t.mode,
+                        t.state.value,
+                        t.decision_id or "-",
+                        str(t.detail.get("why") or t.reason),
+                    )
+                    for t in reversed(found)
+                ),
+            )
+        )
+        return page
+
+    def retrainings(self, model: str) -> Page:
+        page = Page("Retrainings")
+        try:
+            started = sources.retrainings(sources.triggers(self.db, model))
+        except DriftloopError as exc:
+            page.failed("loop ledger", exc)
+            return page
+        page.data = {"retrainings": _json(started)}
+        if not started:
+            page.add(note(f"no retraining started for {model}"))
+            return page
+        page.plot(charts.retraining_chart(started))
+        page.add(
+            table(
+                (
+                    "trigger",
+                    "started (UTC)",
+                    "last change (UTC)",
+                    "pipeline run",
+                    "candidate",
+                    "outcome",
+                    "why",
+                ),
+                (
+                    (
+                        t.id,
+                        charts.when(t.created_at),
+                        charts.when(t.updated_at),
+                        t.pipeline_run,
+                        f"v{t.candidate_version}" if t.candidate_version else "-",
+                        t.state.value,
+                        str(t.detail.get("why") or "-"),
+                    )
+                    for t in reversed(started)
+                ),
+            )
+        )
+        return page
+
+    def shadow(self, model: str) -> Page:
+        page = Page("Shadow comparisons")
+        try:
+            found = sources.shadow_comparisons(sources.triggers(self.db, model))
+        except DriftloopError as exc:
+            page.failed("loop ledger", exc)
+            return page
+        page.data = {"comparisons": _json(found)}
+        if not found:
+            page.add(note(f"no candidate of {model} has been compared in shadow yet"))
+            return page
+        page.plot(charts.shadow_chart(found))
+        page.add(
+            table(
+                ("trigger", "challenger", "champion", "labelled", "verdict", "detail"),
+                (
+                    (
+                        c.trigger,
+                        f"v{c.challenger}",
+                        f"v{c.champion}",
+                        c.labelled,
+                        "pending" if c.pending else ("passed" if c.passed else "failed"),
+                        c.detail,
+                    )
+                    for c in reversed(found)
+                ),
+            )
+        )
+        return page
+
+    def guards(self, model: str) -> Page:
+        page = Page("Rollback guards")
+        try:
+            found = sources.guards(self.db, model)
+        except DriftloopError as exc:
+            page.failed("loop ledger", exc)
+            return page
+        page.data = {"guards": _json(found), "margin": self.settings.policy.guard_margin}
+        if not found:
+            page.add(note(f"no rollback guard has watched {model} yet"))
+            return page
+        page.plot(charts.guard_chart(found, self.settings.policy.guard_margin))
+        page.add(
+            table(
+                (
+                    "version",
+                    "previous",
+                    "baseline",
+                    "state",
+                    "until (UTC)",
+                    "requests",
+                    "error rate",
+                    "verdict",
+                ),
+                (
+                    (
+                        f"v{g.version}",
+                        f"v{g.previous_version}" if g.previous_version else "-",
+                        f"{g.baseline:.4f}",
+                        g.state,
+                        charts.when(g.until),
+                        g.verdict.get("requests", "-"),
+                        _rate(g.verdict.get("error_rate")),
+                        "; ".join(g.verdict.get("reasons", [])) or str(g.verdict.get("note", "")) or "-",
+                    )
+                    for g in reversed(found)
+                ),
+            )
+        )
+        return page
+
+    def _thresholds(self, decision: MonitorDecision) -> dict[str, Any]:
+        """The thresholds of ``decision``'s pass, from its report (read once, then remembered)."""
+        key = decision.report_uri
+        with self._reports_lock:
+            found = self._reports.get(key)
+        if found is None:  # two threads may both read it: the same bytes, harmless
+            found = sources.report_thresholds(self.store.read_bytes, decision)
+            with self._reports_lock:
+                self._reports[key] = found
+                if len(self._reports) > _REPORTS_CACHED:
+                    self._reports.popitem(last=False)
+        return found
+
+
+def _key_metrics(metrics: dict[str, float]) -> list[str]:
+    """The hold-out metrics a version's row shows: the ones promotion and decay judge first."""
+    preferred = [k for k in _KEY_METRICS if k in metrics]
+    return (preferred + sorted(k for k in metrics if k not in preferred))[:4]
+
+
+def _rate(value: Any) -> str:
+    return f"{value:.1%}" if isinstance(value, int | float) else "-"
+
+
+def _json(value: Any) -> Any:
+    """Dataclasses (and lists of them) as plain dicts; orjson writes the datetimes and enums."""
+    if isinstance(value, list):
+        return [_json(v) for v in value]
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.asdict(value)
+    return value
