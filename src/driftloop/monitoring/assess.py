@@ -12,7 +12,9 @@ scores), joins the labels it is given, and decides:
   while decay was judged on enough labels and performance holds (``monitoring.
   drift_when_performance_holds``: drift is a proxy for decay, and the labels are the evidence); a
   data-quality alarm, a suspicious label source, label conflicts or labels outside the model's label set;
-- ``OK``: none of these.
+- ``OK``: none of these;
+- ``INSUFFICIENT``: fewer than ``monitoring.min_samples`` predictions: no verdict, never a trigger
+  (:mod:`driftloop.monitoring.decide` holds these rules).
 
 Values that break the schema (outside ``min``/``max``, a category not in ``allowed``, a value of the
 wrong type) are counted as data quality and left out of the drift statistics: a handful of impossible
@@ -24,7 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -33,6 +35,7 @@ from driftloop.core.labels import LabelSpec
 from driftloop.core.transform import OTHER_LEVEL
 from driftloop.errors import DataError
 from driftloop.monitoring.decay import LabelledRows, judge_sources, performance
+from driftloop.monitoring.decide import Decision, decide
 from driftloop.monitoring.labels import LabelBook
 from driftloop.monitoring.stats import (
     CategoricalAccumulator,
@@ -43,7 +46,6 @@ from driftloop.monitoring.stats import (
     feature_drift,
     prediction_drift,
 )
-from driftloop.training.metrics import higher_is_better
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping, Sequence
@@ -56,15 +58,15 @@ if TYPE_CHECKING:
 
 __all__ = ["Assessment", "Decision", "assess"]
 
-Decision = Literal["OK", "WARN", "DRIFT", "DECAY"]
-
 
 @dataclass(frozen=True)
 class Assessment:
     """The outcome of one monitoring pass; ``to_json`` is its JSON twin.
 
     ``features`` are the tested features (a feature without a valid value in the window cannot be
-    tested: it is listed in ``untested`` and shows up as a data-quality alarm). ``quality`` has the
+    tested: it is listed in ``untested`` and shows up as a data-quality alarm; one with fewer than
+    ``monitoring.min_samples`` non-null values is not tested either: ``insufficient`` maps it to its
+    count). ``quality`` has the
     window's counts and ``alarms``; ``performance`` is None without labels, else the metrics on the
     labelled predictions and whether decay was judged (``judged``) and found (``decayed``);
     ``label_audit`` is None without labels, else each source's agreement with the model and verdict
@@ -84,6 +86,7 @@ class Assessment:
     start: datetime | None = None  # the first and last prediction time seen (None when unknown)
     end: datetime | None = None
     label_audit: dict[str, Any] | None = None
+    insufficient: dict[str, int] = dataclasses.field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-serialisable dict (plain str, int, float, bool, None, lists and dicts)."""
@@ -97,6 +100,7 @@ class Assessment:
             "end": self.end.isoformat() if self.end else None,
             "features": [f.to_json() for f in self.features],
             "untested": list(self.untested),
+            "insufficient": dict(self.insufficient),
             "dataset": dataset,
             "prediction": self.prediction.to_json() if self.prediction else None,
             "quality": self.quality,
@@ -227,7 +231,11 @@ def assess(
     if rows == 0:
         raise DataError("no captured predictions in the window: nothing to assess")
 
-    results = [feature_drift(f.name, f.acc, cfg) for f in features if _testable(f.acc)]
+    # A handful of values decides nothing, whatever a test says: below min_samples, no test.
+    insufficient = {f.name: f.acc.n for f in features if _testable(f.acc) and f.acc.n < cfg.min_samples}
+    results = [
+        feature_drift(f.name, f.acc, cfg) for f in features if _testable(f.acc) and f.name not in insufficient
+    ]
     by_name = {f.name: f for f in features}
     results = [
         dataclasses.replace(
@@ -237,7 +245,8 @@ def assess(
     ]
     untested = tuple(f.name for f in features if not _testable(f.acc))
     dataset = dataset_verdict(results, cfg)
-    prediction = prediction_drift(scores, cfg) if scores is not None and _testable(scores) else None
+    enough_scores = scores is not None and _testable(scores) and scores.n >= cfg.min_samples
+    prediction = prediction_drift(scores, cfg) if scores is not None and enough_scores else None
     quality = _quality(
         features,
         rows=rows,
@@ -249,7 +258,7 @@ def assess(
     )
     judged_labels = _judge_labels(book, labelled, evaluation or {}, cfg, spec)
     performance, audit = judged_labels if judged_labels is not None else (None, None)
-    decision, reasons = _decide(
+    decision, reasons = decide(
         results,
         untested=untested,
         dataset=dataset,
@@ -259,6 +268,8 @@ def assess(
         rows=rows,
         labels=audit,
         when_holds=cfg.drift_when_performance_holds,
+        insufficient=insufficient,
+        min_samples=cfg.min_samples,
     )
     return Assessment(
         decision=decision,
@@ -273,6 +284,7 @@ def assess(
         start=_datetime(first),
         end=_datetime(last),
         label_audit=audit,
+        insufficient=insufficient,
     )
 
 
@@ -380,99 +392,6 @@ def _quality(
         "features": per_feature,
         "alarms": alarms,
     }
-
-
-def _decide(
-    results: Sequence[FeatureDrift],
-    *,
-    untested: Sequence[str],
-    dataset: DatasetDrift,
-    prediction: FeatureDrift | None,
-    quality: Mapping[str, Any],
-    performance: Mapping[str, Any] | None,
-    rows: int,
-    labels: Mapping[str, Any] | None = None,
-    when_holds: Decision = "WARN",
-) -> tuple[Decision, list[str]]:
-    """The decision and every reason behind it, the most serious first. ``when_holds``: the decision
-    for drift when decay was judged and performance holds."""
-    reasons: list[str] = []
-    decision: Decision = "OK"
-    if performance is not None and performance["decayed"]:
-        decision = "DECAY"
-        p = performance
-        side = "below" if higher_is_better(p["metric"]) else "above"
-        margin = abs(p["bar"] - p["reference"])
-        reasons.append(
-            f"decay: {p['metric']} {p['current']:.3f} on {p['labelled']} labelled predictions is {side} "
-            f"{p['bar']:.3f} (the model's evaluation {p['reference']:.3f} with a margin of {margin:.3f})"
-        )
-    drifted = [r for r in results if r.drifted]
-    if dataset.drifted:
-        decision = "DRIFT" if decision == "OK" else decision
-        reasons.append(
-            f"dataset drift: {len(drifted)} of {dataset.features} features drifted (share "
-            f"{dataset.share:.2f} ≥ {dataset.threshold:.2f})"
-        )
-    if prediction is not None and prediction.drifted:
-        decision = "DRIFT" if decision == "OK" else decision
-        reasons.append(f"prediction drift: {_describe(prediction)}")
-    if decision == "DRIFT" and performance is not None and performance["judged"] and when_holds != "DRIFT":
-        decision = when_holds
-        p = performance
-        reasons.insert(
-            0,
-            f"performance holds: {p['metric']} {p['current']:.3f} on {p['labelled']} labelled predictions "
-            f"against the model's evaluation {p['reference']:.3f} (bar {p['bar']:.3f}), so drift alone "
-            f"is {when_holds}, not a retraining (monitoring.drift_when_performance_holds)",
-        )
-    about_labels = _label_reasons(labels) if labels is not None else []
-    reasons += about_labels
-    reasons += [f"feature drift: {_describe(r)}" for r in drifted]
-    reasons += [f"{name}: no valid value in the window, its drift cannot be tested" for name in untested]
-    reasons += list(quality["alarms"])
-    if decision == "OK" and (drifted or untested or quality["alarms"] or about_labels):
-        decision = "WARN"
-    if decision == "OK":
-        reasons.append(
-            f"no drift, decay or data-quality alarm in {rows} predictions ({len(results)} features tested)"
-        )
-    return decision, reasons
-
-
-def _label_reasons(labels: Mapping[str, Any]) -> list[str]:
-    """Suspicious sources, conflicts and labels outside the label set: each needs a person, never a
-    retraining."""
-    reasons = [
-        f"suspicious labels from source {entry['source']!r}: {entry['why']}; its labels are left out of "
-        "the decay judgement, so they cannot start a retraining: check the source"
-        for entry in labels["sources"]
-        if entry["suspicious"]
-    ]
-    if labels["conflicts"]:
-        pairs = "; ".join(
-            f"{c['first']!r} then {c['later']!r}: {c['count']:,}" for c in labels["conflicts_by_source"][:3]
-        )
-        reasons.append(
-            f"label conflicts: {labels['conflicts']:,} prediction ids were labelled again with a different "
-            f"label, the first label kept ({pairs})"
-        )
-    invalid = sum(labels["invalid"].values())
-    if invalid:
-        by_source = ", ".join(f"{source!r} {count:,}" for source, count in labels["invalid"].items())
-        reasons.append(
-            f"invalid labels: {invalid:,} labels are not {labels['label_set']} and were left out "
-            f"({by_source})"
-        )
-    return reasons
-
-
-def _describe(result: FeatureDrift) -> str:
-    relation = "<" if result.statistic == "p_value" else ">"
-    return (
-        f"{result.name} ({result.method} {result.score:.3g} {relation} {result.threshold:.3g}, "
-        f"{result.current_n} values against {result.reference_n})"
-    )
 
 
 def _datetime(value: np.datetime64 | None) -> datetime | None:
