@@ -379,7 +379,8 @@ def _line_chart(points: Sequence[tuple[str, float, str]], threshold: float | Non
         svg.append(
             f'<line x1="{left}" y1="{y:.1f}" x2="{left + inner_w}" y2="{y:.1f}" stroke="#c62828" '
             f'stroke-dasharray="4 3"><title>threshold {threshold:.2f}</title></line>'
-            f'<text x="{left + inner_w + 4}" y="{y + 3:.1f}" fill="#c62828">threshold {threshold:.2f}</text>'
+            f'<text x="{left + inner_w}" y="{y - 4:.1f}" fill="#c62828" text-anchor="end">'
+            f"threshold {threshold:.2f}</text>"
         )
     coords = [xy(i, p[1]) for i, p in enumerate(points)]
     if len(coords) > 1:
@@ -417,7 +418,8 @@ def _ratio_chart(labels: Sequence[str], ratios: Sequence[Mapping[str, float]], n
         f'<text x="{left - 6}" y="{top + 8}" text-anchor="end">{top_value:.1f}×</text>'
         f'<text x="{left - 6}" y="{top + inner_h}" text-anchor="end">0</text>',
         f'<line x1="{left}" y1="{y1:.1f}" x2="{left + inner_w}" y2="{y1:.1f}" stroke="#c62828" '
-        f'stroke-dasharray="4 3"/><text x="{left + inner_w + 4}" y="{y1 + 3:.1f}" fill="#c62828">'
+        f'stroke-dasharray="4 3"/><text x="{left + inner_w}" y="{y1 - 4:.1f}" fill="#c62828" '
+        'text-anchor="end">'
         "threshold</text>",
         _axis_title(left + inner_w / 2, height - 4),
     ]
