@@ -6,14 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from driftloop.core.calibration import (
-    MIN_CHUNKS,
-    calibrate,
-    calibrate_on_chunks_of,
-    calibrated_threshold,
-    time_chunks,
-)
+from driftloop.core.calibration import MIN_CHUNKS, calibrate, calibrated_threshold, time_chunks
 from driftloop.core.profile import build_profile
+from driftloop.core.relations import calibrate_reference, relation_name
 
 
 def test_chunks_are_days_when_enough_days_hold_enough_rows() -> None:
@@ -51,7 +46,7 @@ def test_a_wandering_feature_gets_a_threshold_above_one_that_holds_still() -> No
     before = {k: v[: -rows * 2] for k, v in columns.items()}
     stamps = np.repeat(pd.date_range("2026-01-01", periods=days - 2, freq="D").to_numpy(), rows)
     profile = build_profile(reference, numeric=["wanders", "still"], categorical=["kind"])
-    calibrated = calibrate_on_chunks_of(profile, reference, before, stamps, min_rows=200)
+    calibrated = calibrate_reference(profile, reference, before, stamps, min_rows=200)
     features = calibrated["features"]
     assert calibrated["calibration"] == {"unit": "day", "chunks": days - 2}
     assert features["wanders"]["calibration"]["rows"] == [rows] * (days - 2)
@@ -89,7 +84,7 @@ def test_nulls_booleans_and_new_categories_in_chunks_are_scored_on_present_value
     reference = {k: v[-1000:] for k, v in columns.items()}
     before = {k: v[:-1000] for k, v in columns.items()}
     profile = build_profile(reference, numeric=["amount"], categorical=["flag", "region"])
-    calibrated = calibrate_on_chunks_of(profile, reference, before, None, min_rows=200)
+    calibrated = calibrate_reference(profile, reference, before, None, min_rows=200)
     features = calibrated["features"]
     assert calibrated["calibration"]["unit"] == "chunk"
     for name in ("flag", "amount", "region"):
@@ -100,3 +95,24 @@ def test_nulls_booleans_and_new_categories_in_chunks_are_scored_on_present_value
     # The chunk holding the new level scores highest for region.
     region_js = features["region"]["calibration"]["scores"]["jensenshannon"]
     assert int(np.argmax(region_js)) == len(region_js) - 1
+
+
+def test_features_that_wander_together_get_a_calibrated_relation() -> None:
+    rng = np.random.default_rng(2)
+    days, rows = 8, 1000
+    weather = np.repeat(rng.normal(0, 1, days), rows) + rng.normal(0, 1, days * rows)
+    columns = {
+        "air": 300 + 2 * weather,
+        "process": 310 + 2 * weather + rng.normal(0, 1, days * rows),
+        "torque": rng.normal(40, 10, days * rows),
+    }
+    reference = {k: v[-rows * 2 :] for k, v in columns.items()}
+    before = {k: v[: -rows * 2] for k, v in columns.items()}
+    profile = build_profile(reference, numeric=["air", "process", "torque"], categorical=[])
+    calibrated = calibrate_reference(profile, reference, before, None, min_rows=200)
+    assert list(calibrated["relations"]) == [relation_name("air", "process")]
+    relation = calibrated["relations"]["process − air"]
+    assert relation["of"] == ["air", "process"]
+    # The difference does not wander: its threshold stays near the configured one, the members' do not.
+    assert calibrated_threshold(relation, "wasserstein", 1.5) < 0.3
+    assert calibrated_threshold(calibrated["features"]["air"], "wasserstein", 1.5) > 0.5

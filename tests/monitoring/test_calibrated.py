@@ -7,6 +7,7 @@ features.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 from datetime import date, timedelta
 from typing import TYPE_CHECKING, Any
@@ -15,11 +16,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from driftloop.core.calibration import calibrate_on_chunks_of
 from driftloop.core.profile import build_profile
+from driftloop.core.relations import calibrate_reference
 from driftloop.monitoring.assess import assess
+from driftloop.monitoring.relations import attribute
 from driftloop.monitoring.report import render_html, summarize
-from driftloop.monitoring.stats import pick_test
+from driftloop.monitoring.stats import FeatureDrift, pick_test
 from driftloop.monitoring.window import CaptureChunk
 from driftloop.settings import FeatureDriftTest, MonitoringSettings, Settings
 from driftloop.simulate import SimulationRequest, changed_columns, parse_drift, simulate
@@ -69,7 +71,7 @@ def _run(root: Path, drift: str | None, seed: int = 3) -> tuple[dict[str, Any], 
     reference = _columns(table.iloc[cut:])
     profile = build_profile(reference, numeric=SENSORS, categorical=("product_variant",))
     before = table.iloc[:cut]
-    profile = calibrate_on_chunks_of(
+    profile = calibrate_reference(
         profile, reference, _columns(before), before["timestamp"].to_numpy(), min_rows=200
     )
     return profile, days[-1]
@@ -95,13 +97,36 @@ def test_the_offset_sensor_is_flagged_and_the_wandering_temperatures_are_not(
     assert air.threshold_source == "calibrated"
     assert air.threshold > DEFAULTS.numeric_threshold
 
-    # 5 K: 2.5 standard deviations, well past the weather's day-to-day wander (~1 K). The demo's 3 K is
-    # flagged on about half the days only (benchmarks/drift_scenarios.py, decision 0060).
-    drift = "sensor-offset:severity=5,sensor=air_temperature_k"
+    # The demo's 3 K: the size of the weather's own daily wander, so the air temperature alone scores
+    # like a warm day; the process temperature did not follow, and their relation says so.
+    drift = "sensor-offset:severity=3,sensor=air_temperature_k"
     _, offset_day = _run(tmp_path, drift)
     result = _assess(profile, offset_day)
     assert set(result.dataset.drifted_features) == set(changed_columns(parse_drift(drift, ONSET)))
-    assert any("air_temperature_k (wasserstein" in r and "higher is worse" in r for r in result.reasons)
+    assert [r.name for r in result.relations if r.drifted] == ["process_temperature_k − air_temperature_k"]
+    assert any(
+        r.startswith("relation drift: process_temperature_k − air_temperature_k") for r in result.reasons
+    )
+    assert any("air_temperature_k (" in r and "higher is worse" in r for r in result.reasons)
+
+
+def test_a_relation_drift_goes_to_the_member_farther_from_its_reference() -> None:
+    def drift(name: str, score: float, threshold: float, *, drifted: bool = False) -> FeatureDrift:
+        return FeatureDrift(name, "numeric", "wasserstein", score, threshold, drifted, "distance", 100, 100)
+
+    air, process = drift("air", 1.2, 1.6), drift("process", 0.3, 1.4)
+    relation = drift("process − air", 3.0, 0.4, drifted=True)
+    members = {"process − air": ("air", "process")}
+    attributed = attribute([air, process], [relation], members)
+    assert [(f.name, f.drifted, f.via) for f in attributed] == [
+        ("air", True, "process − air"),
+        ("process", False, None),
+    ]
+    calm = dataclasses.replace(relation, drifted=False)
+    assert attribute([air, process], [calm], members) == (air, process)
+    # A member that drifted on its own already explains the relation: nothing is added.
+    loud = dataclasses.replace(process, score=2.0, drifted=True)
+    assert attribute([air, loud], [relation], members) == (air, loud)
 
 
 def test_explicit_overrides_win_over_calibration(clean: tuple[dict[str, Any], pd.DataFrame]) -> None:

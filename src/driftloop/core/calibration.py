@@ -41,7 +41,6 @@ __all__ = [
     "PSI_EPSILON",
     "STD_FLOOR",
     "calibrate",
-    "calibrate_on_chunks_of",
     "calibrated_threshold",
     "js_distance",
     "psi",
@@ -143,24 +142,6 @@ def calibrate(
         calibration = {"unit": unit, "rows": rows, "scores": scores}
         features[name] = {**entry, "calibration": calibration} if len(rows) >= MIN_CHUNKS else entry
     return {**profile, "features": features, "calibration": {"unit": unit, "chunks": len(chunks)}}
-
-
-def calibrate_on_chunks_of(
-    profile: Mapping[str, Any],
-    reference: Mapping[str, npt.ArrayLike],
-    before: Mapping[str, npt.ArrayLike],
-    timestamps: npt.ArrayLike | None,
-    *,
-    min_rows: int,
-) -> dict[str, Any]:
-    """:func:`calibrate` on the :func:`time_chunks` of ``before``: the same columns as ``reference``
-    for the time-ordered rows that precede it (training's rows before its hold-out), ``timestamps``
-    theirs (None when the data has none)."""
-    rows = len(np.asarray(next(iter(before.values())))) if before else 0
-    unit, chunks = time_chunks(rows, timestamps, min_rows=min_rows)
-    columns = {name: np.asarray(values) for name, values in before.items()}
-    parts = [{name: values[rows_of] for name, values in columns.items()} for rows_of in chunks]
-    return calibrate(profile, reference, parts, unit=unit)
 
 
 def calibrated_threshold(entry: Mapping[str, Any], method: str, margin: float) -> float | None:

@@ -37,6 +37,7 @@ from driftloop.errors import DataError
 from driftloop.monitoring.decay import LabelledRows, judge_sources, performance
 from driftloop.monitoring.decide import Decision, decide
 from driftloop.monitoring.labels import LabelBook
+from driftloop.monitoring.relations import Relation, attribute
 from driftloop.monitoring.stats import (
     CategoricalAccumulator,
     DatasetDrift,
@@ -66,7 +67,8 @@ class Assessment:
     ``features`` are the tested features (a feature without a valid value in the window cannot be
     tested: it is listed in ``untested`` and shows up as a data-quality alarm; one with fewer than
     ``monitoring.min_samples`` non-null values is not tested either: ``insufficient`` maps it to its
-    count). ``quality`` has the
+    count; a feature found drifted through a relation has ``via`` set, the tests of the relations are
+    ``relations``). ``quality`` has the
     window's counts and ``alarms``; ``performance`` is None without labels, else the metrics on the
     labelled predictions and whether decay was judged (``judged``) and found (``decayed``);
     ``label_audit`` is None without labels, else each source's agreement with the model and verdict
@@ -87,6 +89,8 @@ class Assessment:
     end: datetime | None = None
     label_audit: dict[str, Any] | None = None
     insufficient: dict[str, int] = dataclasses.field(default_factory=dict)
+    # Tests of the profile's relations (b − a of features that wander together, decision 0060).
+    relations: tuple[FeatureDrift, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-serialisable dict (plain str, int, float, bool, None, lists and dicts)."""
@@ -101,6 +105,7 @@ class Assessment:
             "features": [f.to_json() for f in self.features],
             "untested": list(self.untested),
             "insufficient": dict(self.insufficient),
+            "relations": [r.to_json() for r in self.relations],
             "dataset": dataset,
             "prediction": self.prediction.to_json() if self.prediction else None,
             "quality": self.quality,
@@ -128,11 +133,14 @@ class _Feature:
         )
         self.out_of_range = 0  # numeric values outside [min, max]
         self.invalid = 0  # values of the wrong type, categories not allowed
+        self.last: npt.NDArray[np.float64] | None = None  # the last chunk's cleaned numeric values
 
     def update(self, values: npt.NDArray[Any] | None, rows: int, invalid: int) -> None:
+        """Count one chunk; a numeric feature keeps its cleaned values in ``last`` for the relations."""
         self.invalid += invalid
         if values is None:  # the field was not in the captured inputs at all
             self.acc.update(np.full(rows, np.nan) if self.numeric else np.full(rows, None, dtype=object))
+            self.last = np.full(rows, np.nan)
             return
         if self.numeric:
             x = np.asarray(values, dtype=np.float64)
@@ -146,6 +154,7 @@ class _Feature:
                 self.out_of_range += int(bad.sum())
                 x = np.where(bad, np.nan, x)
             self.acc.update(x)
+            self.last = x
             return
         series = pd.Series(values, dtype=object)
         if self.allowed is not None:
@@ -198,6 +207,11 @@ def assess(
     features = [
         _Feature(name, ref, specs.get(name), model_levels.get(name)) for name, ref in references.items()
     ]
+    relations = [
+        Relation(name, entry)
+        for name, entry in profile.get("relations", {}).items()
+        if all(member in references for member in entry.get("of", ()))
+    ]
     scores = NumericAccumulator(profile["prediction"]) if "prediction" in profile else None
     spec = label_spec or LabelSpec()
     book = LabelBook.of(labels, spec) if labels is not None and not isinstance(labels, LabelBook) else labels
@@ -214,6 +228,9 @@ def assess(
         malformed += chunk.malformed
         for feature in features:
             feature.update(chunk.columns.get(feature.name), n, chunk.invalid.get(feature.name, 0))
+        cleaned = {f.name: f.last for f in features if f.numeric and f.last is not None}
+        for relation in relations:
+            relation.update(cleaned)
         scored = ~chunk.fallback & np.isfinite(chunk.score)
         fallback += int(chunk.fallback.sum())
         no_score += int(np.count_nonzero(~chunk.fallback & ~np.isfinite(chunk.score)))
@@ -231,18 +248,7 @@ def assess(
     if rows == 0:
         raise DataError("no captured predictions in the window: nothing to assess")
 
-    # A handful of values decides nothing, whatever a test says: below min_samples, no test.
-    insufficient = {f.name: f.acc.n for f in features if _testable(f.acc) and f.acc.n < cfg.min_samples}
-    results = [
-        feature_drift(f.name, f.acc, cfg) for f in features if _testable(f.acc) and f.name not in insufficient
-    ]
-    by_name = {f.name: f for f in features}
-    results = [
-        dataclasses.replace(
-            r, nulls=by_name[r.name].nulls, invalid=by_name[r.name].out_of_range + by_name[r.name].invalid
-        )
-        for r in results
-    ]
+    results, insufficient, related = _drift_results(features, relations, cfg)
     untested = tuple(f.name for f in features if not _testable(f.acc))
     dataset = dataset_verdict(results, cfg)
     enough_scores = scores is not None and _testable(scores) and scores.n >= cfg.min_samples
@@ -270,6 +276,7 @@ def assess(
         when_holds=cfg.drift_when_performance_holds,
         insufficient=insufficient,
         min_samples=cfg.min_samples,
+        relations=related,
     )
     return Assessment(
         decision=decision,
@@ -285,7 +292,30 @@ def assess(
         end=_datetime(last),
         label_audit=audit,
         insufficient=insufficient,
+        relations=tuple(related),
     )
+
+
+def _drift_results(
+    features: Sequence[_Feature], relations: Sequence[Relation], cfg: MonitoringSettings
+) -> tuple[list[FeatureDrift], dict[str, int], list[FeatureDrift]]:
+    """Each testable feature's drift (with its window's nulls and violations), the features with too
+    few values for a test, and the relations' tests with their drift attributed to a member."""
+    # A handful of values decides nothing, whatever a test says: below min_samples, no test.
+    insufficient = {f.name: f.acc.n for f in features if _testable(f.acc) and f.acc.n < cfg.min_samples}
+    results = [
+        feature_drift(f.name, f.acc, cfg) for f in features if _testable(f.acc) and f.name not in insufficient
+    ]
+    by_name = {f.name: f for f in features}
+    results = [
+        dataclasses.replace(
+            r, nulls=by_name[r.name].nulls, invalid=by_name[r.name].out_of_range + by_name[r.name].invalid
+        )
+        for r in results
+    ]
+    related = [r for r in (relation.test(cfg) for relation in relations) if r is not None]
+    results = list(attribute(results, related, {r.name: (r.a, r.b) for r in relations}))
+    return results, insufficient, related
 
 
 def _testable(acc: NumericAccumulator | CategoricalAccumulator) -> bool:

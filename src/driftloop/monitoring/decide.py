@@ -36,6 +36,7 @@ def decide(
     when_holds: Decision = "WARN",
     insufficient: Mapping[str, int] | None = None,
     min_samples: int = 1,
+    relations: Sequence[FeatureDrift] = (),
 ) -> tuple[Decision, list[str]]:
     """The decision and every reason behind it, the most serious first. ``when_holds``: the decision
     for drift when decay was judged and performance holds; ``insufficient``: features left untested
@@ -78,6 +79,7 @@ def decide(
     about_labels = _label_reasons(labels) if labels is not None else []
     reasons += about_labels
     reasons += [f"feature drift: {describe(r)}" for r in drifted]
+    reasons += [f"relation drift: {describe(r)}" for r in relations if r.drifted]
     reasons += [f"{name}: no valid value in the window, its drift cannot be tested" for name in untested]
     reasons += [
         f"{name}: only {count} non-null values, fewer than monitoring.min_samples ({min_samples}): "
@@ -133,6 +135,13 @@ def describe(result: FeatureDrift) -> str:
     from (``air_temperature_k (wasserstein 1.62 > 1.2, higher is worse, calibrated: clean days ≤
     0.96; 2500 values against 4000)``)."""
     relation = "<" if result.statistic == "p_value" else ">"
+    if result.via is not None:
+        relation = "≥" if result.statistic == "p_value" else "≤"
+        return (
+            f"{result.name} (through the relation {result.via}: the member farther from its reference; "
+            f"on its own {result.method} {result.score:.3g} {relation} {result.threshold:.3g}, "
+            f"{result.direction}; {result.current_n} values against {result.reference_n})"
+        )
     source: str = result.threshold_source
     if source == "calibrated" and result.clean_max is not None:
         source = f"calibrated: clean chunks ≤ {result.clean_max:.3g}"

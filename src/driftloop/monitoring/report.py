@@ -60,6 +60,9 @@ def summarize(assessment: Assessment) -> dict[str, Any]:
         "feature_directions": {f.name: f.direction for f in assessment.features},
         "feature_threshold_sources": {f.name: f.threshold_source for f in assessment.features},
         "insufficient": dict(assessment.insufficient),
+        "drifted_via": {f.name: f.via for f in assessment.features if f.via is not None},
+        "relation_scores": {r.name: r.score for r in assessment.relations},
+        "relation_thresholds": {r.name: r.threshold for r in assessment.relations},
         "prediction_score": prediction.score if prediction is not None else None,
         "prediction_drifted": prediction.drifted if prediction is not None else False,
         "alarms": len(assessment.quality.get("alarms", [])),
@@ -179,6 +182,14 @@ def render_html(
     if a.insufficient:
         few = ", ".join(f"{name} ({n:,} values)" for name, n in a.insufficient.items())
         parts.append(f"<p>Not tested (fewer values than monitoring.min_samples): {_e(few)}</p>")
+    if a.relations:
+        parts += [
+            "<h2>Relations</h2><p>The difference of features whose day-to-day wander is shared (the "
+            "weather moves both): one member moving alone — an offset, a noisier sensor — shows here "
+            "even when its own score stays within its wander; the drift goes to the member farther "
+            "from its reference.</p>",
+            *(_feature_section(r, css="relation-chart") for r in a.relations),
+        ]
     if a.prediction is not None:
         parts += ["<h2>Prediction scores</h2>", _feature_section(a.prediction, css="prediction-chart")]
     parts += [
@@ -445,6 +456,8 @@ def _ratio_chart(labels: Sequence[str], ratios: Sequence[Mapping[str, float]], n
 
 def _feature_section(f: FeatureDrift, *, css: str = "feature-chart") -> str:
     verdict = '<span class="drifted">drifted</span>' if f.drifted else "no drift"
+    if f.via is not None:
+        verdict = f'<span class="drifted">drifted through the relation {_e(f.via)}</span>'
     relation = "p-value" if f.statistic == "p_value" else "distance"
     source = {
         "calibrated": "calibrated from the reference's clean chunks",

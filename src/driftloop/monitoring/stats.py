@@ -83,7 +83,8 @@ class FeatureDrift:
     for categorical features the categories (reference first, then new ones). ``direction`` says which
     way the score is worse; ``threshold_source`` where the threshold came from (``configured``,
     ``calibrated`` from the reference's clean chunks, or a per-feature ``override``), ``clean_max`` the
-    largest score of those clean chunks (None without calibration).
+    largest score of those clean chunks (None without calibration); ``via`` the relation through which the
+    feature was found drifted when its own score stayed under its threshold.
     """
 
     name: str
@@ -104,6 +105,8 @@ class FeatureDrift:
     direction: Direction = "higher is worse"
     threshold_source: ThresholdSource = "configured"
     clean_max: float | None = None
+    # Drifted only through a relation with another feature (monitoring.relations): that relation's name.
+    via: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-serialisable dict (plain str, int, float, bool and lists)."""

@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from driftloop import __version__
-from driftloop.core.calibration import calibrate_on_chunks_of
 from driftloop.core.profile import build_profile
+from driftloop.core.relations import calibrate_reference
 from driftloop.core.transform import NULL_LEVEL
 from driftloop.errors import DataError
 
@@ -338,7 +338,7 @@ def _calibrated(
     timestamps = before[stamp].to_numpy() if stamp is not None and stamp in before.columns else None
     columns = {n.name: before[n.name].to_numpy(dtype=np.float64) for n in data.transform.numeric}
     columns |= {c.name: data.transform.canonical(c.name, before[c.name]) for c in data.transform.categorical}
-    return calibrate_on_chunks_of(profile, reference, columns, timestamps, min_rows=min_rows)
+    return calibrate_reference(profile, reference, columns, timestamps, min_rows=min_rows)
 
 
 def _metric_key(name: str) -> str:

@@ -108,7 +108,7 @@ class MonitoringSettings(Section):
     # and ``calibration_margin`` × its largest clean score, so a feature that wanders from day to day
     # (the plant's temperatures) is judged against its own variability. False: configured only.
     calibrated_thresholds: bool = True
-    calibration_margin: float = Field(default=1.5, ge=1)
+    calibration_margin: float = Field(default=2.0, ge=1)
     # Per-feature overrides, which win over calibration (none by default).
     features: dict[str, FeatureDriftTest] = Field(default_factory=dict)
     # The dataset drifts when at least this share of features does (weighted by ``importance``).
