@@ -190,7 +190,11 @@ def test_reports_say_which_way_is_worse_and_keep_the_summary_keys(
     assert summary["feature_thresholds"]["air_temperature_k"] > 0.1
     assert summary["feature_threshold_sources"]["air_temperature_k"] == "calibrated"
     small = _assess(profile, day.iloc[:500])
-    assert {f.direction for f in small.features if f.statistic == "p_value"} == {"lower is worse"}
+    by_p_value = [f for f in small.features if f.statistic == "p_value"]
+    assert {f.direction for f in by_p_value} == {"lower is worse"}
+    # 0.05 is the chance that a clean window flags any of them: split among the p-value tests.
+    assert len(by_p_value) == 4  # the temperatures wander: their calibrated distance decides
+    assert {f.threshold for f in by_p_value} == {DEFAULTS.p_value / 4}
     page = render_html(result)
     assert "higher is worse" in page
     assert "calibrated from the reference" in page

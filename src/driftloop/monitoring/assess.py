@@ -39,12 +39,14 @@ from driftloop.monitoring.decide import Decision, decide
 from driftloop.monitoring.labels import LabelBook
 from driftloop.monitoring.relations import Relation, attribute
 from driftloop.monitoring.stats import (
+    P_VALUE_METHODS,
     CategoricalAccumulator,
     DatasetDrift,
     FeatureDrift,
     NumericAccumulator,
     dataset_verdict,
     feature_drift,
+    pick_test,
     prediction_drift,
 )
 
@@ -54,6 +56,7 @@ if TYPE_CHECKING:
 
     import numpy.typing as npt
 
+    from driftloop.monitoring.stats import Kind
     from driftloop.monitoring.window import CaptureChunk
     from driftloop.settings import ColumnSpec, MonitoringSettings
 
@@ -123,6 +126,7 @@ class _Feature:
         self.name = name
         self.reference = reference
         self.numeric = reference.get("kind") == "numeric"
+        self.kind: Kind = "numeric" if self.numeric else "categorical"
         self.low = spec.min if spec is not None else None
         self.high = spec.max if spec is not None else None
         self.allowed = frozenset(spec.allowed) if spec is not None and spec.allowed else None
@@ -303,9 +307,11 @@ def _drift_results(
     few values for a test, and the relations' tests with their drift attributed to a member."""
     # A handful of values decides nothing, whatever a test says: below min_samples, no test.
     insufficient = {f.name: f.acc.n for f in features if _testable(f.acc) and f.acc.n < cfg.min_samples}
-    results = [
-        feature_drift(f.name, f.acc, cfg) for f in features if _testable(f.acc) and f.name not in insufficient
-    ]
+    tested = [f for f in features if _testable(f.acc) and f.name not in insufficient]
+    p_value_tests = sum(
+        pick_test(f.kind, f.acc.n, cfg, f.name, f.reference).method in P_VALUE_METHODS for f in tested
+    )
+    results = [feature_drift(f.name, f.acc, cfg, p_value_tests=p_value_tests) for f in tested]
     by_name = {f.name: f for f in features}
     results = [
         dataclasses.replace(

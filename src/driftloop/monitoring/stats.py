@@ -46,6 +46,7 @@ __all__ = [
     "CATEGORICAL_METHODS",
     "NUMERIC_METHODS",
     "PSI_EPSILON",
+    "P_VALUE_METHODS",
     "CategoricalAccumulator",
     "DatasetDrift",
     "FeatureDrift",
@@ -69,7 +70,8 @@ ThresholdSource = Literal["configured", "calibrated", "override"]
 
 NUMERIC_METHODS: frozenset[str] = frozenset({"wasserstein", "psi", "ks", "jensenshannon"})
 CATEGORICAL_METHODS: frozenset[str] = frozenset({"jensenshannon", "psi", "chisquare"})
-_P_VALUE_METHODS = frozenset({"ks", "chisquare"})
+P_VALUE_METHODS: frozenset[str] = frozenset({"ks", "chisquare"})
+_P_VALUE_METHODS = P_VALUE_METHODS
 _PREDICTION = "prediction"
 
 
@@ -211,12 +213,24 @@ def compare(
 
 
 def feature_drift(
-    name: str, accumulator: NumericAccumulator | CategoricalAccumulator, cfg: MonitoringSettings
+    name: str,
+    accumulator: NumericAccumulator | CategoricalAccumulator,
+    cfg: MonitoringSettings,
+    *,
+    p_value_tests: int = 1,
 ) -> FeatureDrift:
-    """:func:`compare` with the test :func:`pick_test` picks for this feature, window and profile."""
+    """:func:`compare` with the test :func:`pick_test` picks for this feature, window and profile.
+
+    ``p_value_tests`` is how many features of the window are judged by a p-value: a configured
+    ``p_value`` threshold is split among them (Bonferroni), so ``p_value`` is the chance that a clean
+    window flags *any* of them, not each — nine tests at 0.05 flagged a clean window one day in three.
+    """
     kind: Kind = "numeric" if isinstance(accumulator, NumericAccumulator) else "categorical"
     choice = pick_test(kind, accumulator.n, cfg, name, accumulator.reference)
-    result = compare(name, accumulator, method=choice.method, threshold=choice.threshold)
+    threshold = choice.threshold
+    if choice.method in _P_VALUE_METHODS and choice.source == "configured":
+        threshold /= max(p_value_tests, 1)
+    result = compare(name, accumulator, method=choice.method, threshold=threshold)
     return dataclasses.replace(result, threshold_source=choice.source, clean_max=choice.clean_max)
 
 
