@@ -274,7 +274,7 @@ def _trends(
     points.append(
         (label, a.decision, a.dataset.share, float(perf_now) if isinstance(perf_now, int | float) else None)
     )
-    ratios.append({f.name: _ratio(f.score, f.threshold, f.direction) for f in a.features})
+    ratios.append({f.name: _ratio(f.score, f.threshold, f.direction) for f in (*a.features, *a.relations)})
     out = [
         "<h2>Over time</h2>",
         "<p>One point per monitoring pass, placed at the window it monitored (UTC).</p>",
@@ -282,10 +282,10 @@ def _trends(
         _line_chart([(p[0], p[2], p[1]) for p in points], a.dataset.threshold, css="trend-chart"),
         _decision_legend(sorted({p[1] for p in points}, key=_decision_order)),
     ]
-    names = [f.name for f in a.features]
+    names = [f.name for f in (*a.features, *a.relations)]
     if any(r for r in ratios):
         out += [
-            "<h3>Each feature's drift score ÷ its threshold (above 1 is drift; capped at "
+            "<h3>Each feature's (and relation's) drift score ÷ its threshold (above 1 is drift; capped at "
             f"{_RATIO_CAP:g})</h3>",
             _ratio_chart([p[0] for p in points], ratios, names),
         ]
@@ -318,11 +318,17 @@ def _summary_ratios(summary: Mapping[str, Any]) -> dict[str, float]:
     scores = summary.get("feature_scores") or {}
     thresholds = summary.get("feature_thresholds") or {}
     directions = summary.get("feature_directions") or {}
-    return {
+    ratios = {
         name: _ratio(float(score), float(thresholds[name]), str(directions.get(name, "higher is worse")))
         for name, score in scores.items()
         if isinstance(score, int | float) and isinstance(thresholds.get(name), int | float)
     }
+    relation_thresholds = summary.get("relation_thresholds") or {}
+    for name, score in (summary.get("relation_scores") or {}).items():
+        limit = relation_thresholds.get(name)
+        if isinstance(score, int | float) and isinstance(limit, int | float):
+            ratios[name] = _ratio(float(score), float(limit), "higher is worse")
+    return ratios
 
 
 def _decision_order(decision: str) -> int:
