@@ -92,9 +92,11 @@ def time_chunks(
     """
     if timestamps is not None and rows:
         stamps = pd.to_datetime(pd.Series(np.asarray(timestamps)), utc=True, errors="coerce")
-        days = stamps.dt.strftime("%Y-%m-%d").to_numpy(dtype=object)
-        known = stamps.notna().to_numpy()
-        groups = [np.flatnonzero(known & (days == day)) for day in pd.unique(days[known])]
+        codes, _ = pd.factorize(stamps.dt.floor("D"))  # -1 for an unparseable time; days in order seen
+        order = np.argsort(codes, kind="stable")
+        counts = np.bincount(codes[codes >= 0])
+        ends = np.cumsum(counts) + int(np.count_nonzero(codes < 0))
+        groups = [order[end - size : end] for size, end in zip(counts, ends, strict=True)]
         if groups:
             floor = max(min_rows, 0.5 * float(np.median([g.size for g in groups])))
             groups = [g for g in groups if g.size >= floor]
