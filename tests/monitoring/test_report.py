@@ -102,7 +102,7 @@ def test_prometheus_gauges_one_per_state() -> None:
         for (name, labels), value in samples.items()
         if name == "driftloop_monitor_decision"
     }
-    assert states == {s: float(s == a.decision) for s in ("OK", "WARN", "DRIFT", "DECAY")}
+    assert states == {s: float(s == a.decision) for s in ("OK", "WARN", "DRIFT", "DECAY", "INSUFFICIENT")}
     base = (("model", "plant"), ("version", "3"))
     assert samples[("driftloop_monitor_rows", base)] == a.rows
     assert samples[("driftloop_monitor_drift_share", base)] == a.dataset.share

@@ -21,6 +21,7 @@ def test_exported_names_do_not_change_by_accident() -> None:
             "DriftSpec",
             "SCENARIOS",
             "parse_drift",
+            "changed_columns",
             "SimulationRequest",
             "SimulationSummary",
             "simulate",
@@ -184,3 +185,14 @@ def test_failure_rate() -> None:
     assert summary.failure_rate("rnf") == 0.0
     with pytest.raises(UsageError, match="unknown failure mode 'tw'; valid modes: machine_failure, twf"):
         summary.failure_rate("tw")
+
+
+def test_each_scenario_names_the_input_columns_it_changes() -> None:
+    spec = sim.parse_drift("sensor-offset:sensor=torque_nm", D)
+    assert sim.changed_columns(spec) == ("torque_nm",)
+    ambient = sim.parse_drift("ambient", D)
+    assert sim.changed_columns(ambient) == ("air_temperature_k", "process_temperature_k")
+    assert sim.changed_columns(sim.parse_drift("mix-shift", D)) == ("product_variant",)
+    # Outcomes, blanks and garbage are not a change of the present values' distribution.
+    for name in ("concept", "missing", "corrupt"):
+        assert sim.changed_columns(sim.parse_drift(name, D)) == ()

@@ -1,6 +1,7 @@
 """``driftloop monitor``: one monitoring pass over a window, and the decisions recorded so far.
 
-A pass is a report: it exits 0 whatever it decides (OK, WARN, DRIFT or DECAY); it fails, with one
+A pass is a report: it exits 0 whatever it decides (OK, WARN, DRIFT, DECAY, or INSUFFICIENT for a
+window too small to judge); it fails, with one
 line, only when it cannot run (no production model, no predictions in the window, a bad option).
 """
 
@@ -25,7 +26,7 @@ app = typer.Typer(
     invoke_without_command=True,
 )
 
-_COLOURS = {"OK": "green", "WARN": "yellow", "DRIFT": "red", "DECAY": "magenta"}
+_COLOURS = {"OK": "green", "WARN": "yellow", "DRIFT": "red", "DECAY": "magenta", "INSUFFICIENT": "blue"}
 _TOP_FEATURES = 5
 
 
@@ -124,12 +125,13 @@ def _print(st: CliState, result: MonitorResult) -> None:
         for f in ranked:
             mark = "[red]drifted[/]" if f.drifted else "ok"
             st.out.print(
-                f"  {f.name:<24} {f.method:<13} {f.score:>9.4g}  threshold {f.threshold:<7.4g} {mark}"
+                f"  {f.name:<24} {f.method:<13} {f.score:>9.4g}  threshold {f.threshold:<7.4g} "
+                f"({f.direction}, {f.threshold_source:<10}) {mark}"
             )
     if a.prediction is not None:
         p = a.prediction
         st.out.print(
-            f"scores    {p.method} {p.score:.4g} (threshold {p.threshold:.4g}) "
+            f"scores    {p.method} {p.score:.4g} (threshold {p.threshold:.4g}, {p.direction}) "
             f"{'[red]drifted[/]' if p.drifted else 'ok'}"
         )
     q = a.quality

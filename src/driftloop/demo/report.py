@@ -13,7 +13,8 @@ if TYPE_CHECKING:
 
 __all__ = ["write_report"]
 
-_W, _H, _PAD = 760, 280, 40
+_W, _H, _PAD = 760, 300, 40
+_MARKERS = (("drift onset", "#d62728"), ("detected", "#ff7f0e"), ("promoted", "#2ca02c"))
 
 
 def write_report(store: ObjectStore, result: DemoResult) -> str:
@@ -78,8 +79,10 @@ def _chart(result: DemoResult) -> str:
     def x(i: float) -> float:
         return _PAD + (_W - 2 * _PAD) * (i / max(n - 1, 1))
 
+    top = _PAD + 12 * len(_MARKERS)  # one row of marker labels each, above the plot
+
     def y(v: float) -> float:
-        return _H - _PAD - (_H - 2 * _PAD) * v
+        return _H - _PAD - (_H - _PAD - top) * v
 
     parts = [
         f'<svg width="{_W}" height="{_H}" xmlns="http://www.w3.org/2000/svg">',
@@ -88,20 +91,22 @@ def _chart(result: DemoResult) -> str:
     for v in (0.0, 0.25, 0.5, 0.75, 1.0):
         parts.append(f'<line x1="{_PAD}" x2="{_W - _PAD}" y1="{y(v):.1f}" y2="{y(v):.1f}" stroke="#eee"/>')
         parts.append(f'<text x="4" y="{y(v) + 4:.1f}" font-size="11">{v:.2f}</text>')
-    markers = (
-        ("drift onset", result.onset, "#d62728"),
-        ("detected", result.detected, "#ff7f0e"),
-        ("promoted", result.promoted, "#2ca02c"),
-    )
-    for label, when, colour in markers:
-        if when is not None and when in days:
-            i = days.index(when)
+    when = {"drift onset": result.onset, "detected": result.detected, "promoted": result.promoted}
+    # Each marker's label has a row of its own: onset and detection are often a day or two apart,
+    # and labels on one row ran into each other.
+    for row, (label, colour) in enumerate(_MARKERS):
+        day = when[label]
+        if day is not None and day in days:
+            i = days.index(day)
+            label_y = _PAD - 8 + 12 * row
+            anchor, dx = ("end", -3) if x(i) > _W - 120 else ("start", 3)
             parts.append(
-                f'<line x1="{x(i):.1f}" x2="{x(i):.1f}" y1="{_PAD - 10}" y2="{_H - _PAD}" '
+                f'<line x1="{x(i):.1f}" x2="{x(i):.1f}" y1="{label_y - 8}" y2="{_H - _PAD}" '
                 f'stroke="{colour}" stroke-dasharray="4 3"/>'
             )
             parts.append(
-                f'<text x="{x(i) + 3:.1f}" y="{_PAD - 12}" font-size="11" fill="{colour}">{label}</text>'
+                f'<text x="{x(i) + dx:.1f}" y="{label_y}" font-size="11" fill="{colour}" '
+                f'text-anchor="{anchor}">{label} {day:%m-%d}</text>'
             )
     for name, colour in (("roc_auc", "#1f77b4"), ("f1", "#9467bd")):
         points = [(x(i), y(v)) for i, r in enumerate(result.rows) if (v := getattr(r, name)) is not None]

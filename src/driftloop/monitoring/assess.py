@@ -12,7 +12,9 @@ scores), joins the labels it is given, and decides:
   while decay was judged on enough labels and performance holds (``monitoring.
   drift_when_performance_holds``: drift is a proxy for decay, and the labels are the evidence); a
   data-quality alarm, a suspicious label source, label conflicts or labels outside the model's label set;
-- ``OK``: none of these.
+- ``OK``: none of these;
+- ``INSUFFICIENT``: fewer than ``monitoring.min_samples`` predictions: no verdict, never a trigger
+  (:mod:`driftloop.monitoring.decide` holds these rules).
 
 Values that break the schema (outside ``min``/``max``, a category not in ``allowed``, a value of the
 wrong type) are counted as data quality and left out of the drift statistics: a handful of impossible
@@ -24,7 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -33,17 +35,20 @@ from driftloop.core.labels import LabelSpec
 from driftloop.core.transform import OTHER_LEVEL
 from driftloop.errors import DataError
 from driftloop.monitoring.decay import LabelledRows, judge_sources, performance
+from driftloop.monitoring.decide import Decision, decide
 from driftloop.monitoring.labels import LabelBook
+from driftloop.monitoring.relations import Relation, attribute
 from driftloop.monitoring.stats import (
+    P_VALUE_METHODS,
     CategoricalAccumulator,
     DatasetDrift,
     FeatureDrift,
     NumericAccumulator,
     dataset_verdict,
     feature_drift,
+    pick_test,
     prediction_drift,
 )
-from driftloop.training.metrics import higher_is_better
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping, Sequence
@@ -51,12 +56,11 @@ if TYPE_CHECKING:
 
     import numpy.typing as npt
 
+    from driftloop.monitoring.stats import Kind
     from driftloop.monitoring.window import CaptureChunk
     from driftloop.settings import ColumnSpec, MonitoringSettings
 
 __all__ = ["Assessment", "Decision", "assess"]
-
-Decision = Literal["OK", "WARN", "DRIFT", "DECAY"]
 
 
 @dataclass(frozen=True)
@@ -64,7 +68,10 @@ class Assessment:
     """The outcome of one monitoring pass; ``to_json`` is its JSON twin.
 
     ``features`` are the tested features (a feature without a valid value in the window cannot be
-    tested: it is listed in ``untested`` and shows up as a data-quality alarm). ``quality`` has the
+    tested: it is listed in ``untested`` and shows up as a data-quality alarm; one with fewer than
+    ``monitoring.min_samples`` non-null values is not tested either: ``insufficient`` maps it to its
+    count; a feature found drifted through a relation has ``via`` set, the tests of the relations are
+    ``relations``). ``quality`` has the
     window's counts and ``alarms``; ``performance`` is None without labels, else the metrics on the
     labelled predictions and whether decay was judged (``judged``) and found (``decayed``);
     ``label_audit`` is None without labels, else each source's agreement with the model and verdict
@@ -84,6 +91,9 @@ class Assessment:
     start: datetime | None = None  # the first and last prediction time seen (None when unknown)
     end: datetime | None = None
     label_audit: dict[str, Any] | None = None
+    insufficient: dict[str, int] = dataclasses.field(default_factory=dict)
+    # Tests of the profile's relations (b − a of features that wander together, decision 0060).
+    relations: tuple[FeatureDrift, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-serialisable dict (plain str, int, float, bool, None, lists and dicts)."""
@@ -97,6 +107,8 @@ class Assessment:
             "end": self.end.isoformat() if self.end else None,
             "features": [f.to_json() for f in self.features],
             "untested": list(self.untested),
+            "insufficient": dict(self.insufficient),
+            "relations": [r.to_json() for r in self.relations],
             "dataset": dataset,
             "prediction": self.prediction.to_json() if self.prediction else None,
             "quality": self.quality,
@@ -114,6 +126,7 @@ class _Feature:
         self.name = name
         self.reference = reference
         self.numeric = reference.get("kind") == "numeric"
+        self.kind: Kind = "numeric" if self.numeric else "categorical"
         self.low = spec.min if spec is not None else None
         self.high = spec.max if spec is not None else None
         self.allowed = frozenset(spec.allowed) if spec is not None and spec.allowed else None
@@ -124,11 +137,14 @@ class _Feature:
         )
         self.out_of_range = 0  # numeric values outside [min, max]
         self.invalid = 0  # values of the wrong type, categories not allowed
+        self.last: npt.NDArray[np.float64] | None = None  # the last chunk's cleaned numeric values
 
     def update(self, values: npt.NDArray[Any] | None, rows: int, invalid: int) -> None:
+        """Count one chunk; a numeric feature keeps its cleaned values in ``last`` for the relations."""
         self.invalid += invalid
         if values is None:  # the field was not in the captured inputs at all
             self.acc.update(np.full(rows, np.nan) if self.numeric else np.full(rows, None, dtype=object))
+            self.last = np.full(rows, np.nan)
             return
         if self.numeric:
             x = np.asarray(values, dtype=np.float64)
@@ -142,6 +158,7 @@ class _Feature:
                 self.out_of_range += int(bad.sum())
                 x = np.where(bad, np.nan, x)
             self.acc.update(x)
+            self.last = x
             return
         series = pd.Series(values, dtype=object)
         if self.allowed is not None:
@@ -194,6 +211,11 @@ def assess(
     features = [
         _Feature(name, ref, specs.get(name), model_levels.get(name)) for name, ref in references.items()
     ]
+    relations = [
+        Relation(name, entry)
+        for name, entry in profile.get("relations", {}).items()
+        if all(member in references for member in entry.get("of", ()))
+    ]
     scores = NumericAccumulator(profile["prediction"]) if "prediction" in profile else None
     spec = label_spec or LabelSpec()
     book = LabelBook.of(labels, spec) if labels is not None and not isinstance(labels, LabelBook) else labels
@@ -210,6 +232,9 @@ def assess(
         malformed += chunk.malformed
         for feature in features:
             feature.update(chunk.columns.get(feature.name), n, chunk.invalid.get(feature.name, 0))
+        cleaned = {f.name: f.last for f in features if f.numeric and f.last is not None}
+        for relation in relations:
+            relation.update(cleaned)
         scored = ~chunk.fallback & np.isfinite(chunk.score)
         fallback += int(chunk.fallback.sum())
         no_score += int(np.count_nonzero(~chunk.fallback & ~np.isfinite(chunk.score)))
@@ -227,17 +252,11 @@ def assess(
     if rows == 0:
         raise DataError("no captured predictions in the window: nothing to assess")
 
-    results = [feature_drift(f.name, f.acc, cfg) for f in features if _testable(f.acc)]
-    by_name = {f.name: f for f in features}
-    results = [
-        dataclasses.replace(
-            r, nulls=by_name[r.name].nulls, invalid=by_name[r.name].out_of_range + by_name[r.name].invalid
-        )
-        for r in results
-    ]
+    results, insufficient, related = _drift_results(features, relations, cfg)
     untested = tuple(f.name for f in features if not _testable(f.acc))
     dataset = dataset_verdict(results, cfg)
-    prediction = prediction_drift(scores, cfg) if scores is not None and _testable(scores) else None
+    enough_scores = scores is not None and _testable(scores) and scores.n >= cfg.min_samples
+    prediction = prediction_drift(scores, cfg) if scores is not None and enough_scores else None
     quality = _quality(
         features,
         rows=rows,
@@ -249,7 +268,7 @@ def assess(
     )
     judged_labels = _judge_labels(book, labelled, evaluation or {}, cfg, spec)
     performance, audit = judged_labels if judged_labels is not None else (None, None)
-    decision, reasons = _decide(
+    decision, reasons = decide(
         results,
         untested=untested,
         dataset=dataset,
@@ -259,6 +278,9 @@ def assess(
         rows=rows,
         labels=audit,
         when_holds=cfg.drift_when_performance_holds,
+        insufficient=insufficient,
+        min_samples=cfg.min_samples,
+        relations=related,
     )
     return Assessment(
         decision=decision,
@@ -273,7 +295,33 @@ def assess(
         start=_datetime(first),
         end=_datetime(last),
         label_audit=audit,
+        insufficient=insufficient,
+        relations=tuple(related),
     )
+
+
+def _drift_results(
+    features: Sequence[_Feature], relations: Sequence[Relation], cfg: MonitoringSettings
+) -> tuple[list[FeatureDrift], dict[str, int], list[FeatureDrift]]:
+    """Each testable feature's drift (with its window's nulls and violations), the features with too
+    few values for a test, and the relations' tests with their drift attributed to a member."""
+    # A handful of values decides nothing, whatever a test says: below min_samples, no test.
+    insufficient = {f.name: f.acc.n for f in features if _testable(f.acc) and f.acc.n < cfg.min_samples}
+    tested = [f for f in features if _testable(f.acc) and f.name not in insufficient]
+    p_value_tests = sum(
+        pick_test(f.kind, f.acc.n, cfg, f.name, f.reference).method in P_VALUE_METHODS for f in tested
+    )
+    results = [feature_drift(f.name, f.acc, cfg, p_value_tests=p_value_tests) for f in tested]
+    by_name = {f.name: f for f in features}
+    results = [
+        dataclasses.replace(
+            r, nulls=by_name[r.name].nulls, invalid=by_name[r.name].out_of_range + by_name[r.name].invalid
+        )
+        for r in results
+    ]
+    related = [r for r in (relation.test(cfg) for relation in relations) if r is not None]
+    results = list(attribute(results, related, {r.name: (r.a, r.b) for r in relations}))
+    return results, insufficient, related
 
 
 def _testable(acc: NumericAccumulator | CategoricalAccumulator) -> bool:
@@ -380,99 +428,6 @@ def _quality(
         "features": per_feature,
         "alarms": alarms,
     }
-
-
-def _decide(
-    results: Sequence[FeatureDrift],
-    *,
-    untested: Sequence[str],
-    dataset: DatasetDrift,
-    prediction: FeatureDrift | None,
-    quality: Mapping[str, Any],
-    performance: Mapping[str, Any] | None,
-    rows: int,
-    labels: Mapping[str, Any] | None = None,
-    when_holds: Decision = "WARN",
-) -> tuple[Decision, list[str]]:
-    """The decision and every reason behind it, the most serious first. ``when_holds``: the decision
-    for drift when decay was judged and performance holds."""
-    reasons: list[str] = []
-    decision: Decision = "OK"
-    if performance is not None and performance["decayed"]:
-        decision = "DECAY"
-        p = performance
-        side = "below" if higher_is_better(p["metric"]) else "above"
-        margin = abs(p["bar"] - p["reference"])
-        reasons.append(
-            f"decay: {p['metric']} {p['current']:.3f} on {p['labelled']} labelled predictions is {side} "
-            f"{p['bar']:.3f} (the model's evaluation {p['reference']:.3f} with a margin of {margin:.3f})"
-        )
-    drifted = [r for r in results if r.drifted]
-    if dataset.drifted:
-        decision = "DRIFT" if decision == "OK" else decision
-        reasons.append(
-            f"dataset drift: {len(drifted)} of {dataset.features} features drifted (share "
-            f"{dataset.share:.2f} ≥ {dataset.threshold:.2f})"
-        )
-    if prediction is not None and prediction.drifted:
-        decision = "DRIFT" if decision == "OK" else decision
-        reasons.append(f"prediction drift: {_describe(prediction)}")
-    if decision == "DRIFT" and performance is not None and performance["judged"] and when_holds != "DRIFT":
-        decision = when_holds
-        p = performance
-        reasons.insert(
-            0,
-            f"performance holds: {p['metric']} {p['current']:.3f} on {p['labelled']} labelled predictions "
-            f"against the model's evaluation {p['reference']:.3f} (bar {p['bar']:.3f}), so drift alone "
-            f"is {when_holds}, not a retraining (monitoring.drift_when_performance_holds)",
-        )
-    about_labels = _label_reasons(labels) if labels is not None else []
-    reasons += about_labels
-    reasons += [f"feature drift: {_describe(r)}" for r in drifted]
-    reasons += [f"{name}: no valid value in the window, its drift cannot be tested" for name in untested]
-    reasons += list(quality["alarms"])
-    if decision == "OK" and (drifted or untested or quality["alarms"] or about_labels):
-        decision = "WARN"
-    if decision == "OK":
-        reasons.append(
-            f"no drift, decay or data-quality alarm in {rows} predictions ({len(results)} features tested)"
-        )
-    return decision, reasons
-
-
-def _label_reasons(labels: Mapping[str, Any]) -> list[str]:
-    """Suspicious sources, conflicts and labels outside the label set: each needs a person, never a
-    retraining."""
-    reasons = [
-        f"suspicious labels from source {entry['source']!r}: {entry['why']}; its labels are left out of "
-        "the decay judgement, so they cannot start a retraining: check the source"
-        for entry in labels["sources"]
-        if entry["suspicious"]
-    ]
-    if labels["conflicts"]:
-        pairs = "; ".join(
-            f"{c['first']!r} then {c['later']!r}: {c['count']:,}" for c in labels["conflicts_by_source"][:3]
-        )
-        reasons.append(
-            f"label conflicts: {labels['conflicts']:,} prediction ids were labelled again with a different "
-            f"label, the first label kept ({pairs})"
-        )
-    invalid = sum(labels["invalid"].values())
-    if invalid:
-        by_source = ", ".join(f"{source!r} {count:,}" for source, count in labels["invalid"].items())
-        reasons.append(
-            f"invalid labels: {invalid:,} labels are not {labels['label_set']} and were left out "
-            f"({by_source})"
-        )
-    return reasons
-
-
-def _describe(result: FeatureDrift) -> str:
-    relation = "<" if result.statistic == "p_value" else ">"
-    return (
-        f"{result.name} ({result.method} {result.score:.3g} {relation} {result.threshold:.3g}, "
-        f"{result.current_n} values against {result.reference_n})"
-    )
 
 
 def _datetime(value: np.datetime64 | None) -> datetime | None:

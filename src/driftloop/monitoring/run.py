@@ -158,7 +158,7 @@ def monitor_once(
         }
         report_json = json.dumps(_finite(document), indent=2, sort_keys=True, default=str).encode()
         title = f"{name} v{version.version} — {start:%Y-%m-%d %H:%M} → {end:%Y-%m-%d %H:%M} UTC"
-        report_html = render_html(assessment, history, title=title).encode()
+        report_html = render_html(assessment, history, title=title, window=(start, end)).encode()
         store.write_bytes(f"{prefix}/report.json", report_json)
         store.write_bytes(f"{prefix}/report.html", report_html)
         prom_key = f"monitoring/{name}/latest.prom"

@@ -11,12 +11,18 @@ reference data. Methods (a distance above the threshold, or a p-value below it, 
   frequencies, the statistic scaled by m/(m+n) for the reference's own noise; a category the reference
   never saw is expected at half a reference count).
 
-Which test applies is :func:`choose_test`: a per-feature override, else p-values on small windows and
+Which test applies is :func:`pick_test`: a per-feature override; else the distance with a threshold
+calibrated from the reference's own clean chunks when the feature wanders more than the configured
+threshold allows (:mod:`driftloop.core.calibration`, decision 0060); else p-values on small windows and
 distances on large ones, where p-values flag shifts too small to matter (evidentlyai/evidently#50).
+
+Every result says which way is worse (``direction``): a distance is worse when higher, a p-value when
+lower.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 from dataclasses import asdict, dataclass, field
@@ -24,13 +30,13 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 from scipy import stats as sps
-from scipy.spatial.distance import jensenshannon
 
+from driftloop.core.calibration import PSI_EPSILON, STD_FLOOR, calibrated_threshold, js_distance, psi, shares
 from driftloop.errors import ConfigError, DataError
 from driftloop.monitoring.stats_accumulators import CategoricalAccumulator, NumericAccumulator
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Mapping, Sequence
 
     import numpy.typing as npt
 
@@ -40,28 +46,32 @@ __all__ = [
     "CATEGORICAL_METHODS",
     "NUMERIC_METHODS",
     "PSI_EPSILON",
+    "P_VALUE_METHODS",
     "CategoricalAccumulator",
     "DatasetDrift",
     "FeatureDrift",
     "Kind",
     "Method",
     "NumericAccumulator",
+    "TestChoice",
     "choose_test",
     "compare",
     "dataset_verdict",
     "feature_drift",
+    "pick_test",
     "prediction_drift",
 ]
 
 Kind = Literal["numeric", "categorical"]
 Method = Literal["wasserstein", "psi", "ks", "jensenshannon", "chisquare"]
 Statistic = Literal["p_value", "distance"]
+Direction = Literal["higher is worse", "lower is worse"]
+ThresholdSource = Literal["configured", "calibrated", "override"]
 
 NUMERIC_METHODS: frozenset[str] = frozenset({"wasserstein", "psi", "ks", "jensenshannon"})
 CATEGORICAL_METHODS: frozenset[str] = frozenset({"jensenshannon", "psi", "chisquare"})
-_P_VALUE_METHODS = frozenset({"ks", "chisquare"})
-PSI_EPSILON = 1e-4  # the share an empty bin is given, so PSI stays finite
-_STD_FLOOR = 1e-3  # as Evidently: a constant reference feature does not divide by zero
+P_VALUE_METHODS: frozenset[str] = frozenset({"ks", "chisquare"})
+_P_VALUE_METHODS = P_VALUE_METHODS
 _PREDICTION = "prediction"
 
 
@@ -72,7 +82,11 @@ class FeatureDrift:
     ``reference_n``/``current_n`` count non-null values; ``nulls`` and ``invalid`` (out-of-range values
     for numeric features, unknown categories for categorical ones) describe the window. ``bins`` label the
     histogram: for numeric features the profile's bins ``(-inf, e0], …, (ek, +inf)`` with inner ``edges``;
-    for categorical features the categories (reference first, then new ones).
+    for categorical features the categories (reference first, then new ones). ``direction`` says which
+    way the score is worse; ``threshold_source`` where the threshold came from (``configured``,
+    ``calibrated`` from the reference's clean chunks, or a per-feature ``override``), ``clean_max`` the
+    largest score of those clean chunks (None without calibration); ``via`` the relation through which the
+    feature was found drifted when its own score stayed under its threshold.
     """
 
     name: str
@@ -90,6 +104,11 @@ class FeatureDrift:
     edges: tuple[float, ...] = ()
     reference_shares: tuple[float, ...] = ()
     current_shares: tuple[float, ...] = ()
+    direction: Direction = "higher is worse"
+    threshold_source: ThresholdSource = "configured"
+    clean_max: float | None = None
+    # Drifted only through a relation with another feature (monitoring.relations): that relation's name.
+    via: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-serialisable dict (plain str, int, float, bool and lists)."""
@@ -122,11 +141,28 @@ class DatasetDrift:
         }
 
 
-def choose_test(kind: Kind, current_n: int, cfg: MonitoringSettings, name: str) -> tuple[Method, float]:
-    """The method and threshold for feature ``name`` with ``current_n`` non-null values in the window.
+@dataclass(frozen=True)
+class TestChoice:
+    """The test a feature gets: method, threshold, where the threshold came from, and the largest
+    score of the reference's clean chunks for that method (None when the profile has none)."""
 
-    ``cfg.features[name]`` wins; else p-values (``ks``/``chisquare`` at ``cfg.p_value``) up to
-    ``cfg.small_sample_rows`` values, distances (``cfg.numeric_*``/``cfg.categorical_*``) above.
+    method: Method
+    threshold: float
+    source: ThresholdSource = "configured"
+    clean_max: float | None = None
+
+
+def pick_test(
+    kind: Kind, current_n: int, cfg: MonitoringSettings, name: str, reference: Mapping[str, Any] | None = None
+) -> TestChoice:
+    """The test for feature ``name`` with ``current_n`` non-null values, ``reference`` its profile entry.
+
+    ``cfg.features[name]`` wins. Else, when the profile holds clean-chunk scores of the configured
+    distance (``cfg.numeric_method``/``cfg.categorical_method``) and ``cfg.calibration_margin`` × their
+    maximum exceeds the configured threshold, the feature wanders more than sampling noise: that
+    distance decides at that calibrated threshold, whatever the window's size (a p-value would take
+    every row as independent and flag the wandering itself). Else p-values (``ks``/``chisquare`` at
+    ``cfg.p_value``) up to ``cfg.small_sample_rows`` values, the configured distance above.
     Raises :class:`ConfigError` when an override names a method that does not apply to ``kind``.
     """
     override = cfg.features.get(name)
@@ -137,12 +173,26 @@ def choose_test(kind: Kind, current_n: int, cfg: MonitoringSettings, name: str) 
                 f"monitoring.features.{name}.method: {override.method!r} does not apply to a {kind} "
                 f"feature; use one of {', '.join(sorted(allowed))}"
             )
-        return override.method, override.threshold
+        return TestChoice(override.method, override.threshold, "override")
+    method: Method = cfg.numeric_method if kind == "numeric" else cfg.categorical_method
+    base = cfg.numeric_threshold if kind == "numeric" else cfg.categorical_threshold
+    calibrated = None
+    if cfg.calibrated_thresholds and reference is not None:
+        calibrated = calibrated_threshold(reference, method, cfg.calibration_margin)
+    clean_max = calibrated / cfg.calibration_margin if calibrated is not None else None
+    if calibrated is not None and calibrated > base:
+        return TestChoice(method, calibrated, "calibrated", clean_max)
     if current_n <= cfg.small_sample_rows:
-        return ("ks" if kind == "numeric" else "chisquare"), cfg.p_value
-    if kind == "numeric":
-        return cfg.numeric_method, cfg.numeric_threshold
-    return cfg.categorical_method, cfg.categorical_threshold
+        return TestChoice("ks" if kind == "numeric" else "chisquare", cfg.p_value, "configured", None)
+    return TestChoice(method, base, "configured", clean_max)
+
+
+def choose_test(
+    kind: Kind, current_n: int, cfg: MonitoringSettings, name: str, reference: Mapping[str, Any] | None = None
+) -> tuple[Method, float]:
+    """:func:`pick_test`'s method and threshold."""
+    choice = pick_test(kind, current_n, cfg, name, reference)
+    return choice.method, choice.threshold
 
 
 def compare(
@@ -163,12 +213,25 @@ def compare(
 
 
 def feature_drift(
-    name: str, accumulator: NumericAccumulator | CategoricalAccumulator, cfg: MonitoringSettings
+    name: str,
+    accumulator: NumericAccumulator | CategoricalAccumulator,
+    cfg: MonitoringSettings,
+    *,
+    p_value_tests: int = 1,
 ) -> FeatureDrift:
-    """:func:`compare` with the test :func:`choose_test` picks for this feature and window."""
+    """:func:`compare` with the test :func:`pick_test` picks for this feature, window and profile.
+
+    ``p_value_tests`` is how many features of the window are judged by a p-value: a configured
+    ``p_value`` threshold is split among them (Bonferroni), so ``p_value`` is the chance that a clean
+    window flags *any* of them, not each — nine tests at 0.05 flagged a clean window one day in three.
+    """
     kind: Kind = "numeric" if isinstance(accumulator, NumericAccumulator) else "categorical"
-    method, threshold = choose_test(kind, accumulator.n, cfg, name)
-    return compare(name, accumulator, method=method, threshold=threshold)
+    choice = pick_test(kind, accumulator.n, cfg, name, accumulator.reference)
+    threshold = choice.threshold
+    if choice.method in _P_VALUE_METHODS and choice.source == "configured":
+        threshold /= max(p_value_tests, 1)
+    result = compare(name, accumulator, method=choice.method, threshold=threshold)
+    return dataclasses.replace(result, threshold_source=choice.source, clean_max=choice.clean_max)
 
 
 def prediction_drift(accumulator: NumericAccumulator, cfg: MonitoringSettings) -> FeatureDrift:
@@ -207,23 +270,6 @@ def dataset_verdict(results: Sequence[FeatureDrift], cfg: MonitoringSettings) ->
     )
 
 
-def _shares(counts: npt.ArrayLike) -> npt.NDArray[np.float64]:
-    array = np.asarray(counts, dtype=np.float64)
-    total = array.sum()
-    return array / total if total > 0 else array
-
-
-def _psi(reference: npt.ArrayLike, current: npt.ArrayLike) -> float:
-    """Population stability index of two share vectors over the same bins (empty bins get PSI_EPSILON)."""
-    r, c = (np.asarray(s, dtype=np.float64) for s in (reference, current))
-    r, c = np.where(r > 0, r, PSI_EPSILON), np.where(c > 0, c, PSI_EPSILON)
-    return float(np.sum((c - r) * np.log(c / r)))
-
-
-def _js(reference: npt.NDArray[np.float64], current: npt.NDArray[np.float64]) -> float:
-    return float(jensenshannon(reference, current, base=2))
-
-
 def _bin_labels(edges: Sequence[float]) -> tuple[str, ...]:
     if not edges:
         return ("all",)
@@ -232,15 +278,15 @@ def _bin_labels(edges: Sequence[float]) -> tuple[str, ...]:
 
 
 def _compare_numeric(name: str, acc: NumericAccumulator, method: Method, threshold: float) -> FeatureDrift:
-    reference = _shares(acc.reference.get("counts", []))
-    current = _shares(acc.bin_counts())
+    reference = shares(acc.reference.get("counts", []))
+    current = shares(acc.bin_counts())
     if method == "wasserstein":
-        std = max(float(acc.reference.get("std", 0.0)), _STD_FLOOR)
+        std = max(float(acc.reference.get("std", 0.0)), STD_FLOOR)
         score = acc.wasserstein_distance() / std
     elif method == "psi":
-        score = _psi(reference, current)
+        score = psi(reference, current)
     elif method == "jensenshannon":
-        score = _js(reference, current)
+        score = js_distance(reference, current)
     elif method == "ks":
         effective = round(acc.reference_n * acc.n / (acc.reference_n + acc.n))
         score = float(sps.distributions.kstwo.sf(acc.ks_statistic(), max(effective, 1)))
@@ -251,6 +297,7 @@ def _compare_numeric(name: str, acc: NumericAccumulator, method: Method, thresho
     return FeatureDrift(
         name=name,
         kind="numeric",
+        direction=_direction(statistic),
         method=method,
         score=score,
         threshold=threshold,
@@ -273,11 +320,11 @@ def _compare_categorical(
     categories = [*acc.reference_counts, *sorted(c for c in acc.counts if c not in acc.reference_counts)]
     ref_counts = np.array([acc.reference_counts.get(c, 0) for c in categories], dtype=np.float64)
     cur_counts = np.array([acc.counts.get(c, 0) for c in categories], dtype=np.float64)
-    reference, current = _shares(ref_counts), _shares(cur_counts)
+    reference, current = shares(ref_counts), shares(cur_counts)
     if method == "jensenshannon":
-        score = _js(reference, current)
+        score = js_distance(reference, current)
     elif method == "psi":
-        score = _psi(reference, current)
+        score = psi(reference, current)
     elif method == "chisquare":
         score = _chisquare_p(ref_counts, cur_counts)
     else:
@@ -286,6 +333,7 @@ def _compare_categorical(
     return FeatureDrift(
         name=name,
         kind="categorical",
+        direction=_direction(statistic),
         method=method,
         score=score,
         threshold=threshold,
@@ -312,7 +360,7 @@ def _chisquare_p(reference: npt.NDArray[np.float64], current: npt.NDArray[np.flo
         return 1.0
     # A category the reference never saw is expected at half a count of it, so it weighs heavily
     # without making the statistic infinite.
-    expected_share = _shares(np.where(reference > 0, reference, 0.5))
+    expected_share = shares(np.where(reference > 0, reference, 0.5))
     m, n = float(reference.sum()), float(current.sum())
     expected = expected_share * n
     statistic = float(np.sum((current - expected) ** 2 / expected)) * m / (m + n)
@@ -325,6 +373,10 @@ def _verdict(name: str, method: Method, score: float, threshold: float) -> tuple
     if method in _P_VALUE_METHODS:
         return "p_value", score < threshold
     return "distance", score > threshold
+
+
+def _direction(statistic: Statistic) -> Direction:
+    return "lower is worse" if statistic == "p_value" else "higher is worse"
 
 
 def _floats(values: npt.NDArray[np.float64]) -> tuple[float, ...]:

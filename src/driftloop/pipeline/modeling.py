@@ -17,6 +17,7 @@ import numpy as np
 
 from driftloop import __version__
 from driftloop.core.profile import build_profile
+from driftloop.core.relations import calibrate_reference
 from driftloop.core.transform import NULL_LEVEL
 from driftloop.errors import DataError
 
@@ -316,8 +317,28 @@ def evaluate_and_log(
     # The target of every row the feature version holds: the band a regression model's labels must
     # fall in is derived from it (core.labels).
     profile = build_profile(columns, numeric=numeric, categorical=categorical, scores=scores, target=data.y)
+    profile = _calibrated(profile, data, columns, outcome.split, min_rows=settings.monitoring.min_samples)
     tracker.log_json(run_id, "reference_profile.json", profile)
     return {"overall": overall, "slices": slices}
+
+
+def _calibrated(
+    profile: dict[str, Any],
+    data: TrainingData,
+    reference: Mapping[str, np.ndarray],
+    split: Split,
+    *,
+    min_rows: int,
+) -> dict[str, Any]:
+    """``profile`` with each feature's clean scores: the days (or equal chunks) before the hold-out,
+    each scored against the hold-out the profile describes (decision 0060). Unchanged when there are
+    too few chunks of at least ``min_rows`` rows (the monitor then uses the configured thresholds)."""
+    before = data.table.iloc[: split.holdout_start]
+    stamp = next((d.name for d in data.transform.dropped if d.role == "timestamp"), None)
+    timestamps = before[stamp].to_numpy() if stamp is not None and stamp in before.columns else None
+    columns = {n.name: before[n.name].to_numpy(dtype=np.float64) for n in data.transform.numeric}
+    columns |= {c.name: data.transform.canonical(c.name, before[c.name]) for c in data.transform.categorical}
+    return calibrate_reference(profile, reference, columns, timestamps, min_rows=min_rows)
 
 
 def _metric_key(name: str) -> str:

@@ -7,7 +7,6 @@ from typing import Literal
 from pydantic import Field
 
 from driftloop.settings._section import Section
-from driftloop.simulate import plant
 
 __all__ = [
     "CategoricalDriftMethod",
@@ -88,17 +87,14 @@ class FeatureDriftTest(Section):
     threshold: float = Field(gt=0)  # a distance above it, or a p-value below it, is drift
 
 
-def _plant_feature_tests() -> dict[str, FeatureDriftTest]:
-    return {
-        name: FeatureDriftTest.model_validate({"method": method, "threshold": threshold})
-        for name, (method, threshold) in plant.DRIFT_OVERRIDES.items()
-    }
-
-
 class MonitoringSettings(Section):
     """Drift, data quality and decay (``driftloop monitor``); see docs/monitoring.md."""
 
     window: str = Field(default="24h", pattern=r"^\d+[mhd]$")  # the default window, ending now
+    # Fewer predictions in a window than this: no drift verdict ("INSUFFICIENT", never a trigger); a
+    # feature (or the scores) with fewer non-null values is not tested. A handful of rows decides
+    # nothing, whatever a test says.
+    min_samples: int = Field(default=200, ge=1)
     # Above this many current rows distance measures decide (p-values flag trivial shifts on large
     # samples, evidentlyai/evidently#50); at or below it, Kolmogorov–Smirnov and chi-square p-values.
     small_sample_rows: int = Field(default=1000, ge=1)
@@ -107,9 +103,14 @@ class MonitoringSettings(Section):
     numeric_threshold: float = Field(default=0.1, gt=0)
     categorical_method: CategoricalDriftMethod = "jensenshannon"
     categorical_threshold: float = Field(default=0.1, gt=0)
-    # Per-feature overrides; by default the simulated plant's (its temperatures follow its climate and
-    # need a looser threshold, see driftloop.simulate.plant.DRIFT_OVERRIDES).
-    features: dict[str, FeatureDriftTest] = Field(default_factory=_plant_feature_tests)
+    # Calibrated thresholds (decision 0060): a model's reference profile holds what clean chunks of its
+    # training data (one per day) score; a feature's distance threshold is the larger of the one above
+    # and ``calibration_margin`` × its largest clean score, so a feature that wanders from day to day
+    # (the plant's temperatures) is judged against its own variability. False: configured only.
+    calibrated_thresholds: bool = True
+    calibration_margin: float = Field(default=2.0, ge=1)
+    # Per-feature overrides, which win over calibration (none by default).
+    features: dict[str, FeatureDriftTest] = Field(default_factory=dict)
     # The dataset drifts when at least this share of features does (weighted by ``importance``).
     drift_share: float = Field(default=0.5, gt=0, le=1)
     importance: dict[str, float] = Field(default_factory=dict)

@@ -15,7 +15,7 @@ from driftloop.simulate._request import (
     SimulationRequest,
     SimulationSummary,
 )
-from driftloop.simulate._scenarios import SCENARIOS, DriftSpec, parse_drift
+from driftloop.simulate._scenarios import SCENARIOS, DriftSpec, changed_columns, parse_drift
 
 if TYPE_CHECKING:
     from driftloop.simulate._run import simulate
@@ -27,6 +27,7 @@ __all__ = [
     "DriftSpec",
     "SimulationRequest",
     "SimulationSummary",
+    "changed_columns",
     "parse_drift",
     "simulate",
 ]

@@ -25,6 +25,7 @@ __all__ = [
     "Scenario",
     "ScenarioOption",
     "Severity",
+    "changed_columns",
     "mix_probabilities",
     "options_of",
     "parse_drift",
@@ -72,14 +73,25 @@ class ScenarioOption:
     parse: Callable[[str], str] = field(repr=False, compare=False)
 
 
+def _no_columns(_options: Mapping[str, str]) -> tuple[str, ...]:
+    return ()
+
+
 @dataclass(frozen=True, slots=True)
 class Scenario:
-    """What a drift scenario does, its options and severity range."""
+    """What a drift scenario does, its options and severity range.
+
+    ``changes`` names the raw input columns whose distribution of (valid, present) values the scenario
+    changes, given its resolved options: what a drift monitor should flag, the ground truth of
+    ``benchmarks/drift_scenarios.py``. Blanked or garbled fields (``missing``, ``corrupt``) are data
+    quality, not a change of the values' distribution; ``concept`` changes outcomes, not inputs.
+    """
 
     name: str
     summary: str
     severity: Severity
     options: tuple[ScenarioOption, ...] = ()
+    changes: Callable[[Mapping[str, str]], tuple[str, ...]] = field(default=_no_columns, compare=False)
 
     def option(self, name: str) -> ScenarioOption | None:
         return next((opt for opt in self.options if opt.name == name), None)
@@ -130,6 +142,11 @@ def mix_probabilities(text: str) -> tuple[float, float, float]:
 
 _SENSOR = ScenarioOption("sensor", "air_temperature_k", "which sensor column is affected", _choice(SENSORS))
 
+
+def _the_sensor(options: Mapping[str, str]) -> tuple[str, ...]:
+    return (options["sensor"],)
+
+
 SCENARIOS: Mapping[str, Scenario] = MappingProxyType(
     {
         s.name: s
@@ -140,18 +157,21 @@ SCENARIOS: Mapping[str, Scenario] = MappingProxyType(
                 "the process and its failures are unchanged",
                 Severity(-1000.0, 1000.0, 2.0, "bias in the sensor's units"),
                 (_SENSOR,),
+                _the_sensor,
             ),
             Scenario(
                 "sensor-noise",
                 "a degrading sensor: extra reading noise with sd = SEVERITY × the sensor's natural sd",
                 Severity(0.0, 10.0, 1.0, "multiple of the natural sd"),
                 (_SENSOR,),
+                _the_sensor,
             ),
             Scenario(
                 "mix-shift",
                 "a new order book: product-variant shares move from 50/30/20 % toward MIX by SEVERITY",
                 Severity(0.0, 1.0, 0.5, "share of the way to the target mix"),
                 (ScenarioOption("mix", "L:0.2/M:0.3/H:0.5", "target shares of variants L/M/H", _mix),),
+                lambda _options: ("product_variant",),
             ),
             Scenario(
                 "ambient",
@@ -163,6 +183,7 @@ SCENARIOS: Mapping[str, Scenario] = MappingProxyType(
                         "ramp_days", "30", "days to reach the full rise (0: a step)", _non_negative_days
                     ),
                 ),
+                lambda _options: ("air_temperature_k", "process_temperature_k"),
             ),
             Scenario(
                 "concept",
@@ -271,6 +292,11 @@ def options_of(spec: DriftSpec) -> dict[str, str]:
     """Every option of ``spec``'s scenario, defaults filled in, in the descriptor's order."""
     given = dict(spec.params)
     return {opt.name: given.get(opt.name, opt.default) for opt in SCENARIOS[spec.name].options}
+
+
+def changed_columns(spec: DriftSpec) -> tuple[str, ...]:
+    """The raw input columns whose value distribution ``spec`` changes (see :class:`Scenario`)."""
+    return SCENARIOS[spec.name].changes(options_of(spec))
 
 
 def resolved(spec: DriftSpec) -> DriftSpec:

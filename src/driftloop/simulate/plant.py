@@ -1,8 +1,8 @@
 """The simulated plant's schema and tuning: the one place that knows its column names.
 
 The simulator writes these columns, the demo drives them, and the configuration's shipped defaults
-(``data``, ``registry.model_name``, ``monitoring.features``) are the plant's, so that ``driftloop
-simulate`` followed by ``driftloop pipeline run`` works with no configuration file. ``driftloop.settings``
+(``data``, ``registry.model_name``) are the plant's, so that ``driftloop simulate`` followed by
+``driftloop pipeline run`` works with no configuration file. ``driftloop.settings``
 builds its typed defaults from the plain values here (decision 0056); a dataset of your own replaces
 them in ``driftloop.toml``.
 
@@ -12,14 +12,12 @@ so it must import nothing of driftloop (an import-linter contract checks it).
 
 from __future__ import annotations
 
-from types import MappingProxyType
 from typing import NotRequired, TypedDict
 
 __all__ = [
     "COLUMNS",
     "DATASET",
     "DERIVED_FEATURES",
-    "DRIFT_OVERRIDES",
     "FAILURE_MODES",
     "MODEL_NAME",
     "RAW_COLUMNS",
@@ -64,14 +62,3 @@ SENSORS = tuple(column["name"] for column in COLUMNS if column["type"] in ("floa
 
 # The physics-informed features the model gets besides the raw ones (``driftloop.core.transform``).
 DERIVED_FEATURES = ("power_w", "temp_diff_k", "strain_min_nm")
-
-# Per-feature drift tests (method, threshold). The plant's temperatures follow its climate (an AR(1)
-# process with a 3-hour correlation time): a day holds about eight independent readings and its mean
-# wanders by ~0.5 std from day to day, so clean days score up to ~1.1 in normalised Wasserstein (0.45
-# typical). At the generic 0.1 every 24-hour window would flag them; 1.5 sits above that noise.
-DRIFT_OVERRIDES = MappingProxyType(
-    {
-        "air_temperature_k": ("wasserstein", 1.5),
-        "process_temperature_k": ("wasserstein", 1.5),
-    }
-)
