@@ -77,7 +77,7 @@ def test_up_beyond_loopback_with_auth_off_warns_before_starting(
     from driftloop.cli import up
 
     started: list[list[str]] = []
-    monkeypatch.setattr(up, "_port_in_use", lambda host, port: False)
+    monkeypatch.setattr(up, "port_in_use", lambda host, port: False)
     monkeypatch.setattr(up, "_run", lambda st, specs, lock: started.append([s.name for s in specs]))
     result = cli("up", "--host", "0.0.0.0", "--no-scheduler")
     assert result.code == 0, result.err

@@ -4,17 +4,15 @@ decision row, the history and the report files; and its one-line errors."""
 from __future__ import annotations
 
 import json
-import math
 from typing import TYPE_CHECKING, Any
 
-import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
-from driftloop.capture.store import CaptureStore
 from driftloop.settings import load_settings
 from driftloop.storage import store_for
 from driftloop.storage.metadata import MonitorDecisionRow, open_metadata
+from tests.captured import capture_day
 from tests.plant import Plant, copy_plant
 from tests.workspace import Workspace, make_workspace
 
@@ -35,49 +33,8 @@ def production(
     and the predictions it served on DAY captured with torque shifted."""
     directory = tmp_path_factory.mktemp("monitor") / "plant"
     ws = copy_plant(trained_plant, directory, mlflow_server, production=True)
-    _capture(ws)
+    capture_day(ws.directory, ws.name, DAY, torque_shift=TORQUE_SHIFT)
     return ws
-
-
-def _capture(ws: Workspace, *, compact: bool = True) -> None:
-    """The service's prediction records for DAY's raw rows, through the capture store (``compact``:
-    into Parquet; else shipped and left landed)."""
-    settings = load_settings(ws.directory / "driftloop.toml")
-    store = store_for(settings)
-    keys = [i.key for i in store.list(f"raw/plant/date={DAY}/") if i.key.endswith(".csv")]
-    frame = pd.concat(pd.read_csv(store.uri(k)) for k in keys)
-    # Compacted by flush: the monitor reads Parquet and never compacts itself (decision 0050).
-    cfg = settings.capture.model_copy(update={"convert_in_subprocess": False, "compact_idle_s": 0})
-    capture = CaptureStore(store, ws.directory / "wal", cfg)
-    capture.start()
-    try:
-        for i, row in enumerate(frame.to_dict("records")):
-            inputs: dict[str, Any] = {k: _plain(v) for k, v in row.items() if k != "timestamp"}
-            inputs["torque_nm"] = inputs["torque_nm"] + TORQUE_SHIFT
-            capture.append(
-                {
-                    "kind": "prediction",
-                    "ts": row["timestamp"],
-                    "prediction_id": f"p-{i}",
-                    "model_name": ws.name,
-                    "model_version": 1,
-                    "inputs": inputs,
-                    "outputs": {"score": 0.02},
-                    "score": 0.01 + 0.05 * ((i * 7919) % 100) / 100,
-                    "latency_ms": 1.0,
-                    "fallback": False,
-                    "endpoint": "/v1/predict",
-                }
-            )
-        assert capture.flush(60, compact=compact)
-    finally:
-        capture.close(compact=compact)
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    return value.item() if hasattr(value, "item") else value
 
 
 def test_monitor_records_the_decision_and_writes_the_reports(production: Workspace) -> None:
@@ -130,7 +87,7 @@ def test_monitor_records_the_decision_and_writes_the_reports(production: Workspa
 
 def test_monitor_says_when_shipped_captures_wait_for_compaction(plant_copy: Callable[..., Plant]) -> None:
     ws = plant_copy(production=True)
-    _capture(ws, compact=False)
+    capture_day(ws.directory, ws.name, DAY, torque_shift=TORQUE_SHIFT, compact=False)
     window = ("monitor", "--from", DAY, "--to", "2026-01-07", "--as-of", "2026-01-10")
     refused = ws.run(*window)
     assert refused.returncode == 1

@@ -12,13 +12,12 @@ guard), and ``driftloop ui`` as a user starts it.
 from __future__ import annotations
 
 import json
-import math
 import re
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import httpx
 import pandas as pd
@@ -27,7 +26,6 @@ import yaml
 from mlflow.tracking import MlflowClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from driftloop.capture.store import CaptureStore
 from driftloop.core.triggers import TriggerState
 from driftloop.dashboard.html import PAGES
 from driftloop.monitoring.history import decision_history
@@ -37,6 +35,7 @@ from driftloop.scheduling.ledger import Ledger
 from driftloop.settings import load_settings
 from driftloop.storage import store_for
 from driftloop.storage.metadata import open_metadata
+from tests.captured import capture_day, plain
 from tests.conftest import wait_for
 from tests.dashboard.browser import chromium
 from tests.plant import AS_OF, copy_plant, in_process
@@ -106,7 +105,7 @@ def platform(
         trained_plant, tmp_path_factory.mktemp("dashboard") / "plant", mlflow_server, CONFIG, production=True
     )
     for day, shift in DAYS.items():
-        _capture(ws, day, shift)
+        capture_day(ws.directory, ws.name, day, torque_shift=shift, wal=f"wal-{day}")
         end = (datetime.fromisoformat(day) + timedelta(days=1)).date().isoformat()
         in_process(ws.directory, "monitor", "--from", day, "--to", end, "--as-of", AS_OF)
     _loop_records(ws, mlflow_server)
@@ -123,45 +122,6 @@ def platform(
         yield platform
     finally:
         platform.stop()
-
-
-def _capture(ws: Plant, day: str, shift: float) -> None:
-    """What the service would have captured for ``day``'s raw rows, torque shifted by ``shift``."""
-    settings = load_settings(ws.directory / "driftloop.toml")
-    store = store_for(settings)
-    keys = [i.key for i in store.list(f"raw/plant/date={day}/") if i.key.endswith(".csv")]
-    frame = pd.concat(pd.read_csv(store.uri(k)) for k in keys)
-    cfg = settings.capture.model_copy(update={"convert_in_subprocess": False, "compact_idle_s": 0})
-    capture = CaptureStore(store, ws.directory / f"wal-{day}", cfg)
-    capture.start()
-    try:
-        for i, row in enumerate(frame.to_dict("records")):
-            inputs: dict[str, Any] = {k: _plain(v) for k, v in row.items() if k != "timestamp"}
-            inputs["torque_nm"] = inputs["torque_nm"] + shift
-            capture.append(
-                {
-                    "kind": "prediction",
-                    "ts": row["timestamp"],
-                    "prediction_id": f"{day}-{i}",
-                    "model_name": ws.name,
-                    "model_version": 1,
-                    "inputs": inputs,
-                    "outputs": {"score": 0.02},
-                    "score": 0.01 + 0.05 * ((i * 7919) % 100) / 100,
-                    "latency_ms": 1.0,
-                    "fallback": False,
-                    "endpoint": "/v1/predict",
-                }
-            )
-        assert capture.flush(60, compact=True)
-    finally:
-        capture.close(compact=True)
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    return value.item() if hasattr(value, "item") else value
 
 
 def _loop_records(ws: Plant, server: MlflowServer) -> None:
@@ -261,7 +221,7 @@ def _traffic(ws: Plant, service: str) -> None:
     store = store_for(settings)
     key = next(i.key for i in store.list("raw/plant/date=2026-01-06/") if i.key.endswith(".csv"))
     rows = pd.read_csv(store.uri(key)).drop(columns=["timestamp"]).head(40)
-    instances = [{k: _plain(v) for k, v in row.items()} for row in rows.to_dict("records")]
+    instances = [{k: plain(v) for k, v in row.items()} for row in rows.to_dict("records")]
     for start in range(0, len(instances), 4):
         answer = httpx.post(
             f"{service}/v1/predict", json={"instances": instances[start : start + 4]}, timeout=30

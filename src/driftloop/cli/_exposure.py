@@ -1,17 +1,22 @@
-"""The warning ``serve`` and ``up`` give when they listen beyond loopback with auth off."""
+"""Where ``serve``, ``ui`` and ``up`` listen: the warning when that is beyond loopback with auth off, and
+whether a port is already taken (checked before any work starts)."""
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import logging
+import socket
 from typing import TYPE_CHECKING
 
 from rich.markup import escape
 
+from driftloop.errors import UsageError
+
 if TYPE_CHECKING:
     from driftloop.cli._state import CliState
 
-__all__ = ["is_loopback", "warn_if_exposed"]
+__all__ = ["is_loopback", "port_in_use", "warn_if_exposed"]
 
 log = logging.getLogger(__name__)
 
@@ -42,3 +47,18 @@ def warn_if_exposed(st: CliState, host: str, what: str) -> None:
     # Configured logging keeps a record of it too; unconfigured, Python would print the same line again.
     if logging.getLogger("driftloop").hasHandlers():
         log.warning(message)
+
+
+def port_in_use(host: str, port: int) -> bool:
+    """Whether something listens on ``host:port``. SO_REUSEADDR, as the servers set it, so a port still
+    in TIME_WAIT from a previous run counts as free."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host.strip("[]"), port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                return True
+            raise UsageError(f"cannot bind --host {host}: {exc.strerror}") from None
+    return False

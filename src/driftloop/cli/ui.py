@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import errno
 import signal
-import socket
 
 import typer
 
-from driftloop.cli._exposure import warn_if_exposed
+from driftloop.cli._exposure import port_in_use, warn_if_exposed
 from driftloop.cli._state import state
 from driftloop.errors import ConflictError, UsageError
 
@@ -37,7 +35,7 @@ def ui(
     settings = st.settings
     if service_url is not None and not service_url.startswith(("http://", "https://")):
         raise UsageError(f"invalid --service-url {service_url!r}: give an http:// or https:// URL")
-    if _port_in_use(host, port):
+    if port_in_use(host, port):
         raise ConflictError(f"port {port} on {host} is already in use; choose another with --port")
     warn_if_exposed(st, host, "driftloop ui shows the registry, its audit and the service's metrics")
     configure_logging(settings.logging.level)
@@ -48,20 +46,6 @@ def ui(
     # uvicorn re-raises SIGTERM after a graceful shutdown, which would end us with -15; exit 0 instead.
     signal.signal(signal.SIGTERM, _terminated)
     uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
-
-
-def _port_in_use(host: str, port: int) -> bool:
-    """Whether something listens on ``host:port`` (SO_REUSEADDR, as uvicorn binds)."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host.strip("[]"), port))
-        except OSError as exc:
-            if exc.errno == errno.EADDRINUSE:
-                return True
-            raise UsageError(f"cannot bind --host {host}: {exc.strerror}") from None
-    return False
 
 
 def _terminated(signum: int, frame: object) -> None:

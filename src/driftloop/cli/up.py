@@ -10,12 +10,10 @@ MLflow server runs MLflow's basic-auth app (docs/auth.md), so its REST API and U
 from __future__ import annotations
 
 import base64
-import errno
 import os
 import re
 import secrets
 import signal
-import socket
 import sys
 import urllib.error
 import urllib.request
@@ -26,7 +24,7 @@ from typing import TYPE_CHECKING
 import typer
 from rich.table import Table
 
-from driftloop.cli._exposure import warn_if_exposed
+from driftloop.cli._exposure import port_in_use, warn_if_exposed
 from driftloop.cli._state import state
 from driftloop.errors import ConfigError, ConflictError, ServiceError, UsageError
 from driftloop.runtime.processes import InstanceLock, ServiceSpec, Supervisor, reap_leftovers
@@ -87,7 +85,7 @@ def up(
         st.err.print(f"stopped pid {pid}, left running by a driftloop up that was killed")
     try:
         for name, number in ports.items():
-            if _port_in_use(host, number):
+            if port_in_use(host, number):
                 option = _OPTIONS[name]
                 raise ConflictError(
                     f"port {number} on {host} ({name}) is already in use; choose another with {option}"
@@ -286,21 +284,6 @@ def _mlflow_security(host: str, port: int) -> list[str]:
     name = _url_host(host)
     hosts = f"{name},{name}:{port},localhost,localhost:*,127.0.0.1,127.0.0.1:*"
     return ["--allowed-hosts", hosts, "--cors-allowed-origins", f"http://{name}:{port}"]
-
-
-def _port_in_use(host: str, port: int) -> bool:
-    """Whether something listens on ``host:port``. SO_REUSEADDR, as the servers set it, so a port still
-    in TIME_WAIT from a previous run counts as free."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host.strip("[]"), port))
-        except OSError as exc:
-            if exc.errno == errno.EADDRINUSE:
-                return True
-            raise UsageError(f"cannot bind --host {host}: {exc.strerror}") from None
-    return False
 
 
 def _print_table(
