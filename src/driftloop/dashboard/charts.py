@@ -13,7 +13,7 @@ import math
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Sequence
+    from collections.abc import Callable, Iterable, Sequence
     from datetime import datetime
 
     from driftloop.dashboard.sources import AuditEntry, DriftPoint, DriftSeries, ShadowComparison, VersionView
@@ -253,44 +253,52 @@ def outcomes_chart(traffic: Traffic) -> Figure:
 
 def trigger_chart(all_triggers: Sequence[Trigger]) -> Figure:
     """Each trigger at its time, by kind, one colour (and legend entry) per state."""
-    data = []
-    for state in sorted({t.state.value for t in all_triggers}):
-        chosen = [t for t in all_triggers if t.state.value == state]
-        data.append(
-            {
-                "type": "scatter",
-                "mode": "markers",
-                "name": state,
-                "x": [when(t.created_at) for t in chosen],
-                "y": [t.kind for t in chosen],
-                "text": [f"trigger {t.id}: {t.reason[:120]}" for t in chosen],
-                "hovertemplate": "%{text}<br>%{x}<extra>" + state + "</extra>",
-                "marker": {"color": _STATE_COLOURS.get(state, "#455a64"), "size": 12},
-            }
-        )
+    data = _by_state(
+        all_triggers,
+        y=lambda t: t.kind,
+        text=lambda t: f"trigger {t.id}: {t.reason[:120]}",
+        marker={"size": 12},
+    )
     return {"data": data, "layout": _layout("triggers", "recorded (UTC)", "kind")}
 
 
 def retraining_chart(started: Sequence[Trigger]) -> Figure:
     """Each retraining at its trigger's time (the loop's clock, simulated in the demo), by the candidate
     it produced, one colour (and legend entry) per outcome."""
+    data = _by_state(
+        started,
+        y=lambda t: f"v{t.candidate_version}" if t.candidate_version else "no candidate",
+        text=lambda t: f"trigger {t.id} ({t.kind}), pipeline run {t.pipeline_run}",
+        marker={"size": 14, "symbol": "square"},
+    )
+    layout = _layout("retrainings by candidate and outcome", "triggered (UTC)", "candidate version")
+    return {"data": data, "layout": layout}
+
+
+def _by_state(
+    triggers: Sequence[Trigger],
+    *,
+    y: Callable[[Trigger], Any],
+    text: Callable[[Trigger], str],
+    marker: dict[str, Any],
+) -> list[dict[str, Any]]:
+    """One marker trace per trigger state (its colour and legend entry), each trigger at its time."""
     data = []
-    for state in sorted({t.state.value for t in started}):
-        chosen = [t for t in started if t.state.value == state]
+    for state in sorted({t.state.value for t in triggers}):
+        chosen = [t for t in triggers if t.state.value == state]
         data.append(
             {
                 "type": "scatter",
                 "mode": "markers",
                 "name": state,
                 "x": [when(t.created_at) for t in chosen],
-                "y": [f"v{t.candidate_version}" if t.candidate_version else "no candidate" for t in chosen],
-                "text": [f"trigger {t.id} ({t.kind}), pipeline run {t.pipeline_run}" for t in chosen],
+                "y": [y(t) for t in chosen],
+                "text": [text(t) for t in chosen],
                 "hovertemplate": "%{text}<br>%{x}<extra>" + state + "</extra>",
-                "marker": {"color": _STATE_COLOURS.get(state, "#455a64"), "size": 14, "symbol": "square"},
+                "marker": {"color": _STATE_COLOURS.get(state, "#455a64"), **marker},
             }
         )
-    layout = _layout("retrainings by candidate and outcome", "triggered (UTC)", "candidate version")
-    return {"data": data, "layout": layout}
+    return data
 
 
 def shadow_chart(comparisons: Sequence[ShadowComparison]) -> Figure:

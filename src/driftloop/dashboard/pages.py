@@ -187,174 +187,116 @@ class Views:
         return page
 
     def decisions(self, model: str) -> Page:
-        page = Page("Monitoring decisions")
-        try:
-            history = sources.decisions(self.db, model)
-        except DriftloopError as exc:
-            page.failed("monitoring decisions", exc)
-            return page
-        page.data = {"decisions": _json(history)}
-        if not history:
-            page.add(note(f"no monitoring pass recorded for {model} (driftloop monitor)"))
-            return page
-        page.plot(charts.decision_timeline(history))
-        page.add(
-            table(
-                ("window (UTC)", "version", "decision", "rows", "reasons"),
-                (
-                    (
-                        f"{charts.when(d.start)} → {charts.when(d.end)}",
-                        f"v{d.version}",
-                        d.decision,
-                        d.summary.get("rows", "-"),
-                        "; ".join(d.reasons),
-                    )
-                    for d in reversed(history)
-                ),
-            )
+        return _listing(
+            "Monitoring decisions",
+            ("monitoring decisions", lambda: sources.decisions(self.db, model)),
+            key="decisions",
+            empty=f"no monitoring pass recorded for {model} (driftloop monitor)",
+            draw=charts.decision_timeline,
+            columns=("window (UTC)", "version", "decision", "rows", "reasons"),
+            row=lambda d: (
+                f"{charts.when(d.start)} → {charts.when(d.end)}",
+                f"v{d.version}",
+                d.decision,
+                d.summary.get("rows", "-"),
+                "; ".join(d.reasons),
+            ),
         )
-        return page
 
     def triggers(self, model: str) -> Page:
-        page = Page("Triggers")
-        try:
-            found = sources.triggers(self.db, model)
-        except DriftloopError as exc:
-            page.failed("loop ledger", exc)
-            return page
-        page.data = {"triggers": _json(found)}
-        if not found:
-            page.add(note(f"no trigger recorded for {model}"))
-            return page
-        page.plot(charts.trigger_chart(found))
-        page.add(
-            table(
-                ("id", "at (UTC)", "kind", "mode", "state", "decision", "why"),
-                (
-                    (
-                        t.id,
-                        charts.when(t.created_at),
-                        t.kind,
-                        t.mode,
-                        t.state.value,
-                        t.decision_id or "-",
-                        str(t.detail.get("why") or t.reason),
-                    )
-                    for t in reversed(found)
-                ),
-            )
+        return _listing(
+            "Triggers",
+            ("loop ledger", lambda: sources.triggers(self.db, model)),
+            key="triggers",
+            empty=f"no trigger recorded for {model}",
+            draw=charts.trigger_chart,
+            columns=("id", "at (UTC)", "kind", "mode", "state", "decision", "why"),
+            row=lambda t: (
+                t.id,
+                charts.when(t.created_at),
+                t.kind,
+                t.mode,
+                t.state.value,
+                t.decision_id or "-",
+                str(t.detail.get("why") or t.reason),
+            ),
         )
-        return page
 
     def retrainings(self, model: str) -> Page:
-        page = Page("Retrainings")
-        try:
-            started = sources.retrainings(sources.triggers(self.db, model))
-        except DriftloopError as exc:
-            page.failed("loop ledger", exc)
-            return page
-        page.data = {"retrainings": _json(started)}
-        if not started:
-            page.add(note(f"no retraining started for {model}"))
-            return page
-        page.plot(charts.retraining_chart(started))
-        page.add(
-            table(
-                (
-                    "trigger",
-                    "started (UTC)",
-                    "last change (UTC)",
-                    "pipeline run",
-                    "candidate",
-                    "outcome",
-                    "why",
-                ),
-                (
-                    (
-                        t.id,
-                        charts.when(t.created_at),
-                        charts.when(t.updated_at),
-                        t.pipeline_run,
-                        f"v{t.candidate_version}" if t.candidate_version else "-",
-                        t.state.value,
-                        str(t.detail.get("why") or "-"),
-                    )
-                    for t in reversed(started)
-                ),
-            )
+        return _listing(
+            "Retrainings",
+            ("loop ledger", lambda: sources.retrainings(sources.triggers(self.db, model))),
+            key="retrainings",
+            empty=f"no retraining started for {model}",
+            draw=charts.retraining_chart,
+            columns=(
+                "trigger",
+                "started (UTC)",
+                "last change (UTC)",
+                "pipeline run",
+                "candidate",
+                "outcome",
+                "why",
+            ),
+            row=lambda t: (
+                t.id,
+                charts.when(t.created_at),
+                charts.when(t.updated_at),
+                t.pipeline_run,
+                f"v{t.candidate_version}" if t.candidate_version else "-",
+                t.state.value,
+                str(t.detail.get("why") or "-"),
+            ),
         )
-        return page
 
     def shadow(self, model: str) -> Page:
-        page = Page("Shadow comparisons")
-        try:
-            found = sources.shadow_comparisons(sources.triggers(self.db, model))
-        except DriftloopError as exc:
-            page.failed("loop ledger", exc)
-            return page
-        page.data = {"comparisons": _json(found)}
-        if not found:
-            page.add(note(f"no candidate of {model} has been compared in shadow yet"))
-            return page
-        page.plot(charts.shadow_chart(found))
-        page.add(
-            table(
-                ("trigger", "challenger", "champion", "labelled", "verdict", "detail"),
-                (
-                    (
-                        c.trigger,
-                        f"v{c.challenger}",
-                        f"v{c.champion}",
-                        c.labelled,
-                        "pending" if c.pending else ("passed" if c.passed else "failed"),
-                        c.detail,
-                    )
-                    for c in reversed(found)
-                ),
-            )
+        return _listing(
+            "Shadow comparisons",
+            ("loop ledger", lambda: sources.shadow_comparisons(sources.triggers(self.db, model))),
+            key="comparisons",
+            empty=f"no candidate of {model} has been compared in shadow yet",
+            draw=charts.shadow_chart,
+            columns=("trigger", "challenger", "champion", "labelled", "verdict", "detail"),
+            row=lambda c: (
+                c.trigger,
+                f"v{c.challenger}",
+                f"v{c.champion}",
+                c.labelled,
+                "pending" if c.pending else ("passed" if c.passed else "failed"),
+                c.detail,
+            ),
         )
-        return page
 
     def guards(self, model: str) -> Page:
-        page = Page("Rollback guards")
-        try:
-            found = sources.guards(self.db, model)
-        except DriftloopError as exc:
-            page.failed("loop ledger", exc)
-            return page
-        page.data = {"guards": _json(found), "margin": self.settings.policy.guard_margin}
-        if not found:
-            page.add(note(f"no rollback guard has watched {model} yet"))
-            return page
-        page.plot(charts.guard_chart(found, self.settings.policy.guard_margin))
-        page.add(
-            table(
-                (
-                    "version",
-                    "previous",
-                    "baseline",
-                    "state",
-                    "until (UTC)",
-                    "requests",
-                    "error rate",
-                    "verdict",
-                ),
-                (
-                    (
-                        f"v{g.version}",
-                        f"v{g.previous_version}" if g.previous_version else "-",
-                        f"{g.baseline:.4f}",
-                        g.state,
-                        charts.when(g.until),
-                        g.verdict.get("requests", "-"),
-                        _rate(g.verdict.get("error_rate")),
-                        "; ".join(g.verdict.get("reasons", [])) or str(g.verdict.get("note", "")) or "-",
-                    )
-                    for g in reversed(found)
-                ),
-            )
+        margin = self.settings.policy.guard_margin
+        return _listing(
+            "Rollback guards",
+            ("loop ledger", lambda: sources.guards(self.db, model)),
+            key="guards",
+            extra={"margin": margin},
+            empty=f"no rollback guard has watched {model} yet",
+            draw=lambda found: charts.guard_chart(found, margin),
+            columns=(
+                "version",
+                "previous",
+                "baseline",
+                "state",
+                "until (UTC)",
+                "requests",
+                "error rate",
+                "verdict",
+            ),
+            row=lambda g: (
+                f"v{g.version}",
+                f"v{g.previous_version}" if g.previous_version else "-",
+                f"{g.baseline:.4f}",
+                g.state,
+                charts.when(g.until),
+                g.verdict.get("requests", "-"),
+                _rate(g.verdict.get("error_rate")),
+                "; ".join(g.verdict.get("reasons", [])) or str(g.verdict.get("note", "")) or "-",
+            ),
         )
-        return page
 
     def _thresholds(self, decision: MonitorDecision) -> dict[str, Any]:
         """The thresholds of ``decision``'s pass, from its report (read once, then remembered)."""
@@ -368,6 +310,35 @@ class Views:
                 if len(self._reports) > _REPORTS_CACHED:
                     self._reports.popitem(last=False)
         return found
+
+
+def _listing(
+    title: str,
+    source: tuple[str, Callable[[], list[Any]]],
+    *,
+    key: str,
+    empty: str,
+    draw: Callable[[list[Any]], dict[str, Any]],
+    columns: tuple[str, ...],
+    row: Callable[[Any], tuple[Any, ...]],
+    extra: dict[str, Any] | None = None,
+) -> Page:
+    """A page listing one kind of record read from ``source`` (its name, its reader): a chart of them,
+    then a table, newest first; ``data[key]`` (plus ``extra``) is what the page shows."""
+    page = Page(title)
+    name, read = source
+    try:
+        found = read()
+    except DriftloopError as exc:
+        page.failed(name, exc)
+        return page
+    page.data = {key: _json(found), **(extra or {})}
+    if not found:
+        page.add(note(empty))
+        return page
+    page.plot(draw(found))
+    page.add(table(columns, (row(item) for item in reversed(found))))
+    return page
 
 
 def _key_metrics(metrics: dict[str, float]) -> list[str]:
