@@ -21,6 +21,7 @@ from driftloop.settings import S3Settings
 from driftloop.storage import ObjectStore, open_store
 from tests.mlflow_state import SESSION_ENV, mlflow_state_kept
 from tests.plant import Plant, build_plant, copy_plant
+from tests.waiting import poll_until
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -61,11 +62,8 @@ class MotoServer:
 
 def wait_for(condition: Callable[[], bool], timeout: float = 10.0, what: str = "condition") -> None:
     """Poll ``condition`` until it holds; fail after ``timeout`` seconds (never a bare sleep)."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.05)
+    if not poll_until(condition, timeout):
+        pytest.fail(f"timed out after {timeout} s waiting for {what}")
 
 
 @pytest.fixture(autouse=True)

@@ -19,7 +19,6 @@ import functools
 import os
 import signal
 import sys
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -31,6 +30,7 @@ from driftloop.registry.lease import Lease, Leases
 from driftloop.registry.promotion import Promoter
 from driftloop.scheduling.gates import Gates
 from driftloop.scheduling.loop import Loop
+from tests.waiting import poll_until
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -134,11 +134,9 @@ def hold_until_contended(directory: Path, timeout_s: float = 120.0) -> None:
 
     @functools.wraps(original)
     def contended(self: Promoter, *args: Any, **kwargs: Any) -> Any:
-        deadline = time.monotonic() + timeout_s
-        while not mine.exists() and not any(p != mine for p in directory.iterdir()):
-            if time.monotonic() > deadline:
-                raise SystemExit(f"no other process came for the lease within {timeout_s:g} s")
-            time.sleep(0.02)  # polling the condition, under the lease like the real work
+        # Under the lease, like the real work: until this process waited for it or another one did.
+        if not poll_until(lambda: mine.exists() or any(p != mine for p in directory.iterdir()), timeout_s):
+            raise SystemExit(f"no other process came for the lease within {timeout_s:g} s")
         return original(self, *args, **kwargs)
 
     Promoter._apply = contended  # type: ignore[method-assign]
