@@ -8,6 +8,7 @@ from typing import Any
 
 import typer
 
+from driftloop.cli._output import print_json
 from driftloop.cli._state import state
 from driftloop.errors import UsageError
 from driftloop.settings import masked_dump
@@ -40,7 +41,7 @@ def show(
     settings = st.settings
     data = masked_dump(settings)
     if as_json:
-        typer.echo(json.dumps(data, indent=2, sort_keys=True))
+        print_json(data)
         return
     source = str(settings.config_file) if settings.config_file else "none (defaults and environment)"
     typer.echo(f"# configuration file: {source}")
