@@ -1,7 +1,14 @@
 """Tokens and roles: who may score, label, promote, approve and manage tokens (docs/auth.md)."""
 
 from driftloop.auth.guard import Gate, RateLimiter, TokenVerifier, gate_for
-from driftloop.auth.identity import acting_identity, os_user, run_user, token_manager, token_principal
+from driftloop.auth.identity import (
+    acting_identity,
+    os_user,
+    run_origin,
+    run_user,
+    token_manager,
+    token_principal,
+)
 from driftloop.auth.tokens import ROLES, Principal, TokenInfo, TokenStore, new_token, token_digest
 
 __all__ = [
@@ -16,6 +23,7 @@ __all__ = [
     "gate_for",
     "new_token",
     "os_user",
+    "run_origin",
     "run_user",
     "token_digest",
     "token_manager",

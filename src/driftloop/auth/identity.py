@@ -16,10 +16,13 @@ from driftloop.settings import TOKEN_ENV
 from driftloop.storage.metadata import open_metadata
 
 if TYPE_CHECKING:
+    from typing import Literal
+
     from driftloop.settings import Settings
     from driftloop.storage.metadata import Database
+    from driftloop.tracking.runs import RunOrigin
 
-__all__ = ["acting_identity", "os_user", "run_user", "token_manager", "token_principal"]
+__all__ = ["acting_identity", "os_user", "run_origin", "run_user", "token_manager", "token_principal"]
 
 
 def token_principal(settings: Settings, db: Database, *, needed: str) -> Principal:
@@ -85,3 +88,11 @@ def run_user(settings: Settings) -> str:
         return token_principal(settings, db, needed="naming the user of MLflow runs").name
     finally:
         db.dispose()
+
+
+def run_origin(settings: Settings, source: str, source_type: Literal["LOCAL", "JOB"] = "LOCAL") -> RunOrigin:
+    """The origin of the MLflow runs a command starts: ``source`` (the command), ``source_type`` and
+    :func:`run_user` as their user."""
+    from driftloop.tracking.runs import RunOrigin  # tracking imports MLflow: only when runs are made
+
+    return RunOrigin(source, source_type, run_user(settings))

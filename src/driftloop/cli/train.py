@@ -145,16 +145,16 @@ def train(
     name: str | None = typer.Option(None, "--name", help="Registered model name \\[registry.model_name]."),
 ) -> None:
     """Train a PyTorch model and track it in MLflow: params, epoch metrics, .pth, model, plots, profile."""
-    from driftloop.auth import run_user
+    from driftloop.auth import run_origin
     from driftloop.pipeline import modeling
     from driftloop.registry import Registry
-    from driftloop.tracking import RunOrigin, Tracker
+    from driftloop.tracking import Tracker
     from driftloop.training.model import check_factory
 
     st = state(ctx)
     settings = _with_overrides(st.settings, override, task)
     check_factory(settings.training)  # a configuration error is one line, before any data is read
-    tracker = Tracker(settings, origin=RunOrigin("driftloop train", user=run_user(settings)))
+    tracker = Tracker(settings, origin=run_origin(settings, "driftloop train"))
     with tempfile.TemporaryDirectory() as tmp:
         loaded = _load_data(
             st,
@@ -189,15 +189,15 @@ def reproduce(
     model: str = typer.Argument(..., metavar="NAME/VERSION", help="The version to retrain."),
 ) -> None:
     """Retrain a registered version from its recorded feature version, parameters and seed; print deltas."""
-    from driftloop.auth import run_user
+    from driftloop.auth import run_origin
     from driftloop.core.models import ModelRef
     from driftloop.pipeline.experiments import reproduce as run_reproduce
     from driftloop.registry import Registry
-    from driftloop.tracking import RunOrigin, Tracker
+    from driftloop.tracking import Tracker
 
     st = state(ctx)
     ref = ModelRef.parse(model)
-    tracker = Tracker(st.settings, origin=RunOrigin(f"driftloop reproduce {ref}", user=run_user(st.settings)))
+    tracker = Tracker(st.settings, origin=run_origin(st.settings, f"driftloop reproduce {ref}"))
     with tempfile.TemporaryDirectory() as tmp:
         result = run_reproduce(st.settings, tracker, Registry(st.settings), ref, Path(tmp))
     table = Table(
@@ -220,10 +220,10 @@ def experiment(
     target: str | None = typer.Option(None, "--target", help="The column to predict (with --data)."),
 ) -> None:
     """Run a grid of trainings as child runs under one MLflow parent run and report the best."""
-    from driftloop.auth import run_user
+    from driftloop.auth import run_origin
     from driftloop.features import feature_store_for
     from driftloop.pipeline.experiments import configurations, parse_grid, run_grid
-    from driftloop.tracking import RunOrigin, Tracker
+    from driftloop.tracking import Tracker
     from driftloop.training.model import check_factory
 
     st = state(ctx)
@@ -236,7 +236,7 @@ def experiment(
         if not versions:
             raise UsageError("no feature versions yet: run the pipeline first or give --data/--features")
         features = versions[0].id
-    tracker = Tracker(settings, origin=RunOrigin("driftloop experiment", user=run_user(settings)))
+    tracker = Tracker(settings, origin=run_origin(settings, "driftloop experiment"))
     with tempfile.TemporaryDirectory() as tmp:
         loaded = _load_data(
             st,

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from driftloop.auth import run_user
+from driftloop.auth import run_origin
 from driftloop.capture.landing import LANDING
 from driftloop.core.labels import TASK_TAG, LabelSpec
 from driftloop.core.transform import NumericInput, Transform
@@ -38,7 +38,7 @@ from driftloop.registry import Registry
 from driftloop.settings import ColumnSpec
 from driftloop.storage import store_for
 from driftloop.storage.metadata import open_metadata
-from driftloop.tracking import RunOrigin, Tracker
+from driftloop.tracking import Tracker
 from driftloop.tracking.tracker import read_json
 
 if TYPE_CHECKING:
@@ -90,7 +90,7 @@ def monitor_once(
     as_of = as_utc(as_of) if as_of is not None else datetime.now(UTC)
     name = settings.registry.model_name
     version = _production(settings, name)
-    tracker = Tracker(settings, origin=RunOrigin("driftloop monitor", "JOB", run_user(settings)))
+    tracker = Tracker(settings, origin=run_origin(settings, "driftloop monitor", "JOB"))
     run_id = version.run_id
     if run_id is None:
         raise NotFoundError(f"{name}/{version.version} has no MLflow run, so no reference profile")

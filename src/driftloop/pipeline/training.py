@@ -247,11 +247,11 @@ def features(
 
 def train(ctx: StepContext, version: dict[str, Any]) -> StepResult:
     """Seeds 17–18: fetch the feature version through DVC, train, track everything in MLflow."""
-    from driftloop.auth import run_user
+    from driftloop.auth import run_origin
     from driftloop.pipeline.datasets import from_feature_version
-    from driftloop.tracking import RunOrigin, Tracker
+    from driftloop.tracking import Tracker
 
-    origin = RunOrigin(f"driftloop pipeline run {ctx.run_id}", "JOB", run_user(ctx.settings))
+    origin = run_origin(ctx.settings, f"driftloop pipeline run {ctx.run_id}", "JOB")
     tracker = Tracker(ctx.settings, origin=origin)
     with tempfile.TemporaryDirectory() as tmp:
         data = from_feature_version(ctx.settings, version["id"], Path(tmp))
