@@ -4,11 +4,15 @@ decision row, the history and the report files; and its one-line errors."""
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import pytest
 from mlflow.tracking import MlflowClient
 
+from driftloop.dashboard.sources import drift_series
+from driftloop.monitoring.history import decision_history
+from driftloop.monitoring.run import monitor_once
 from driftloop.settings import load_settings
 from driftloop.storage import store_for
 from driftloop.storage.metadata import MonitorDecisionRow, open_metadata
@@ -95,6 +99,41 @@ def test_monitor_says_when_shipped_captures_wait_for_compaction(plant_copy: Call
     assert "run `driftloop capture compact`, then monitor again" in refused.stderr
     ws.ok("capture", "compact")
     assert "torque_nm" in ws.ok(*window)
+
+
+def test_a_pass_records_the_period_its_traffic_describes(plant_copy: Callable[..., Plant]) -> None:
+    """A replay (the demo's simulated day) is captured now but describes another day: the pass records
+    that period, and the report's title, the history and the dashboard's axes use it."""
+    ws = plant_copy(production=True)
+    capture_day(ws.directory, ws.name, DAY, torque_shift=TORQUE_SHIFT)
+    settings = load_settings(ws.directory / "driftloop.toml")
+    captured = (
+        datetime.fromisoformat(f"{DAY}T00:00:00+00:00"),
+        datetime.fromisoformat("2026-01-07T00:00:00+00:00"),
+    )
+    replayed = (datetime(2030, 3, 1, tzinfo=UTC), datetime(2030, 3, 2, tzinfo=UTC))
+    result = monitor_once(
+        settings, start=captured[0], end=captured[1], as_of=datetime(2026, 1, 10, tzinfo=UTC), period=replayed
+    )
+    assert result.decision.period == replayed
+    assert (result.decision.start, result.decision.end) == captured  # the capture window is still the window
+    store = store_for(settings)
+    key = result.json_uri.removeprefix(store.uri("x").removesuffix("x"))
+    assert json.loads(store.read_bytes(key))["period"] == {
+        "start": replayed[0].isoformat(),
+        "end": replayed[1].isoformat(),
+    }
+    page = store.read_bytes(key.replace("report.json", "report.html")).decode()
+    assert "2030-03-01 00:00 → 2030-03-02 00:00 UTC" in page
+    assert "2030-03-01 00:00 → 2030-03-02 00:00" in ws.ok("monitor", "history")
+    db = open_metadata(settings.database_url)
+    try:
+        [stored] = decision_history(db, ws.name)
+    finally:
+        db.dispose()
+    assert stored.period == replayed
+    features, _, _ = drift_series([stored])
+    assert {p.window_end for series in features for p in series.points} == {replayed[1]}
 
 
 @pytest.mark.parametrize(

@@ -73,7 +73,22 @@ def test_the_prediction_series_reads_its_score_and_the_reports_threshold() -> No
     assert (point.score, point.threshold, point.method, point.drifted) == (0.3, 0.1, "ks", True)
     chart = charts.drift_chart(prediction)
     assert [trace["name"] for trace in chart["data"]] == ["score", "threshold", "drifted"]
-    assert chart["layout"]["xaxis"]["title"]["text"] == "monitoring window end (UTC)"
+    assert chart["layout"]["xaxis"]["title"]["text"] == "monitored period end (UTC)"
+
+
+def test_a_recorded_period_places_the_pass_and_a_malformed_one_falls_back_to_the_window() -> None:
+    day = {"start": "2030-03-01T00:00:00+00:00", "end": "2030-03-02T00:00:00"}  # a naive end reads as UTC
+    scores = {"feature_scores": {"torque_nm": 0.1}}
+    replayed, malformed = (
+        _decision(0, {**scores, "period": day}),
+        _decision(1, {**scores, "period": {"end": 3}}),
+    )
+    assert replayed.period == (datetime(2030, 3, 1, tzinfo=UTC), datetime(2030, 3, 2, tzinfo=UTC))
+    assert malformed.period == (malformed.start, malformed.end)
+    [torque], _, _ = drift_series([replayed, malformed])
+    assert [p.window_end for p in torque.points] == [datetime(2030, 3, 2, tzinfo=UTC), T0 + timedelta(days=2)]
+    timeline = charts.decision_timeline([replayed])
+    assert timeline["data"][0]["x"] == [charts.when(datetime(2030, 3, 2, tzinfo=UTC))]
 
 
 def test_thresholds_come_from_the_json_report_beside_the_html_one_and_a_missing_one_costs_only_the_line() -> (

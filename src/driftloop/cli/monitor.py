@@ -100,7 +100,7 @@ def history(
         drifted = ", ".join(d.summary.get("drifted_features", [])) or "-"
         st.out.print(
             f"#{d.id:<4} {d.created_at:%Y-%m-%d %H:%M:%S}  v{d.version:<3} "
-            f"{d.start:%Y-%m-%d %H:%M} → {d.end:%Y-%m-%d %H:%M}  [{colour}]{d.decision:<5}[/] "
+            f"{d.period[0]:%Y-%m-%d %H:%M} → {d.period[1]:%Y-%m-%d %H:%M}  [{colour}]{d.decision:<5}[/] "
             f"rows {d.summary.get('rows', 0):,}  drift share {share if share is None else f'{share:.2f}'}  "
             f"drifted {drifted}  {d.report_uri}",
             markup=True,

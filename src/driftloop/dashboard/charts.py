@@ -53,7 +53,7 @@ _STATE_COLOURS = {
     "rolled-back": "#c62828",
 }
 _OUTCOME_COLOURS = {"done": "#2e7d32", "refused": "#c62828", "given": "#1565c0"}
-_WINDOW_AXIS = "monitoring window end (UTC)"
+_WINDOW_AXIS = "monitored period end (UTC)"
 # Tests whose score is a p-value: drift is a score *below* the threshold (the others are distances).
 _P_VALUES = {"ks", "chisquare"}
 
@@ -158,7 +158,7 @@ def decision_timeline(history: Sequence[MonitorDecision]) -> Figure:
                 "type": "scatter",
                 "mode": "markers",
                 "name": state,
-                "x": [when(d.end) for d in chosen],
+                "x": [when(d.period[1]) for d in chosen],
                 "y": [_share(d) for d in chosen],
                 "text": ["<br>".join(d.reasons[:3]) for d in chosen],
                 "hovertemplate": "%{x}<br>drift share %{y:.2f}<br>%{text}<extra>" + state + "</extra>",

@@ -193,9 +193,9 @@ class Views:
             key="decisions",
             empty=f"no monitoring pass recorded for {model} (driftloop monitor)",
             draw=charts.decision_timeline,
-            columns=("window (UTC)", "version", "decision", "rows", "reasons"),
+            columns=("period (UTC)", "version", "decision", "rows", "reasons"),
             row=lambda d: (
-                f"{charts.when(d.start)} → {charts.when(d.end)}",
+                f"{charts.when(d.period[0])} → {charts.when(d.period[1])}",
                 f"v{d.version}",
                 d.decision,
                 d.summary.get("rows", "-"),

@@ -184,7 +184,7 @@ def drift_series(
     share: list[DriftPoint] = []
     for d in history:
         summary = d.summary
-        end = _utc(d.end)
+        end = _utc(d.period[1])
         recorded = _feature_records(summary)
         pred = _prediction_record(summary)
         records = [*recorded.values(), *([pred] if pred is not None else [])]

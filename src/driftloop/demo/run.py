@@ -156,7 +156,11 @@ class _Story:
         self.now = datetime.combine(day + timedelta(days=1), dtime(), tzinfo=UTC)
         decision = "-"
         try:
-            decision = loop.monitor(start=started, end=ended, as_of=self.now, end_day=day).assessment.decision
+            # The traffic replayed a simulated day in a few wall-clock seconds: record that day as the
+            # period it describes, so the report's and the dashboard's time axes show days.
+            simulated = (self.now - timedelta(days=1), self.now)
+            passed = loop.monitor(start=started, end=ended, as_of=self.now, end_day=day, period=simulated)
+            decision = passed.assessment.decision
         except DriftloopError as exc:
             say(f"{day}: monitoring pass failed: {exc}")
         loop.advance(as_of=self.now, end_day=day)

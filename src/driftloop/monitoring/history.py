@@ -8,6 +8,7 @@ report on the object store.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
@@ -16,7 +17,6 @@ from driftloop.storage.metadata import MonitorDecisionRow
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
-    from datetime import datetime
 
     from driftloop.storage.metadata import Database
 
@@ -37,6 +37,19 @@ class MonitorDecision:
     summary: dict[str, Any]
     report_uri: str
     created_at: datetime
+
+    @property
+    def period(self) -> tuple[datetime, datetime]:
+        """The time the monitored traffic describes: the capture window ``[start, end)``, unless the pass
+        recorded another (a replay of recorded data, the demo's simulated days: ``summary["period"]``)."""
+        recorded = self.summary.get("period")
+        if isinstance(recorded, dict):
+            try:
+                start, end = (datetime.fromisoformat(recorded[k]) for k in ("start", "end"))
+            except (KeyError, TypeError, ValueError):
+                return self.start, self.end  # a malformed record: the capture window is still right
+            return _utc(start), _utc(end)
+        return self.start, self.end
 
 
 def record_decision(
@@ -95,3 +108,7 @@ def _decision(row: MonitorDecisionRow) -> MonitorDecision:
         report_uri=row.report_uri,
         created_at=row.created_at,
     )
+
+
+def _utc(moment: datetime) -> datetime:
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)

@@ -261,7 +261,7 @@ def _trends(
         perf = (h.summary.get("performance") or {}).get("current")
         points.append(
             (
-                _window_label(h.start, h.end),
+                _window_label(*h.period),
                 h.decision,
                 float(h.summary.get("drift_share", 0.0)),
                 float(perf) if isinstance(perf, int | float) else None,

@@ -75,10 +75,19 @@ class MonitorResult:
 
 
 def monitor_once(
-    settings: Settings, *, start: datetime, end: datetime, as_of: datetime | None = None
+    settings: Settings,
+    *,
+    start: datetime,
+    end: datetime,
+    as_of: datetime | None = None,
+    period: tuple[datetime, datetime] | None = None,
 ) -> MonitorResult:
     """Assess the production model's predictions captured in ``[start, end)`` with labels known by
     ``as_of`` (default: now), and record the outcome (see the module docstring for what is written).
+
+    ``period`` is the time the traffic describes when that is not when it was captured — a replay of
+    recorded data, the demo's simulated day. It is recorded with the decision and the report, and the
+    report's and dashboard's time axes use it (:attr:`MonitorDecision.period`).
 
     Raises :class:`NotFoundError` when no version holds the ``production`` alias or its run has no
     reference profile, :class:`UsageError` for an empty window, :class:`DataError` when the window has
@@ -87,6 +96,7 @@ def monitor_once(
     start, end = as_utc(start), as_utc(end)
     if end <= start:
         raise UsageError(f"empty monitoring window: {start.isoformat()} is not before {end.isoformat()}")
+    shown, recorded = _period(period, (start, end))
     as_of = as_utc(as_of) if as_of is not None else datetime.now(UTC)
     name = settings.registry.model_name
     version = _production(settings, name)
@@ -152,13 +162,14 @@ def monitor_once(
             "version": version.version,
             "run_id": run_id,
             "window": {"start": start.isoformat(), "end": end.isoformat(), "as_of": as_of.isoformat()},
+            **recorded,
             "created_at": created.isoformat(),
             "labels": labelled,
             **assessment.to_json(),
         }
         report_json = json.dumps(_finite(document), indent=2, sort_keys=True, default=str).encode()
-        title = f"{name} v{version.version} — {start:%Y-%m-%d %H:%M} → {end:%Y-%m-%d %H:%M} UTC"
-        report_html = render_html(assessment, history, title=title, window=(start, end)).encode()
+        title = f"{name} v{version.version} — {shown[0]:%Y-%m-%d %H:%M} → {shown[1]:%Y-%m-%d %H:%M} UTC"
+        report_html = render_html(assessment, history, title=title, window=shown).encode()
         store.write_bytes(f"{prefix}/report.json", report_json)
         store.write_bytes(f"{prefix}/report.html", report_html)
         prom_key = f"monitoring/{name}/latest.prom"
@@ -173,7 +184,7 @@ def monitor_once(
             end=end,
             decision=assessment.decision,
             reasons=assessment.reasons,
-            summary=_finite(summarize(assessment)),
+            summary=_finite({**summarize(assessment), **recorded}),
             report_uri=store.uri(f"{prefix}/report.html"),
             created_at=created,
         )
@@ -191,6 +202,18 @@ def monitor_once(
         labels=labelled,
         warnings=tuple(warnings),
     )
+
+
+def _period(
+    period: tuple[datetime, datetime] | None, window: tuple[datetime, datetime]
+) -> tuple[tuple[datetime, datetime], dict[str, Any]]:
+    """The period a pass shows (``period``, else the capture window) and what the decision records."""
+    if period is None:
+        return window, {}
+    start, end = as_utc(period[0]), as_utc(period[1])
+    if end <= start:
+        raise UsageError(f"empty monitored period: {start.isoformat()} is not before {end.isoformat()}")
+    return (start, end), {"period": {"start": start.isoformat(), "end": end.isoformat()}}
 
 
 def monitoring_schema(transform: Transform) -> tuple[ColumnSpec, ...]:

@@ -115,15 +115,21 @@ class Loop:
     # -- monitoring and triggers -----------------------------------------------------------------
 
     def monitor(
-        self, *, start: datetime, end: datetime, as_of: datetime | None = None, end_day: date | None = None
+        self,
+        *,
+        start: datetime,
+        end: datetime,
+        as_of: datetime | None = None,
+        end_day: date | None = None,
+        period: tuple[datetime, datetime] | None = None,
     ) -> MonitorResult:
         """One monitoring pass over captures in ``[start, end)`` (labels known by wall-clock now), then
         the trigger policy on its decision; a retraining it starts reads data up to ``end_day`` with
-        labels known by ``as_of``."""
+        labels known by ``as_of``. ``period``: the time the traffic describes (see monitor_once)."""
         # Monitoring reads Parquet only (decision 0050); the loop may write, so what a stopped service
         # shipped without compacting (close() does not compact) is in Parquet before the window is read.
         compact(store_for(self.settings))
-        result = monitor_once(self.settings, start=start, end=end)
+        result = monitor_once(self.settings, start=start, end=end, period=period)
         decision = result.assessment.decision
         reason = "; ".join(result.assessment.reasons[:2]) or decision
         self.on_decision(decision, reason, decision_id=result.decision.id, as_of=as_of, end_day=end_day)
