@@ -225,6 +225,7 @@ class MlflowServer:
     def __init__(
         self, backend_uri: str, artifacts: str, log: Path, env: dict[str, str] | None = None
     ) -> None:
+        self.backend_uri = backend_uri
         self._args = ["--backend-store-uri", backend_uri, "--artifacts-destination", artifacts]
         self._env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true", **(env or {})}
         self._log = log

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from typing import TYPE_CHECKING
 
 import pytest
@@ -37,3 +39,27 @@ def test_models_history_and_lineage_as_json(plant_copy: Callable[..., Plant]) ->
     assert trail["pipeline_run"] == ws.pipeline_run
     assert trail["features"]["in_store"] is True
     assert trail["features"]["raw_partitions"], "the raw partitions the version was trained on"
+
+
+def test_models_list_and_show_read_the_registry_without_importing_mlflow(
+    plant_copy: Callable[..., Plant],
+) -> None:
+    """Read commands answer from MLflow's REST API (decision 0073): importing MLflow costs seconds."""
+    ws = plant_copy(production=True)
+    for argv in (["models", "list", "--json"], ["models", "show", f"{ws.name}/1", "--json"]):
+        probe = (
+            "import sys\nfrom driftloop.cli.main import main\ntry:\n"
+            f"    main({argv!r})\nexcept SystemExit as exit:\n    assert not exit.code, exit.code\n"
+            "print('mlflow imported' if 'mlflow' in sys.modules else 'no mlflow')"
+        )
+        done = subprocess.run(
+            [sys.executable, "-c", probe],
+            cwd=ws.directory,
+            env=ws.env,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.splitlines()[-1] == "no mlflow"
+        assert ws.name in done.stdout

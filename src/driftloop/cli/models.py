@@ -53,18 +53,9 @@ def list_(
             st.out.print(f"no versions of {model} yet (register one: driftloop pipeline run)")
         return
     from driftloop.core.models import Stage
-    from driftloop.registry import Registry
-    from driftloop.registry.changes import ALIASES, Changes
-    from driftloop.storage.metadata import open_metadata
+    from driftloop.registry.changes import ALIASES
 
-    registry = Registry(st.settings)
-    db = open_metadata(st.settings.database_url, echo=st.settings.database.echo)
-    ctx.call_on_close(db.dispose)
-    changes = Changes(db, registry)
-    for interrupted in changes.recover():
-        st.err.print(f"finished an interrupted stage change of {interrupted} (see: driftloop models history)")
-    versions = registry.versions(model)
-    audited = changes.stages(model)  # a model the audit never saw: its aliases are adopted once
+    versions, audited = _versions_and_stages(ctx, st, model)
     table = Table(
         Column("v", justify="right"),
         Column("stage", no_wrap=True),
@@ -100,6 +91,33 @@ def list_(
         )
     st.out.print(table)
     _warn_flagged(st, flagged)
+
+
+def _versions_and_stages(
+    ctx: typer.Context, st: CliState, model: str
+) -> tuple[list[ModelVersion], dict[int, Stage]]:
+    """``model``'s versions (MLflow) and stages (the audit). Read without importing MLflow when a
+    reader can (decision 0073) and nothing needs writing; through the MLflow client otherwise: to
+    finish a stage change a dead process left, or to adopt the aliases of a model the audit never saw."""
+    from driftloop.registry.audit import AuditLog
+    from driftloop.registry.lease import Leases
+    from driftloop.registry.reader import registry_reader
+    from driftloop.storage.metadata import open_metadata
+
+    db = open_metadata(st.settings.database_url, echo=st.settings.database.echo)
+    ctx.call_on_close(db.dispose)
+    audit = AuditLog(db)
+    reader = registry_reader(st.settings)
+    if reader is not None and not Leases(db).interrupted() and audit.last(model) is not None:
+        return reader.versions(model), audit.stages(model)
+    from driftloop.registry import Registry
+    from driftloop.registry.changes import Changes
+
+    registry = Registry(st.settings)
+    changes = Changes(db, registry)
+    for interrupted in changes.recover():
+        st.err.print(f"finished an interrupted stage change of {interrupted} (see: driftloop models history)")
+    return registry.versions(model), changes.stages(model)  # unseen by the audit: aliases adopted once
 
 
 def no_registry_yet(settings: Settings) -> bool:
@@ -163,11 +181,18 @@ def show(
     st = state(ctx)
     if no_registry_yet(st.settings):
         raise NotFoundError(f"no registered model {ModelRef.parse(ref).name!r} (nothing is registered yet)")
-    from driftloop.registry import Registry
-    from driftloop.tracking import Tracker
+    from driftloop.registry.reader import registry_reader, resolve
 
-    v = Registry(st.settings).resolve(ModelRef.parse(ref))
-    run = Tracker(st.settings).get_run(v.run_id) if v.run_id is not None else None
+    reader = registry_reader(st.settings)
+    if reader is not None:
+        v = resolve(reader, ModelRef.parse(ref))
+        run = reader.run(v.run_id) if v.run_id is not None else None
+    else:
+        from driftloop.registry import Registry
+        from driftloop.tracking import Tracker
+
+        v = Registry(st.settings).resolve(ModelRef.parse(ref))
+        run = Tracker(st.settings).get_run(v.run_id) if v.run_id is not None else None
     metrics = {
         k.removeprefix("holdout_"): val
         for k, val in sorted(run.metrics.items() if run is not None else ())
