@@ -10,6 +10,7 @@ import re
 import subprocess
 import sys
 import time
+import tomllib
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -285,6 +286,29 @@ def test_an_executor_that_raises_fails_the_run_instead_of_leaving_it_running(env
     assert "Traceback" in (env.settings.home / "logs" / run_id / "ingest.log").read_text()
 
 
+def test_the_runner_runs_a_step_as_a_job_to_success(env: Env, cluster: Path) -> None:
+    env.simulate(days=1, rows=200)
+    configmap = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "driftloop-config"}}
+    config = f'home = "{env.settings.home}"\n[database]\nurl = "{env.settings.database_url}"\n'
+    kubectl(
+        "apply", "-n", "ml", "-f", "-", stdin=json.dumps({**configmap, "data": {"driftloop.toml": config}})
+    )
+    cfg = KubernetesRunnerSettings.model_validate(tomllib.loads(_runner_toml())["pipeline"]["runner"])
+    runner = Runner(
+        env.settings, env.db, env.store, training_pipeline(), KubernetesExecutor(cfg, env.settings)
+    )
+    view = runner.run(params(until="ingest"))
+    assert view.status == RunStatus.SUCCEEDED
+    assert view.step("ingest").status == StepStatus.SUCCEEDED
+    (job,) = (cluster / "ml" / "job").iterdir()
+    assert json.loads((job / "status.json").read_text())["succeeded"] == 1
+    log = (env.settings.home / "logs" / view.id / "ingest.log").read_text()
+    assert f"job.batch/{job.name} created" in log
+
+
+# Seven Jobs, each a fresh driftloop process (no prewarmed fork server in a pod), and a training: over
+# a minute on a loaded 2-core machine.
+@pytest.mark.slow
 def test_a_whole_pipeline_runs_as_jobs(
     plant_copy: Callable[..., Plant], cluster: Path, tmp_path: Path
 ) -> None:
