@@ -59,12 +59,20 @@ def job_manifest(
         "imagePullPolicy": cfg.image_pull_policy,
         "command": command,
         "resources": {"requests": {"cpu": cfg.cpu, "memory": cfg.memory}, "limits": limits},
+        # What the "restricted" Pod Security Standard asks of a container (deploy/kubernetes's namespace).
+        "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
     }
     pod: dict[str, Any] = {
         "restartPolicy": "Never",
         "containers": [container],
         # A step talks to the database, the store and MLflow, never to the Kubernetes API.
         "automountServiceAccountToken": False,
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": cfg.run_as_user,
+            "runAsGroup": cfg.run_as_user,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
     }
     if cfg.env_secret:
         container["envFrom"] = [{"secretRef": {"name": cfg.env_secret}}]
@@ -86,7 +94,7 @@ def job_manifest(
             "backoffLimit": 0,
             "activeDeadlineSeconds": max(1, math.ceil(timeout_s)),
             "ttlSecondsAfterFinished": cfg.ttl_after_finished_s,
-            "template": {"metadata": {"labels": labels}, "spec": pod},
+            "template": {"metadata": {"labels": dict(labels)}, "spec": pod},
         },
     }
 

@@ -58,6 +58,8 @@ class KubernetesRunnerSettings(Section):
     # step runs on its image's defaults and the environment alone.
     config_map: str | None = "driftloop-config"
     kubectl: str = "kubectl"
+    # The image's non-root user (a numeric id, so the kubelet can check it is not root).
+    run_as_user: int = Field(default=10001, ge=1)
     cpu: str = Field(default="1", pattern=_QUANTITY)  # requests
     memory: str = Field(default="2Gi", pattern=_QUANTITY)
     # Limits. None for the CPU: no limit (a CFS quota throttles training without protecting anyone the
