@@ -92,7 +92,7 @@ def test_job_manifest(tmp_path: Path) -> None:
 
 
 def test_job_without_config_map_or_limits_runs_on_the_environment(tmp_path: Path) -> None:
-    cfg = KubernetesRunnerSettings(type="kubernetes", image="i", config_map=None)
+    cfg = KubernetesRunnerSettings(type="kubernetes", image="i", config_map="")
     job = KubernetesExecutor(cfg, load_settings(cwd=tmp_path)).manifest("ingest", "r")
     pod = job["spec"]["template"]["spec"]
     assert "volumes" not in pod

@@ -54,7 +54,7 @@ class KubernetesRunnerSettings(Section):
     namespace: str = "default"
     service_account: str | None = None
     env_secret: str | None = None  # a Secret whose keys become the step's environment (DRIFTLOOP_…, AWS_…)
-    # A ConfigMap whose key ``driftloop.toml`` is mounted read-only and passed as ``--config``; None: the
+    # A ConfigMap whose key ``driftloop.toml`` is mounted read-only and passed as ``--config``; empty: the
     # step runs on its image's defaults and the environment alone.
     config_map: str | None = "driftloop-config"
     kubectl: str = "kubectl"
