@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import subprocess
 import time
 import uuid
@@ -40,7 +41,7 @@ def job_name(step: str, run_id: str, attempt: str | None = None) -> str:
     """``driftloop-<run>-<step>-<attempt>``: a DNS label, unique per attempt (a resumed step gets a new
     Job instead of finding its failed predecessor's conditions)."""
     suffix = attempt if attempt is not None else uuid.uuid4().hex[:5]
-    stem = "".join(c if c.isalnum() else "-" for c in f"driftloop-{run_id}-{step}".lower())
+    stem = re.sub(r"[^a-z0-9]", "-", f"driftloop-{run_id}-{step}".lower())
     stem = stem[: _NAME_LIMIT - len(suffix) - 1].rstrip("-")
     return f"{stem}-{suffix}"
 
