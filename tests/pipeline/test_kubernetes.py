@@ -38,7 +38,7 @@ _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 def _runner_toml(**extra: str) -> str:
     """``[pipeline.runner]``: Jobs in namespace ml applied with the fake; ``extra`` keys (TOML values)."""
     keys = {"type": '"kubernetes"', "image": '"reg/driftloop:1"', "namespace": '"ml"', "kubectl": f'"{FAKE}"'}
-    keys |= {"poll_s": "0.05", **extra}
+    keys |= {"poll_s": "0.5", **extra}  # each poll is a process: fewer keep the CPU for the steps
     return "[pipeline.runner]\n" + "".join(f"{k} = {v}\n" for k, v in keys.items())
 
 
