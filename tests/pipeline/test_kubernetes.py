@@ -3,6 +3,7 @@ fake_kubectl.py) that follows the real command's contract and really runs each J
 
 from __future__ import annotations
 
+import base64
 import json
 import math
 import os
@@ -229,17 +230,20 @@ def test_a_stuck_step_fails_at_its_deadline(
 ) -> None:
     hanging = tmp_path / "hanging-image"
     hanging.mkdir()
-    (hanging / "driftloop").write_text("#!/bin/sh\necho started\nexec sleep 600\n")
+    (hanging / "driftloop").write_text('#!/bin/sh\necho "started as $DRIFTLOOP_MARK"\nexec sleep 600\n')
     (hanging / "driftloop").chmod(0o755)
     monkeypatch.setenv("PATH", f"{hanging}{os.pathsep}{os.environ['PATH']}")
-    executor = _cluster_settings(tmp_path)
+    secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "dl-env"}}
+    secret["data"] = {"DRIFTLOOP_MARK": base64.b64encode(b"the secret's").decode()}
+    assert kubectl("apply", "-n", "ml", "-f", "-", stdin=json.dumps(secret)).returncode == 0
+    executor = _cluster_settings(tmp_path, env_secret='"dl-env"')
     log = tmp_path / "logs" / "r" / "train.log"
     started = time.monotonic()
     assert executor.run("train", "r", log, timeout_s=1) == 124
     assert time.monotonic() - started < 30
     text = log.read_text()
     assert "failed: DeadlineExceeded" in text
-    assert "started" in text  # the log is fetched after a timeout too
+    assert "started as the secret's" in text  # envFrom reached the step; its log is fetched after a timeout
 
 
 def test_a_job_the_cluster_never_reports_on_is_deleted_at_the_timeout(tmp_path: Path, cluster: Path) -> None:
