@@ -8,7 +8,7 @@ STAMP := $(VENV)/.driftloop-installed
 # This machine's pip configuration names index directories that do not exist; hide that noise only.
 QUIET_PIP := grep -v -e 'is ignored: it is neither a file nor a directory' || true
 
-.PHONY: install demo test test-slow lint typecheck unit bench clean
+.PHONY: install demo test test-slow lint typecheck unit bench clean test-kubernetes
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -42,6 +42,11 @@ test: lint typecheck unit
 
 test-slow: $(STAMP)
 	$(PYTEST) -m slow
+
+# Kubernetes (no cluster): manifests and rendered Jobs against the schemas, the runner against a fake
+# kubectl, the whole pipeline through it included (slow). Both lanes above already run these.
+test-kubernetes: $(STAMP)
+	$(BIN)/pytest --durations=10 tests/deploy tests/pipeline/test_kubernetes.py
 
 demo: $(STAMP)
 	@bash scripts/demo.sh

@@ -36,9 +36,11 @@ def test_every_runner_runs_the_same_step_command(tmp_path: Path) -> None:
     assert container[-len(base) :] == base
     k8s_settings = KubernetesRunnerSettings(type="kubernetes", image="driftloop:1")
     manifest = KubernetesExecutor(k8s_settings, settings).manifest("validate", "run-1")
-    assert manifest["spec"]["template"]["spec"]["containers"][0]["command"] == step_argv(
-        "validate", "run-1", None
-    )
+    command = manifest["spec"]["template"]["spec"]["containers"][0]["command"]
+    assert command[0] == "driftloop"
+    assert (
+        command[-5:] == base[-5:]
+    )  # after --config: the ConfigMap's file (tests/pipeline/test_kubernetes.py)
 
 
 def test_container_command_mounts_state_and_forwards_env_by_name_only(tmp_path: Path) -> None:
@@ -58,33 +60,6 @@ def test_container_command_mounts_state_and_forwards_env_by_name_only(tmp_path: 
     assert "HOME" not in cmd
     assert not any("hunter2" in part for part in cmd)
     assert cmd[cmd.index("reg/driftloop:1") + 1] == "driftloop"
-
-
-def test_kubernetes_job_manifest(tmp_path: Path) -> None:
-    settings = load_settings(cwd=tmp_path)
-    cfg = KubernetesRunnerSettings(
-        type="kubernetes",
-        image="reg/driftloop:1",
-        namespace="ml",
-        service_account="runner",
-        env_secret="dl-env",
-    )
-    executor = KubernetesExecutor(cfg, settings)
-    job = executor.manifest("transform", "20260101-000000-ABCDEF")
-    assert job["kind"] == "Job"
-    assert job["metadata"]["namespace"] == "ml"
-    assert job["metadata"]["name"] == "driftloop-20260101-000000-abcdef-transform"
-    assert job["spec"]["backoffLimit"] == 0
-    pod = job["spec"]["template"]["spec"]
-    assert pod["restartPolicy"] == "Never"
-    assert pod["serviceAccountName"] == "runner"
-    assert pod["containers"][0]["envFrom"] == [{"secretRef": {"name": "dl-env"}}]
-    apply, wait, logs = executor.commands("transform", "20260101-000000-ABCDEF", 600)
-    assert apply == ["kubectl", "apply", "-n", "ml", "-f", "-"]
-    assert "--for=condition=complete" in wait
-    assert logs[-1] == "job/driftloop-20260101-000000-abcdef-transform"
-    long = executor.job_name("x" * 80, "r")
-    assert len(long) <= 63
 
 
 def test_runner_is_chosen_by_configuration(tmp_path: Path) -> None:

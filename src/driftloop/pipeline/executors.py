@@ -17,6 +17,7 @@ import sys
 from typing import TYPE_CHECKING, Any, Protocol
 
 from driftloop.errors import ConfigError
+from driftloop.pipeline import _kubernetes
 from driftloop.runtime.processes import die_with_parent
 
 if TYPE_CHECKING:
@@ -41,6 +42,11 @@ def step_argv(step: str, run_id: str, config: Path | None) -> list[str]:
     """The step command line, as a container or a Job runs it."""
     head = ["driftloop"] + (["--config", str(config)] if config else [])
     return [*head, "pipeline", "step", step, "--run", run_id]
+
+
+def _with_config(step: str, run_id: str, config: str) -> list[str]:
+    """The step command with ``--config`` at a path of the container's filesystem, not this machine's."""
+    return ["driftloop", "--config", config, *step_argv(step, run_id, None)[1:]]
 
 
 class Executor(Protocol):
@@ -107,58 +113,33 @@ class ContainerExecutor:
 
 
 class KubernetesExecutor:
-    """A Kubernetes Job per step, applied and awaited with kubectl."""
+    """A Kubernetes Job per step, applied and followed with kubectl (``driftloop.pipeline._kubernetes``):
+    its ConfigMap's driftloop.toml mounted as ``--config``, killed at the step timeout, done when the Job
+    is Complete or Failed."""
 
     def __init__(self, cfg: KubernetesRunnerSettings, settings: Settings) -> None:
         self._cfg = cfg
         self._settings = settings
 
-    def job_name(self, step: str, run_id: str) -> str:
-        name = re.sub(r"[^a-z0-9-]", "-", f"driftloop-{run_id}-{step}".lower())
-        return name[:63].rstrip("-")
+    def job_name(self, step: str, run_id: str, attempt: str | None = None) -> str:
+        return _kubernetes.job_name(step, run_id, attempt)
 
-    def manifest(self, step: str, run_id: str) -> dict[str, Any]:
-        """The Job: one pod, no retries (the pipeline owns retry and resume), the step command."""
-        cfg = self._cfg
-        container: dict[str, Any] = {
-            "name": "step",
-            "image": cfg.image,
-            "command": step_argv(step, run_id, None),
-            "resources": {"requests": {"cpu": cfg.cpu, "memory": cfg.memory}},
-        }
-        if cfg.env_secret:
-            container["envFrom"] = [{"secretRef": {"name": cfg.env_secret}}]
-        pod: dict[str, Any] = {"restartPolicy": "Never", "containers": [container]}
-        if cfg.service_account:
-            pod["serviceAccountName"] = cfg.service_account
+    def manifest(
+        self, step: str, run_id: str, timeout_s: float | None = None, *, attempt: str | None = None
+    ) -> dict[str, Any]:
+        """The step's Job; ``timeout_s`` defaults to ``pipeline.step_timeout_s``."""
         labels = {"app.kubernetes.io/name": "driftloop", "driftloop/run": run_id, "driftloop/step": step}
-        return {
-            "apiVersion": "batch/v1",
-            "kind": "Job",
-            "metadata": {"name": self.job_name(step, run_id), "namespace": cfg.namespace, "labels": labels},
-            "spec": {"backoffLimit": 0, "template": {"metadata": {"labels": labels}, "spec": pod}},
-        }
-
-    def commands(self, step: str, run_id: str, timeout_s: float) -> list[list[str]]:
-        k, ns, job = self._cfg.kubectl, self._cfg.namespace, self.job_name(step, run_id)
-        return [
-            [k, "apply", "-n", ns, "-f", "-"],
-            [k, "wait", "-n", ns, "--for=condition=complete", f"--timeout={int(timeout_s)}s", f"job/{job}"],
-            [k, "logs", "-n", ns, f"job/{job}"],
-        ]
+        config = _kubernetes.config_path(self._cfg)
+        return _kubernetes.job_manifest(
+            self._cfg,
+            self.job_name(step, run_id, attempt),
+            step_argv(step, run_id, None) if config is None else _with_config(step, run_id, config),
+            labels,
+            self._settings.pipeline.step_timeout_s if timeout_s is None else timeout_s,
+        )
 
     def run(self, step: str, run_id: str, log: Path, timeout_s: float) -> int:
-        import json
-
-        apply, wait, logs = self.commands(step, run_id, timeout_s)
-        manifest = json.dumps(self.manifest(step, run_id))
-        with log.open("ab") as fh:
-            first = subprocess.run(apply, input=manifest.encode(), stdout=fh, stderr=fh, check=False)
-            if first.returncode != 0:
-                return first.returncode
-            code = subprocess.run(wait, stdout=fh, stderr=fh, check=False).returncode
-            subprocess.run(logs, stdout=fh, stderr=fh, check=False)
-        return code
+        return _kubernetes.run_job(self._cfg, self.manifest(step, run_id, timeout_s), log, timeout_s)
 
 
 def executor_for(settings: Settings) -> Executor:

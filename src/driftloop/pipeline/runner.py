@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import traceback
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -143,7 +144,7 @@ class Runner:
         self._emit(StepEvent(run_id, spec.name, "start"))
         log_path = self._settings.home / "logs" / run_id / f"{spec.name}.log"
         with self._following(run_id, spec.name, log_path):
-            code = self._executor.run(spec.name, run_id, log_path, self._settings.pipeline.step_timeout_s)
+            code, crash = self._dispatch(spec.name, run_id, log_path)
         log_uri = self._publish_log(run_id, spec.name, log_path)
         view = records.get_run(self._db, run_id).step(spec.name)
         if code == 0 and view.status == StepStatus.SUCCEEDED:
@@ -154,10 +155,22 @@ class Runner:
                 StepEvent(run_id, spec.name, "done", records.get_run(self._db, run_id).step(spec.name))
             )
             return None
-        error = view.error or f"step process exited with code {code} before recording a result"
+        error = view.error or crash or f"step process exited with code {code} before recording a result"
         records.finish_step(self._db, run_id, spec.name, StepStatus.FAILED, log_uri=log_uri, error=error)
         self._emit(StepEvent(run_id, spec.name, "failed", records.get_run(self._db, run_id).step(spec.name)))
         return f"step {spec.name} failed: {error} (log: {log_uri})"
+
+    def _dispatch(self, step: str, run_id: str, log_path: Path) -> tuple[int, str | None]:
+        """Run the step with the executor: its exit code, and what went wrong if the executor itself
+        raised (a bug, an engine's surprise), which fails the step rather than leaving the run
+        "running" behind an internal error. The traceback goes to the step log."""
+        try:
+            return self._executor.run(step, run_id, log_path, self._settings.pipeline.step_timeout_s), None
+        except Exception as exc:
+            log_path.parent.mkdir(parents=True, exist_ok=True)
+            with log_path.open("a") as fh:
+                fh.write(f"\n[driftloop] the executor failed:\n{traceback.format_exc()}")
+            return 1, f"the {type(self._executor).__name__} failed: {type(exc).__name__}: {exc}"
 
     def _following(self, run_id: str, step: str, log_path: Path) -> contextlib.AbstractContextManager[object]:
         """While a step runs, its log's progress lines as ``progress`` events (when anyone watches)."""

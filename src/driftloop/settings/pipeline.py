@@ -40,17 +40,38 @@ class ContainerRunnerSettings(Section):
     extra_args: tuple[str, ...] = ()
 
 
+# A Kubernetes resource quantity: "500m", "2", "1.5", "512Mi", "2Gi".
+_QUANTITY = r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$"
+
+
 class KubernetesRunnerSettings(Section):
-    """Each step as a Kubernetes Job running the same step command (applied with kubectl)."""
+    """Each step as a Kubernetes Job running the same step command, applied and followed with kubectl
+    (docs/deployment-kubernetes.md, decision 0068)."""
 
     type: Literal["kubernetes"]
     image: str
+    image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = "IfNotPresent"
     namespace: str = "default"
     service_account: str | None = None
     env_secret: str | None = None  # a Secret whose keys become the step's environment (DRIFTLOOP_…, AWS_…)
+    # A ConfigMap whose key ``driftloop.toml`` is mounted read-only and passed as ``--config``; empty: the
+    # step runs on its image's defaults and the environment alone.
+    config_map: str | None = "driftloop-config"
     kubectl: str = "kubectl"
-    cpu: str = "1"
-    memory: str = "2Gi"
+    # The image's non-root user (a numeric id, so the kubelet can check it is not root).
+    run_as_user: int = Field(default=10001, ge=1)
+    cpu: str = Field(default="1", pattern=_QUANTITY)  # requests
+    memory: str = Field(default="2Gi", pattern=_QUANTITY)
+    # Limits. None for the CPU: no limit (a CFS quota throttles training without protecting anyone the
+    # request does not); None for the memory: the request (a step that outgrows it is killed, not the node).
+    cpu_limit: str | None = Field(default=None, pattern=_QUANTITY)
+    memory_limit: str | None = Field(default=None, pattern=_QUANTITY)
+    # A finished Job (and its pod and log) is kept this long for `kubectl logs`, then garbage-collected.
+    ttl_after_finished_s: int = Field(default=86400, ge=0)
+    poll_s: float = Field(default=2.0, gt=0)  # how often the Job's conditions are read
+    # The Job's activeDeadlineSeconds is the step timeout; the runner gives the cluster this much longer
+    # to report it before deleting the Job itself (an unreachable API server, a stuck controller).
+    deadline_grace_s: float = Field(default=60.0, ge=0)
 
 
 RunnerSettings = Annotated[
