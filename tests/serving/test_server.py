@@ -264,6 +264,7 @@ def _scrape(url: str, name: str, **labels: str) -> list[float]:
     ]
 
 
+@pytest.mark.slow  # two workers loading the model, then a clean stop that ships and compacts: 41 s here
 def test_workers_answer_metrics_for_all_of_them(production: Workspace) -> None:
     from tests.captured import predictions_by_writer
 
