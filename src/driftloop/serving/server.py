@@ -165,14 +165,14 @@ def build_app(settings: Settings, *, slots: bool = False, metrics_dir: Path | No
         try:
             yield
         finally:
-            if publishing is not None and metrics_dir is not None:
-                await _stop_publishing(publishing, app.state.metrics, metrics_dir)
             gauges.stop()
             follower.stop()
             if shadow is not None:
                 shadow.stop()
             if sink is not None:
                 sink.close()
+            if publishing is not None and metrics_dir is not None:  # last: what the close shipped counts
+                await _stop_publishing(publishing, app.state.metrics, metrics_dir)
 
     batcher = None
     if cfg.micro_batching:
