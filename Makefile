@@ -8,7 +8,7 @@ STAMP := $(VENV)/.driftloop-installed
 # This machine's pip configuration names index directories that do not exist; hide that noise only.
 QUIET_PIP := grep -v -e 'is ignored: it is neither a file nor a directory' || true
 
-.PHONY: install demo test test-slow lint typecheck unit bench clean test-kubernetes
+.PHONY: install demo test test-slow lint typecheck unit bench clean test-kubernetes test-replicas
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -47,6 +47,12 @@ test-slow: $(STAMP)
 # kubectl, the whole pipeline through it included (slow). Both lanes above already run these.
 test-kubernetes: $(STAMP)
 	$(BIN)/pytest --durations=10 tests/deploy tests/pipeline/test_kubernetes.py
+
+# Replicas and workers alone (docs/scaling-replicas.md); `make test-slow` runs the same slow tests. The
+# replicas test needs DRIFTLOOP_TEST_POSTGRES_URL (skipped without it, failing with ..._REQUIRED=1).
+test-replicas: $(STAMP)
+	$(BIN)/pytest -p no:xdist --durations=5 tests/serving/test_worker_metrics.py tests/serving/test_replicas.py \
+	  tests/serving/test_server.py::test_workers_answer_metrics_for_all_of_them
 
 demo: $(STAMP)
 	@bash scripts/demo.sh

@@ -3,10 +3,12 @@ through the real capture store (shared by the monitoring CLI and dashboard tests
 
 from __future__ import annotations
 
+import io
 import math
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
+import pyarrow.parquet as pq
 
 from driftloop.capture import CaptureStore
 from driftloop.settings import load_settings
@@ -15,6 +17,8 @@ from tests.conftest import SETTLE_S
 
 if TYPE_CHECKING:
     from pathlib import Path
+
+    from driftloop.storage import ObjectStore
 
 
 def capture_day(
@@ -59,3 +63,16 @@ def plain(value: Any) -> Any:
     if isinstance(value, float) and math.isnan(value):
         return None
     return value.item() if hasattr(value, "item") else value
+
+
+def predictions_by_writer(store: ObjectStore, model: str) -> dict[str, set[str]]:
+    """The ids of ``model``'s predictions compacted to Parquet in ``store``, by the writer (one per capture
+    WAL: a service process, or a replica) that captured them, read from each object's name
+    (``captures/model=…/date=…/<writer>-seg-….parquet``)."""
+    by_writer: dict[str, set[str]] = {}
+    for info in store.list(f"captures/model={model}/"):
+        if info.key.endswith(".parquet"):
+            writer = info.key.rsplit("/", 1)[1].split("-seg-")[0]
+            table = pq.read_table(io.BytesIO(store.read_bytes(info.key)), columns=["prediction_id"])
+            by_writer.setdefault(writer, set()).update(table.column("prediction_id").to_pylist())
+    return by_writer

@@ -13,10 +13,11 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from driftloop.settings import load_settings
 from driftloop.storage import store_for
-from tests.conftest import free_port, wait_for
+from tests.conftest import SETTLE_S, free_port, wait_for
 from tests.plant import Plant, copy_plant
 from tests.serving.fakes import plant_rows
 
@@ -249,6 +250,57 @@ def test_workers_each_capture_through_their_own_wal(production: Workspace) -> No
     ]
     writers = {key.rsplit("/", 1)[1].split("-seg-")[0] for key in keys}
     assert len(writers) >= 2  # both workers' WALs shipped under their own writer ids
+
+
+def _scrape(url: str, name: str, **labels: str) -> list[float]:
+    """The values of the samples ``name`` with ``labels`` in one ``GET /metrics`` on a new connection
+    (so with several workers, whichever takes it answers)."""
+    text = httpx.get(f"{url}/metrics", headers={"connection": "close"}, timeout=30).text
+    return [
+        sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == name and labels.items() <= sample.labels.items()
+    ]
+
+
+@pytest.mark.slow  # two workers loading the model, then a clean stop that ships and compacts: 41 s here
+def test_workers_answer_metrics_for_all_of_them(production: Workspace) -> None:
+    from tests.captured import predictions_by_writer
+
+    server = Server(production, free_port(), "--workers", "2")
+    server.start()
+    predict = {"path": "/v1/predict"}
+    try:
+        # The model version is the one gauge kept per worker (a pid label): both are up and publishing.
+        wait_for(
+            lambda: len(_scrape(server.url, "driftloop_model_version")) == 2,
+            SETTLE_S,
+            "both workers to publish their metrics",
+        )
+        ids: list[str] = []
+        # A new connection per request, so the workers share them.
+        with httpx.Client(timeout=30, headers={"connection": "close"}) as client:
+            for row in plant_rows(60, seed=3):
+                response = client.post(f"{server.url}/v1/predict", json={"instances": [row]})
+                assert response.status_code == 200, response.text
+                ids.extend(p["id"] for p in response.json()["predictions"])
+        sent = len(ids)
+
+        def predicted() -> float:
+            return sum(_scrape(server.url, "driftloop_requests_total", status="200", **predict))
+
+        # Another worker's requests reach a scrape once it has published them (every second).
+        wait_for(lambda: predicted() == sent, SETTLE_S, f"/metrics to count all {sent} predictions")
+        assert [predicted() for _ in range(8)] == [sent] * 8  # whichever worker answers
+        assert _scrape(server.url, "driftloop_request_seconds_count", **predict) == [sent]
+    finally:
+        server.stop()  # graceful: each worker ships and compacts its captures
+    # Both workers answered some of them, so neither one's own count could have been the total.
+    by_writer = predictions_by_writer(store_for(load_settings(cwd=production.directory)), production.name)
+    answered = {writer: len(found & set(ids)) for writer, found in by_writer.items() if found & set(ids)}
+    assert len(answered) == 2, answered
+    assert sum(answered.values()) == sent
 
 
 @pytest.mark.parametrize("workers", ["1", "2"])

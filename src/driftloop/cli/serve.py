@@ -35,6 +35,7 @@ def serve(
 
     from driftloop.logs import configure_logging
     from driftloop.serving.server import CONFIG_ENV, build_app
+    from driftloop.serving.worker_metrics import worker_metrics_dir
 
     st = state(ctx)
     settings = st.settings
@@ -81,7 +82,9 @@ def serve(
     if settings.config_file is not None:
         os.environ[CONFIG_ENV] = str(settings.config_file)
     # uvicorn's supervisor stops the workers on SIGTERM (each shuts down gracefully) and returns: exit 0.
-    uvicorn.run("driftloop.serving.server:app_from_env", factory=True, workers=n, **common)
+    # The workers write their metrics to one fresh directory, so any of them answers /metrics for all.
+    with worker_metrics_dir():
+        uvicorn.run("driftloop.serving.server:app_from_env", factory=True, workers=n, **common)
 
 
 _LEVELS = ("critical", "error", "warning", "info", "debug", "trace")

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from datetime import datetime
 
-__all__ = ["holder_gone", "new_holder"]
+__all__ = ["holder_gone", "new_holder", "process_gone"]
 
 _HOST = socket.gethostname()[:160]
 
@@ -34,13 +34,18 @@ def holder_gone(holder: str, expires_at: datetime | None, now: datetime) -> bool
     pid = rest.partition(":")[0]
     if host != _HOST or not pid.isdigit():
         return False
+    return process_gone(int(pid))
+
+
+def process_gone(pid: int) -> bool:
+    """Process ``pid`` of this host no longer runs (or is a zombie: dead, not yet reaped)."""
     try:
-        os.kill(int(pid), 0)
+        os.kill(pid, 0)
     except ProcessLookupError:
         return True
     except PermissionError:  # alive, another user's
         return False
-    return _zombie(int(pid))
+    return _zombie(pid)
 
 
 def _zombie(pid: int) -> bool:

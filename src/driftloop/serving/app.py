@@ -36,6 +36,7 @@ from driftloop.serving.stamps import PredictionIds
 if TYPE_CHECKING:
     from collections.abc import Callable
     from contextlib import AbstractAsyncContextManager
+    from pathlib import Path
 
     from fastapi.responses import Response
 
@@ -62,6 +63,7 @@ def create_app(
     gate: Gate | None = None,
     id_keys: IdKeys | None = None,
     max_feedback_rows: int = 10_000,
+    metrics_dir: Path | None = None,
 ) -> FastAPI:
     """The service around ``holder`` (already following the registry) and ``capture``.
 
@@ -73,9 +75,10 @@ def create_app(
     ``gate`` admits requests to the protected routes (tokens, roles, rate limits: docs/auth.md); without
     one every route is open, as with auth off. Prediction ids are tagged with ``id_keys`` (default: a
     random key of this app's own), and ``POST /v1/feedback`` accepts labels for ids those keys
-    recognise, at most ``max_feedback_rows`` per request.
+    recognise, at most ``max_feedback_rows`` per request. With ``metrics_dir`` (``serve --workers N``),
+    ``GET /metrics`` merges every worker's metrics from that directory (``serving.worker_metrics``).
     """
-    metrics = ServiceMetrics(holder, capture)
+    metrics = ServiceMetrics(holder, capture, multiprocess_dir=metrics_dir)
     app = FastAPI(
         title="driftloop prediction service",
         version=__version__,

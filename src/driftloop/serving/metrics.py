@@ -1,4 +1,11 @@
-"""Prometheus metrics of the service: requests by status, latency, model version, capture, fallbacks."""
+"""Prometheus metrics of the service: requests by status, latency, model version, capture, fallbacks.
+
+With several workers (``serving.worker_metrics``) every worker writes its metrics to files of a shared
+directory and ``GET /metrics`` merges them: each gauge says how (``multiprocess_mode``): "sum" for counts
+since the service started (a replaced worker's stay), "livesum"/"livemin" for the state of the workers
+running now, "liveall" for the model version (one series per worker, with a ``pid`` label, so a swap
+half done shows). One process: the same metrics, from this process's registry as before.
+"""
 
 from __future__ import annotations
 
@@ -11,8 +18,11 @@ from prometheus_client.metrics_core import CounterMetricFamily, HistogramMetricF
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
+from driftloop.serving.worker_metrics import PublishedValues, check_multiprocess, merged
+
 if TYPE_CHECKING:
     from collections.abc import Iterator, Mapping
+    from pathlib import Path
 
     from prometheus_client.metrics_core import Metric
 
@@ -32,6 +42,9 @@ _PATHS = {
     "/metrics",
 }
 _LATENCY_BUCKETS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+_BOUNDS = (*map(floatToGoString, _LATENCY_BUCKETS), "+Inf")
+_REQUESTS_HELP = "HTTP requests"
+_LATENCY_HELP = "Request latency"
 
 
 class _Requests(Collector):
@@ -59,25 +72,45 @@ class _Requests(Collector):
         self.sums[label] += seconds
 
     def collect(self) -> Iterator[Metric]:
-        requests = CounterMetricFamily("driftloop_requests", "HTTP requests", labels=["path", "status"])
+        requests = CounterMetricFamily("driftloop_requests", _REQUESTS_HELP, labels=["path", "status"])
         for (label, status), count in sorted(self.counts.items()):
             requests.add_metric([label, str(status)], count)
         yield requests
-        latency = HistogramMetricFamily("driftloop_request_seconds", "Request latency", labels=["path"])
-        bounds = [*map(floatToGoString, _LATENCY_BUCKETS), "+Inf"]
+        latency = HistogramMetricFamily("driftloop_request_seconds", _LATENCY_HELP, labels=["path"])
         for label, counts in sorted(self.buckets.items()):
             cumulative, total = [], 0
-            for bound, count in zip(bounds, counts, strict=True):
+            for bound, count in zip(_BOUNDS, counts, strict=True):
                 total += count
                 cumulative.append((bound, total))
             latency.add_metric([label], cumulative, self.sums[label])
         yield latency
 
+    def publish(self, published: PublishedValues) -> None:
+        """This process's counts so far into its multiprocess files (on the event loop's thread)."""
+        for (label, status), count in self.counts.items():
+            labels = {"path": label, "status": str(status)}
+            published.set("driftloop_requests_total", labels, count, kind="counter", help_text=_REQUESTS_HELP)
+        latency = {"kind": "histogram", "help_text": _LATENCY_HELP}
+        for label, counts in self.buckets.items():
+            for bound, count in zip(_BOUNDS, counts, strict=True):
+                bucket = {"path": label, "le": bound}
+                published.set("driftloop_request_seconds_bucket", bucket, count, **latency)
+            published.set("driftloop_request_seconds_sum", {"path": label}, self.sums[label], **latency)
+
 
 class ServiceMetrics:
-    """One registry per app (tests create many apps in one process)."""
+    """One registry per app (tests create many apps in one process). With ``multiprocess_dir`` (the
+    ``PROMETHEUS_MULTIPROC_DIR`` of ``serve --workers N``, set before prometheus_client was imported),
+    :meth:`render` answers for every worker: call :meth:`publish` every
+    :data:`~driftloop.serving.worker_metrics.PUBLISH_INTERVAL_S` and when the worker stops."""
 
-    def __init__(self, holder: ModelHolder, capture: Any | None) -> None:
+    def __init__(
+        self, holder: ModelHolder, capture: Any | None, *, multiprocess_dir: Path | None = None
+    ) -> None:
+        if multiprocess_dir is not None:
+            check_multiprocess(multiprocess_dir)
+        self.multiprocess_dir = multiprocess_dir
+        self._published = PublishedValues() if multiprocess_dir is not None else None
         self.registry = CollectorRegistry()
         self._holder = holder
         self._capture = capture
@@ -95,39 +128,60 @@ class ServiceMetrics:
             "driftloop_batch_requests", "Requests per model call (micro-batching)", registry=r, buckets=sizes
         )
         self.batch_rows = Histogram("driftloop_batch_rows", "Rows per model call", registry=r, buckets=sizes)
-        self.model_version = Gauge("driftloop_model_version", "Serving model version", ["model"], registry=r)
-        self.swaps = Gauge("driftloop_model_swaps", "Model installs since start", registry=r)
+        self.model_version = Gauge(
+            "driftloop_model_version",
+            "Serving model version",
+            ["model"],
+            registry=r,
+            multiprocess_mode="liveall",
+        )
+        self.swaps = Gauge(
+            "driftloop_model_swaps", "Model installs since start", registry=r, multiprocess_mode="sum"
+        )
         self.load_failures = Gauge(
-            "driftloop_model_load_failures", "Versions that failed to load", registry=r
+            "driftloop_model_load_failures",
+            "Versions that failed to load",
+            registry=r,
+            multiprocess_mode="sum",
         )
         self.capture_pending = Gauge(
-            "driftloop_capture_pending_bytes", "Captured bytes not yet shipped", registry=r
+            "driftloop_capture_pending_bytes",
+            "Captured bytes not yet shipped",
+            registry=r,
+            multiprocess_mode="livesum",
         )
         self.capture_shipped = Gauge(
-            "driftloop_capture_shipped_records", "Captured records shipped", registry=r
+            "driftloop_capture_shipped_records",
+            "Captured records shipped",
+            registry=r,
+            multiprocess_mode="sum",
         )
         self.capture_landed = Gauge(
             "driftloop_capture_landed_segments",
             "Shipped capture segments not yet compacted to Parquet",
             registry=r,
+            multiprocess_mode="livesum",
         )
         self.capture_failures = Gauge(
-            "driftloop_capture_ship_failures", "Failed shipping attempts", registry=r
+            "driftloop_capture_ship_failures", "Failed shipping attempts", registry=r, multiprocess_mode="sum"
         )
         self.capture_reachable = Gauge(
             "driftloop_capture_store_reachable",
             "1 while the capture shipper reaches the object store, 0 in an outage (captures buffer locally)",
             registry=r,
+            multiprocess_mode="livemin",
         )
         self.capture_outages = Gauge(
             "driftloop_capture_store_outages",
             "Times the object store stopped answering the shipper",
             registry=r,
+            multiprocess_mode="sum",
         )
         self.capture_rejected = Gauge(
             "driftloop_capture_rejected",
             "Predictions refused (503) because the capture buffer was full",
             registry=r,
+            multiprocess_mode="sum",
         )
 
     def observe_batch(self, requests: int, rows: int) -> None:
@@ -139,6 +193,22 @@ class ServiceMetrics:
         self._requests.observe(path if path in _PATHS else "other", status, seconds)
 
     def render(self) -> tuple[bytes, str]:
+        """Prometheus text of this process, or with several workers of all of them."""
+        if self.multiprocess_dir is None:
+            self._refresh()
+            return generate_latest(self.registry), CONTENT_TYPE_LATEST
+        self.publish()
+        return merged(self.multiprocess_dir), CONTENT_TYPE_LATEST
+
+    def publish(self) -> None:
+        """With several workers: this worker's current numbers into its files (on the event loop's
+        thread, where the request counts are kept). Nothing to do in one process."""
+        if self._published is not None:
+            self._refresh()
+            self._requests.publish(self._published)
+
+    def _refresh(self) -> None:
+        """The gauges read from the model holder and the capture store, as they are now."""
         current = self._holder.current
         if current is not None:
             self.model_version.labels(current.name).set(current.version)
@@ -153,4 +223,3 @@ class ServiceMetrics:
             self.capture_rejected.set(float(stats.get("rejected", 0)))
             self.capture_reachable.set(float(stats.get("store_reachable", True)))
             self.capture_outages.set(float(stats.get("outages", 0)))
-        return generate_latest(self.registry), CONTENT_TYPE_LATEST

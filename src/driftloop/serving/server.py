@@ -9,6 +9,7 @@ single-process service uses, so switching between one and several workers strand
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import gc
 import logging
@@ -29,6 +30,7 @@ from driftloop.serving.batching import MicroBatcher
 from driftloop.serving.gauges import MonitorGauges
 from driftloop.serving.id_keys import prediction_id_keys
 from driftloop.serving.model import Follower, LoadedModel, ModelHolder, load_version
+from driftloop.serving.worker_metrics import MULTIPROC_ENV, PUBLISH_INTERVAL_S, worker_stopped
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
@@ -37,6 +39,7 @@ if TYPE_CHECKING:
 
     from driftloop.capture import CaptureStore
     from driftloop.registry import Registry
+    from driftloop.serving.metrics import ServiceMetrics
     from driftloop.settings import Settings
 
 __all__ = ["CONFIG_ENV", "app_from_env", "build_app", "monitor_gauges", "wal_slot"]
@@ -55,7 +58,8 @@ def app_from_env() -> FastAPI:
     config = os.environ.get(CONFIG_ENV)
     settings = load_settings(Path(config) if config else None)
     configure_logging(settings.logging.level)  # a spawned worker starts with logging as Python leaves it
-    return build_app(settings, slots=True)
+    metrics_dir = os.environ.get(MULTIPROC_ENV)  # set by serve before it started the workers
+    return build_app(settings, slots=True, metrics_dir=Path(metrics_dir) if metrics_dir else None)
 
 
 def _stage_changes(settings: Settings, registry: Registry, name: str, alias: str) -> Changes | None:
@@ -99,10 +103,12 @@ def wal_slot(wal_dir: Path, k: int) -> Path:
     return wal_dir if k == 0 else wal_dir / f"worker-{k}"
 
 
-def build_app(settings: Settings, *, slots: bool = False) -> FastAPI:
+def build_app(settings: Settings, *, slots: bool = False, metrics_dir: Path | None = None) -> FastAPI:
     """The service for ``settings``: follows ``registry.model_name@serving.alias`` and captures to storage.
 
     ``slots``: take the first free WAL slot (several workers) instead of requiring ``capture.wal_dir``.
+    ``metrics_dir``: the workers' shared metrics directory (``serving.worker_metrics``); ``GET /metrics``
+    then answers for all of them.
     """
     from driftloop.registry import Registry
     from driftloop.tracking import Tracker
@@ -136,7 +142,7 @@ def build_app(settings: Settings, *, slots: bool = False) -> FastAPI:
         sink.start()  # now, so that a WAL held by another process is a one-line error before binding
 
     @contextlib.asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if sink is not None:
             sink.start()  # recovers and ships what a previous process left in the WAL
         if changes is not None:
@@ -155,6 +161,7 @@ def build_app(settings: Settings, *, slots: bool = False) -> FastAPI:
         if shadow is not None:
             shadow.start()
         gauges.start()
+        publishing = _publishing(app.state.metrics) if metrics_dir is not None else None
         try:
             yield
         finally:
@@ -164,6 +171,8 @@ def build_app(settings: Settings, *, slots: bool = False) -> FastAPI:
                 shadow.stop()
             if sink is not None:
                 sink.close()
+            if publishing is not None and metrics_dir is not None:  # last: what the close shipped counts
+                await _stop_publishing(publishing, app.state.metrics, metrics_dir)
 
     batcher = None
     if cfg.micro_batching:
@@ -186,6 +195,7 @@ def build_app(settings: Settings, *, slots: bool = False) -> FastAPI:
         gate=gate_for(settings),
         id_keys=prediction_id_keys(settings),
         max_feedback_rows=cfg.max_feedback_rows,
+        metrics_dir=metrics_dir,
     )
 
 
@@ -196,6 +206,26 @@ def monitor_gauges(settings: Settings, model: str) -> MonitorGauges:
 
     store, key = store_for(settings), f"monitoring/{model}/latest.prom"
     return MonitorGauges(lambda: store.read_bytes(key), name=f"{store.root}/{key}")
+
+
+def _publishing(metrics: ServiceMetrics) -> asyncio.Task[None]:
+    """A task publishing this worker's metrics for the others' scrapes, every ``PUBLISH_INTERVAL_S``."""
+
+    async def run() -> None:
+        while True:
+            await asyncio.sleep(PUBLISH_INTERVAL_S)
+            metrics.publish()
+
+    return asyncio.create_task(run(), name="publish-metrics")
+
+
+async def _stop_publishing(task: asyncio.Task[None], metrics: ServiceMetrics, directory: Path) -> None:
+    """The worker stops: its last counts published (they stay in the totals), its live gauges removed."""
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    metrics.publish()
+    worker_stopped(directory)
 
 
 def _both(follower: Follower, shadow: Follower | None) -> Callable[[], None]:
