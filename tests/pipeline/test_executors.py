@@ -138,3 +138,59 @@ def test_a_step_over_its_time_limit_is_killed(tmp_path: Path) -> None:
     log = tmp_path / "slow.log"
     assert _run_logged(["sleep", "30"], log, 0.5, env={}) == 124
     assert "timed out" in log.read_text()
+
+
+def _container(
+    tmp_path: Path, extra: str = "", executable: str = "podman", environ: dict[str, str] | None = None
+) -> ContainerExecutor:
+    config = tmp_path / "driftloop.toml"
+    runner = f'[pipeline.runner]\ntype = "container"\nimage = "i:1"\nexecutable = "{executable}"\n'
+    config.write_text(runner + extra)
+    settings = load_settings(cwd=tmp_path)
+    assert isinstance(settings.pipeline.runner, ContainerRunnerSettings)
+    return ContainerExecutor(settings.pipeline.runner, settings, environ=environ or {}, cwd=tmp_path)
+
+
+def _option(cmd: list[str], flag: str) -> str:
+    return cmd[cmd.index(flag) + 1]
+
+
+def test_container_step_runs_as_the_caller_in_the_callers_directory(tmp_path: Path) -> None:
+    import os
+
+    cmd = _container(tmp_path).command("ingest", "r")
+    assert _option(cmd, "--user") == f"{os.getuid()}:{os.getgid()}"
+    assert "HOME=/tmp" in cmd  # a uid the image does not know still gets a writable home
+    assert f"{tmp_path}:{tmp_path}" in cmd  # relative paths and the git checkout resolve as on the host
+    assert _option(cmd, "-w") == str(tmp_path)
+    assert "--pull=missing" in cmd
+
+    image_user = _container(tmp_path, 'user = "image"\npull = "never"\n').command("ingest", "r")
+    assert "--user" not in image_user
+    assert "HOME=/tmp" not in image_user
+    assert "--pull=never" in image_user
+    explicit = _container(tmp_path, 'user = "1234:5678"\n').command("ingest", "r")
+    assert _option(explicit, "--user") == "1234:5678"
+
+
+def test_each_container_has_its_own_readable_name(tmp_path: Path) -> None:
+    executor = _container(tmp_path)
+    first = _option(executor.command("train", "20260101-000000-AB/C"), "--name")
+    second = _option(executor.command("train", "20260101-000000-AB/C"), "--name")
+    assert first.startswith("driftloop-20260101-000000-AB-C-train-")
+    assert first != second  # a retried step never collides with a container still being removed
+
+
+def test_a_container_over_its_time_limit_is_removed_not_just_its_client_killed(tmp_path: Path) -> None:
+    calls = tmp_path / "calls"
+    engine = tmp_path / "fake-engine"
+    # The real engine's contract: `run` blocks while the container runs; `rm --force NAME` removes it.
+    engine.write_text(f'#!/bin/sh\necho "$@" >> {calls}\n[ "$1" = run ] && exec sleep 30\nexit 0\n')
+    engine.chmod(0o755)
+    executor = _container(tmp_path, executable=str(engine), environ={"PATH": "/usr/bin:/bin"})
+    log = tmp_path / "step.log"
+    assert executor.run("train", "r1", log, 1.0) == 124
+    run, remove = calls.read_text().splitlines()
+    name = _option(run.split(), "--name")
+    assert remove.split() == ["rm", "--force", name]
+    assert "timed out" in log.read_text()
