@@ -34,8 +34,9 @@ RUN find /opt/venv -depth -type d -name tests -exec rm -rf {} + \
 
 FROM ${BASE}
 # git: training records the working directory's commit (lineage; promotion's clean-git check).
+# tzdata: pandas and pyarrow resolve the time zones of timestamps through the system database.
 RUN apt-get update -qq \
-    && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends git >/dev/null \
+    && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends git tzdata >/dev/null \
     && rm -rf /var/lib/apt/lists/* \
     && useradd --create-home --uid 10001 --user-group --shell /usr/sbin/nologin driftloop
 COPY --from=build /opt/venv /opt/venv

@@ -33,7 +33,8 @@ def test_every_runner_runs_the_same_step_command(tmp_path: Path) -> None:
 
     assert isinstance(settings.pipeline.runner, ContainerRunnerSettings)
     container = ContainerExecutor(settings.pipeline.runner, settings, environ={}).command("validate", "run-1")
-    assert container[-len(base) :] == base
+    assert container[container.index("--entrypoint") + 1] == base[0]
+    assert container[-len(base) :] == ["driftloop:1", *base[1:]]
     k8s_settings = KubernetesRunnerSettings(type="kubernetes", image="driftloop:1")
     manifest = KubernetesExecutor(k8s_settings, settings).manifest("validate", "run-1")
     assert manifest["spec"]["template"]["spec"]["containers"][0]["command"] == step_argv(
@@ -57,7 +58,9 @@ def test_container_command_mounts_state_and_forwards_env_by_name_only(tmp_path: 
     assert "DRIFTLOOP_DATA__DATASET" in cmd
     assert "HOME" not in cmd
     assert not any("hunter2" in part for part in cmd)
-    assert cmd[cmd.index("reg/driftloop:1") + 1] == "driftloop"
+    assert cmd[cmd.index("--entrypoint") + 1] == "driftloop"
+    assert cmd[cmd.index("reg/driftloop:1") + 1 :] == step_argv("ingest", "r", config)[1:]
+    assert "--no-healthcheck" in cmd  # a step is not a service
 
 
 def test_kubernetes_job_manifest(tmp_path: Path) -> None:

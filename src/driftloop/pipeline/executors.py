@@ -110,7 +110,8 @@ class ContainerExecutor:
         s, cfg = self._settings, self._cfg
         cwd = str(self._cwd or os.getcwd())
         cmd = [cfg.executable, "run", "--rm", "--network", cfg.network, f"--pull={cfg.pull}"]
-        cmd += ["--name", name or self.container_name(step, run_id)]
+        # A step is not a service: the image's healthcheck (serve's /ready) has nothing to probe.
+        cmd += ["--name", name or self.container_name(step, run_id), "--no-healthcheck"]
         if cfg.user != "image":
             user = f"{os.getuid()}:{os.getgid()}" if cfg.user == "caller" else cfg.user
             # A uid the image does not know has no home directory; tools that cache (MLflow, DVC) need one.
@@ -127,8 +128,11 @@ class ContainerExecutor:
         for key in sorted(self._environ):
             if _FORWARD.match(key) and not key.startswith("DRIFTLOOP_TEST_"):
                 cmd += ["-e", key]  # by name only: values never appear on a command line
-        cmd += [*cfg.extra_args, cfg.image]
-        return cmd + step_argv(step, run_id, config)
+        # The step command replaces the image's entry point, as a Kubernetes Job's ``command`` does, so
+        # any image with driftloop on its PATH runs it (driftloop's own image has it as entry point).
+        program, *args = step_argv(step, run_id, config)
+        cmd += ["--entrypoint", program, *cfg.extra_args, cfg.image]
+        return cmd + args
 
     def run(self, step: str, run_id: str, log: Path, timeout_s: float) -> int:
         name = self.container_name(step, run_id)
