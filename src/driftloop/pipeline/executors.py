@@ -9,6 +9,7 @@ metadata database, so nothing passes through memory between steps.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -138,14 +139,16 @@ class ContainerExecutor:
         name = self.container_name(step, run_id)
 
         def remove() -> None:
-            subprocess.run(
-                [self._cfg.executable, "rm", "--force", name],
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-                env=self._environ,
-                timeout=60,
-                check=False,
-            )
+            # Best effort: the step already failed; an engine that cannot remove it must not crash the run.
+            with contextlib.suppress(OSError, subprocess.SubprocessError):
+                subprocess.run(
+                    [self._cfg.executable, "rm", "--force", name],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                    env=self._environ,
+                    timeout=60,
+                    check=False,
+                )
 
         return _run_logged(
             self.command(step, run_id, name), log, timeout_s, env=self._environ, on_timeout=remove
