@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 pytestmark = [pytest.mark.container, pytest.mark.timeout(BUILD_TIMEOUT_S + 600)]
 
 
-def test_the_image_builds_small_non_root_with_driftloop_as_entry_point(
+def test_the_image_builds_non_root_with_driftloop_as_entry_point(
     podman: Podman, driftloop_image: Image
 ) -> None:
     megabytes = driftloop_image.size_bytes / 1e6
