@@ -8,7 +8,7 @@ STAMP := $(VENV)/.driftloop-installed
 # This machine's pip configuration names index directories that do not exist; hide that noise only.
 QUIET_PIP := grep -v -e 'is ignored: it is neither a file nor a directory' || true
 
-.PHONY: install demo test test-slow lint typecheck unit bench clean test-kubernetes test-replicas
+.PHONY: install demo test test-slow lint typecheck unit bench clean test-container test-kubernetes test-replicas
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -36,12 +36,18 @@ WORKERS ?= 2
 PYTEST := $(BIN)/pytest -n $(WORKERS) --dist loadscope --durations=25
 
 unit: $(STAMP)
-	$(PYTEST) -m "not slow"
+	$(PYTEST) -m "not slow and not container"
 
 test: lint typecheck unit
 
 test-slow: $(STAMP)
-	$(PYTEST) -m slow
+	$(PYTEST) -m "slow and not container"
+
+# The container lane (docs/deployment.md): builds the Debian base and driftloop's image with podman, then
+# runs the pipeline and the service in containers. One worker: the image build is the long part, and the
+# tests share it. -rP prints the image's size. DRIFTLOOP_TEST_CONTAINER_REQUIRED=1 turns skips into failures.
+test-container: $(STAMP)
+	$(BIN)/pytest -p no:xdist -m container -rP --durations=10 tests/container
 
 # Kubernetes (no cluster): manifests and rendered Jobs against the schemas, the runner against a fake
 # kubectl, the whole pipeline through it included (slow). Both lanes above already run these.

@@ -33,7 +33,8 @@ def test_every_runner_runs_the_same_step_command(tmp_path: Path) -> None:
 
     assert isinstance(settings.pipeline.runner, ContainerRunnerSettings)
     container = ContainerExecutor(settings.pipeline.runner, settings, environ={}).command("validate", "run-1")
-    assert container[-len(base) :] == base
+    assert container[container.index("--entrypoint") + 1] == base[0]
+    assert container[-len(base) :] == ["driftloop:1", *base[1:]]
     k8s_settings = KubernetesRunnerSettings(type="kubernetes", image="driftloop:1")
     manifest = KubernetesExecutor(k8s_settings, settings).manifest("validate", "run-1")
     command = manifest["spec"]["template"]["spec"]["containers"][0]["command"]
@@ -59,7 +60,9 @@ def test_container_command_mounts_state_and_forwards_env_by_name_only(tmp_path: 
     assert "DRIFTLOOP_DATA__DATASET" in cmd
     assert "HOME" not in cmd
     assert not any("hunter2" in part for part in cmd)
-    assert cmd[cmd.index("reg/driftloop:1") + 1] == "driftloop"
+    assert cmd[cmd.index("--entrypoint") + 1] == "driftloop"
+    assert cmd[cmd.index("reg/driftloop:1") + 1 :] == step_argv("ingest", "r", config)[1:]
+    assert "--no-healthcheck" in cmd  # a step is not a service
 
 
 def test_runner_is_chosen_by_configuration(tmp_path: Path) -> None:
@@ -112,4 +115,60 @@ def test_a_step_over_its_time_limit_is_killed(tmp_path: Path) -> None:
 
     log = tmp_path / "slow.log"
     assert _run_logged(["sleep", "30"], log, 0.5, env={}) == 124
+    assert "timed out" in log.read_text()
+
+
+def _container(
+    tmp_path: Path, extra: str = "", executable: str = "podman", environ: dict[str, str] | None = None
+) -> ContainerExecutor:
+    config = tmp_path / "driftloop.toml"
+    runner = f'[pipeline.runner]\ntype = "container"\nimage = "i:1"\nexecutable = "{executable}"\n'
+    config.write_text(runner + extra)
+    settings = load_settings(cwd=tmp_path)
+    assert isinstance(settings.pipeline.runner, ContainerRunnerSettings)
+    return ContainerExecutor(settings.pipeline.runner, settings, environ=environ or {}, cwd=tmp_path)
+
+
+def _option(cmd: list[str], flag: str) -> str:
+    return cmd[cmd.index(flag) + 1]
+
+
+def test_container_step_runs_as_the_caller_in_the_callers_directory(tmp_path: Path) -> None:
+    import os
+
+    cmd = _container(tmp_path).command("ingest", "r")
+    assert _option(cmd, "--user") == f"{os.getuid()}:{os.getgid()}"
+    assert "HOME=/tmp" in cmd  # a uid the image does not know still gets a writable home
+    assert f"{tmp_path}:{tmp_path}" in cmd  # relative paths and the git checkout resolve as on the host
+    assert _option(cmd, "-w") == str(tmp_path)
+    assert "--pull=missing" in cmd
+
+    image_user = _container(tmp_path, 'user = "image"\npull = "never"\n').command("ingest", "r")
+    assert "--user" not in image_user
+    assert "HOME=/tmp" not in image_user
+    assert "--pull=never" in image_user
+    explicit = _container(tmp_path, 'user = "1234:5678"\n').command("ingest", "r")
+    assert _option(explicit, "--user") == "1234:5678"
+
+
+def test_each_container_has_its_own_readable_name(tmp_path: Path) -> None:
+    executor = _container(tmp_path)
+    first = _option(executor.command("train", "20260101-000000-AB/C"), "--name")
+    second = _option(executor.command("train", "20260101-000000-AB/C"), "--name")
+    assert first.startswith("driftloop-20260101-000000-AB-C-train-")
+    assert first != second  # a retried step never collides with a container still being removed
+
+
+def test_a_container_over_its_time_limit_is_removed_not_just_its_client_killed(tmp_path: Path) -> None:
+    calls = tmp_path / "calls"
+    engine = tmp_path / "fake-engine"
+    # The real engine's contract: `run` blocks while the container runs; `rm --force NAME` removes it.
+    engine.write_text(f'#!/bin/sh\necho "$@" >> {calls}\n[ "$1" = run ] && exec sleep 30\nexit 0\n')
+    engine.chmod(0o755)
+    executor = _container(tmp_path, executable=str(engine), environ={"PATH": "/usr/bin:/bin"})
+    log = tmp_path / "step.log"
+    assert executor.run("train", "r1", log, 1.0) == 124
+    run, remove = calls.read_text().splitlines()
+    name = _option(run.split(), "--name")
+    assert remove.split() == ["rm", "--force", name]
     assert "timed out" in log.read_text()

@@ -9,6 +9,7 @@ metadata database, so nothing passes through memory between steps.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -21,6 +22,7 @@ from driftloop.pipeline import _kubernetes
 from driftloop.runtime.processes import die_with_parent
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from pathlib import Path
 
     from driftloop.settings import ContainerRunnerSettings, KubernetesRunnerSettings, Settings
@@ -83,33 +85,80 @@ class LocalExecutor:
 
 
 class ContainerExecutor:
-    """``docker run`` (or podman) of the configured image with the same step command."""
+    """``docker run`` (or ``podman run``) of the configured image with the same step command.
+
+    The step sees the same files at the same paths: the working directory (also its working directory,
+    so relative paths and the git checkout resolve as on the host), ``home``, a local storage root and
+    the configuration file are mounted where they are. It runs as the caller's uid:gid by default
+    (``user``), since the image's own user owns none of those directories. Each container is named
+    after its run and step and removed when it ends; a step over its time limit has its container
+    removed by force, not just the engine client killed (the container would run on without it).
+    """
 
     def __init__(
-        self, cfg: ContainerRunnerSettings, settings: Settings, environ: dict[str, str] | None = None
+        self,
+        cfg: ContainerRunnerSettings,
+        settings: Settings,
+        environ: dict[str, str] | None = None,
+        *,
+        cwd: Path | None = None,
     ) -> None:
         self._cfg = cfg
         self._settings = settings
         self._environ = dict(os.environ if environ is None else environ)
+        self._cwd = cwd
 
-    def command(self, step: str, run_id: str) -> list[str]:
-        s = self._settings
-        cmd = [self._cfg.executable, "run", "--rm", "--network", self._cfg.network]
-        # Embedded mode keeps state on local disk: mount it at the same path so URIs mean the same inside.
-        cmd += ["-v", f"{s.home}:{s.home}"]
+    def container_name(self, step: str, run_id: str) -> str:
+        """Unique per attempt (a retried step must not collide with a container still being removed)."""
+        stem = re.sub(r"[^a-zA-Z0-9_.-]", "-", f"driftloop-{run_id}-{step}")
+        return f"{stem[:100]}-{os.urandom(3).hex()}"
+
+    def command(self, step: str, run_id: str, name: str | None = None) -> list[str]:
+        s, cfg = self._settings, self._cfg
+        cwd = str(self._cwd or os.getcwd())
+        cmd = [cfg.executable, "run", "--rm", "--network", cfg.network, f"--pull={cfg.pull}"]
+        # A step is not a service: the image's healthcheck (serve's /ready) has nothing to probe.
+        cmd += ["--name", name or self.container_name(step, run_id), "--no-healthcheck"]
+        if cfg.user != "image":
+            user = f"{os.getuid()}:{os.getgid()}" if cfg.user == "caller" else cfg.user
+            # A uid the image does not know has no home directory; tools that cache (MLflow, DVC) need one.
+            cmd += ["--user", user, "-e", "HOME=/tmp"]
+        mounts = [cwd, str(s.home)]
         if not s.storage_root.startswith("s3://") and s.storage_root != str(s.home):
-            cmd += ["-v", f"{s.storage_root}:{s.storage_root}"]
+            mounts.append(s.storage_root)
+        for path in dict.fromkeys(mounts):  # same path inside: URIs and recorded paths mean the same
+            cmd += ["-v", f"{path}:{path}"]
         config = s.config_file
         if config is not None:
             cmd += ["-v", f"{config}:{config}:ro"]
+        cmd += ["-w", cwd]
         for key in sorted(self._environ):
             if _FORWARD.match(key) and not key.startswith("DRIFTLOOP_TEST_"):
                 cmd += ["-e", key]  # by name only: values never appear on a command line
-        cmd += [*self._cfg.extra_args, self._cfg.image]
-        return cmd + step_argv(step, run_id, config)
+        # The step command replaces the image's entry point, as a Kubernetes Job's ``command`` does, so
+        # any image with driftloop on its PATH runs it (driftloop's own image has it as entry point).
+        program, *args = step_argv(step, run_id, config)
+        cmd += ["--entrypoint", program, *cfg.extra_args, cfg.image]
+        return cmd + args
 
     def run(self, step: str, run_id: str, log: Path, timeout_s: float) -> int:
-        return _run_logged(self.command(step, run_id), log, timeout_s, env=self._environ)
+        name = self.container_name(step, run_id)
+
+        def remove() -> None:
+            # Best effort: the step already failed; an engine that cannot remove it must not crash the run.
+            with contextlib.suppress(OSError, subprocess.SubprocessError):
+                subprocess.run(
+                    [self._cfg.executable, "rm", "--force", name],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                    env=self._environ,
+                    timeout=60,
+                    check=False,
+                )
+
+        return _run_logged(
+            self.command(step, run_id, name), log, timeout_s, env=self._environ, on_timeout=remove
+        )
 
 
 class KubernetesExecutor:
@@ -155,7 +204,15 @@ def executor_for(settings: Settings) -> Executor:
     )  # pragma: no cover - pydantic refuses it
 
 
-def _run_logged(cmd: list[str], log: Path, timeout_s: float, env: dict[str, str]) -> int:
+def _run_logged(
+    cmd: list[str],
+    log: Path,
+    timeout_s: float,
+    env: dict[str, str],
+    on_timeout: Callable[[], None] | None = None,
+) -> int:
+    """Run ``cmd`` with its output appended to ``log``; 124 when killed at ``timeout_s`` (after
+    ``on_timeout``, which stops what the killed process leaves behind), 127 when it cannot start."""
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("ab") as fh:
         try:
@@ -169,6 +226,8 @@ def _run_logged(cmd: list[str], log: Path, timeout_s: float, env: dict[str, str]
                 preexec_fn=die_with_parent(signal.SIGKILL),  # lock-free: see die_with_parent
             ).returncode
         except subprocess.TimeoutExpired:
+            if on_timeout is not None:
+                on_timeout()
             fh.write(f"\n[driftloop] step timed out after {timeout_s:.0f}s and was killed\n".encode())
             return 124
         except FileNotFoundError:

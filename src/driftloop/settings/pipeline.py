@@ -37,6 +37,12 @@ class ContainerRunnerSettings(Section):
     image: str
     executable: str = "docker"  # or podman
     network: str = "host"
+    # "missing" pulls an image the engine lacks; "never" fails fast on a host without a registry.
+    pull: Literal["always", "missing", "never"] = "missing"
+    # "caller": the runner's own uid:gid, so files a step writes in the mounted directories are the
+    # caller's (the image's user is non-root and owns none of them); "image": the image's user; else a
+    # ``--user`` value as the engine takes it.
+    user: str = "caller"
     extra_args: tuple[str, ...] = ()
 
 
