@@ -59,9 +59,10 @@ def tally_on_ray(
     with connected(address, _FEATURE) as ray:
         import ray.data
 
-        dataset = ray.data.read_parquet(
-            [f"{base}/{key}" for key in keys], filesystem=filesystem, columns=list(COLUMNS)
-        )
+        # Progress bars and per-dataset progress lines are for notebooks: a pass prints its report.
+        ray.data.DataContext.get_current().enable_progress_bars = False
+        paths = [f"{base}/{key}" for key in keys]
+        dataset = ray.data.read_parquet(paths, filesystem=filesystem).select_columns(list(COLUMNS))
         counted = dataset.map_batches(
             _count_block,
             batch_format="pyarrow",
