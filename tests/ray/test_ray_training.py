@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import io
+import subprocess
+import sys
 from typing import TYPE_CHECKING
 
 import numpy as np
 import pytest
 import torch
 
-from driftloop.settings import TrainingSettings
+from driftloop.settings import TrainingSettings, load_settings
 from driftloop.storage import open_store
 from driftloop.training.loop import fit, predict
 from driftloop.training.metrics import validation_score
@@ -69,3 +71,34 @@ def test_two_ray_workers_train_the_model_one_process_trains(ray_address: str, tm
     np.testing.assert_allclose(predict(fresh, holdout_x), predict(distributed.model, holdout_x))
     # The checkpoint Ray Train wrote to the store was removed once read.
     assert not [i for i in store.list("ray-train/") if not i.key.endswith("/")]
+
+
+def test_a_pipeline_tracks_the_data_parallel_model_like_any_other(ray_address: str, tmp_path: Path) -> None:
+    from mlflow.tracking import MlflowClient
+
+    config = tmp_path / "driftloop.toml"
+    config.write_text(
+        f'[ray]\naddress = "{ray_address}"\n[training]\nmax_epochs = 3\nhidden = [16]\nray_workers = 2\n'
+    )
+    simulation = ("--start", "2026-01-01", "--days", "2", "--rows-per-day", "1500")
+    for args in (("simulate", *simulation), ("pipeline", "run", "--as-of", "2026-01-10")):
+        done = subprocess.run(
+            [sys.executable, "-m", "driftloop", *args],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=900,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr + done.stdout
+    name = load_settings(config).registry.model_name
+    assert f"model={name}/1" in done.stdout
+    client = MlflowClient(f"sqlite:///{tmp_path / '.driftloop' / 'mlflow.db'}")
+    run_id = client.get_model_version(name, "1").run_id
+    assert run_id is not None
+    run = client.get_run(run_id)
+    assert run.data.params["ray_workers"] == "2"
+    assert len(client.get_metric_history(run_id, "val_score")) == int(run.data.metrics["epochs"])
+    assert {"model.pth", "transform.json", "reference_profile.json"} <= {
+        a.path for a in client.list_artifacts(run_id)
+    }
