@@ -8,7 +8,7 @@ STAMP := $(VENV)/.driftloop-installed
 # This machine's pip configuration names index directories that do not exist; hide that noise only.
 QUIET_PIP := grep -v -e 'is ignored: it is neither a file nor a directory' || true
 
-.PHONY: install demo test test-slow lint typecheck unit bench clean test-container test-kubernetes test-replicas
+.PHONY: install install-ray demo test test-slow lint typecheck unit bench clean test-container test-kubernetes test-replicas test-ray
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,6 +20,15 @@ $(STAMP): pyproject.toml constraints.txt
 	@touch $@
 
 install: $(STAMP)
+
+# The optional Ray extra (docs/ray.md), for the `ray` lane only: `make install` does not install Ray.
+RAY_STAMP := $(VENV)/.driftloop-ray-installed
+$(RAY_STAMP): $(STAMP)
+	@echo "installing driftloop[ray] into $(VENV)…"
+	@$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev,ray]' 2>&1 | $(QUIET_PIP)
+	@touch $@
+
+install-ray: $(RAY_STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
@@ -36,12 +45,12 @@ WORKERS ?= 2
 PYTEST := $(BIN)/pytest -n $(WORKERS) --dist loadscope --durations=25
 
 unit: $(STAMP)
-	$(PYTEST) -m "not slow and not container"
+	$(PYTEST) -m "not slow and not container and not ray"
 
 test: lint typecheck unit
 
 test-slow: $(STAMP)
-	$(PYTEST) -m "slow and not container"
+	$(PYTEST) -m "slow and not container and not ray"
 
 # The container lane (docs/deployment.md): builds the Debian base and driftloop's image with podman, then
 # runs the pipeline and the service in containers. One worker: the image build is the long part, and the
@@ -59,6 +68,11 @@ test-kubernetes: $(STAMP)
 test-replicas: $(STAMP)
 	$(BIN)/pytest -p no:xdist --durations=5 tests/serving/test_worker_metrics.py tests/serving/test_replicas.py \
 	  tests/serving/test_server.py::test_workers_answer_metrics_for_all_of_them
+
+# The Ray lane: a real local two-node cluster (tests/ray_cluster.py), one process (the cluster is the
+# parallelism). CI sets DRIFTLOOP_TEST_RAY_REQUIRED=1 so a missing Ray fails instead of skipping.
+test-ray: $(RAY_STAMP)
+	$(BIN)/pytest -m ray --durations=10
 
 demo: $(STAMP)
 	@bash scripts/demo.sh

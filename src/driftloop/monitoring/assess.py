@@ -31,13 +31,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from driftloop.core.labels import LabelSpec
 from driftloop.core.transform import OTHER_LEVEL
 from driftloop.errors import DataError
-from driftloop.monitoring.decay import LabelledRows, judge_sources, performance
+from driftloop.monitoring.decay import judge_sources, performance
 from driftloop.monitoring.decide import Decision, decide
-from driftloop.monitoring.labels import LabelBook
-from driftloop.monitoring.relations import Relation, attribute
+from driftloop.monitoring.relations import attribute
 from driftloop.monitoring.stats import (
     P_VALUE_METHODS,
     CategoricalAccumulator,
@@ -49,18 +47,20 @@ from driftloop.monitoring.stats import (
     pick_test,
     prediction_drift,
 )
+from driftloop.monitoring.tally import FeatureTally, WindowTally
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping, Sequence
     from datetime import datetime
 
-    import numpy.typing as npt
-
-    from driftloop.monitoring.stats import Kind
+    from driftloop.core.labels import LabelSpec
+    from driftloop.monitoring.decay import LabelledRows
+    from driftloop.monitoring.labels import LabelBook
+    from driftloop.monitoring.relations import Relation
     from driftloop.monitoring.window import CaptureChunk
     from driftloop.settings import ColumnSpec, MonitoringSettings
 
-__all__ = ["Assessment", "Decision", "assess"]
+__all__ = ["Assessment", "Decision", "WindowTally", "assess", "judge"]
 
 
 @dataclass(frozen=True)
@@ -117,64 +117,6 @@ class Assessment:
         }
 
 
-class _Feature:
-    """One profiled feature: its accumulator plus the schema violations kept out of it."""
-
-    def __init__(
-        self, name: str, reference: Mapping[str, Any], spec: ColumnSpec | None, levels: Iterable[str] | None
-    ) -> None:
-        self.name = name
-        self.reference = reference
-        self.numeric = reference.get("kind") == "numeric"
-        self.kind: Kind = "numeric" if self.numeric else "categorical"
-        self.low = spec.min if spec is not None else None
-        self.high = spec.max if spec is not None else None
-        self.allowed = frozenset(spec.allowed) if spec is not None and spec.allowed else None
-        # The levels the model knows: a value outside them is accepted but scored as unknown (<other>).
-        known = self.allowed if levels is None else frozenset(levels)
-        self.acc: NumericAccumulator | CategoricalAccumulator = (
-            NumericAccumulator(reference) if self.numeric else CategoricalAccumulator(reference, known)
-        )
-        self.out_of_range = 0  # numeric values outside [min, max]
-        self.invalid = 0  # values of the wrong type, categories not allowed
-        self.last: npt.NDArray[np.float64] | None = None  # the last chunk's cleaned numeric values
-
-    def update(self, values: npt.NDArray[Any] | None, rows: int, invalid: int) -> None:
-        """Count one chunk; a numeric feature keeps its cleaned values in ``last`` for the relations."""
-        self.invalid += invalid
-        if values is None:  # the field was not in the captured inputs at all
-            self.acc.update(np.full(rows, np.nan) if self.numeric else np.full(rows, None, dtype=object))
-            self.last = np.full(rows, np.nan)
-            return
-        if self.numeric:
-            x = np.asarray(values, dtype=np.float64)
-            bad = np.zeros(x.shape[0], dtype=np.bool_)
-            with np.errstate(invalid="ignore"):
-                if self.low is not None:
-                    bad |= x < self.low
-                if self.high is not None:
-                    bad |= x > self.high
-            if bad.any():
-                self.out_of_range += int(bad.sum())
-                x = np.where(bad, np.nan, x)
-            self.acc.update(x)
-            self.last = x
-            return
-        series = pd.Series(values, dtype=object)
-        if self.allowed is not None:
-            present = series.notna()
-            bad_categories = present & ~series.astype(str).isin(self.allowed)
-            if bad_categories.any():
-                self.invalid += int(bad_categories.sum())
-                series = series.where(~bad_categories, None)
-        self.acc.update(series)
-
-    @property
-    def nulls(self) -> int:
-        """Null or missing values (the accumulator's nulls, less the values set aside as violations)."""
-        return self.acc.nulls - self.out_of_range - self.invalid
-
-
 def assess(
     profile: Mapping[str, Any],
     chunks: Iterable[CaptureChunk],
@@ -202,56 +144,27 @@ def assess(
 
     Raises :class:`DataError` when the window has no predictions, or the profile no features.
     """
-    references: Mapping[str, Any] = profile.get("features", {})
-    if not references:
-        raise DataError("the reference profile has no features; the model cannot be monitored")
-    specs = {spec.name: spec for spec in schema}
-    id_column = next((spec.name for spec in schema if spec.role == "id"), None)
-    model_levels = levels or {}
-    features = [
-        _Feature(name, ref, specs.get(name), model_levels.get(name)) for name, ref in references.items()
-    ]
-    relations = [
-        Relation(name, entry)
-        for name, entry in profile.get("relations", {}).items()
-        if all(member in references for member in entry.get("of", ()))
-    ]
-    scores = NumericAccumulator(profile["prediction"]) if "prediction" in profile else None
-    spec = label_spec or LabelSpec()
-    book = LabelBook.of(labels, spec) if labels is not None and not isinstance(labels, LabelBook) else labels
-    labelled = LabelledRows(book) if book is not None else None
-    rows = malformed = fallback = no_score = 0
-    first: np.datetime64 | None = None
-    last: np.datetime64 | None = None
-
+    tally = WindowTally(profile, schema, levels=levels, labels=labels, label_spec=label_spec)
     for chunk in chunks:
-        n = chunk.rows
-        if n == 0:
-            continue
-        rows += n
-        malformed += chunk.malformed
-        for feature in features:
-            feature.update(chunk.columns.get(feature.name), n, chunk.invalid.get(feature.name, 0))
-        cleaned = {f.name: f.last for f in features if f.numeric and f.last is not None}
-        for relation in relations:
-            relation.update(cleaned)
-        scored = ~chunk.fallback & np.isfinite(chunk.score)
-        fallback += int(chunk.fallback.sum())
-        no_score += int(np.count_nonzero(~chunk.fallback & ~np.isfinite(chunk.score)))
-        if scores is not None:
-            scores.update(chunk.score[scored])
-        if labelled is not None:
-            ids = chunk.columns.get(id_column) if id_column is not None else None
-            labelled.add(
-                chunk.prediction_id[scored], ids[scored] if ids is not None else None, chunk.score[scored]
-            )
-        known = chunk.ts[~np.isnat(chunk.ts)]
-        if known.size:
-            first = known.min() if first is None else min(first, known.min())
-            last = known.max() if last is None else max(last, known.max())
-    if rows == 0:
-        raise DataError("no captured predictions in the window: nothing to assess")
+        tally.update(chunk)
+    return judge(tally, cfg=cfg, evaluation=evaluation, invalid_requests=invalid_requests)
 
+
+def judge(
+    tally: WindowTally,
+    *,
+    cfg: MonitoringSettings,
+    evaluation: Mapping[str, Any] | None = None,
+    invalid_requests: int = 0,
+) -> Assessment:
+    """The assessment of a counted window (:func:`assess`, or tallies merged from several workers).
+
+    Raises :class:`DataError` when the window had no predictions.
+    """
+    if tally.rows == 0:
+        raise DataError("no captured predictions in the window: nothing to assess")
+    features, relations, scores = tally.features, tally.relations, tally.scores
+    book, labelled, spec, rows = tally.book, tally.labelled, tally.spec, tally.rows
     results, insufficient, related = _drift_results(features, relations, cfg)
     untested = tuple(f.name for f in features if not _testable(f.acc))
     dataset = dataset_verdict(results, cfg)
@@ -260,10 +173,10 @@ def assess(
     quality = _quality(
         features,
         rows=rows,
-        malformed=malformed,
+        malformed=tally.malformed,
         invalid_requests=invalid_requests,
-        fallback=fallback,
-        no_score=no_score,
+        fallback=tally.fallback,
+        no_score=tally.no_score,
         cfg=cfg,
     )
     judged_labels = _judge_labels(book, labelled, evaluation or {}, cfg, spec)
@@ -292,8 +205,8 @@ def assess(
         quality=quality,
         performance=performance,
         untested=untested,
-        start=_datetime(first),
-        end=_datetime(last),
+        start=_datetime(tally.first),
+        end=_datetime(tally.last),
         label_audit=audit,
         insufficient=insufficient,
         relations=tuple(related),
@@ -301,7 +214,7 @@ def assess(
 
 
 def _drift_results(
-    features: Sequence[_Feature], relations: Sequence[Relation], cfg: MonitoringSettings
+    features: Sequence[FeatureTally], relations: Sequence[Relation], cfg: MonitoringSettings
 ) -> tuple[list[FeatureDrift], dict[str, int], list[FeatureDrift]]:
     """Each testable feature's drift (with its window's nulls and violations), the features with too
     few values for a test, and the relations' tests with their drift attributed to a member."""
@@ -354,7 +267,7 @@ def _judge_labels(
 
 
 def _quality(
-    features: Sequence[_Feature],
+    features: Sequence[FeatureTally],
     *,
     rows: int,
     malformed: int,

@@ -133,6 +133,14 @@ class LabelledRows:
         self._labels.append(labels[:, keep])
         self._ranks.append(ranks[:, keep])
 
+    def merge(self, other: LabelledRows) -> None:
+        """Add ``other``'s rows (another part of the window, labelled from the same book)."""
+        if other.names != self.names:
+            raise ValueError("cannot merge labelled rows from different label books")
+        self._scores += other._scores
+        self._labels += other._labels
+        self._ranks += other._ranks
+
     @property
     def scores(self) -> npt.NDArray[np.float64]:
         return np.concatenate(self._scores) if self._scores else np.zeros(0)

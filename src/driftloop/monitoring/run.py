@@ -29,10 +29,11 @@ from driftloop.capture.landing import LANDING
 from driftloop.core.labels import TASK_TAG, LabelSpec
 from driftloop.core.transform import NumericInput, Transform
 from driftloop.errors import DataError, DriftloopError, NotFoundError, UsageError
-from driftloop.monitoring.assess import assess
+from driftloop.monitoring.assess import assess, judge
 from driftloop.monitoring.history import decision_history, record_decision
 from driftloop.monitoring.labels import read_label_book
 from driftloop.monitoring.report import prometheus_text, render_html, summarize
+from driftloop.monitoring.tally import WindowTally
 from driftloop.monitoring.window import as_utc, count_rejections, iter_captures
 from driftloop.registry import Registry
 from driftloop.settings import ColumnSpec
@@ -47,6 +48,7 @@ if TYPE_CHECKING:
     from driftloop.core.models import ModelVersion
     from driftloop.monitoring.assess import Assessment
     from driftloop.monitoring.history import MonitorDecision
+    from driftloop.monitoring.labels import LabelBook
     from driftloop.settings import Settings
     from driftloop.storage import ObjectStore
 
@@ -121,7 +123,6 @@ def monitor_once(
     )
 
     store = store_for(settings)
-    cfg = settings.monitoring
     # The model's own input contract, not the configured raw schema: a model trained from any CSV is
     # monitored on its inputs, its category levels and its id column.
     transform = Transform.from_json(tracker.read_bytes(run_id, "transform.json"))
@@ -136,20 +137,10 @@ def monitor_once(
         target=transform.target or settings.data.target,
         spec=spec,
     )
-    chunks = iter_captures(store, model=name, start=start, end=end, chunk_rows=cfg.chunk_rows, fields=columns)
-    refused = count_rejections(store, model=name, start=start, end=end)  # the service's 422s
+    levels = {c.name: c.levels for c in transform.categorical}
+    window = _Window(name, start, end, profile, columns, levels, labels, evaluation, spec)
     with _compaction_hint(store):
-        assessment = assess(
-            profile,
-            chunks,
-            schema=columns,
-            cfg=cfg,
-            labels=labels,
-            evaluation=evaluation,
-            invalid_requests=refused,
-            levels={c.name: c.levels for c in transform.categorical},
-            label_spec=spec,
-        )
+        assessment = _assess(settings, store, window)
 
     labelled = len(labels.merged())
     created = datetime.now(UTC)
@@ -214,6 +205,57 @@ def _period(
     if end <= start:
         raise UsageError(f"empty monitored period: {start.isoformat()} is not before {end.isoformat()}")
     return (start, end), {"period": {"start": start.isoformat(), "end": end.isoformat()}}
+
+
+@dataclass(frozen=True)
+class _Window:
+    """What a pass assesses: the model's window, its reference and contract, the labels."""
+
+    model: str
+    start: datetime
+    end: datetime
+    profile: dict[str, Any]
+    columns: tuple[ColumnSpec, ...]
+    levels: dict[str, tuple[str, ...]]
+    labels: LabelBook
+    evaluation: dict[str, Any]
+    spec: LabelSpec
+
+
+def _assess(settings: Settings, store: ObjectStore, window: _Window) -> Assessment:
+    """The window counted here (``monitoring.engine = "local"``) or on the Ray cluster, then judged."""
+    cfg = settings.monitoring
+    name, start, end, columns = window.model, window.start, window.end, window.columns
+    profile, labels, evaluation, levels = window.profile, window.labels, window.evaluation, window.levels
+    refused = count_rejections(store, model=name, start=start, end=end)  # the service's 422s
+    if cfg.engine == "ray":
+        # Counted with Ray Data (driftloop[ray]) into the same accumulators, judged here (docs/ray.md).
+        from driftloop.monitoring.ray_window import tally_on_ray
+
+        tally = WindowTally(profile, columns, levels=levels, labels=labels, label_spec=window.spec)
+        tally = tally_on_ray(
+            store,
+            tally,
+            address=settings.ray.address,
+            model=name,
+            start=start,
+            end=end,
+            chunk_rows=cfg.chunk_rows,
+            fields=columns,
+        )
+        return judge(tally, cfg=cfg, evaluation=evaluation, invalid_requests=refused)
+    chunks = iter_captures(store, model=name, start=start, end=end, chunk_rows=cfg.chunk_rows, fields=columns)
+    return assess(
+        profile,
+        chunks,
+        schema=columns,
+        cfg=cfg,
+        labels=labels,
+        evaluation=evaluation,
+        invalid_requests=refused,
+        levels=levels,
+        label_spec=window.spec,
+    )
 
 
 def monitoring_schema(transform: Transform) -> tuple[ColumnSpec, ...]:

@@ -35,8 +35,10 @@ if TYPE_CHECKING:
     from driftloop.storage import ObjectStore
 
 __all__ = [
+    "COLUMNS",
     "CaptureChunk",
     "as_utc",
+    "chunk_of",
     "count_rejections",
     "decode_fields",
     "in_window",
@@ -44,7 +46,8 @@ __all__ = [
     "partition_keys",
 ]
 
-_COLUMNS = ["prediction_id", "ts", "model_version", "inputs", "score", "fallback"]
+# The captured columns a pass reads.
+COLUMNS = _COLUMNS = ("prediction_id", "ts", "model_version", "inputs", "score", "fallback")
 _NUMERIC_TYPES = frozenset({"float", "int"})
 _PLAIN_NUMBERS = frozenset({int, float, type(None)})
 _TS_TYPE = pa.timestamp("us", tz="UTC")
@@ -141,7 +144,7 @@ def iter_captures(
             groups = _row_groups(parquet, start, end)
             if not groups:
                 continue
-            batches = parquet.iter_batches(batch_size=chunk_rows, row_groups=groups, columns=_COLUMNS)
+            batches = parquet.iter_batches(batch_size=chunk_rows, row_groups=groups, columns=list(_COLUMNS))
             for batch in batches:
                 kept = in_window(pa.Table.from_batches([batch]), start, end, version)
                 if kept.num_rows == 0:
@@ -150,11 +153,11 @@ def iter_captures(
                 buffered += kept.num_rows
                 while buffered >= chunk_rows:
                     table = pa.concat_tables(pending)
-                    yield _chunk(table.slice(0, chunk_rows), fields)
+                    yield chunk_of(table.slice(0, chunk_rows), fields)
                     rest = table.slice(chunk_rows)
                     pending, buffered = ([rest], rest.num_rows) if rest.num_rows else ([], 0)
     if buffered:
-        yield _chunk(pa.concat_tables(pending), fields)
+        yield chunk_of(pa.concat_tables(pending), fields)
 
 
 def decode_fields(
@@ -288,7 +291,8 @@ def in_window(table: pa.Table, start: datetime, end: datetime, version: int | No
     return table.filter(pc.fill_null(mask, False))
 
 
-def _chunk(table: pa.Table, fields: Sequence[ColumnSpec]) -> CaptureChunk:
+def chunk_of(table: pa.Table, fields: Sequence[ColumnSpec]) -> CaptureChunk:
+    """Captured rows (the :data:`COLUMNS`) as a chunk, their ``fields`` decoded (see ``iter_captures``)."""
     columns, invalid, malformed = decode_fields(table.column("inputs").to_pylist(), fields)
     ts = table.column("ts").cast(pa.timestamp("us")).to_numpy()
     return CaptureChunk(

@@ -2,7 +2,8 @@
 
     driftloop pipeline step NAME --run RUN
 
-in isolation — a subprocess (default), a container, or a Kubernetes Job — and reports its exit code.
+in isolation — a subprocess (default), a container, a Kubernetes Job, or a Ray task
+(:mod:`driftloop.pipeline.ray_executor`) — and reports its exit code.
 Step processes find the run, its inputs and the store through the shared configuration and the
 metadata database, so nothing passes through memory between steps.
 """
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
     from driftloop.settings import ContainerRunnerSettings, KubernetesRunnerSettings, Settings
 
 __all__ = [
+    "FORWARDED_ENV",
     "ContainerExecutor",
     "Executor",
     "KubernetesExecutor",
@@ -37,7 +39,7 @@ __all__ = [
 ]
 
 # Environment a step needs: driftloop configuration and cloud credentials, nothing else.
-_FORWARD = re.compile(r"^(DRIFTLOOP_|AWS_|MLFLOW_)")
+FORWARDED_ENV = _FORWARD = re.compile(r"^(DRIFTLOOP_|AWS_|MLFLOW_)")
 
 
 def step_argv(step: str, run_id: str, config: Path | None) -> list[str]:
@@ -199,6 +201,11 @@ def executor_for(settings: Settings) -> Executor:
         return ContainerExecutor(runner, settings)
     if runner.type == "kubernetes":
         return KubernetesExecutor(runner, settings)
+    if runner.type == "ray":
+        # Imported here: Ray is an optional extra (driftloop[ray]).
+        from driftloop.pipeline.ray_executor import RayExecutor
+
+        return RayExecutor(runner, settings)
     raise ConfigError(
         f"unknown pipeline.runner.type {runner.type!r}"
     )  # pragma: no cover - pydantic refuses it

@@ -216,7 +216,18 @@ def train_and_log(
                 on_epoch(record)
 
         train, validation = (x[split.train], y[split.train]), (x[split.validation], y[split.validation])
-        result = fit(model, train, validation, cfg, on_epoch=log_epoch)
+        if cfg.ray_workers:
+            # Data-parallel on the Ray cluster (the driftloop[ray] extra); the same loop and the same result.
+            from driftloop.storage import store_for
+            from driftloop.training.ray_train import fit_on_ray
+
+            storage = store_for(settings).arrow_filesystem()
+            address = settings.ray.address
+            result = fit_on_ray(
+                model, train, validation, cfg, address=address, storage=storage, on_epoch=log_epoch
+            )
+        else:
+            result = fit(model, train, validation, cfg, on_epoch=log_epoch)
         best = result.history[result.best_epoch - 1] if result.history else None
         threshold = None
         if cfg.task == "classification":

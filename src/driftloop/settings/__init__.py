@@ -30,10 +30,12 @@ from driftloop.settings.pipeline import (
     KubernetesRunnerSettings,
     LocalRunnerSettings,
     PipelineSettings,
+    RayRunnerSettings,
     RegistrySettings,
     TrackingSettings,
     TrainingSettings,
 )
+from driftloop.settings.ray import RaySettings
 from driftloop.settings.root import ENV_PREFIX, LoggingSettings, Settings
 from driftloop.settings.serving import AuthRole, AuthSettings, CaptureSettings, RateLimit, ServingSettings
 from driftloop.settings.storage import DatabaseSettings, S3Settings, StorageSettings
@@ -59,6 +61,8 @@ __all__ = [
     "PipelineSettings",
     "PolicySettings",
     "RateLimit",
+    "RayRunnerSettings",
+    "RaySettings",
     "RegistrySettings",
     "S3Settings",
     "ScheduleSettings",

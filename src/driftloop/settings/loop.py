@@ -137,6 +137,10 @@ class MonitoringSettings(Section):
     # labels are left out of the decay judgement (docs/monitoring.md, decision 0042).
     suspicious_z: float = Field(default=3.0, gt=0)
     chunk_rows: int = Field(default=200_000, ge=1)  # rows per streamed chunk of captures
+    # Where the window's statistics are counted: ``local`` streams it in this process; ``ray`` counts
+    # the captured Parquet with Ray Data on the cluster at ``ray.address``, one accumulator set per
+    # block, merged here (the same accumulators, so the same verdicts; docs/ray.md).
+    engine: Literal["local", "ray"] = "local"
 
 
 class ScheduleSettings(Section):

@@ -15,6 +15,7 @@ __all__ = [
     "KubernetesRunnerSettings",
     "LocalRunnerSettings",
     "PipelineSettings",
+    "RayRunnerSettings",
     "RegistrySettings",
     "RunnerSettings",
     "TrackingSettings",
@@ -80,8 +81,16 @@ class KubernetesRunnerSettings(Section):
     deadline_grace_s: float = Field(default=60.0, ge=0)
 
 
+class RayRunnerSettings(Section):
+    """Each step as a Ray task on the cluster at ``ray.address``, running the same step command."""
+
+    type: Literal["ray"]
+    num_cpus: float = Field(default=1.0, gt=0)  # CPUs a step's task reserves on its node
+
+
 RunnerSettings = Annotated[
-    LocalRunnerSettings | ContainerRunnerSettings | KubernetesRunnerSettings, Field(discriminator="type")
+    LocalRunnerSettings | ContainerRunnerSettings | KubernetesRunnerSettings | RayRunnerSettings,
+    Field(discriminator="type"),
 ]
 
 
@@ -120,6 +129,9 @@ class TrainingSettings(Section):
     calibration: Literal["platt", "none"] = "platt"
     seed: int = Field(default=0, ge=0)
     threads: int = Field(default=1, ge=1)  # torch intra-op threads; 1 keeps runs bit-reproducible
+    # Data-parallel training on the Ray cluster at ``ray.address``: this many Ray Train workers (one CPU
+    # each, gloo), gradients averaged over their shards of each batch. 0: in this process (docs/ray.md).
+    ray_workers: int = Field(default=0, ge=0)
 
 
 class TrackingSettings(Section):

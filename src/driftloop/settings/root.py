@@ -12,6 +12,7 @@ from driftloop.settings._section import Section
 from driftloop.settings.data import DataSettings, SimulateSettings
 from driftloop.settings.loop import MonitoringSettings, PolicySettings, ScheduleSettings
 from driftloop.settings.pipeline import PipelineSettings, RegistrySettings, TrackingSettings, TrainingSettings
+from driftloop.settings.ray import RaySettings
 from driftloop.settings.serving import AuthSettings, CaptureSettings, ServingSettings
 from driftloop.settings.storage import DatabaseSettings, StorageSettings
 
@@ -55,6 +56,7 @@ class Settings(BaseSettings):
     schedule: ScheduleSettings = ScheduleSettings()
     logging: LoggingSettings = LoggingSettings()
     auth: AuthSettings = AuthSettings()
+    ray: RaySettings = RaySettings()
 
     # Where the file came from (None: defaults and environment only). Not a configuration key.
     config_file: Path | None = Field(default=None, exclude=True)

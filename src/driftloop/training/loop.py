@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from driftloop.settings import TrainingSettings
     from driftloop.training.model import ScoringModel
 
-__all__ = ["EpochRecord", "FitResult", "as_tensor", "fit", "predict"]
+__all__ = ["EpochRecord", "FitResult", "Replica", "as_tensor", "fit", "predict"]
 
 _PREDICT_BATCH = 65_536
 
@@ -49,6 +49,34 @@ class FitResult:
     stopped_early: bool
     seconds: float
     pos_weight: float | None
+
+
+@dataclass(frozen=True)
+class Replica:
+    """This process's place in data-parallel training (:mod:`driftloop.training.ray_train`).
+
+    Every replica walks the same seeded order of the training rows and takes every ``world``-th row of
+    each batch from position ``rank``; ``wrap`` makes the module whose backward averages gradients over
+    the replicas (DistributedDataParallel), ``total`` sums a float over them. With equal shares the
+    averaged gradient is the one-process gradient of the whole batch, so the replicas train the model
+    one process would, up to float rounding and dropout masks.
+    """
+
+    rank: int
+    world: int
+    wrap: Callable[[nn.Module], nn.Module]
+    total: Callable[[float], float]
+
+
+class _Logits(nn.Module):
+    """``model.logits`` as a module's forward, for a wrapper (DistributedDataParallel) that calls forward."""
+
+    def __init__(self, model: ScoringModel) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model.logits(x)
 
 
 def _optimizer(model: nn.Module, name: str, lr: float, weight_decay: float) -> torch.optim.Optimizer:
@@ -84,15 +112,17 @@ def fit(
     cfg: TrainingSettings,
     *,
     on_epoch: Callable[[EpochRecord], None] | None = None,
+    replica: Replica | None = None,
 ) -> FitResult:
     """Train ``model`` in place on ``train = (x, y)``; keep the weights of the epoch with the best score
     on ``validation = (x, y)``.
 
     Stops after ``cfg.patience`` epochs without improvement or at ``cfg.max_epochs``. A loss that
     becomes NaN/inf is a :class:`DataError` (diverged: lower the learning rate or check the data).
+    With ``replica`` this process trains its share of each batch, data-parallel with the others.
     """
     with _threads(cfg.threads):
-        return _fit(model, train, validation, cfg, on_epoch)
+        return _fit(model, train, validation, cfg, on_epoch, replica=replica)
 
 
 @contextlib.contextmanager
@@ -111,6 +141,8 @@ def _fit(
     validation: tuple[np.ndarray, np.ndarray],
     cfg: TrainingSettings,
     on_epoch: Callable[[EpochRecord], None] | None,
+    *,
+    replica: Replica | None = None,
 ) -> FitResult:
     started = time.perf_counter()
     (x_train, y_train), (x_val, y_val) = train, validation
@@ -119,6 +151,10 @@ def _fit(
     loss_fn, pos_weight = _loss(cfg.task, y_train, cfg.imbalance)
     xt, yt, xv, yv = (as_tensor(a) for a in (x_train, y_train, x_val, y_val))
     optimizer = _optimizer(model, cfg.optimizer, cfg.learning_rate, cfg.weight_decay)
+    forward: Callable[[torch.Tensor], torch.Tensor] = (
+        replica.wrap(_Logits(model)) if replica is not None else model.logits
+    )
+    rank, world = (replica.rank, replica.world) if replica is not None else (0, 1)
     generator = torch.Generator().manual_seed(cfg.seed)
     history: list[EpochRecord] = []
     best_score, best_epoch, best_state = -math.inf, 0, None
@@ -129,13 +165,15 @@ def _fit(
         order = torch.randperm(len(xt), generator=generator)
         total = 0.0
         for start in range(0, len(order), cfg.batch_size):
-            index = order[start : start + cfg.batch_size]
+            index = order[start : start + cfg.batch_size][rank::world]
             optimizer.zero_grad(set_to_none=True)
-            loss = loss_fn(model.logits(xt[index]), yt[index])
+            logits = forward(xt[index])
+            # A replica whose share of a short last batch is empty still joins the gradient averaging.
+            loss = loss_fn(logits, yt[index]) if len(index) else logits.sum() * 0.0
             loss.backward()
             optimizer.step()
             total += float(loss.detach()) * len(index)
-        train_loss = total / len(xt)
+        train_loss = (replica.total(total) if replica is not None else total) / len(xt)
         model.eval()
         with torch.no_grad():
             logits = model.logits(xv)
