@@ -56,7 +56,7 @@ def tally_on_ray(
     if not keys:
         return tally
     filesystem, base = store.arrow_filesystem()
-    with connected(address, _FEATURE) as ray:
+    with connected(address, _FEATURE):
         import ray.data
 
         # Progress bars and per-dataset progress lines are for notebooks: a pass prints its report.
