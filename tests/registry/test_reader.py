@@ -3,20 +3,24 @@ session's MLflow server, read over its REST API and through its SQLite file."""
 
 from __future__ import annotations
 
+import http.server
 import shutil
 import sqlite3
+import threading
 import uuid
 from typing import TYPE_CHECKING
 
 import pytest
 from mlflow.tracking import MlflowClient
 
+from driftloop.core.logins import login_refused
 from driftloop.core.models import ModelRef
-from driftloop.errors import NotFoundError
+from driftloop.errors import NotFoundError, StorageError, StorageUnavailableError
 from driftloop.registry import Registry
 from driftloop.registry.reader import TESTED_REVISIONS, RestReader, SqlReader, registry_reader, resolve
 from driftloop.settings import Settings
 from driftloop.tracking import Tracker
+from tests.conftest import free_port
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -114,3 +118,36 @@ def test_an_untested_schema_or_an_unknown_store_falls_back_to_mlflows_client(
     assert registry_reader(_settings(tmp_path, f"sqlite:///{tmp_path / 'none.db'}")) is None
     assert not (tmp_path / "none.db").exists()  # looking created nothing
     assert registry_reader(_settings(tmp_path, "file:///somewhere/mlruns")) is None
+
+
+class _Refusing(http.server.BaseHTTPRequestHandler):
+    """An MLflow server with its basic-auth app, to a request without a login."""
+
+    def do_GET(self) -> None:
+        self.send_response(401)
+        self.send_header("Content-Type", "text/plain")
+        self.end_headers()
+        self.wfile.write(b"You are not authenticated.")
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_the_rest_reader_words_a_refusal_and_an_outage_as_the_mlflow_client_path_does(tmp_path: Path) -> None:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Refusing)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    site = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        reader = registry_reader(_settings(tmp_path, site))
+        assert reader is not None
+        with pytest.raises(StorageError) as refused:
+            reader.versions("m")
+        assert str(refused.value) == f"cannot list versions of m: {login_refused('error code 401', site)}"
+    finally:
+        server.shutdown()
+        server.server_close()
+    nobody = f"http://127.0.0.1:{free_port()}"
+    with pytest.raises(
+        StorageUnavailableError, match=f"cannot read run r1: MLflow at {nobody} is unreachable"
+    ):
+        RestReader(nobody).run("r1")

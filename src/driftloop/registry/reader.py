@@ -28,6 +28,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from driftloop.core.logins import login_refused
 from driftloop.core.models import ModelVersion, TrackedRun
 from driftloop.errors import NotFoundError, StorageError, StorageUnavailableError
 
@@ -213,7 +214,10 @@ class RestReader:
         self._timeout_s = timeout_s
 
     def versions(self, name: str) -> list[ModelVersion]:
-        model = self._get("registered-models/get", {"name": name}, missing=f"no registered model {name!r}")
+        action = f"list versions of {name}"
+        model = self._get(
+            "registered-models/get", {"name": name}, action, missing=f"no registered model {name!r}"
+        )
         aliases: dict[int, list[str]] = {}
         for a in model["registered_model"].get("aliases") or ():
             aliases.setdefault(int(a["version"]), []).append(a["alias"])
@@ -221,7 +225,9 @@ class RestReader:
         token = None
         while True:
             query = {"filter": f"name = '{_quoted(name)}'", "max_results": str(_PAGE)}
-            page = self._get("model-versions/search", {**query, **({"page_token": token} if token else {})})
+            page = self._get(
+                "model-versions/search", {**query, **({"page_token": token} if token else {})}, action
+            )
             found += page.get("model_versions") or []
             token = page.get("next_page_token")
             if not token:
@@ -243,9 +249,8 @@ class RestReader:
         return sorted(out, key=lambda v: v.version, reverse=True)
 
     def run(self, run_id: str) -> TrackedRun:
-        run = self._get("runs/get", {"run_id": run_id}, missing=f"no tracked run {run_id!r} at {self._uri}")[
-            "run"
-        ]
+        missing = f"no tracked run {run_id!r} at {self._uri}"
+        run = self._get("runs/get", {"run_id": run_id}, f"read run {run_id}", missing=missing)["run"]
         info, data = run["info"], run.get("data") or {}
         start = info.get("start_time")
         return TrackedRun(
@@ -260,7 +265,10 @@ class RestReader:
             tags={t["key"]: t.get("value", "") for t in data.get("tags") or ()},
         )
 
-    def _get(self, path: str, query: dict[str, str], *, missing: str | None = None) -> dict[str, Any]:
+    def _get(
+        self, path: str, query: dict[str, str], action: str, *, missing: str | None = None
+    ) -> dict[str, Any]:
+        """GET one endpoint; errors worded as the MLflow client path words them (``cannot ACTION: …``)."""
         url = self._base + path + "?" + urllib.parse.urlencode(query)
         request = urllib.request.Request(url, headers=self._headers)
         try:
@@ -270,13 +278,11 @@ class RestReader:
             body = exc.read().decode(errors="replace")
             if exc.code == 404 and missing is not None and "RESOURCE_DOES_NOT_EXIST" in body:
                 raise NotFoundError(missing) from None
-            if exc.code == 401:
-                raise StorageError(
-                    f"MLflow at {self._uri} refused the request (401): set [tracking] username and password"
-                ) from None
-            raise StorageError(f"MLflow at {self._uri} answered {exc.code} to {path}: {body[:200]}") from None
-        except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
-            raise StorageUnavailableError(f"MLflow at {self._uri} is unreachable ({exc})") from None
+            said = login_refused(f"error code {exc.code}", self._uri)
+            detail = said or f"MLflow at {self._uri} answered {exc.code}: {body.strip()[:200]}"
+            raise StorageError(f"cannot {action}: {detail}") from None
+        except (urllib.error.URLError, TimeoutError, ConnectionError):
+            raise StorageUnavailableError(f"cannot {action}: MLflow at {self._uri} is unreachable") from None
 
 
 def _quoted(name: str) -> str:

@@ -22,6 +22,7 @@ import mlflow
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
+from driftloop.core.logins import login_refused
 from driftloop.core.models import TrackedRun
 from driftloop.errors import NotFoundError, StorageError, StorageUnavailableError
 from driftloop.tracking.runs import (
@@ -73,18 +74,6 @@ def configure_mlflow(settings: Settings) -> None:
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     # MLflow draws a progress bar on stderr for every artifact download; driftloop reports its own progress.
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-
-
-def login_refused(message: str, uri: str) -> str | None:
-    """What to say when MLflow refused a request for want of a login (basic auth): None otherwise."""
-    if "error code 401" in message:
-        return (
-            f"MLflow at {uri} needs a login: set tracking.username and tracking.password "
-            "(DRIFTLOOP_TRACKING__PASSWORD)"
-        )
-    if "error code 403" in message:
-        return f"MLflow at {uri} does not permit this to tracking.username (403)"
-    return None
 
 
 class Tracker:
